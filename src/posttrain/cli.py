@@ -1,0 +1,199 @@
+"""The `catalog` command line (also `python -m posttrain`).
+
+Commands that only read the catalog (list, show, validate, schema, plugins) never import torch;
+`run` and `smoke` import the plugin, and with it torch, only when they start.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from posttrain.errors import UserError
+
+app = typer.Typer(
+    name="catalog",
+    help="A catalog of LLM post-training methods in which every entry runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="Catalog folder (default: the built-in one).")]
+
+
+def _load(catalog: Path | None):
+    from posttrain.catalog import load_catalog
+
+    return load_catalog(catalog)
+
+
+@app.command("list")
+def list_methods(
+    family: Annotated[str | None, typer.Option(help="Only this family (or branch) id.")] = None,
+    runnable: Annotated[bool, typer.Option("--runnable", help="Only methods with a plugin.")] = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """List the catalogued methods with their branch, family and status."""
+    cat = _load(catalog)
+    families = cat.taxonomy.families() if cat.taxonomy else {}
+    if family and family not in families and family not in {b for b, _ in ((b.id, 0) for b, _ in families.values())}:
+        from posttrain.registry import suggest
+
+        raise UserError(f"--family: unknown family '{family}'{suggest(family, list(families))}")
+    table = Table("id", "name", "branch", "family", "status", "plugin")
+    for entry in sorted(cat.methods.values(), key=lambda e: (e.family, e.id)):
+        branch = families[entry.family][0].id if entry.family in families else "?"
+        if family and family not in (entry.family, branch):
+            continue
+        if runnable and not entry.plugin:
+            continue
+        table.add_row(entry.id, entry.name, branch, entry.family, entry.status.value, entry.plugin or "-")
+    console.print(table)
+
+
+@app.command()
+def show(method: Annotated[str, typer.Argument(help="Method id or alias.")], catalog: CatalogOpt = None) -> None:
+    """Show a method: summary, objective, papers and its plugin's config table."""
+    from posttrain.configinfo import config_fields
+    from posttrain.registry import discover, suggest
+
+    cat = _load(catalog)
+    entry = cat.resolve(method)
+    if entry is None:
+        raise UserError(f"no method '{method}' in the catalog{suggest(method, list(cat.methods))}")
+    console.print(f"[bold]{entry.name}[/bold] ({entry.id})  family: {entry.family}  status: {entry.status.value}")
+    console.print(entry.summary)
+    console.print("\n[bold]Objective[/bold]")
+    console.print(entry.objective.strip(), markup=False, highlight=False)
+    console.print("\n[bold]Papers[/bold]")
+    for p in entry.papers:
+        authors = ", ".join(p.authors[:3]) + (" et al." if len(p.authors) > 3 else "")
+        console.print(f"- {p.title} ({authors}, {p.year}) {p.link}", markup=False)
+    if entry.plugin is None:
+        console.print(f"\nNot runnable (status catalogued). {entry.status_note or ''}")
+        return
+    spec = discover().get(entry.plugin)
+    if spec is None:
+        console.print(f"\nPlugin '{entry.plugin}' is not installed.")
+        return
+    table = Table("option (--set)", "default", "description", title=f"catalog run {entry.id}")
+    for f in config_fields(spec.target):
+        table.add_row(f.name, repr(f.default), f.description)
+    console.print(table)
+
+
+@app.command()
+def validate(
+    path: Annotated[Path | None, typer.Argument(help="Catalog folder or one entry file.")] = None,
+) -> None:
+    """Check the catalog's schema and cross-references; print every problem as file:line: field: message."""
+    from posttrain.catalog import validate as run_validation
+    from posttrain.registry import discover
+
+    only_file = None
+    root = path
+    if path is not None and path.is_file():
+        only_file, root = path.name, path.resolve().parent
+        while root != root.parent and not (root / "taxonomy.yaml").is_file():
+            root = root.parent
+    elif path is not None and not path.exists():
+        raise UserError(f"{path} does not exist")
+    registered = {name: spec.distribution for name, spec in discover().items()}
+    cat, problems = run_validation(root, registered)
+    if only_file:
+        problems = [p for p in problems if p.file.endswith("/" + only_file)]
+    for p in problems:
+        console.print(str(p), markup=False, highlight=False)
+    if problems:
+        console.print(f"{len(problems)} problem(s) found", style="red")
+        raise typer.Exit(1)
+    console.print(f"ok: {len(cat.methods)} methods, catalog {cat.root}")
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder to write the schemas into.")] = None,
+) -> None:
+    """Write the JSON Schemas of method entries and the taxonomy (for editor validation)."""
+    from posttrain.schema import json_schemas
+
+    schemas = json_schemas()
+    if output is None:
+        print(json.dumps(schemas, indent=2))
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for name, body in schemas.items():
+        (output / f"{name}.schema.json").write_text(json.dumps(body, indent=2) + "\n")
+        console.print(f"wrote {output / f'{name}.schema.json'}")
+
+
+@app.command()
+def plugins() -> None:
+    """List installed plugins and the distribution that provides each."""
+    from posttrain.registry import discover
+
+    table = Table("plugin", "target", "distribution", "version")
+    for spec in discover().values():
+        table.add_row(spec.name, spec.target, spec.distribution, spec.version)
+    console.print(table)
+
+
+@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+def run(
+    method: Annotated[str, typer.Argument(help="Method id, alias, plugin name, or a plugin .py file.")],
+    model: Annotated[str | None, typer.Option(help="HF model id or local folder (default: embedded tiny model).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Local JSONL file or HF dataset id (default: embedded task).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Config override key=value (repeatable).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file of config values.")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Run folder (default runs/ID/TIMESTAMP).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in the run folder.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow model code from the hub.")] = False,
+) -> None:
+    """Run a method's plugin; writes config.yaml, metrics.jsonl, summary.json, a plot and the model."""
+    from posttrain.runner import execute, prepare
+
+    prepared = prepare(
+        method, model=model, dataset=dataset, sets=set_ or [], config_file=config, output_dir=output_dir,
+        device=device, seed=seed, resume=resume, trust_remote_code=trust_remote_code,
+    )
+    execute(prepared, console=console)
+
+
+@app.command()
+def smoke(
+    ids: Annotated[list[str] | None, typer.Argument(help="Plugins to test (default: all registered).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path("smoke-report.json"),
+) -> None:
+    """Run every plugin for 2 steps on the tiny model; print a pass/fail table and write a JSON report."""
+    from posttrain.runner import smoke_all
+
+    results = smoke_all(ids or [], device=device, console=console)
+    report.write_text(json.dumps(results, indent=2) + "\n")
+    table = Table("plugin", "result", "seconds", "detail")
+    for r in results:
+        table.add_row(r["plugin"], "[green]pass" if r["ok"] else "[red]FAIL", f"{r['seconds']:.1f}", r["detail"][:100])
+    console.print(table)
+    console.print(f"report: {report}")
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[red]interrupted[/red]")
+        sys.exit(130)

@@ -1,0 +1,108 @@
+"""Plugin discovery through the ``posttrain.plugins`` entry-point group.
+
+Built-in plugins are declared in this project's own pyproject exactly as a third party declares
+theirs. Discovery reads only package metadata; a plugin module (and torch with it) is imported only
+when that plugin is loaded.
+
+``POSTTRAIN_PLUGINS=sft,dpo`` restricts discovery to an allow-list, and
+``POSTTRAIN_BUILTIN_ONLY=1`` to the plugins this distribution ships (the tests use it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from posttrain.errors import UserError
+from posttrain.interface import Plugin
+
+GROUP = "posttrain.plugins"
+BUILTIN_DISTRIBUTION = "posttrain-catalog"
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    name: str
+    target: str  # "module:attribute"
+    distribution: str
+    version: str
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
+
+
+@lru_cache(maxsize=1)
+def discover() -> dict[str, PluginSpec]:
+    """All registered plugins by name, without importing any of them."""
+    allow = {n.strip() for n in os.environ.get("POSTTRAIN_PLUGINS", "").split(",") if n.strip()}
+    builtin_only = os.environ.get("POSTTRAIN_BUILTIN_ONLY", "") not in ("", "0")
+    found: dict[str, PluginSpec] = {}
+    for ep in entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist is not None else "unknown"
+        spec = PluginSpec(ep.name, ep.value, dist, ep.dist.version if ep.dist is not None else "")
+        if allow and spec.name not in allow:
+            continue
+        if builtin_only and not spec.builtin:
+            continue
+        previous = found.get(spec.name)
+        if previous is not None and previous != spec:
+            raise UserError(
+                f"plugin '{spec.name}' is registered twice: by {previous.distribution} ({previous.target}) "
+                f"and by {spec.distribution} ({spec.target}); uninstall one of them"
+            )
+        found[spec.name] = spec
+    return dict(sorted(found.items()))
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def load(name: str) -> Plugin:
+    """Import and check one registered plugin."""
+    specs = discover()
+    if name not in specs:
+        raise UserError(f"no plugin named '{name}'{suggest(name, list(specs))} (see `catalog plugins`)")
+    spec = specs[name]
+    module_name, _, attr = spec.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(
+            f"plugin '{name}' ({spec.distribution}) failed to import: {exc}; "
+            "install the training extras with: pip install 'posttrain-catalog[train]'"
+        ) from exc
+    return _checked(getattr(module, attr or "plugin", None), name, spec.target)
+
+
+def load_file(path: Path) -> Plugin:
+    """Load a plugin from a Python file the user named on the command line (``catalog run ./my_dpo.py``)."""
+    if not path.is_file():
+        raise UserError(f"plugin file {path} does not exist")
+    module_name = f"posttrain_user_{path.stem.replace('-', '_')}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as exc:
+        raise UserError(f"{path}: import failed: {exc}") from exc
+    return _checked(getattr(module, "plugin", None), None, str(path))
+
+
+def _checked(obj: object, name: str | None, where: str) -> Plugin:
+    if not isinstance(obj, Plugin):
+        raise UserError(f"{where}: expected a posttrain.Plugin object named 'plugin', found {type(obj).__name__}")
+    if name is not None and obj.id != name:
+        raise UserError(f"{where}: plugin id '{obj.id}' does not match its entry-point name '{name}'")
+    return obj
