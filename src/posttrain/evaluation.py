@@ -1,0 +1,85 @@
+"""Held-out evaluation plumbing: batched greedy generation and exact match against a checker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from posttrain.data import iterate_batches, prompt_ids
+from posttrain.embedded.task import is_correct
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[Any], max_new_tokens: int = 8, batch_size: int = 64, **sampling) -> list[str]:
+    """Completions for prompts (strings or message lists): one left-padded batched generate per chunk."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    outputs: list[str] = []
+    for chunk in iterate_batches(prompts, batch_size):
+        encoded = [prompt_ids(tokenizer, p) for p in chunk]
+        width = max(len(e) for e in encoded)
+        ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for i, e in enumerate(encoded):
+            ids[i, width - len(e) :] = torch.tensor(e)
+            attn[i, width - len(e) :] = 1
+        gen = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=attn.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=bool(sampling),
+            pad_token_id=pad_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **sampling,
+        )
+        outputs += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+    model.train(was_training)
+    return outputs
+
+
+def reference_of(record: dict) -> str | None:
+    if "answer" in record:
+        return str(record["answer"])
+    if isinstance(record.get("completion"), str):
+        return record["completion"]
+    return None
+
+
+def score(completion: str, record: dict) -> bool:
+    """Checker: the first integer for numeric answers, else whitespace-trimmed exact match."""
+    ref = reference_of(record)
+    if ref is None:
+        return False
+    if ref.strip().lstrip("-").isdigit():
+        return is_correct(completion, ref)
+    return completion.strip() == ref.strip()
+
+
+def exact_match(model, tokenizer, records: list[dict], max_new_tokens: int = 8, batch_size: int = 64) -> dict[str, Any]:
+    scored = [r for r in records if reference_of(r) is not None]
+    if not scored:
+        return {"exact_match": None, "n": 0}
+    outs = generate(model, tokenizer, [r["prompt"] for r in scored], max_new_tokens, batch_size)
+    hits = sum(score(o, r) for o, r in zip(outs, scored))
+    return {"exact_match": hits / len(scored), "n": len(scored), "samples": list(zip([r["prompt"] for r in scored[:5]], outs[:5]))}
+
+
+@torch.no_grad()
+def mean_nll(model, examples: list[dict], pad_id: int, batch_size: int = 64) -> float:
+    """Held-out loss: mean NLL per completion token of tokenized examples."""
+    from posttrain.data import pad_sequences
+    from posttrain.logprobs import sequence_logprobs
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0.0
+    for chunk in iterate_batches(examples, batch_size):
+        logp, n = sequence_logprobs(model, pad_sequences(chunk, pad_id, str(device)))
+        total -= logp.sum().item()
+        count += n.sum().item()
+    model.train(was_training)
+    return total / max(count, 1.0)

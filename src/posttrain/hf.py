@@ -1,0 +1,160 @@
+"""Model and tokenizer loading (HF hub id or local folder), device and dtype, LoRA through peft,
+the reference model, and saving in a form transformers/peft load directly.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from posttrain.errors import UserError
+from posttrain.interface import RunContext
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise UserError(f"--device {device}: expected auto, cpu or cuda")
+    return device
+
+
+def default_dtype(device: str) -> torch.dtype:
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def quiet_transformers() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def model_source(ctx: RunContext, console=None) -> str:
+    """The model folder or hub id to load: the user's, or the embedded base (prepared on first use)."""
+    if ctx.model is None:
+        from posttrain.embedded.model import base_model_dir
+
+        return str(base_model_dir(seed=0, console=console))
+    path = Path(ctx.model).expanduser()
+    if ctx.model.startswith((".", "/", "~")) and not path.exists():
+        raise UserError(f"--model {ctx.model}: folder does not exist")
+    if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise UserError(f"--model {ctx.model}: folder has no config.json (not a transformers model folder)")
+    return str(path) if path.exists() else ctx.model
+
+
+def load_tokenizer(source: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--model {source}: could not load the tokenizer: {str(exc).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token  # common for decoder-only hub models
+    return tok
+
+
+def load_model(source: str, device: str, trust_remote_code: bool = False, dtype: torch.dtype | None = None):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype or default_dtype(device), trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--model {source}: could not load the model: {str(exc).splitlines()[0]}") from None
+    return model.to(device)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] | None = None  # None: peft's default for the architecture
+
+
+def apply_lora(model, settings: LoraSettings):
+    from peft import LoraConfig, get_peft_model
+
+    targets = list(settings.target_modules) if settings.target_modules else None
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=targets, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise UserError(f"lora: {str(exc).splitlines()[0]} (set lora_target_modules)") from None
+
+
+def load_policy(ctx: RunContext, lora: LoraSettings | None = None, console=None):
+    """(model, tokenizer) ready to train on ctx.device, with LoRA adapters when asked."""
+    quiet_transformers()
+    source = model_source(ctx, console)
+    tokenizer = load_tokenizer(source, ctx.trust_remote_code)
+    model = load_model(source, ctx.device, ctx.trust_remote_code)
+    if lora is not None:
+        model = apply_lora(model, lora)
+    return model, tokenizer
+
+
+def frozen_reference(policy):
+    """The reference model: None when the policy has LoRA (the adapter-disabled base is the
+    reference, no second copy in memory), else a frozen deep copy."""
+    if is_peft(policy):
+        return None
+    ref = copy.deepcopy(policy)
+    ref.requires_grad_(False)
+    ref.eval()
+    return ref
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+@contextmanager
+def reference_mode(policy, reference):
+    """Yield the module that computes reference log-probs (no grad)."""
+    with torch.no_grad():
+        if reference is not None:
+            yield reference
+        else:
+            with policy.disable_adapter() if is_peft(policy) else nullcontext():
+                yield policy
+
+
+def parameter_counts(model) -> dict[str, float]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable_parameters": trainable, "total_parameters": total, "trainable_share": trainable / max(total, 1)}
+
+
+def save_model(model, tokenizer, path: Path) -> Path:
+    """save_pretrained into path (the adapter alone for peft models), written via a temp folder."""
+    import shutil
+
+    tmp = path.with_name(f".tmp-{path.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return path
+
+
+def lora_settings(cfg) -> LoraSettings | None:
+    """LoRA settings from a TrainingConfig, or None when cfg.lora is off."""
+    if not getattr(cfg, "lora", False):
+        return None
+    targets = tuple(cfg.lora_target_modules) if cfg.lora_target_modules else None
+    return LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, target_modules=targets)

@@ -1,0 +1,49 @@
+"""Log-probabilities of completion tokens: the shared tensor plumbing of every trainer.
+
+A batch is the dict made by ``posttrain.data.pad_sequences``: ``input_ids``, ``attention_mask``
+and ``completion_mask`` (1 on the tokens the loss is about), all (B, T), right-padded.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """log p(x_t | x_<t) for t = 1..T-1; logits (B, T, V), input_ids (B, T) -> (B, T-1)."""
+    logits = logits[:, :-1].float()
+    targets = input_ids[:, 1:]
+    # logsumexp form avoids materialising the full (B, T, V) log-softmax a second time.
+    picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum(-1)
+
+
+def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion log-prob per sequence (B,) and the completion token count (B,)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logps = token_logprobs(logits, batch["input_ids"])
+    mask = batch["completion_mask"][:, 1:].to(logps.dtype)
+    return masked_sum(logps, mask), mask.sum(-1)
+
+
+def completion_nll(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean negative log-likelihood per completion token over the batch (the SFT loss)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logps = token_logprobs(logits, batch["input_ids"])
+    mask = batch["completion_mask"][:, 1:].to(logps.dtype)
+    return -(logps * mask).sum() / mask.sum().clamp(min=1)
+
+
+def split_pairs(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Undo ``concat_pairs``: the first half of the batch is chosen, the second rejected."""
+    half = values.shape[0] // 2
+    return values[:half], values[half:]
+
+
+def pad_to(t: torch.Tensor, length: int, value: int) -> torch.Tensor:
+    return F.pad(t, (0, length - t.shape[-1]), value=value)

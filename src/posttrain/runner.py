@@ -1,0 +1,250 @@
+"""Turn a `catalog run` command line into a validated config and run context, run the plugin, and
+write the run folder: config.yaml, metrics.jsonl, summary.json, plot.png and the model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from posttrain.errors import UserError
+from posttrain.interface import Plugin, RunContext, RunResult
+from posttrain.registry import discover, load, load_file, suggest
+
+CONTEXT_KEYS = {"model", "dataset", "seed", "device", "output_dir"}
+
+
+@dataclass
+class PreparedRun:
+    method: str
+    plugin: Plugin
+    config: BaseModel
+    ctx: RunContext
+    command: str
+
+
+def resolve_plugin(method: str) -> tuple[str, Plugin]:
+    """A method id or alias from the catalog, a registered plugin name, or a user's .py file."""
+    if method.endswith(".py"):
+        plugin = load_file(Path(method))
+        return plugin.id, plugin
+    specs = discover()
+    if method in specs:
+        return method, load(method)
+    from posttrain.catalog import load_catalog
+
+    try:
+        cat = load_catalog()
+    except UserError:
+        cat = None
+    entry = cat.resolve(method) if cat else None
+    if entry is not None:
+        if entry.plugin is None:
+            raise UserError(f"'{entry.id}' is catalogued but has no runnable plugin yet ({entry.status_note or 'status catalogued'})")
+        return entry.id, load(entry.plugin)
+    names = sorted(set(specs) | (set(cat.methods) if cat else set()))
+    raise UserError(f"unknown method '{method}'{suggest(method, names)} (see `catalog list --runnable`)")
+
+
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item}: expected key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def read_run_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"--config {path}: file does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise UserError(f"--config {path}:{mark.line + 1 if mark else 1}: invalid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path}: expected a mapping of option: value")
+    return data
+
+
+def build_config(plugin: Plugin, values: dict[str, Any], origin: dict[str, str]) -> BaseModel:
+    fields = plugin.config.model_fields
+    for key in values:
+        if key not in fields:
+            hint = suggest(key, list(fields))
+            raise UserError(f"{origin.get(key, '--set')} {key}: unknown option for {plugin.id}{hint} (see `catalog show {plugin.id}`)")
+    try:
+        return plugin.config.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(config)"
+        where = origin.get(str(err["loc"][0]) if err["loc"] else "", "--set")
+        raise UserError(f"{where} {key}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def default_output_dir(method: str, resume: bool) -> Path:
+    base = Path("runs") / method
+    if resume:
+        runs = sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []
+        if not runs:
+            raise UserError(f"--resume: no earlier run of {method} under {base} (pass --output-dir)")
+        return runs[-1]
+    return base / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"--output-dir {path}: not writable ({exc.strerror})") from None
+
+
+def prepare(
+    method: str, *, model: str | None = None, dataset: str | None = None, sets: list[str] | None = None,
+    config_file: Path | None = None, output_dir: Path | None = None, device: str = "auto", seed: int | None = None,
+    resume: bool = False, trust_remote_code: bool = False, smoke: bool = False, extra: dict[str, Any] | None = None,
+) -> PreparedRun:
+    name, plugin = resolve_plugin(method)
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    file_values = read_run_file(config_file) if config_file else {}
+    context_from_file = {k: file_values.pop(k) for k in list(file_values) if k in CONTEXT_KEYS}
+    if smoke:
+        values.update(plugin.smoke)
+    values.update(file_values)
+    origin.update({k: f"--config {config_file}:" for k in file_values})
+    values.update(extra or {})
+    set_values = parse_sets(sets or [])
+    values.update(set_values)
+    origin.update({k: "--set" for k in set_values})
+    config = build_config(plugin, values, origin)
+
+    from posttrain.hf import resolve_device  # imports torch: only now that the input is known to be valid
+
+    out = Path(output_dir or context_from_file.get("output_dir") or default_output_dir(name, resume))
+    check_writable(out)
+    ctx = RunContext(
+        output_dir=out,
+        device=resolve_device(device if device != "auto" else str(context_from_file.get("device", "auto"))),
+        seed=seed if seed is not None else int(context_from_file.get("seed", 0)),
+        model=model or context_from_file.get("model"),
+        dataset=dataset or context_from_file.get("dataset"),
+        resume=resume,
+        smoke=smoke,
+        trust_remote_code=trust_remote_code,
+    )
+    command = "catalog " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else f"catalog run {name}"
+    return PreparedRun(method=name, plugin=plugin, config=config, ctx=ctx, command=command)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _resume_step(out: Path) -> int | None:
+    from posttrain.train import latest_checkpoint
+
+    found = latest_checkpoint(out / "checkpoints", warn=lambda _: None)
+    return int(found.name.split("-")[1]) if found else None
+
+
+def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunResult:
+    from posttrain.tracking import MetricsLogger, plot_metrics, rich_progress, write_json
+
+    ctx = prepared.ctx
+    seed_everything(ctx.seed)
+    ctx.metrics = MetricsLogger(ctx.output_dir, resume_step=_resume_step(ctx.output_dir) if ctx.resume else None)
+    if progress:
+        ctx.progress = rich_progress(console)
+    resolved = {"method": prepared.method, "plugin": prepared.plugin.id, "model": ctx.model or "embedded",
+                "dataset": ctx.dataset or "embedded", "seed": ctx.seed, "device": ctx.device,
+                "config": prepared.config.model_dump(mode="json")}
+    (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    if console is not None:
+        console.print(f"[bold]{prepared.method}[/bold] on {ctx.device}, seed {ctx.seed} -> {ctx.output_dir}")
+    t0 = time.perf_counter()
+    result = prepared.plugin.run(prepared.config, ctx)
+    seconds = time.perf_counter() - t0
+    summary = {"method": prepared.method, "command": prepared.command, "device": ctx.device, "seed": ctx.seed,
+               "model": ctx.model or "embedded", "dataset": ctx.dataset or "embedded",
+               "seconds": round(seconds, 2), "date": dt.date.today().isoformat(), **result.metrics,
+               "artifacts": result.artifacts}
+    write_json(ctx.output_dir / "summary.json", summary)
+    plot = plot_metrics(ctx.metrics.rows(), ctx.output_dir / "plot.png", title=prepared.method)  # type: ignore[union-attr]
+    if plot:
+        result.artifacts["plot"] = str(plot)
+    if console is not None:
+        print_summary(console, summary)
+    return result
+
+
+def print_summary(console, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    before, after = summary.get("before", {}), summary.get("after", {})
+    table = Table("held-out metric", "before", "after", title=f"{summary['method']}: {summary['seconds']} s")
+    for key in after:
+        b, a = before.get(key), after.get(key)
+        table.add_row(key, _fmt(b), _fmt(a))
+    console.print(table)
+    console.print(f"summary: {Path(summary['artifacts'].get('model', '.')).parent / 'summary.json'}")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+def smoke_all(ids: list[str], device: str = "auto", console=None) -> list[dict[str, Any]]:
+    """Run each plugin with its smoke overrides (2 steps) in a temporary folder."""
+    names = ids or list(discover())
+    results = []
+    for name in names:
+        t0 = time.perf_counter()
+        ok, detail, resolved_device = False, "", device
+        with tempfile.TemporaryDirectory(prefix=f"smoke-{name}-") as tmp:
+            try:
+                prepared = prepare(name, device=device, output_dir=Path(tmp), smoke=True)
+                resolved_device = prepared.ctx.device
+                if console is not None:
+                    console.print(f"smoke: {name} on {resolved_device}")
+                result = execute(prepared, console=None, progress=False)
+                ok, detail = True, _short(result.metrics)
+            except UserError as exc:
+                detail = f"error: {exc}"
+            except Exception as exc:  # a smoke test reports every failure and goes on with the next plugin
+                tb = traceback.extract_tb(exc.__traceback__)[-1]
+                detail = f"{type(exc).__name__}: {exc} ({os.path.basename(tb.filename)}:{tb.lineno})"
+        results.append({"plugin": name, "ok": ok, "seconds": round(time.perf_counter() - t0, 2), "detail": detail,
+                        "device": resolved_device, "date": dt.date.today().isoformat()})
+    return results
+
+
+def _short(metrics: dict[str, Any]) -> str:
+    after = metrics.get("after", {})
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in list(after.items())[:3])

@@ -1,0 +1,105 @@
+"""Run outputs: metrics.jsonl (append-only, resumable), the PNG plot, summary.json, rich progress."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLogger:
+    """Appends one JSON object per logged step to ``metrics.jsonl``."""
+
+    def __init__(self, output_dir: Path, resume_step: int | None = None):
+        self.path = output_dir / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():
+            self._truncate_after(resume_step)
+        elif self.path.exists():
+            self.path.unlink()
+
+    def _truncate_after(self, step: int) -> None:
+        kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        write_atomic(self.path, "".join(ln + "\n" for ln in kept))
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        row = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def rows(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def plot_metrics(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path | None:
+    """One small panel per numeric metric against step; returns the PNG path (None without data)."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
+                xs, ys = series.setdefault(key, ([], []))
+                xs.append(row["step"])
+                ys.append(value)
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(series)
+    cols = min(3, n)
+    rows_n = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 2.8 * rows_n), squeeze=False)
+    for ax, (key, (xs, ys)) in zip(axes.flat, sorted(series.items())):
+        ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, linewidth=1.2)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def rich_progress(console=None):
+    """A progress function ``progress(iterable, total, description)`` drawing a rich bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    def progress(iterable: Iterable[Any], total: int | None = None, description: str = "") -> Iterator[Any]:
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(description, total=total, info="")
+            for item in iterable:
+                yield item
+                bar.update(task, advance=1, info=getattr(progress, "info", ""))
+
+    return progress

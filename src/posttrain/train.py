@@ -1,0 +1,230 @@
+"""The shared training loop: AdamW, warmup + schedule, gradient accumulation, clipping, bf16
+autocast on CUDA, a rich progress bar, metrics, atomic checkpoints and --resume.
+
+The loop knows nothing about the method: the plugin passes ``loss_fn(step, micro_step)`` that
+builds its batch and returns ``(loss, metrics)``. Batches must be a pure function of the step
+(see ``posttrain.data.batch_indices``) so a resumed run repeats the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from posttrain.errors import UserError
+from posttrain.interface import RunContext
+
+LossFn = Callable[[int, int], tuple[torch.Tensor, dict[str, Any]]]
+
+
+@dataclass
+class LoopSettings:
+    max_steps: int
+    learning_rate: float
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # cosine | linear | constant
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_accum: int = 1
+    max_grad_norm: float | None = 1.0
+    log_every: int = 10
+    save_every: int = 100
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class LoopResult:
+    step: int
+    seconds: float
+    last: dict[str, Any] = field(default_factory=dict)
+    resumed_from: int | None = None
+
+
+def lr_factor(step: int, settings: LoopSettings) -> float:
+    """Multiplier of the peak learning rate at ``step`` (linear warmup, then the schedule)."""
+    if settings.warmup_steps and step < settings.warmup_steps:
+        return (step + 1) / settings.warmup_steps
+    span = max(1, settings.max_steps - settings.warmup_steps)
+    progress = min(1.0, (step - settings.warmup_steps) / span)
+    if settings.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if settings.schedule == "linear":
+        return 1.0 - progress
+    return 1.0
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(ckpt_dir: Path, step: int, model, optimizer, scheduler, keep: int) -> Path:
+    """Write to a temporary folder, then rename: a checkpoint folder is complete or absent."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / f"step-{step:07d}"
+    tmp = ckpt_dir / f".tmp-step-{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    state = {
+        "step": step,
+        "model": _trainable_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+    }
+    torch.save(state, tmp / "state.pt")
+    (tmp / "manifest.json").write_text(json.dumps({"step": step, "sha256": _sha256(tmp / "state.pt")}))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in sorted(ckpt_dir.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(ckpt_dir: Path, warn: Callable[[str], None] = print) -> Path | None:
+    """The newest checkpoint whose manifest and hash check out; corrupt ones are named and skipped."""
+    for path in sorted(ckpt_dir.glob("step-*"), reverse=True):
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+            if _sha256(path / "state.pt") == manifest["sha256"]:
+                return path
+            warn(f"checkpoint {path} is corrupt (hash mismatch); not loading it")
+        except (OSError, ValueError, KeyError):
+            warn(f"checkpoint {path} is incomplete or unreadable; not loading it")
+    return None
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    missing = set(state["model"]) - {n for n, _ in model.named_parameters()}
+    if missing:
+        raise UserError(f"checkpoint {path} does not match this model (unknown parameters, e.g. {sorted(missing)[0]})")
+    model.load_state_dict(state["model"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
+    if state["rng"].get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return int(state["step"])
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the end of the step and stops."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        with contextlib.suppress(ValueError):  # not in the main thread: no handlers
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train_loop(model, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, description: str = "training") -> LoopResult:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise UserError("the model has no trainable parameters")
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, betas=settings.betas, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, settings))
+    ckpt_dir = ctx.output_dir / "checkpoints"
+    start, resumed_from = 0, None
+    if ctx.resume:
+        found = latest_checkpoint(ckpt_dir)
+        if found is None:
+            raise UserError(f"--resume: no valid checkpoint in {ckpt_dir}")
+        start = resumed_from = load_checkpoint(found, model, optimizer, scheduler)
+    autocast = (
+        torch.autocast(device_type="cuda", dtype=torch.bfloat16) if ctx.device.startswith("cuda") else contextlib.nullcontext()
+    )
+    model.train()
+    last: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    steps = range(start, settings.max_steps)
+    progress = ctx.progress(steps, total=settings.max_steps - start, description=description) if ctx.progress else steps
+    with _StopRequest() as stop:
+        window_tokens, window_t = 0, time.perf_counter()
+        for step in progress:
+            metrics: dict[str, Any] = {}
+            total = 0.0
+            for micro in range(settings.grad_accum):
+                with autocast:
+                    loss, micro_metrics = loss_fn(step, micro)
+                if not torch.isfinite(loss):
+                    good = latest_checkpoint(ckpt_dir, warn=lambda _: None)
+                    raise UserError(
+                        f"loss is {loss.item()} at step {step + 1}; stopped. Last good checkpoint: {good or 'none'} "
+                        "(lower the learning rate or check the data)"
+                    )
+                (loss / settings.grad_accum).backward()
+                total += loss.item() / settings.grad_accum
+                window_tokens += int(micro_metrics.pop("tokens", 0))
+                for k, v in micro_metrics.items():
+                    metrics[k] = metrics.get(k, 0.0) + float(v) / settings.grad_accum
+            norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm or float("inf"))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            if done % settings.log_every == 0 or done == settings.max_steps:
+                elapsed = time.perf_counter() - window_t
+                last = {"loss": total, **metrics, "grad_norm": float(norm), "learning_rate": scheduler.get_last_lr()[0]}
+                if window_tokens:
+                    last["tokens_per_second"] = window_tokens / max(elapsed, 1e-9)
+                ctx.log(done, last)
+                if ctx.progress is not None:
+                    ctx.progress.info = f"loss {total:.4f}"  # type: ignore[attr-defined]
+                window_tokens, window_t = 0, time.perf_counter()
+            if settings.save_every and done % settings.save_every == 0 and done < settings.max_steps:
+                save_checkpoint(ckpt_dir, done, model, optimizer, scheduler, settings.keep_checkpoints)
+            if stop.signal is not None:
+                path = save_checkpoint(ckpt_dir, done, model, optimizer, scheduler, settings.keep_checkpoints)
+                raise UserError(f"stopped by signal {stop.signal} after step {done}; checkpoint {path}; continue with --resume")
+    save_checkpoint(ckpt_dir, settings.max_steps, model, optimizer, scheduler, settings.keep_checkpoints)
+    model.eval()
+    return LoopResult(step=settings.max_steps, seconds=time.perf_counter() - t0, last=last, resumed_from=resumed_from)
+
+
+def loop_settings(cfg) -> LoopSettings:
+    """LoopSettings from a plugin's TrainingConfig."""
+    return LoopSettings(
+        max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+        schedule=cfg.schedule, weight_decay=cfg.weight_decay, grad_accum=cfg.grad_accum,
+        max_grad_norm=cfg.max_grad_norm, log_every=cfg.log_every, save_every=cfg.save_every,
+    )
