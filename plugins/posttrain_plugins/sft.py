@@ -33,11 +33,15 @@ from posttrain.train import loop_settings, train_loop
 
 
 class Config(TrainingConfig):
-    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate η (InstructGPT tunes it per model; 1e-3 suits the embedded model).")
+    learning_rate: float = Field(
+        1e-3, gt=0, description="Peak learning rate η (InstructGPT tunes it per model; 1e-3 suits the embedded model)."
+    )
     max_steps: int = Field(400, ge=1, description="Optimizer steps (InstructGPT trains 16 epochs).")
     batch_size: int = Field(64, ge=1, description="Sequences per micro-batch.")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup steps before the schedule.")
-    schedule: str = Field("cosine", pattern="^(cosine|linear|constant)$", description="Decay after warmup (InstructGPT: cosine).")
+    schedule: str = Field(
+        "cosine", pattern="^(cosine|linear|constant)$", description="Decay after warmup (InstructGPT: cosine)."
+    )
 
 
 # --- loss -----------------------------------------------------------------------------------
@@ -58,7 +62,9 @@ def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Ten
 
 
 def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, embedded: bool) -> dict:
-    scores = exact_match(model, tokenizer, heldout_records, max_new_tokens=cfg.max_new_tokens or (8 if embedded else 128))
+    scores = exact_match(
+        model, tokenizer, heldout_records, max_new_tokens=cfg.max_new_tokens or (8 if embedded else 128)
+    )
     return {"exact_match": scores["exact_match"], "loss": mean_nll(model, heldout_tokens, tokenizer.pad_token_id)}
 
 
@@ -84,11 +90,22 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     ctx.log(loop.step, {f"eval/{k}": v for k, v in after.items() if v is not None})
     path = save_model(model, tokenizer, ctx.output_dir / "model")
     return RunResult(
-        metrics={"before": before, "after": after, "train_seconds": round(loop.seconds, 2), "steps": loop.step,
-                 "data": source, **counts},
+        metrics={
+            "before": before,
+            "after": after,
+            "train_seconds": round(loop.seconds, 2),
+            "steps": loop.step,
+            "data": source,
+            **counts,
+        },
         artifacts={"model": str(path)},
     )
 
 
-plugin = Plugin(id="sft", config=Config, run=run, summary="Supervised fine-tuning on demonstrations.",
-                smoke={"max_steps": 2, "train_examples": 64, "eval_examples": 16, "batch_size": 8, "log_every": 1})
+plugin = Plugin(
+    id="sft",
+    config=Config,
+    run=run,
+    summary="Supervised fine-tuning on demonstrations.",
+    smoke={"max_steps": 2, "train_examples": 64, "eval_examples": 16, "batch_size": 8, "log_every": 1},
+)

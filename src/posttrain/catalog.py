@@ -158,7 +158,9 @@ def load_catalog(root: Path | None = None) -> Catalog:
             problems += _schema_problems(exc, node, rel)
             continue
         if entry.id != path.stem:
-            problems.append(Problem(rel, line_of(node, ("id",)), "id", f"'{entry.id}' must equal the file name '{path.stem}'"))
+            problems.append(
+                Problem(rel, line_of(node, ("id",)), "id", f"'{entry.id}' must equal the file name '{path.stem}'")
+            )
         if entry.id in cat.methods:
             problems.append(Problem(rel, line_of(node, ("id",)), "id", f"duplicate id '{entry.id}'"))
             continue
@@ -186,16 +188,30 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
     names_seen: dict[str, str] = {}
     for mid, entry in cat.methods.items():
         if cat.taxonomy and entry.family not in families:
-            problems.append(Problem(*where(mid, ("family",)), "family", f"unknown family '{entry.family}' (not in {TAXONOMY_FILE})"))
+            problems.append(
+                Problem(*where(mid, ("family",)), "family", f"unknown family '{entry.family}' (not in {TAXONOMY_FILE})")
+            )
         for i, rel_id in enumerate(entry.related):
             if rel_id not in cat.methods:
                 problems.append(Problem(*where(mid, ("related", i)), f"related.{i}", f"unknown method id '{rel_id}'"))
             if rel_id == mid:
-                problems.append(Problem(*where(mid, ("related", i)), f"related.{i}", "a method cannot relate to itself"))
+                problems.append(
+                    Problem(*where(mid, ("related", i)), f"related.{i}", "a method cannot relate to itself")
+                )
         if entry.lineage and entry.lineage.parent not in cat.methods:
-            problems.append(Problem(*where(mid, ("lineage", "parent")), "lineage.parent", f"unknown method id '{entry.lineage.parent}'"))
+            problems.append(
+                Problem(
+                    *where(mid, ("lineage", "parent")), "lineage.parent", f"unknown method id '{entry.lineage.parent}'"
+                )
+            )
         if registered is not None and entry.plugin is not None and entry.plugin not in registered:
-            problems.append(Problem(*where(mid, ("plugin",)), "plugin", f"'{entry.plugin}' is not a registered plugin (see `catalog plugins`)"))
+            problems.append(
+                Problem(
+                    *where(mid, ("plugin",)),
+                    "plugin",
+                    f"'{entry.plugin}' is not a registered plugin (see `catalog plugins`)",
+                )
+            )
         for i, paper in enumerate(entry.papers):
             if paper.arxiv and not re.match(ARXIV_PATTERN, paper.arxiv):
                 problems.append(Problem(*where(mid, ("papers", i, "arxiv")), f"papers.{i}.arxiv", "malformed arXiv id"))
@@ -203,12 +219,25 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
             key = name.lower()
             loc: tuple[Any, ...] = ("id",) if j == 0 else ("aliases", j - 1)
             if key in names_seen and names_seen[key] != mid:
-                problems.append(Problem(*where(mid, loc), "id" if j == 0 else f"aliases.{j - 1}", f"'{name}' is already used by '{names_seen[key]}'"))
+                problems.append(
+                    Problem(
+                        *where(mid, loc),
+                        "id" if j == 0 else f"aliases.{j - 1}",
+                        f"'{name}' is already used by '{names_seen[key]}'",
+                    )
+                )
             names_seen.setdefault(key, mid)
     if registered is not None:
         documented = {e.plugin for e in cat.methods.values() if e.plugin}
         for name, dist in sorted(registered.items()):
             if name not in documented:
-                problems.append(Problem(f"{cat.root.name}/{METHODS_DIR}/{name}.yaml", 1, "plugin", f"registered plugin '{name}' ({dist}) has no catalog entry"))
+                problems.append(
+                    Problem(
+                        f"{cat.root.name}/{METHODS_DIR}/{name}.yaml",
+                        1,
+                        "plugin",
+                        f"registered plugin '{name}' ({dist}) has no catalog entry",
+                    )
+                )
     problems.sort(key=lambda p: (p.file, p.line))
     return cat, problems

@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(soft_wrap=True)
 CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="Catalog folder (default: the built-in one).")]
 
 
@@ -148,22 +148,40 @@ def plugins() -> None:
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def run(
     method: Annotated[str, typer.Argument(help="Method id, alias, plugin name, or a plugin .py file.")],
-    model: Annotated[str | None, typer.Option(help="HF model id or local folder (default: embedded tiny model).")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Local JSONL file or HF dataset id (default: embedded task).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="HF model id or local folder (default: embedded tiny model).")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Local JSONL file or HF dataset id (default: embedded task).")
+    ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Config override key=value (repeatable).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file of config values.")] = None,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Run folder (default runs/ID/TIMESTAMP).")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Run folder (default runs/ID/TIMESTAMP).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in the run folder.")] = False,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow model code from the hub.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint in the run folder.")
+    ] = False,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow model code from the hub.")
+    ] = False,
 ) -> None:
     """Run a method's plugin; writes config.yaml, metrics.jsonl, summary.json, a plot and the model."""
     from posttrain.runner import execute, prepare
 
     prepared = prepare(
-        method, model=model, dataset=dataset, sets=set_ or [], config_file=config, output_dir=output_dir,
-        device=device, seed=seed, resume=resume, trust_remote_code=trust_remote_code,
+        method,
+        model=model,
+        dataset=dataset,
+        sets=set_ or [],
+        config_file=config,
+        output_dir=output_dir,
+        device=device,
+        seed=seed,
+        resume=resume,
+        trust_remote_code=trust_remote_code,
     )
     execute(prepared, console=console)
 
@@ -192,7 +210,7 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("[red]interrupted[/red]")

@@ -23,9 +23,13 @@ class TrainingConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     max_length: int = Field(512, ge=8, description="Truncate tokenized examples to this many tokens.")
-    train_examples: int = Field(20000, ge=1, description="Examples drawn from the embedded task (ignored with --dataset).")
+    train_examples: int = Field(
+        20000, ge=1, description="Examples drawn from the embedded task (ignored with --dataset)."
+    )
     eval_examples: int = Field(500, ge=1, description="Held-out examples evaluated before and after training.")
-    max_new_tokens: int | None = Field(None, ge=1, description="Tokens generated per held-out prompt (default 8 on the embedded task, else 128).")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Tokens generated per held-out prompt (default 8 on the embedded task, else 128)."
+    )
     log_every: int = Field(10, ge=1, description="Log metrics every N steps.")
     save_every: int = Field(100, ge=0, description="Checkpoint every N steps (0: only at the end).")
     lora: bool = Field(False, description="Train LoRA adapters (peft) instead of all weights.")

@@ -71,7 +71,9 @@ def load_records(source: str, split: str = "train") -> tuple[list[dict[str, Any]
     try:
         ds = datasets.load_dataset(source, split=split)
     except Exception as exc:  # the hub client raises many types; the user needs one line
-        raise UserError(f"--dataset {source}: could not load split '{split}' from the hub: {str(exc).splitlines()[0]}") from None
+        raise UserError(
+            f"--dataset {source}: could not load split '{split}' from the hub: {str(exc).splitlines()[0]}"
+        ) from None
     return [dict(r, _line=i + 1) for i, r in enumerate(ds)], source
 
 
@@ -87,7 +89,9 @@ def check_format(records: list[dict[str, Any]], kind: str, source: str) -> tuple
     return next(cols for cols in options if all(c in records[0] for c in cols))
 
 
-def split_heldout(records: list[dict], share: float = 0.05, cap: int = 200, seed: int = 0) -> tuple[list[dict], list[dict]]:
+def split_heldout(
+    records: list[dict], share: float = 0.05, cap: int = 200, seed: int = 0
+) -> tuple[list[dict], list[dict]]:
     """Deterministic train / held-out split of a single file (at least one held-out record)."""
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
@@ -117,7 +121,9 @@ def _eos(tokenizer) -> list[int]:
     return [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 
 
-def tokenize_prompt_completion(record: dict, tokenizer, max_length: int | None = None, completion_key: str = "completion") -> dict:
+def tokenize_prompt_completion(
+    record: dict, tokenizer, max_length: int | None = None, completion_key: str = "completion"
+) -> dict:
     """Token ids of prompt + completion with a mask that is 1 on the completion tokens only."""
     prompt, completion = record["prompt"], record[completion_key]
     if isinstance(prompt, list) or isinstance(completion, list):

@@ -11,7 +11,9 @@ from posttrain.embedded.task import is_correct
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[Any], max_new_tokens: int = 8, batch_size: int = 64, **sampling) -> list[str]:
+def generate(
+    model, tokenizer, prompts: list[Any], max_new_tokens: int = 8, batch_size: int = 64, **sampling
+) -> list[str]:
     """Completions for prompts (strings or message lists): one left-padded batched generate per chunk."""
     was_training = model.training
     model.eval()
@@ -63,8 +65,12 @@ def exact_match(model, tokenizer, records: list[dict], max_new_tokens: int = 8, 
     if not scored:
         return {"exact_match": None, "n": 0}
     outs = generate(model, tokenizer, [r["prompt"] for r in scored], max_new_tokens, batch_size)
-    hits = sum(score(o, r) for o, r in zip(outs, scored))
-    return {"exact_match": hits / len(scored), "n": len(scored), "samples": list(zip([r["prompt"] for r in scored[:5]], outs[:5]))}
+    hits = sum(score(o, r) for o, r in zip(outs, scored, strict=False))
+    return {
+        "exact_match": hits / len(scored),
+        "n": len(scored),
+        "samples": list(zip([r["prompt"] for r in scored[:5]], outs[:5], strict=False)),
+    }
 
 
 @torch.no_grad()

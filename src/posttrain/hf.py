@@ -88,8 +88,13 @@ def apply_lora(model, settings: LoraSettings):
     from peft import LoraConfig, get_peft_model
 
     targets = list(settings.target_modules) if settings.target_modules else None
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=targets, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
     try:
         return get_peft_model(model, config)
     except ValueError as exc:

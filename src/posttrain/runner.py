@@ -52,7 +52,9 @@ def resolve_plugin(method: str) -> tuple[str, Plugin]:
     entry = cat.resolve(method) if cat else None
     if entry is not None:
         if entry.plugin is None:
-            raise UserError(f"'{entry.id}' is catalogued but has no runnable plugin yet ({entry.status_note or 'status catalogued'})")
+            raise UserError(
+                f"'{entry.id}' is catalogued but has no runnable plugin yet ({entry.status_note or 'status catalogued'})"
+            )
         return entry.id, load(entry.plugin)
     names = sorted(set(specs) | (set(cat.methods) if cat else set()))
     raise UserError(f"unknown method '{method}'{suggest(method, names)} (see `catalog list --runnable`)")
@@ -91,7 +93,9 @@ def build_config(plugin: Plugin, values: dict[str, Any], origin: dict[str, str])
     for key in values:
         if key not in fields:
             hint = suggest(key, list(fields))
-            raise UserError(f"{origin.get(key, '--set')} {key}: unknown option for {plugin.id}{hint} (see `catalog show {plugin.id}`)")
+            raise UserError(
+                f"{origin.get(key, '--set')} {key}: unknown option for {plugin.id}{hint} (see `catalog show {plugin.id}`)"
+            )
     try:
         return plugin.config.model_validate(values)
     except ValidationError as exc:
@@ -121,9 +125,19 @@ def check_writable(path: Path) -> None:
 
 
 def prepare(
-    method: str, *, model: str | None = None, dataset: str | None = None, sets: list[str] | None = None,
-    config_file: Path | None = None, output_dir: Path | None = None, device: str = "auto", seed: int | None = None,
-    resume: bool = False, trust_remote_code: bool = False, smoke: bool = False, extra: dict[str, Any] | None = None,
+    method: str,
+    *,
+    model: str | None = None,
+    dataset: str | None = None,
+    sets: list[str] | None = None,
+    config_file: Path | None = None,
+    output_dir: Path | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+    resume: bool = False,
+    trust_remote_code: bool = False,
+    smoke: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> PreparedRun:
     name, plugin = resolve_plugin(method)
     values: dict[str, Any] = {}
@@ -182,19 +196,33 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
     ctx.metrics = MetricsLogger(ctx.output_dir, resume_step=_resume_step(ctx.output_dir) if ctx.resume else None)
     if progress:
         ctx.progress = rich_progress(console)
-    resolved = {"method": prepared.method, "plugin": prepared.plugin.id, "model": ctx.model or "embedded",
-                "dataset": ctx.dataset or "embedded", "seed": ctx.seed, "device": ctx.device,
-                "config": prepared.config.model_dump(mode="json")}
+    resolved = {
+        "method": prepared.method,
+        "plugin": prepared.plugin.id,
+        "model": ctx.model or "embedded",
+        "dataset": ctx.dataset or "embedded",
+        "seed": ctx.seed,
+        "device": ctx.device,
+        "config": prepared.config.model_dump(mode="json"),
+    }
     (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     if console is not None:
         console.print(f"[bold]{prepared.method}[/bold] on {ctx.device}, seed {ctx.seed} -> {ctx.output_dir}")
     t0 = time.perf_counter()
     result = prepared.plugin.run(prepared.config, ctx)
     seconds = time.perf_counter() - t0
-    summary = {"method": prepared.method, "command": prepared.command, "device": ctx.device, "seed": ctx.seed,
-               "model": ctx.model or "embedded", "dataset": ctx.dataset or "embedded",
-               "seconds": round(seconds, 2), "date": dt.date.today().isoformat(), **result.metrics,
-               "artifacts": result.artifacts}
+    summary = {
+        "method": prepared.method,
+        "command": prepared.command,
+        "device": ctx.device,
+        "seed": ctx.seed,
+        "model": ctx.model or "embedded",
+        "dataset": ctx.dataset or "embedded",
+        "seconds": round(seconds, 2),
+        "date": dt.date.today().isoformat(),
+        **result.metrics,
+        "artifacts": result.artifacts,
+    }
     write_json(ctx.output_dir / "summary.json", summary)
     plot = plot_metrics(ctx.metrics.rows(), ctx.output_dir / "plot.png", title=prepared.method)  # type: ignore[union-attr]
     if plot:
@@ -240,8 +268,16 @@ def smoke_all(ids: list[str], device: str = "auto", console=None) -> list[dict[s
             except Exception as exc:  # a smoke test reports every failure and goes on with the next plugin
                 tb = traceback.extract_tb(exc.__traceback__)[-1]
                 detail = f"{type(exc).__name__}: {exc} ({os.path.basename(tb.filename)}:{tb.lineno})"
-        results.append({"plugin": name, "ok": ok, "seconds": round(time.perf_counter() - t0, 2), "detail": detail,
-                        "device": resolved_device, "date": dt.date.today().isoformat()})
+        results.append(
+            {
+                "plugin": name,
+                "ok": ok,
+                "seconds": round(time.perf_counter() - t0, 2),
+                "detail": detail,
+                "device": resolved_device,
+                "date": dt.date.today().isoformat(),
+            }
+        )
     return results
 
 

@@ -73,7 +73,7 @@ def plot_metrics(rows: list[dict[str, Any]], path: Path, title: str = "") -> Pat
     cols = min(3, n)
     rows_n = math.ceil(n / cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 2.8 * rows_n), squeeze=False)
-    for ax, (key, (xs, ys)) in zip(axes.flat, sorted(series.items())):
+    for ax, (key, (xs, ys)) in zip(axes.flat, sorted(series.items()), strict=False):
         ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, linewidth=1.2)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
@@ -91,11 +91,24 @@ def plot_metrics(rows: list[dict[str, Any]], path: Path, title: str = "") -> Pat
 
 def rich_progress(console=None):
     """A progress function ``progress(iterable, total, description)`` drawing a rich bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     def progress(iterable: Iterable[Any], total: int | None = None, description: str = "") -> Iterator[Any]:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        ]
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task(description, total=total, info="")
             for item in iterable:

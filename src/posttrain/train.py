@@ -93,8 +93,11 @@ def save_checkpoint(ckpt_dir: Path, step: int, model, optimizer, scheduler, keep
         "model": _trainable_state(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
     }
     torch.save(state, tmp / "state.pt")
     (tmp / "manifest.json").write_text(json.dumps({"step": step, "sha256": _sha256(tmp / "state.pt")}))
@@ -157,11 +160,15 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def train_loop(model, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, description: str = "training") -> LoopResult:
+def train_loop(
+    model, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, description: str = "training"
+) -> LoopResult:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise UserError("the model has no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, betas=settings.betas, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(
+        params, lr=settings.learning_rate, betas=settings.betas, weight_decay=settings.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, settings))
     ckpt_dir = ctx.output_dir / "checkpoints"
     start, resumed_from = 0, None
@@ -171,7 +178,9 @@ def train_loop(model, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, 
             raise UserError(f"--resume: no valid checkpoint in {ckpt_dir}")
         start = resumed_from = load_checkpoint(found, model, optimizer, scheduler)
     autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16) if ctx.device.startswith("cuda") else contextlib.nullcontext()
+        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        if ctx.device.startswith("cuda")
+        else contextlib.nullcontext()
     )
     model.train()
     last: dict[str, Any] = {}
@@ -215,7 +224,9 @@ def train_loop(model, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, 
                 save_checkpoint(ckpt_dir, done, model, optimizer, scheduler, settings.keep_checkpoints)
             if stop.signal is not None:
                 path = save_checkpoint(ckpt_dir, done, model, optimizer, scheduler, settings.keep_checkpoints)
-                raise UserError(f"stopped by signal {stop.signal} after step {done}; checkpoint {path}; continue with --resume")
+                raise UserError(
+                    f"stopped by signal {stop.signal} after step {done}; checkpoint {path}; continue with --resume"
+                )
     save_checkpoint(ckpt_dir, settings.max_steps, model, optimizer, scheduler, settings.keep_checkpoints)
     model.eval()
     return LoopResult(step=settings.max_steps, seconds=time.perf_counter() - t0, last=last, resumed_from=resumed_from)
@@ -224,7 +235,13 @@ def train_loop(model, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, 
 def loop_settings(cfg) -> LoopSettings:
     """LoopSettings from a plugin's TrainingConfig."""
     return LoopSettings(
-        max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
-        schedule=cfg.schedule, weight_decay=cfg.weight_decay, grad_accum=cfg.grad_accum,
-        max_grad_norm=cfg.max_grad_norm, log_every=cfg.log_every, save_every=cfg.save_every,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        schedule=cfg.schedule,
+        weight_decay=cfg.weight_decay,
+        grad_accum=cfg.grad_accum,
+        max_grad_norm=cfg.max_grad_norm,
+        log_every=cfg.log_every,
+        save_every=cfg.save_every,
     )

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from posttrain.embedded.task import DEFAULT_TASK, AdditionTask
 
-MODEL_SHAPE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, intermediate_size=256)
+MODEL_SHAPE = dict(
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, intermediate_size=256
+)
 TARGET_ACCURACY = 0.55
 BASE_VERSION = "v1"  # bump when the recipe below changes, so stale caches are not reused
 
