@@ -31,8 +31,11 @@ def default_dtype(device: str) -> torch.dtype:
 
 
 def quiet_transformers() -> None:
+    import warnings
+
     import transformers
 
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
