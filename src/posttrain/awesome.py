@@ -227,9 +227,9 @@ def normalise_title(title: str) -> str:
 
 def slug(title: str, date: str | None, taken: set[str]) -> str:
     """A readable, unique record id: the first words of the title plus the year."""
-    words = re.sub(r"[^a-z0-9]+", " ", title.lower()).split()
+    words = re.sub(r"[^a-z0-9]+", " ", re.sub(r"['’]", "", title.lower())).split()
     year = (date or "")[:4]
-    for n in range(4, len(words) + 1):
+    for n in range(min(4, len(words)) or 1, len(words) + 1):
         base = "-".join(words[:n])[:60].strip("-")
         candidate = f"{base}-{year}" if year else base
         if candidate not in taken:

@@ -115,6 +115,12 @@ class PaperRecord(Strict):
     methods: list[str] = Field(default_factory=list, description="Method ids this paper proposes, uses or studies.")
     note: str | None = Field(None, description="Caveats: doubtful metadata, unverified links, list errors.")
 
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date_as_text(cls, v: Any) -> Any:
+        # unquoted YAML dates and years arrive as date objects and ints
+        return v.isoformat() if isinstance(v, _dt.date) else str(v) if isinstance(v, int) else v
+
     @field_validator("date")
     @classmethod
     def _valid_date(cls, v: str | None) -> str | None:
