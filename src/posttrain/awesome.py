@@ -30,7 +30,19 @@ DEFAULT_SOURCE = Path("../shared/data/awesome-llm-post-training/README.md")
 LIST_URL = "https://github.com/mbzuai-oryx/Awesome-LLM-Post-training"
 # Headings whose entries are not papers or repositories (courses, generic web pages).
 SKIPPED_SECTIONS = {"Contents", "Tutorials & Courses", "Other Resources", "Contributing", "Citation"}
-FIELD_ORDER = ("id", "title", "kind", "authors", "date", "arxiv", "url", "venue", "sections", "methods", "note")
+FIELD_ORDER = (
+    "id",
+    "title",
+    "kind",
+    "authors",
+    "date",
+    "arxiv",
+    "url",
+    "venue",
+    "sections",
+    "methods",
+    "note",
+)
 
 _ARXIV_URL = re.compile(r"^https?://(?:www\.)?arxiv\.org/(?:abs|pdf)/(?P<id>[^\s?#]+?)(?:\.pdf)?/?$")
 _ARXIV_ID = re.compile(r"^\d{4}\.\d{4,5}$")
@@ -38,8 +50,12 @@ _BULLET = re.compile(
     r"^\s*[*-]\s+(?:[*-]\s+)?(?P<title>.+?)\s*\[\[Paper\]\]\((?P<url>[^)\s]+)\)"
     r"(?:\s*!\[[^\]]*\]\((?P<badge>[^)\s]+)\))?"
 )
-_OLD_BULLET = re.compile(r'^\s*-\s+\*\*"(?P<title>[^"]+)"\*\*\s*-\s*[^(\[]*\((?P<year>\d{4})\)\s*\[\[Paper\]\((?P<url>[^)\s]+)\)\]')
-_LIBRARY = re.compile(r"^\s*-\s+\S*\s*\[(?P<name>[^\]]+?)(?:\s*\(GitHub\))?\]\((?P<url>https?://github\.com/[^)\s]+)\)")
+_OLD_BULLET = re.compile(
+    r'^\s*-\s+\*\*"(?P<title>[^"]+)"\*\*\s*-\s*[^(\[]*\((?P<year>\d{4})\)\s*\[\[Paper\]\((?P<url>[^)\s]+)\)\]'
+)
+_LIBRARY = re.compile(
+    r"^\s*-\s+\S*\s*\[(?P<name>[^\]]+?)(?:\s*\(GitHub\))?\]\((?P<url>https?://github\.com/[^)\s]+)\)"
+)
 _TABLE_LINK = re.compile(r"\[(?:\*\*)?(?P<text>[^\]]+?)(?:\*\*)?\]\((?P<url>[^)\s]+)\)")
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -124,7 +140,11 @@ def split_link(url: str) -> tuple[str | None, str | None, str | None]:
     ident = re.sub(r"v\d+$", "", match.group("id"))
     if _ARXIV_ID.match(ident):
         return ident, None, None
-    return None, url, f"The list links {url}, which is not a well-formed arXiv id; the correct id is not verified."
+    return (
+        None,
+        url,
+        f"The list links {url}, which is not a well-formed arXiv id; the correct id is not verified.",
+    )
 
 
 def parse_badge(badge: str | None) -> tuple[str | None, str | None]:
@@ -186,17 +206,36 @@ def parse(markdown: str) -> list[ListedPaper]:
             arxiv, url, note = split_link(match.group("url"))
             venue, date = parse_badge(match.group("badge"))
             kind = "post" if venue and venue.lower().startswith("notion") else "paper"
-            out.append(ListedPaper(clean_title(match.group("title")), section, number, kind, arxiv, url, date, venue, note))
+            out.append(
+                ListedPaper(
+                    clean_title(match.group("title")), section, number, kind, arxiv, url, date, venue, note
+                )
+            )
             continue
         match = _OLD_BULLET.match(line)
         if match:
             arxiv, url, note = split_link(match.group("url"))
-            out.append(ListedPaper(clean_title(match.group("title")), section, number, "paper", arxiv, url,
-                                   match.group("year"), None, note))
+            out.append(
+                ListedPaper(
+                    clean_title(match.group("title")),
+                    section,
+                    number,
+                    "paper",
+                    arxiv,
+                    url,
+                    match.group("year"),
+                    None,
+                    note,
+                )
+            )
             continue
         match = _LIBRARY.match(line)
         if match:
-            out.append(ListedPaper(clean_title(match.group("name")), section, number, "repository", url=match.group("url")))
+            out.append(
+                ListedPaper(
+                    clean_title(match.group("name")), section, number, "repository", url=match.group("url")
+                )
+            )
     return out
 
 
@@ -214,7 +253,9 @@ def _table_row(row: str, section: str, number: int) -> ListedPaper | None:
     if len(cells) >= 3 and cells[0].isdigit():
         link = _TABLE_LINK.search(cells[1])
         if link and "github.com" in link.group("url"):
-            return ListedPaper(clean_title(link.group("text")), section, number, "repository", url=link.group("url"))
+            return ListedPaper(
+                clean_title(link.group("text")), section, number, "repository", url=link.group("url")
+            )
     return None
 
 
@@ -252,7 +293,9 @@ def load_records(papers_dir: Path) -> dict[str, dict[str, Any]]:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark else 1
-            raise UserError(f"{path}:{line}: invalid YAML; fix it before importing (see `catalog validate`)") from None
+            raise UserError(
+                f"{path}:{line}: invalid YAML; fix it before importing (see `catalog validate`)"
+            ) from None
         if not isinstance(data, dict) or not data.get("title"):
             raise UserError(f"{path}:1: not a paper record (needs at least a title); fix it before importing")
         data.setdefault("id", path.stem)
@@ -279,9 +322,14 @@ def merge(listed: list[ListedPaper], papers_dir: Path, dry_run: bool = False) ->
         pid = by_arxiv.get(item.arxiv) if item.arxiv else None
         if pid is None:
             # same title or same link, unless both carry different arXiv ids (two surveys share a title)
-            for candidate in (by_title.get(normalise_title(item.title)), by_url.get((item.url or "").rstrip("/"))):
+            for candidate in (
+                by_title.get(normalise_title(item.title)),
+                by_url.get((item.url or "").rstrip("/")),
+            ):
                 other = records[candidate].get("arxiv") if candidate else None
-                if candidate and not (item.arxiv and other and re.sub(r"v\d+$", "", str(other)) != item.arxiv):
+                if candidate and not (
+                    item.arxiv and other and re.sub(r"v\d+$", "", str(other)) != item.arxiv
+                ):
                     pid = candidate
                     break
         if pid is None:

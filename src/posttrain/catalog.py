@@ -26,7 +26,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def catalog_dir(explicit: Path | None = None) -> Path:
-    """The catalog to use: an explicit path, $POSTTRAIN_CATALOG, the checkout's catalog/, or the packaged copy."""
+    """The catalog: an explicit path, $POSTTRAIN_CATALOG, the checkout's catalog/, or the packaged copy."""
     candidates: list[Path] = []
     if explicit is not None:
         candidates.append(explicit)
@@ -64,6 +64,9 @@ class Catalog:
     paper_files: dict[str, Path] = field(default_factory=dict)  # paper id -> file
     # method id -> [(index in `papers`, paper id)] as written, before ids were replaced by citations
     paper_refs: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    # ids of files that exist but did not load (already reported), so references to them are not
+    # reported a second time as unknown
+    broken: set[str] = field(default_factory=set)
 
     def papers_of(self, method_id: str) -> list[PaperRecord]:
         """The paper records a method entry cites by id, in order."""
@@ -161,9 +164,11 @@ def _schema_problems(exc: ValidationError, node: yaml.Node | None, rel: str) -> 
 # --- loading ------------------------------------------------------------------------------------
 
 
-def _entries(root: Path, sub: str, problems: list[Problem]):
+def _entries(root: Path, sub: str, problems: list[Problem], broken: set[str]):
     """Yield (path, rel, data, text) for each parsable mapping in ``root/sub``."""
+    kind = "paper" if sub == PAPERS_DIR else "method"
     for path in sorted((root / sub).glob("*")):
+        broken.add(f"{kind}:{path.stem}")  # removed again below once the file parses
         rel = f"{root.name}/{sub}/{path.name}"
         if path.suffix not in (".yaml", ".yml"):
             problems.append(Problem(rel, 1, "(file)", f"only <id>.yaml files belong in {sub}/"))
@@ -176,6 +181,7 @@ def _entries(root: Path, sub: str, problems: list[Problem]):
         if not isinstance(data, dict):
             problems.append(Problem(rel, 1, "(entry)", "expected a mapping of fields"))
             continue
+        broken.discard(f"{kind}:{path.stem}")
         yield path, rel, data, text
 
 
@@ -196,28 +202,46 @@ def load_catalog(root: Path | None = None) -> Catalog:
         except ValidationError as exc:
             problems += _schema_problems(exc, _compose(text or ""), tax_rel)
     cat = Catalog(root=root, taxonomy=taxonomy, problems=problems)
-    for path, rel, data, text in _entries(root, PAPERS_DIR, problems):
+    for path, rel, data, text in _entries(root, PAPERS_DIR, problems, cat.broken):
         try:
             record = PaperRecord.model_validate(data)
         except ValidationError as exc:
             problems += _schema_problems(exc, _compose(text), rel)
+            cat.broken.add(f"paper:{path.stem}")
             continue
         if record.id != path.stem:
-            problems.append(Problem(rel, line_of(_compose(text), ("id",)), "id", f"'{record.id}' must equal the file name '{path.stem}'"))
+            problems.append(
+                Problem(
+                    rel,
+                    line_of(_compose(text), ("id",)),
+                    "id",
+                    f"'{record.id}' must equal the file name '{path.stem}'",
+                )
+            )
             continue
         cat.papers[record.id] = record
         cat.paper_files[record.id] = path
     citations: dict[str, Paper] = {}
-    for path, rel, data, text in _entries(root, METHODS_DIR, problems):
+    for path, rel, data, text in _entries(root, METHODS_DIR, problems, cat.broken):
         try:
             entry = MethodEntry.model_validate(data)
         except ValidationError as exc:
             problems += _schema_problems(exc, _compose(text), rel)
+            cat.broken.add(f"method:{path.stem}")
             continue
         if entry.id != path.stem:
-            problems.append(Problem(rel, line_of(_compose(text), ("id",)), "id", f"'{entry.id}' must equal the file name '{path.stem}'"))
+            problems.append(
+                Problem(
+                    rel,
+                    line_of(_compose(text), ("id",)),
+                    "id",
+                    f"'{entry.id}' must equal the file name '{path.stem}'",
+                )
+            )
         if entry.id in cat.methods:
-            problems.append(Problem(rel, line_of(_compose(text), ("id",)), "id", f"duplicate id '{entry.id}'"))
+            problems.append(
+                Problem(rel, line_of(_compose(text), ("id",)), "id", f"duplicate id '{entry.id}'")
+            )
             continue
         refs = [(i, p) for i, p in enumerate(entry.papers) if isinstance(p, str)]
         if refs:
@@ -249,7 +273,9 @@ def arxiv_key(arxiv: str) -> str:
     return re.sub(r"v\d+$", "", arxiv)
 
 
-def validate(root: Path | None = None, registered: dict[str, str] | None = None) -> tuple[Catalog, list[Problem]]:
+def validate(
+    root: Path | None = None, registered: dict[str, str] | None = None
+) -> tuple[Catalog, list[Problem]]:
     """Schema plus cross-reference checks. ``registered`` maps plugin name -> distribution."""
     cat = load_catalog(root)
     problems = list(cat.problems)
@@ -274,64 +300,150 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
         if rec.arxiv:
             other = by_arxiv.setdefault(arxiv_key(rec.arxiv), pid)
             if other != pid:
-                problems.append(Problem(*where_paper(pid, ("arxiv",)), "arxiv", f"duplicate paper: arXiv {rec.arxiv} is already '{other}'"))
+                problems.append(
+                    Problem(
+                        *where_paper(pid, ("arxiv",)),
+                        "arxiv",
+                        f"duplicate paper: arXiv {rec.arxiv} is already '{other}'",
+                    )
+                )
                 continue
         other = by_title.setdefault(normalise_title(rec.title), pid)
         other_arxiv = cat.papers[other].arxiv
-        if other != pid and not (rec.arxiv and other_arxiv and arxiv_key(other_arxiv) != arxiv_key(rec.arxiv)):
-            problems.append(Problem(*where_paper(pid, ("title",)), "title", f"duplicate paper: same title as '{other}'"))
+        if other != pid and not (
+            rec.arxiv and other_arxiv and arxiv_key(other_arxiv) != arxiv_key(rec.arxiv)
+        ):
+            problems.append(
+                Problem(*where_paper(pid, ("title",)), "title", f"duplicate paper: same title as '{other}'")
+            )
         for i, mid in enumerate(rec.methods):
-            if mid not in cat.methods:
-                problems.append(Problem(*where_paper(pid, ("methods", i)), f"methods.{i}", f"unknown method id '{mid}'"))
+            if mid not in cat.methods and f"method:{mid}" not in cat.broken:
+                problems.append(
+                    Problem(*where_paper(pid, ("methods", i)), f"methods.{i}", f"unknown method id '{mid}'")
+                )
 
     names_seen: dict[str, str] = {}
     for mid, entry in cat.methods.items():
         if cat.taxonomy and entry.family not in families:
-            problems.append(Problem(*where(mid, ("family",)), "family", f"unknown family '{entry.family}' (not in {TAXONOMY_FILE})"))
+            problems.append(
+                Problem(
+                    *where(mid, ("family",)),
+                    "family",
+                    f"unknown family '{entry.family}' (not in {TAXONOMY_FILE})",
+                )
+            )
         for kind in ("related", "related_one_way"):
             for i, rel_id in enumerate(getattr(entry, kind)):
                 if rel_id not in cat.methods:
-                    problems.append(Problem(*where(mid, (kind, i)), f"{kind}.{i}", f"unknown method id '{rel_id}'"))
+                    if f"method:{rel_id}" in cat.broken:
+                        continue
+                    problems.append(
+                        Problem(*where(mid, (kind, i)), f"{kind}.{i}", f"unknown method id '{rel_id}'")
+                    )
                 elif rel_id == mid:
-                    problems.append(Problem(*where(mid, (kind, i)), f"{kind}.{i}", "a method cannot relate to itself"))
+                    problems.append(
+                        Problem(*where(mid, (kind, i)), f"{kind}.{i}", "a method cannot relate to itself")
+                    )
                 elif kind == "related_one_way" and rel_id in entry.related:
-                    problems.append(Problem(*where(mid, (kind, i)), f"{kind}.{i}", f"'{rel_id}' is also in related"))
+                    problems.append(
+                        Problem(*where(mid, (kind, i)), f"{kind}.{i}", f"'{rel_id}' is also in related")
+                    )
                 elif kind == "related" and mid not in cat.methods[rel_id].related:
-                    problems.append(Problem(
-                        *where(mid, (kind, i)), f"{kind}.{i}",
-                        f"'{rel_id}' does not list '{mid}' in its related; add it there, "
-                        "or move '{rel_id}' to related_one_way if the link is deliberately one-way".replace("{rel_id}", rel_id),
-                    ))
-        if entry.lineage and entry.lineage.parent not in cat.methods:
-            problems.append(Problem(*where(mid, ("lineage", "parent")), "lineage.parent", f"unknown method id '{entry.lineage.parent}'"))
+                    problems.append(
+                        Problem(
+                            *where(mid, (kind, i)),
+                            f"{kind}.{i}",
+                            f"'{rel_id}' does not list '{mid}' in its related; add it there, or move "
+                            f"'{rel_id}' to related_one_way if the link is deliberately one-way",
+                        )
+                    )
+        if (
+            entry.lineage
+            and entry.lineage.parent not in cat.methods
+            and f"method:{entry.lineage.parent}" not in cat.broken
+        ):
+            problems.append(
+                Problem(
+                    *where(mid, ("lineage", "parent")),
+                    "lineage.parent",
+                    f"unknown method id '{entry.lineage.parent}'",
+                )
+            )
         if registered is not None and entry.plugin is not None and entry.plugin not in registered:
-            problems.append(Problem(*where(mid, ("plugin",)), "plugin", f"'{entry.plugin}' is not a registered plugin (see `catalog plugins`)"))
+            problems.append(
+                Problem(
+                    *where(mid, ("plugin",)),
+                    "plugin",
+                    f"'{entry.plugin}' is not a registered plugin (see `catalog plugins`)",
+                )
+            )
         seen_refs: set[str] = set()
         for i, pid in cat.paper_refs.get(mid, []):
             if pid not in cat.papers:
-                problems.append(Problem(*where(mid, ("papers", i)), f"papers.{i}", f"unknown paper id '{pid}' (no {PAPERS_DIR}/{pid}.yaml)"))
+                if f"paper:{pid}" in cat.broken:
+                    continue
+                problems.append(
+                    Problem(
+                        *where(mid, ("papers", i)),
+                        f"papers.{i}",
+                        f"unknown paper id '{pid}' (no {PAPERS_DIR}/{pid}.yaml)",
+                    )
+                )
             elif not cat.papers[pid].date:
-                problems.append(Problem(*where(mid, ("papers", i)), f"papers.{i}", f"paper '{pid}' has no date, so it cannot be cited"))
+                problems.append(
+                    Problem(
+                        *where(mid, ("papers", i)),
+                        f"papers.{i}",
+                        f"paper '{pid}' has no date, so it cannot be cited",
+                    )
+                )
             if pid in seen_refs:
-                problems.append(Problem(*where(mid, ("papers", i)), f"papers.{i}", f"paper '{pid}' is cited twice"))
+                problems.append(
+                    Problem(*where(mid, ("papers", i)), f"papers.{i}", f"paper '{pid}' is cited twice")
+                )
             seen_refs.add(pid)
-        inline = [(i, p) for i, p in enumerate(entry.papers) if not isinstance(p, str)] if mid not in cat.paper_refs else []
+        inline = (
+            [(i, p) for i, p in enumerate(entry.papers) if not isinstance(p, str)]
+            if mid not in cat.paper_refs
+            else []
+        )
         for i, paper in inline:
             if paper.arxiv and not re.match(ARXIV_PATTERN, paper.arxiv):
-                problems.append(Problem(*where(mid, ("papers", i, "arxiv")), f"papers.{i}.arxiv", "malformed arXiv id"))
+                problems.append(
+                    Problem(*where(mid, ("papers", i, "arxiv")), f"papers.{i}.arxiv", "malformed arXiv id")
+                )
             elif paper.arxiv and arxiv_key(paper.arxiv) in by_arxiv:
                 pid = by_arxiv[arxiv_key(paper.arxiv)]
-                problems.append(Problem(*where(mid, ("papers", i)), f"papers.{i}", f"duplicate paper: cite it by its id '{pid}' instead of inline"))
+                problems.append(
+                    Problem(
+                        *where(mid, ("papers", i)),
+                        f"papers.{i}",
+                        f"duplicate paper: cite it by its id '{pid}' instead of inline",
+                    )
+                )
         for j, name in enumerate([mid, *entry.aliases]):
             key = name.lower()
             loc: tuple[Any, ...] = ("id",) if j == 0 else ("aliases", j - 1)
             if key in names_seen and names_seen[key] != mid:
-                problems.append(Problem(*where(mid, loc), "id" if j == 0 else f"aliases.{j - 1}", f"'{name}' is already used by '{names_seen[key]}'"))
+                problems.append(
+                    Problem(
+                        *where(mid, loc),
+                        "id" if j == 0 else f"aliases.{j - 1}",
+                        f"'{name}' is already used by '{names_seen[key]}'",
+                    )
+                )
             names_seen.setdefault(key, mid)
     if registered is not None:
         documented = {e.plugin for e in cat.methods.values() if e.plugin}
         for name, dist in sorted(registered.items()):
             if name not in documented:
-                problems.append(Problem(f"{cat.root.name}/{METHODS_DIR}/{name}.yaml", 1, "plugin", f"registered plugin '{name}' ({dist}) has no catalog entry"))
+                problems.append(
+                    Problem(
+                        f"{cat.root.name}/{METHODS_DIR}/{name}.yaml",
+                        1,
+                        "plugin",
+                        f"registered plugin '{name}' ({dist}) has no catalog entry",
+                    )
+                )
     problems.sort(key=lambda p: (p.file, p.line))
     return cat, problems

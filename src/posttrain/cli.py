@@ -92,7 +92,7 @@ def show(method: Annotated[str, typer.Argument(help="Method id or alias.")], cat
 @app.command()
 def validate(
     path: Annotated[Path | None, typer.Argument(help="Catalog folder or one entry file.")] = None,
-    links: Annotated[bool, typer.Option("--links", help="Also check every URL online (needs network).")] = False,
+    links: Annotated[bool, typer.Option("--links", help="Also check every URL online.")] = False,
 ) -> None:
     """Check the catalog's schema and cross-references; print every problem as file:line: field: message."""
     from posttrain.catalog import validate as run_validation

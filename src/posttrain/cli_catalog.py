@@ -27,8 +27,12 @@ def import_awesome(
         str | None,
         typer.Option("--from", help="README.md of the awesome-list: a file or an http(s) URL."),
     ] = None,
-    catalog: Annotated[Path | None, typer.Option("--catalog", help="Catalog folder (default: the built-in one).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; write nothing.")] = False,
+    catalog: Annotated[
+        Path | None, typer.Option("--catalog", help="Catalog folder (default: the built-in one).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would change; write nothing.")
+    ] = False,
 ) -> None:
     """Merge the Awesome-LLM-Post-training list's papers into catalog/papers/ (idempotent)."""
     from posttrain import awesome
@@ -38,11 +42,16 @@ def import_awesome(
     if source is None:
         found = awesome.default_source(root)
         if found is None:
-            raise UserError(f"--from: no default list found at {awesome.DEFAULT_SOURCE} next to the repository; pass a file or URL")
+            raise UserError(
+                f"--from: no default list at {awesome.DEFAULT_SOURCE} next to the repository; "
+                "pass a file or URL"
+            )
         source = str(found)
     listed = awesome.parse(awesome.read_source(source))
     if not listed:
-        raise UserError(f"--from: {source} has no awesome-list entries (paper bullets, survey or repository tables)")
+        raise UserError(
+            f"--from: {source} has no awesome-list entries (paper bullets, survey or repository tables)"
+        )
     report = awesome.merge(listed, root / PAPERS_DIR, dry_run=dry_run)
     for pid in report.added:
         console.print(f"+ {pid}", markup=False, highlight=False)
@@ -54,9 +63,13 @@ def import_awesome(
 
 
 def papers(
-    section: Annotated[str | None, typer.Option(help="Only papers listed under this awesome-list section.")] = None,
+    section: Annotated[
+        str | None, typer.Option(help="Only papers listed under this awesome-list section.")
+    ] = None,
     method: Annotated[str | None, typer.Option(help="Only papers linked to this method id.")] = None,
-    catalog: Annotated[Path | None, typer.Option("--catalog", help="Catalog folder (default: the built-in one).")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option("--catalog", help="Catalog folder (default: the built-in one).")
+    ] = None,
 ) -> None:
     """List the papers in catalog/papers/ with their date, link and linked methods."""
     from posttrain.catalog import load_catalog

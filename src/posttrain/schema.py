@@ -109,10 +109,14 @@ class PaperRecord(Strict):
     authors: list[str] = Field(default_factory=list)
     date: str | None = Field(None, description="YYYY, YYYY-MM or YYYY-MM-DD (as precise as the source).")
     arxiv: str | None = Field(None, pattern=ARXIV_PATTERN, description="arXiv id such as 2305.18290.")
-    url: str | None = Field(None, pattern=URL_PATTERN, description="Link when there is no arXiv id, or besides it.")
+    url: str | None = Field(
+        None, pattern=URL_PATTERN, description="Link when there is no arXiv id, or besides it."
+    )
     venue: str | None = None
     sections: list[str] = Field(default_factory=list, description="Awesome-list sections it is listed under.")
-    methods: list[str] = Field(default_factory=list, description="Method ids this paper proposes, uses or studies.")
+    methods: list[str] = Field(
+        default_factory=list, description="Method ids this paper proposes, uses or studies."
+    )
     note: str | None = Field(None, description="Caveats: doubtful metadata, unverified links, list errors.")
 
     @field_validator("date", mode="before")
@@ -153,8 +157,12 @@ class PaperRecord(Strict):
     def to_paper(self) -> Paper:
         """The record as the ``Paper`` citation a method entry shows."""
         return Paper(
-            title=self.title, authors=self.authors, year=self.year or 1950,
-            arxiv=self.arxiv, url=None if self.arxiv else self.url, venue=self.venue,
+            title=self.title,
+            authors=self.authors,
+            year=self.year or 1950,
+            arxiv=self.arxiv,
+            url=None if self.arxiv else self.url,
+            venue=self.venue,
         )
 
 
@@ -205,7 +213,9 @@ class MethodEntry(Strict):
     name: str = Field(min_length=1)
     aliases: list[str] = Field(default_factory=list)
     family: str = Field(description="A family id from catalog/taxonomy.yaml.")
-    summary: str = Field(min_length=10, max_length=300, description="One or two sentences, ending in a period.")
+    summary: str = Field(
+        min_length=10, max_length=300, description="One or two sentences, ending in a period."
+    )
     description: str = Field(min_length=1, description="Markdown.")
     objective: str = Field(min_length=1, description="LaTeX of the loss or algorithm.")
     papers: list[PaperItem] = Field(
@@ -218,7 +228,9 @@ class MethodEntry(Strict):
     status_note: str | None = Field(None, description="Why a method is catalogued only or experimental.")
     defaults: dict[str, Default] = Field(default_factory=dict)
     metrics: list[Metric] = Field(default_factory=list)
-    related: list[str] = Field(default_factory=list, description="Related method ids; each must list this one back.")
+    related: list[str] = Field(
+        default_factory=list, description="Related method ids; each must list this one back."
+    )
     related_one_way: list[str] = Field(
         default_factory=list, description="Related method ids that deliberately do not link back."
     )
@@ -246,7 +258,9 @@ class MethodEntry(Strict):
         if self.plugin is None and self.status != Status.catalogued:
             raise ValueError("status must be 'catalogued' when plugin is null")
         if self.plugin is not None and self.status == Status.catalogued:
-            raise ValueError("status 'catalogued' means not runnable: set plugin to null or status to experimental")
+            raise ValueError(
+                "status 'catalogued' means not runnable: set plugin to null or status to experimental"
+            )
         return self
 
 
