@@ -1,7 +1,8 @@
-"""Find, load and validate the catalog (``catalog/``: taxonomy.yaml and methods/<id>.yaml).
+"""Find, load and validate the catalog (``catalog/``: taxonomy.yaml, methods/<id>.yaml, papers/<id>.yaml).
 
 Validation collects every problem before reporting, each as ``file:line: field: message``.
-YAML is read only through the safe loader. No torch import here.
+YAML is read only through the safe loader (the C one when PyYAML has it); line numbers are worked
+out only for files that have a problem, so loading stays fast. No torch import here.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import yaml
 from pydantic import ValidationError
 
 from posttrain.errors import UserError
-from posttrain.schema import ARXIV_PATTERN, MethodEntry, Taxonomy
+from posttrain.schema import ARXIV_PATTERN, MethodEntry, Paper, PaperRecord, Taxonomy
 
 TAXONOMY_FILE = "taxonomy.yaml"
 METHODS_DIR = "methods"
+PAPERS_DIR = "papers"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def catalog_dir(explicit: Path | None = None) -> Path:
-    """The catalog to use: an explicit path, $POSTTRAIN_CATALOG, the checkout's catalog/, or the packaged copy."""
+    """The catalog: an explicit path, $POSTTRAIN_CATALOG, the checkout's catalog/, or the packaged copy."""
     candidates: list[Path] = []
     if explicit is not None:
         candidates.append(explicit)
@@ -57,6 +60,24 @@ class Catalog:
     methods: dict[str, MethodEntry] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)  # method id -> file
     problems: list[Problem] = field(default_factory=list)
+    papers: dict[str, PaperRecord] = field(default_factory=dict)
+    paper_files: dict[str, Path] = field(default_factory=dict)  # paper id -> file
+    # method id -> [(index in `papers`, paper id)] as written, before ids were replaced by citations
+    paper_refs: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    # ids of files that exist but did not load (already reported), so references to them are not
+    # reported a second time as unknown
+    broken: set[str] = field(default_factory=set)
+
+    def papers_of(self, method_id: str) -> list[PaperRecord]:
+        """The paper records a method entry cites by id, in order."""
+        return [self.papers[pid] for _, pid in self.paper_refs.get(method_id, []) if pid in self.papers]
+
+    def methods_of(self, paper_id: str) -> list[str]:
+        """Method ids linked to a paper: entries citing it plus the record's own ``methods``."""
+        citing = [mid for mid, refs in self.paper_refs.items() if any(pid == paper_id for _, pid in refs)]
+        record = self.papers.get(paper_id)
+        extra = [m for m in (record.methods if record else []) if m not in citing]
+        return citing + extra
 
     def resolve(self, name: str) -> MethodEntry | None:
         """A method by id or alias (case-insensitive)."""
@@ -73,10 +94,16 @@ class Catalog:
 
 
 def _read_yaml(path: Path, problems: list[Problem], rel: str) -> tuple[Any, yaml.Node | None]:
+    """Parse a file and compose its node tree (for line numbers)."""
+    data, text = _load_yaml(path, problems, rel)
+    return data, (_compose(text) if text is not None else None)
+
+
+def _load_yaml(path: Path, problems: list[Problem], rel: str) -> tuple[Any, str | None]:
+    """Parse a file; returns (data, text), or (None, None) after recording the problem."""
     try:
         text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
     except UnicodeDecodeError:
         problems.append(Problem(rel, 1, "(file)", "not UTF-8 text"))
         return None, None
@@ -84,7 +111,17 @@ def _read_yaml(path: Path, problems: list[Problem], rel: str) -> tuple[Any, yaml
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         problems.append(Problem(rel, line, "(yaml)", f"invalid YAML: {exc.problem}"))
         return None, None
-    return data, node
+    except yaml.YAMLError as exc:
+        problems.append(Problem(rel, 1, "(yaml)", f"invalid YAML: {exc}"))
+        return None, None
+    return data, text
+
+
+def _compose(text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return None
 
 
 def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
@@ -110,9 +147,10 @@ def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
 def _schema_problems(exc: ValidationError, node: yaml.Node | None, rel: str) -> list[Problem]:
     out = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        # drop the union tags pydantic puts in the path of a method's `papers` items
+        loc = tuple(p for p in err["loc"] if p not in ("ref", "inline"))
         dotted = ".".join(str(p) for p in loc) or "(entry)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see `catalog schema`)"
         elif err["type"] == "missing":
@@ -126,44 +164,95 @@ def _schema_problems(exc: ValidationError, node: yaml.Node | None, rel: str) -> 
 # --- loading ------------------------------------------------------------------------------------
 
 
-def load_catalog(root: Path | None = None) -> Catalog:
-    """Load everything that parses; every problem met is kept in ``catalog.problems``."""
-    root = catalog_dir(root)
-    problems: list[Problem] = []
-    taxonomy = None
-    tax_rel = f"{root.name}/{TAXONOMY_FILE}"
-    data, node = _read_yaml(root / TAXONOMY_FILE, problems, tax_rel)
-    if data is not None:
-        try:
-            taxonomy = Taxonomy.model_validate(data)
-        except ValidationError as exc:
-            problems += _schema_problems(exc, node, tax_rel)
-    cat = Catalog(root=root, taxonomy=taxonomy, problems=problems)
-    for path in sorted((root / METHODS_DIR).glob("*")):
-        rel = f"{root.name}/{METHODS_DIR}/{path.name}"
+def _entries(root: Path, sub: str, problems: list[Problem], broken: set[str]):
+    """Yield (path, rel, data, text) for each parsable mapping in ``root/sub``."""
+    kind = "paper" if sub == PAPERS_DIR else "method"
+    for path in sorted((root / sub).glob("*")):
+        broken.add(f"{kind}:{path.stem}")  # removed again below once the file parses
+        rel = f"{root.name}/{sub}/{path.name}"
         if path.suffix not in (".yaml", ".yml"):
-            problems.append(Problem(rel, 1, "(file)", "only <id>.yaml files belong in methods/"))
+            problems.append(Problem(rel, 1, "(file)", f"only <id>.yaml files belong in {sub}/"))
             continue
-        data, node = _read_yaml(path, problems, rel)
+        data, text = _load_yaml(path, problems, rel)
         if data is None:
-            if node is None and not any(p.file == rel for p in problems):
+            if text is not None:
                 problems.append(Problem(rel, 1, "(file)", "empty file"))
             continue
         if not isinstance(data, dict):
             problems.append(Problem(rel, 1, "(entry)", "expected a mapping of fields"))
             continue
+        broken.discard(f"{kind}:{path.stem}")
+        yield path, rel, data, text
+
+
+def load_catalog(root: Path | None = None) -> Catalog:
+    """Load everything that parses; every problem met is kept in ``catalog.problems``.
+
+    Paper ids in a method's ``papers`` are replaced by the records' citations, so ``entry.papers``
+    holds ``Paper`` objects only; the ids as written are kept in ``catalog.paper_refs``.
+    """
+    root = catalog_dir(root)
+    problems: list[Problem] = []
+    taxonomy = None
+    tax_rel = f"{root.name}/{TAXONOMY_FILE}"
+    data, text = _load_yaml(root / TAXONOMY_FILE, problems, tax_rel)
+    if data is not None:
+        try:
+            taxonomy = Taxonomy.model_validate(data)
+        except ValidationError as exc:
+            problems += _schema_problems(exc, _compose(text or ""), tax_rel)
+    cat = Catalog(root=root, taxonomy=taxonomy, problems=problems)
+    for path, rel, data, text in _entries(root, PAPERS_DIR, problems, cat.broken):
+        try:
+            record = PaperRecord.model_validate(data)
+        except ValidationError as exc:
+            problems += _schema_problems(exc, _compose(text), rel)
+            cat.broken.add(f"paper:{path.stem}")
+            continue
+        if record.id != path.stem:
+            problems.append(
+                Problem(
+                    rel,
+                    line_of(_compose(text), ("id",)),
+                    "id",
+                    f"'{record.id}' must equal the file name '{path.stem}'",
+                )
+            )
+            continue
+        cat.papers[record.id] = record
+        cat.paper_files[record.id] = path
+    citations: dict[str, Paper] = {}
+    for path, rel, data, text in _entries(root, METHODS_DIR, problems, cat.broken):
         try:
             entry = MethodEntry.model_validate(data)
         except ValidationError as exc:
-            problems += _schema_problems(exc, node, rel)
+            problems += _schema_problems(exc, _compose(text), rel)
+            cat.broken.add(f"method:{path.stem}")
             continue
         if entry.id != path.stem:
             problems.append(
-                Problem(rel, line_of(node, ("id",)), "id", f"'{entry.id}' must equal the file name '{path.stem}'")
+                Problem(
+                    rel,
+                    line_of(_compose(text), ("id",)),
+                    "id",
+                    f"'{entry.id}' must equal the file name '{path.stem}'",
+                )
             )
         if entry.id in cat.methods:
-            problems.append(Problem(rel, line_of(node, ("id",)), "id", f"duplicate id '{entry.id}'"))
+            problems.append(Problem(rel, line_of(_compose(text), ("id",)), "id", f"duplicate id '{entry.id}'"))
             continue
+        refs = [(i, p) for i, p in enumerate(entry.papers) if isinstance(p, str)]
+        if refs:
+            cat.paper_refs[entry.id] = refs
+            resolved: list[Any] = []
+            for p in entry.papers:
+                if not isinstance(p, str):
+                    resolved.append(p)
+                elif p in cat.papers and cat.papers[p].date:
+                    if p not in citations:
+                        citations[p] = cat.papers[p].to_paper()
+                    resolved.append(citations[p])
+            entry.papers = resolved  # unresolvable ids are reported by validate()
         cat.methods[entry.id] = entry
         cat.files[entry.id] = path
     return cat
@@ -172,36 +261,100 @@ def load_catalog(root: Path | None = None) -> Catalog:
 # --- cross-references ---------------------------------------------------------------------------
 
 
+def normalise_title(title: str) -> str:
+    """Lowercase letters and digits only: the key for spotting the same paper listed twice."""
+    return re.sub(r"[^a-z0-9]+", "", title.lower())
+
+
+def arxiv_key(arxiv: str) -> str:
+    """An arXiv id without its version suffix."""
+    return re.sub(r"v\d+$", "", arxiv)
+
+
 def validate(root: Path | None = None, registered: dict[str, str] | None = None) -> tuple[Catalog, list[Problem]]:
     """Schema plus cross-reference checks. ``registered`` maps plugin name -> distribution."""
     cat = load_catalog(root)
     problems = list(cat.problems)
     families = cat.taxonomy.families() if cat.taxonomy else {}
-    nodes: dict[str, yaml.Node | None] = {}
+    nodes: dict[Path, yaml.Node | None] = {}
+
+    def at(path: Path, sub: str, loc: tuple[Any, ...]) -> tuple[str, int]:
+        if path not in nodes:
+            nodes[path] = _compose(path.read_text(encoding="utf-8"))
+        return f"{cat.root.name}/{sub}/{path.name}", line_of(nodes[path], loc)
 
     def where(mid: str, loc: tuple[Any, ...]) -> tuple[str, int]:
-        path = cat.files[mid]
-        if mid not in nodes:
-            nodes[mid] = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-        return f"{cat.root.name}/{METHODS_DIR}/{path.name}", line_of(nodes[mid], loc)
+        return at(cat.files[mid], METHODS_DIR, loc)
+
+    def where_paper(pid: str, loc: tuple[Any, ...]) -> tuple[str, int]:
+        return at(cat.paper_files[pid], PAPERS_DIR, loc)
+
+    # papers: duplicates (same arXiv id or same normalised title) and links to methods
+    by_arxiv: dict[str, str] = {}
+    by_title: dict[str, str] = {}
+    for pid, rec in cat.papers.items():
+        if rec.arxiv:
+            other = by_arxiv.setdefault(arxiv_key(rec.arxiv), pid)
+            if other != pid:
+                problems.append(
+                    Problem(
+                        *where_paper(pid, ("arxiv",)),
+                        "arxiv",
+                        f"duplicate paper: arXiv {rec.arxiv} is already '{other}'",
+                    )
+                )
+                continue
+        other = by_title.setdefault(normalise_title(rec.title), pid)
+        other_arxiv = cat.papers[other].arxiv
+        if other != pid and not (rec.arxiv and other_arxiv and arxiv_key(other_arxiv) != arxiv_key(rec.arxiv)):
+            problems.append(
+                Problem(*where_paper(pid, ("title",)), "title", f"duplicate paper: same title as '{other}'")
+            )
+        for i, mid in enumerate(rec.methods):
+            if mid not in cat.methods and f"method:{mid}" not in cat.broken:
+                problems.append(
+                    Problem(*where_paper(pid, ("methods", i)), f"methods.{i}", f"unknown method id '{mid}'")
+                )
 
     names_seen: dict[str, str] = {}
     for mid, entry in cat.methods.items():
         if cat.taxonomy and entry.family not in families:
             problems.append(
-                Problem(*where(mid, ("family",)), "family", f"unknown family '{entry.family}' (not in {TAXONOMY_FILE})")
-            )
-        for i, rel_id in enumerate(entry.related):
-            if rel_id not in cat.methods:
-                problems.append(Problem(*where(mid, ("related", i)), f"related.{i}", f"unknown method id '{rel_id}'"))
-            if rel_id == mid:
-                problems.append(
-                    Problem(*where(mid, ("related", i)), f"related.{i}", "a method cannot relate to itself")
+                Problem(
+                    *where(mid, ("family",)),
+                    "family",
+                    f"unknown family '{entry.family}' (not in {TAXONOMY_FILE})",
                 )
-        if entry.lineage and entry.lineage.parent not in cat.methods:
+            )
+        for kind in ("related", "related_one_way"):
+            for i, rel_id in enumerate(getattr(entry, kind)):
+                if rel_id not in cat.methods:
+                    if f"method:{rel_id}" in cat.broken:
+                        continue
+                    problems.append(Problem(*where(mid, (kind, i)), f"{kind}.{i}", f"unknown method id '{rel_id}'"))
+                elif rel_id == mid:
+                    problems.append(Problem(*where(mid, (kind, i)), f"{kind}.{i}", "a method cannot relate to itself"))
+                elif kind == "related_one_way" and rel_id in entry.related:
+                    problems.append(Problem(*where(mid, (kind, i)), f"{kind}.{i}", f"'{rel_id}' is also in related"))
+                elif kind == "related" and mid not in cat.methods[rel_id].related:
+                    problems.append(
+                        Problem(
+                            *where(mid, (kind, i)),
+                            f"{kind}.{i}",
+                            f"'{rel_id}' does not list '{mid}' in its related; add it there, or move "
+                            f"'{rel_id}' to related_one_way if the link is deliberately one-way",
+                        )
+                    )
+        if (
+            entry.lineage
+            and entry.lineage.parent not in cat.methods
+            and f"method:{entry.lineage.parent}" not in cat.broken
+        ):
             problems.append(
                 Problem(
-                    *where(mid, ("lineage", "parent")), "lineage.parent", f"unknown method id '{entry.lineage.parent}'"
+                    *where(mid, ("lineage", "parent")),
+                    "lineage.parent",
+                    f"unknown method id '{entry.lineage.parent}'",
                 )
             )
         if registered is not None and entry.plugin is not None and entry.plugin not in registered:
@@ -212,9 +365,44 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
                     f"'{entry.plugin}' is not a registered plugin (see `catalog plugins`)",
                 )
             )
-        for i, paper in enumerate(entry.papers):
+        seen_refs: set[str] = set()
+        for i, pid in cat.paper_refs.get(mid, []):
+            if pid not in cat.papers:
+                if f"paper:{pid}" in cat.broken:
+                    continue
+                problems.append(
+                    Problem(
+                        *where(mid, ("papers", i)),
+                        f"papers.{i}",
+                        f"unknown paper id '{pid}' (no {PAPERS_DIR}/{pid}.yaml)",
+                    )
+                )
+            elif not cat.papers[pid].date:
+                problems.append(
+                    Problem(
+                        *where(mid, ("papers", i)),
+                        f"papers.{i}",
+                        f"paper '{pid}' has no date, so it cannot be cited",
+                    )
+                )
+            if pid in seen_refs:
+                problems.append(Problem(*where(mid, ("papers", i)), f"papers.{i}", f"paper '{pid}' is cited twice"))
+            seen_refs.add(pid)
+        inline = (
+            [(i, p) for i, p in enumerate(entry.papers) if not isinstance(p, str)] if mid not in cat.paper_refs else []
+        )
+        for i, paper in inline:
             if paper.arxiv and not re.match(ARXIV_PATTERN, paper.arxiv):
                 problems.append(Problem(*where(mid, ("papers", i, "arxiv")), f"papers.{i}.arxiv", "malformed arXiv id"))
+            elif paper.arxiv and arxiv_key(paper.arxiv) in by_arxiv:
+                pid = by_arxiv[arxiv_key(paper.arxiv)]
+                problems.append(
+                    Problem(
+                        *where(mid, ("papers", i)),
+                        f"papers.{i}",
+                        f"duplicate paper: cite it by its id '{pid}' instead of inline",
+                    )
+                )
         for j, name in enumerate([mid, *entry.aliases]):
             key = name.lower()
             loc: tuple[Any, ...] = ("id",) if j == 0 else ("aliases", j - 1)

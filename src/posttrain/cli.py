@@ -92,6 +92,7 @@ def show(method: Annotated[str, typer.Argument(help="Method id or alias.")], cat
 @app.command()
 def validate(
     path: Annotated[Path | None, typer.Argument(help="Catalog folder or one entry file.")] = None,
+    links: Annotated[bool, typer.Option("--links", help="Also check every URL online.")] = False,
 ) -> None:
     """Check the catalog's schema and cross-references; print every problem as file:line: field: message."""
     from posttrain.catalog import validate as run_validation
@@ -115,6 +116,10 @@ def validate(
         console.print(f"{len(problems)} problem(s) found", style="red")
         raise typer.Exit(1)
     console.print(f"ok: {len(cat.methods)} methods, catalog {cat.root}")
+    if links:
+        from posttrain.linkcheck import check_catalog_links
+
+        check_catalog_links(cat, console)
 
 
 @app.command()
@@ -204,6 +209,11 @@ def smoke(
     console.print(f"report: {report}")
     if not all(r["ok"] for r in results):
         raise typer.Exit(1)
+
+
+from posttrain import cli_catalog  # noqa: E402
+
+cli_catalog.register(app)
 
 
 def main() -> None:

@@ -6,16 +6,28 @@ Every model forbids unknown fields so a typo in a YAML key is an error, not sile
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 # New-style (2007+) arXiv ids, optionally versioned, and old-style archive/number ids.
 ARXIV_PATTERN = r"^(\d{4}\.\d{4,5}(v\d+)?|[a-z-]+(\.[A-Z]{2})?/\d{7}(v\d+)?)$"
 URL_PATTERN = r"^https?://[^\s/$.?#][^\s]*$"
+# A publication date at the precision the source gives: year, year-month or a full date.
+DATE_PATTERN = r"^\d{4}(-\d{2}(-\d{2})?)?$"
 
 
 class Strict(BaseModel):
@@ -65,6 +77,105 @@ class Paper(Strict):
         return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else str(self.url)
 
 
+def check_date(value: str) -> str:
+    """Accept YYYY, YYYY-MM or YYYY-MM-DD naming a real calendar date; raise ValueError otherwise."""
+    if not re.match(DATE_PATTERN, value):
+        raise ValueError(f"'{value}' is not a date (expected YYYY, YYYY-MM or YYYY-MM-DD)")
+    parts = [int(p) for p in value.split("-")]
+    try:
+        _dt.date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
+    except ValueError as exc:
+        raise ValueError(f"'{value}' is not a valid date ({exc})") from None
+    return value
+
+
+class PaperKind(str, Enum):
+    paper = "paper"
+    repository = "repository"
+    post = "post"
+
+
+class PaperRecord(Strict):
+    """One paper (or repository, or blog post): ``catalog/papers/<id>.yaml``.
+
+    Method entries cite records by id. Records imported from the awesome-list carry the list's
+    sections; ``methods`` holds hand-made links to the method entries a paper proposes, uses or
+    studies, and the importer never removes them.
+    """
+
+    id: str = Field(pattern=ID_PATTERN, description="Equals the file name without .yaml.")
+    title: str = Field(min_length=1)
+    kind: PaperKind = PaperKind.paper
+    authors: list[str] = Field(default_factory=list)
+    date: str | None = Field(None, description="YYYY, YYYY-MM or YYYY-MM-DD (as precise as the source).")
+    arxiv: str | None = Field(None, pattern=ARXIV_PATTERN, description="arXiv id such as 2305.18290.")
+    url: str | None = Field(None, pattern=URL_PATTERN, description="Link when there is no arXiv id, or besides it.")
+    venue: str | None = None
+    sections: list[str] = Field(default_factory=list, description="Awesome-list sections it is listed under.")
+    methods: list[str] = Field(default_factory=list, description="Method ids this paper proposes, uses or studies.")
+    note: str | None = Field(None, description="Caveats: doubtful metadata, unverified links, list errors.")
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date_as_text(cls, v: Any) -> Any:
+        # unquoted YAML dates and years arrive as date objects and ints
+        return v.isoformat() if isinstance(v, _dt.date) else str(v) if isinstance(v, int) else v
+
+    @field_validator("date")
+    @classmethod
+    def _valid_date(cls, v: str | None) -> str | None:
+        return None if v is None else check_date(v)
+
+    @field_validator("methods")
+    @classmethod
+    def _method_ids(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if not re.match(ID_PATTERN, m)]
+        if bad:
+            raise ValueError(f"not method ids: {', '.join(bad)}")
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> PaperRecord:
+        if not self.arxiv and not self.url:
+            raise ValueError("a paper needs an arxiv id or a url")
+        if self.date is None and self.kind != PaperKind.repository:
+            raise ValueError("date is required (only repositories may leave it out)")
+        return self
+
+    @property
+    def year(self) -> int | None:
+        return int(self.date[:4]) if self.date else None
+
+    @property
+    def link(self) -> str:
+        return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else str(self.url)
+
+    def to_paper(self) -> Paper:
+        """The record as the ``Paper`` citation a method entry shows."""
+        return Paper(
+            title=self.title,
+            authors=self.authors,
+            year=self.year or 1950,
+            arxiv=self.arxiv,
+            url=None if self.arxiv else self.url,
+            venue=self.venue,
+        )
+
+
+def _paper_item_kind(value: Any) -> str:
+    return "ref" if isinstance(value, str) else "inline"
+
+
+# A method's paper: either the id of a record in catalog/papers/ or an inline citation.
+PaperItem = Annotated[
+    Union[  # noqa: UP007 (Tag needs the explicit Union form)
+        Annotated[Annotated[str, StringConstraints(pattern=ID_PATTERN)], Tag("ref")],
+        Annotated[Paper, Tag("inline")],
+    ],
+    Discriminator(_paper_item_kind),
+]
+
+
 class Default(Strict):
     value: Any
     source: str = Field(min_length=1, description="Where the paper states it (section, table, quote).")
@@ -101,13 +212,20 @@ class MethodEntry(Strict):
     summary: str = Field(min_length=10, max_length=300, description="One or two sentences, ending in a period.")
     description: str = Field(min_length=1, description="Markdown.")
     objective: str = Field(min_length=1, description="LaTeX of the loss or algorithm.")
-    papers: list[Paper] = Field(min_length=1)
+    papers: list[PaperItem] = Field(
+        min_length=1,
+        description="Paper ids from catalog/papers/ (preferred) or inline citations; the first is canonical. "
+        "The loader replaces ids by the records' citations.",
+    )
     plugin: str | None = Field(None, description="A registered plugin name, or null if not runnable.")
     status: Status
     status_note: str | None = Field(None, description="Why a method is catalogued only or experimental.")
     defaults: dict[str, Default] = Field(default_factory=dict)
     metrics: list[Metric] = Field(default_factory=list)
-    related: list[str] = Field(default_factory=list)
+    related: list[str] = Field(default_factory=list, description="Related method ids; each must list this one back.")
+    related_one_way: list[str] = Field(
+        default_factory=list, description="Related method ids that deliberately do not link back."
+    )
     lineage: Lineage | None = None
     implementations: list[Implementation] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
@@ -119,7 +237,7 @@ class MethodEntry(Strict):
             raise ValueError("summary should end with a period")
         return v
 
-    @field_validator("related")
+    @field_validator("related", "related_one_way")
     @classmethod
     def _related_ids(cls, v: list[str]) -> list[str]:
         bad = [r for r in v if not re.match(ID_PATTERN, r)]
@@ -137,4 +255,8 @@ class MethodEntry(Strict):
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    return {"method": MethodEntry.model_json_schema(), "taxonomy": Taxonomy.model_json_schema()}
+    return {
+        "method": MethodEntry.model_json_schema(),
+        "paper": PaperRecord.model_json_schema(),
+        "taxonomy": Taxonomy.model_json_schema(),
+    }
