@@ -188,6 +188,11 @@ def smoke(
         raise typer.Exit(1)
 
 
+from posttrain import cli_site  # noqa: E402
+
+cli_site.register(app)
+
+
 def main() -> None:
     try:
         app()
