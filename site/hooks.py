@@ -261,15 +261,50 @@ def last_verified(data: SiteData, info: MethodInfo) -> str:
     return max(dates) if dates else "never"
 
 
-def fix_lists(text: str) -> str:
-    """Docstrings write lists right under a line of text; markdown needs a blank line first."""
+def docstring_markdown(text: str) -> str:
+    """A plugin docstring as markdown.
+
+    Docstrings are plain text: a list starts right under a line of text, a command is a block
+    indented by four spaces, and "Deviations from the paper:" opens its own part. Markdown needs a
+    blank line before a list, and would read an indented block after a list as part of the list,
+    so lists get their blank line, indented blocks become fenced code, and the deviations label
+    becomes a bold lead-in.
+    """
+    item = re.compile(r"^\s{0,3}(\d+[.)]|[-*])\s+")
+    label = re.compile(r"^(Deviations? from the paper\s*:?)(.*)$", re.IGNORECASE)
+    lines = text.splitlines()
     out: list[str] = []
-    item = re.compile(r"^\s*(\d+[.)]|[-*])\s+")
-    for line in text.splitlines():
-        if item.match(line) and out and out[-1].strip() and not item.match(out[-1]) and not out[-1].startswith(" "):
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("    ") and (not out or not out[-1].strip()):
+            block = []
+            while i < len(lines) and (lines[i].startswith("    ") or not lines[i].strip()):
+                block.append(lines[i][4:])
+                i += 1
+            out += [fence("\n".join(block).strip("\n"), "bash"), ""]
+            continue
+        match = label.match(line.strip())
+        if match:
+            if out and out[-1].strip():
+                out.append("")
+            line = f"**{match.group(1).strip()}**{match.group(2)}"
+        elif (
+            item.match(line)
+            and out
+            and out[-1].strip()
+            and not item.match(out[-1])
+            and not out[-1][:1].isspace()
+        ):
             out.append("")
         out.append(line)
+        i += 1
     return "\n".join(out)
+
+
+def row(*cells: Any) -> str:
+    """One markdown table row."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def fence(text: str, lang: str = "") -> str:
@@ -299,14 +334,27 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
     lines: list[str] = [f"# {md(e.name)}", ""]
     meta = []
     if info.branch is not None:
-        meta.append(f"**Branch:** [{md(info.branch.name)}]({rel(src, f'branches/{info.branch.id}/index.md')})")
-        meta.append(f"**Family:** [{md(info.family.name)}]({rel(src, f'families/{info.family.id}/index.md')})")
+        meta.append(
+            f"**Branch:** [{md(info.branch.name)}]({rel(src, f'branches/{info.branch.id}/index.md')})"
+        )
+        meta.append(
+            f"**Family:** [{md(info.family.name)}]({rel(src, f'families/{info.family.id}/index.md')})"
+        )
     else:
         meta.append(f"**Family:** `{e.family}` (not in the taxonomy)")
     meta.append(f"**Status:** {status_badge(e.status.value)}")
     if e.aliases:
         meta.append("**Also known as:** " + ", ".join(md(a) for a in e.aliases))
-    lines += [" · ".join(meta), "", '!!! abstract "Summary"', "", "    " + md(e.summary), "", e.description.strip(), ""]
+    lines += [
+        " · ".join(meta),
+        "",
+        '!!! abstract "Summary"',
+        "",
+        "    " + md(e.summary),
+        "",
+        e.description.strip(),
+        "",
+    ]
 
     lines += ["## Objective", "", "$$", e.objective.strip(), "$$", ""]
 
@@ -332,7 +380,10 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
             lines.append(f"- [{md(child.entry.name)}]({rel(src, child.src)}): {changes}")
         lines.append("")
     if not e.lineage and not children:
-        lines += ["No lineage recorded: this entry names no parent method, and no entry names it as its parent.", ""]
+        lines += [
+            "No lineage recorded: this entry names no parent method, and no entry names it as its parent.",
+            "",
+        ]
 
     lines += ["## How to run it", ""] + run_section(data, info) + [""]
     lines += ["## Logged metrics", ""]
@@ -383,13 +434,21 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
     if info.state == "runnable":
         assert info.spec is not None and info.source is not None
         example = _example_override(info.fields)
-        cmds = [f"catalog run {e.id}                # the embedded tiny task on CPU, paper defaults"]
+        cmds = [
+            "# run it on the embedded tiny task (a CPU is enough), with the defaults below",
+            f"catalog run {e.id}",
+        ]
         if example:
-            cmds.append(f"catalog run {e.id} --set {example}   # override a config value (validated by Config)")
+            cmds += [
+                "# override a config value (checked by the plugin's Config)",
+                f"catalog run {e.id} --set {example}",
+            ]
         cmds += [
+            "# your own model and data",
             f"catalog run {e.id} --model <hf-id-or-folder> --dataset <file.jsonl>",
-            f"catalog show {e.id}               # this page's summary and config table in the terminal",
-            f"catalog smoke {e.id}              # a 2-step check that the plugin works here",
+            "# this page's summary and config table in the terminal; a 2-step check that it runs",
+            f"catalog show {e.id}",
+            f"catalog smoke {e.id}",
         ]
         out += [fence("\n".join(cmds), "bash"), ""]
         out += [
@@ -411,7 +470,9 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
             for f in info.fields:
                 paper = e.defaults.get(f.name)
                 paper_cell = code(paper.value) if paper else ""
-                out.append(f"| `{f.name}` | `{md(f.type)}` | {code(f.default)} | {paper_cell} | {md(f.description)} |")
+                out.append(
+                    row(f"`{f.name}`", f"`{md(f.type)}`", code(f.default), paper_cell, md(f.description))
+                )
         else:
             out.append(f"The plugin's module `{shown_path(info.source)}` declares no `Config` fields.")
         out.append("")
@@ -420,7 +481,8 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
         out += [
             '!!! warning "Plugin source not found"',
             "",
-            f"    `{info.spec.distribution}` registers the plugin `{info.spec.name}` as `{info.spec.target}`, but "
+            f"    `{info.spec.distribution}` registers the plugin `{info.spec.name}` as "
+            f"`{info.spec.target}`, but "
             "that module could not be found when this site was built, so there is no config table. "
             f"Once the module exists, `catalog run {e.id}` runs it.",
             "",
@@ -429,7 +491,8 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
         out += [
             '!!! warning "Plugin not installed"',
             "",
-            f"    This entry names the plugin `{e.plugin}`, but no installed distribution registers it in the "
+            f"    This entry names the plugin `{e.plugin}`, but no installed distribution "
+            "registers it in the "
             "`posttrain.plugins` entry-point group, so the config table cannot be shown. Install the "
             f"distribution that provides it, check with `catalog plugins`, then run `catalog run {e.id}`.",
             "",
@@ -458,14 +521,18 @@ def notes_section(info: MethodInfo) -> list[str]:
     if e.status_note:
         out += [f"**Status note:** {md(e.status_note)}", ""]
     if info.state != "runnable":
-        out.append("There is no plugin source to describe yet." if info.state != "no-source" else "The plugin's source was not found.")
+        out.append(
+            "There is no plugin source to describe yet."
+            if info.state != "no-source"
+            else "The plugin's source was not found."
+        )
         return out
     assert info.source is not None
     doc = info.docstring
     if doc:
         title, _, body = doc.partition("\n")
         out += [f"From the docstring of `{shown_path(info.source)}`:", ""]
-        out += [f"**{md(title.strip())}**", "", fix_lists(body.strip()), ""]
+        out += [f"**{md(title.strip())}**", "", docstring_markdown(body.strip()), ""]
         if "deviation" not in doc.lower():
             out += ["The docstring lists no deviations from the paper.", ""]
     else:
@@ -501,7 +568,14 @@ def results_section(data: SiteData, info: MethodInfo) -> list[str]:
                 out.append(f"| {kind.upper()} | not yet measured | | |")
             else:
                 device = f" ({md(rec['device'])})" if rec.get("device") else ""
-                out.append(f"| {kind.upper()}{device} | {smoke_cell(rec)} | {md(rec.get('date', ''))} | {md(rec.get('detail', ''))[:300]} |")
+                out.append(
+                    row(
+                        kind.upper() + device,
+                        smoke_cell(rec),
+                        md(rec.get("date", "")),
+                        md(rec.get("detail", ""))[:300],
+                    )
+                )
         out.append("")
     if run:
         out += ["### Run on the embedded task", ""]
@@ -518,7 +592,9 @@ def results_section(data: SiteData, info: MethodInfo) -> list[str]:
         if names:
             out += ["| metric | before | after |", "|---|---|---|"]
             for name in names:
-                out.append(f"| `{name}` | {fmt_number(before.get(name, ''))} | {fmt_number(after.get(name, ''))} |")
+                out.append(
+                    f"| `{name}` | {fmt_number(before.get(name, ''))} | {fmt_number(after.get(name, ''))} |"
+                )
             out.append("")
         out.append(f"From `reports/runs/{e.id}.json`, the `summary.json` of that run.")
     else:
@@ -530,7 +606,9 @@ def results_section(data: SiteData, info: MethodInfo) -> list[str]:
 
 
 def _methods_of(data: SiteData, family_id: str) -> list[MethodInfo]:
-    return sorted((m for m in data.methods.values() if m.entry.family == family_id), key=lambda m: m.entry.name.lower())
+    return sorted(
+        (m for m in data.methods.values() if m.entry.family == family_id), key=lambda m: m.entry.name.lower()
+    )
 
 
 def _runnable_cell(info: MethodInfo) -> str:
@@ -549,7 +627,9 @@ def taxonomy_nodes(data: SiteData) -> list[BranchNode]:
         for f in b.families:
             fn = FamilyNode(f.id, f.name, f"families/{f.id}/index.md")
             for m in _methods_of(data, f.id):
-                fn.methods.append(MethodNode(m.entry.id, m.entry.name, m.src, m.state == "runnable", m.entry.status.value))
+                fn.methods.append(
+                    MethodNode(m.entry.id, m.entry.name, m.src, m.state == "runnable", m.entry.status.value)
+                )
             bn.families.append(fn)
         out.append(bn)
     return out
@@ -565,8 +645,9 @@ def taxonomy_page(data: SiteData) -> str:
         "# Taxonomy",
         "",
         f"The catalog follows the survey *LLM Post-Training: A Deep Dive into Reasoning LLMs* "
-        f"([arXiv 2502.21321](https://arxiv.org/abs/2502.21321)): {len(tax.branches)} branches, {n_fam} families "
-        f"and {len(data.methods)} methods. Click a branch, a family or a method to open its page; a green dot "
+        f"([arXiv 2502.21321](https://arxiv.org/abs/2502.21321)): {len(tax.branches)} branches, "
+        f"{n_fam} families and {len(data.methods)} methods. Click a branch, a family or a method to open "
+        "its page; a green dot "
         "marks a method you can run with `catalog run ID`.",
         "",
         FIGURE_PLACEHOLDER,
@@ -585,12 +666,27 @@ def branch_page(data: SiteData, branch: Any) -> str:
     src = f"branches/{branch.id}/index.md"
     lines = [f"# {md(branch.name)}", ""]
     if branch.survey_section:
-        lines += [f"Survey section: {md(branch.survey_section)} · [whole taxonomy]({rel(src, 'taxonomy.md')})", ""]
-    lines += [md(branch.description), "", "| family | methods | runnable | description |", "|---|---|---|---|"]
+        lines += [
+            f"Survey section: {md(branch.survey_section)} · [whole taxonomy]({rel(src, 'taxonomy.md')})",
+            "",
+        ]
+    lines += [
+        md(branch.description),
+        "",
+        "| family | methods | runnable | description |",
+        "|---|---|---|---|",
+    ]
     for f in branch.families:
         ms = _methods_of(data, f.id)
         runnable = sum(m.state == "runnable" for m in ms)
-        lines.append(f"| [{md(f.name)}]({rel(src, f'families/{f.id}/index.md')}) | {len(ms)} | {runnable} | {md(f.description)} |")
+        lines.append(
+            row(
+                f"[{md(f.name)}]({rel(src, f'families/{f.id}/index.md')})",
+                len(ms),
+                runnable,
+                md(f.description),
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -623,8 +719,15 @@ def family_page(data: SiteData, branch: Any, family: Any) -> str:
         lines += ["", "## How they relate", ""]
         for m in edges:
             parent = data.methods.get(m.entry.lineage.parent)
-            ptxt = f"[{md(parent.entry.name)}]({rel(src, parent.src)})" if parent else f"`{m.entry.lineage.parent}`"
-            lines.append(f"- [{md(m.entry.name)}]({rel(src, m.src)}) modifies {ptxt}: {md('; '.join(m.entry.lineage.changes))}")
+            ptxt = (
+                f"[{md(parent.entry.name)}]({rel(src, parent.src)})"
+                if parent
+                else f"`{m.entry.lineage.parent}`"
+            )
+            lines.append(
+                f"- [{md(m.entry.name)}]({rel(src, m.src)}) modifies {ptxt}: "
+                + md("; ".join(m.entry.lineage.changes))
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -633,32 +736,51 @@ def family_page(data: SiteData, branch: Any, family: Any) -> str:
 CATALOG_SECTION = "Cited by a catalog entry"
 
 
-def _paper_key(title: str, arxiv: str | None) -> str:
-    return arxiv.split("v")[0] if arxiv and re.match(r"\d{4}\.", arxiv) else re.sub(r"\W+", " ", title.lower()).strip()
+_ARXIV_IN_LINK = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})")
+
+
+def _paper_keys(title: str, arxiv: str | None, link: str | None) -> list[str]:
+    """Keys on which two records of one paper meet: the arXiv id (from id or link) and the title."""
+    keys = []
+    match = re.match(r"\d{4}\.\d{4,5}", arxiv or "") or _ARXIV_IN_LINK.search(link or "")
+    if match:
+        keys.append("arxiv:" + (match.group(1) if match.groups() else match.group(0)))
+    keys.append("title:" + re.sub(r"\W+", " ", title.lower()).strip())
+    return keys
 
 
 def papers_rows(data: SiteData) -> list[dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
+    """The awesome-list papers plus the papers that entries cite, one row per paper."""
+    rows: list[dict[str, Any]] = []
+    index: dict[str, dict[str, Any]] = {}
+
+    def add(record: dict[str, Any]) -> dict[str, Any]:
+        keys = _paper_keys(record["title"], record["arxiv"], record["link"])
+        row = next((index[k] for k in keys if k in index), None)
+        if row is None:
+            row = {**record, "methods": []}
+            rows.append(row)
+        for k in keys:
+            index.setdefault(k, row)
+        return row
+
     for p in data.papers:
-        rows.setdefault(_paper_key(p["title"], p["arxiv"]), {**p, "methods": []})
+        add(p)
     for info in data.methods.values():
         for p in info.entry.papers:
-            key = _paper_key(p.title, p.arxiv)
-            row = rows.get(key)
-            if row is None:
-                row = rows[key] = {
-                    "title": p.title,
-                    "link": p.link,
-                    "arxiv": p.arxiv,
-                    "venue": p.venue or "",
-                    "date": "",
-                    "year": p.year,
-                    "sections": [CATALOG_SECTION],
-                    "methods": [],
-                }
+            record = {
+                "title": p.title,
+                "link": p.link,
+                "arxiv": p.arxiv,
+                "venue": p.venue or "",
+                "date": "",
+                "year": p.year,
+                "sections": [CATALOG_SECTION],
+            }
+            row = add(record)
             if info not in row["methods"]:
                 row["methods"].append(info)
-    return sorted(rows.values(), key=lambda r: (-(r["year"] or 0), r["title"].lower()))
+    return sorted(rows, key=lambda r: (-(r["year"] or 0), r["title"].lower()))
 
 
 def papers_page(data: SiteData, href) -> str:
@@ -688,28 +810,39 @@ def papers_page(data: SiteData, href) -> str:
     opts_y = "".join(f'<option value="{y}">{y}</option>' for y in years)
     lines += [
         '<div class="papers-filter">',
-        '<input type="search" id="papers-search" placeholder="Search titles, venues, methods" aria-label="Search papers">',
-        f'<select id="papers-section" aria-label="Section"><option value="">All sections</option>{opts_s}</select>',
+        '<input type="search" id="papers-search" placeholder="Search titles, venues, methods" '
+        'aria-label="Search papers">',
+        f'<select id="papers-section" aria-label="Section"><option value="">All sections</option>'
+        f"{opts_s}</select>",
         f'<select id="papers-year" aria-label="Year"><option value="">All years</option>{opts_y}</select>',
         f'<span id="papers-count" aria-live="polite">{len(rows)} papers</span>',
         "</div>",
         "",
         '<table id="papers-table">',
-        "<thead><tr><th>Title</th><th>Year</th><th>Venue</th><th>Sections</th><th>Catalog methods</th></tr></thead>",
+        "<thead><tr><th>Title</th><th>Year</th><th>Venue</th><th>Sections</th>"
+        "<th>Catalog methods</th></tr></thead>",
         "<tbody>",
     ]
     for r in rows:
         title = escape(r["title"])
         if r["link"]:
             title = f'<a href="{escape(r["link"])}">{title}</a>'
-        methods = ", ".join(f'<a href="{escape(href(m.src))}">{escape(m.entry.name)}</a>' for m in r["methods"])
+        methods = ", ".join(
+            f'<a href="{escape(href(m.src))}">{escape(m.entry.name)}</a>' for m in r["methods"]
+        )
         sections_attr = escape("|".join(r["sections"]))
         lines.append(
             f'<tr data-year="{r["year"] or ""}" data-sections="{sections_attr}"><td>{title}</td>'
-            f'<td>{escape(r["date"] or str(r["year"] or ""))}</td><td>{escape(r["venue"])}</td>'
-            f'<td>{"<br>".join(escape(s) for s in r["sections"])}</td><td>{methods}</td></tr>'
+            f"<td>{escape(r['date'] or str(r['year'] or ''))}</td><td>{escape(r['venue'])}</td>"
+            f"<td>{'<br>'.join(escape(s) for s in r['sections'])}</td><td>{methods}</td></tr>"
         )
-    lines += ["</tbody>", "</table>", "", '<p id="papers-empty" hidden>No paper matches these filters.</p>', ""]
+    lines += [
+        "</tbody>",
+        "</table>",
+        "",
+        '<p id="papers-empty" hidden>No paper matches these filters.</p>',
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -726,25 +859,45 @@ def status_page(data: SiteData) -> str:
         "report covers it.",
         "",
     ]
-    counts = {s: sum(m.state == s for m in data.methods.values()) for s in ("runnable", "no-source", "not-installed", "catalogued")}
+    counts = {
+        s: sum(m.state == s for m in data.methods.values())
+        for s in ("runnable", "no-source", "not-installed", "catalogued")
+    }
     lines += [
         f"{len(data.methods)} methods: {counts['runnable']} runnable, {counts['catalogued']} catalogued only"
-        + (f", {counts['not-installed']} with a plugin that is not installed" if counts["not-installed"] else "")
-        + (f", {counts['no-source']} with a registered plugin whose source is missing" if counts["no-source"] else "")
+        + (
+            f", {counts['not-installed']} with a plugin that is not installed"
+            if counts["not-installed"]
+            else ""
+        )
+        + (
+            f", {counts['no-source']} with a registered plugin whose source is missing"
+            if counts["no-source"]
+            else ""
+        )
         + ".",
         "",
         "| method | family | status | runnable | CPU smoke | GPU smoke | last verified |",
         "|---|---|---|---|---|---|---|",
     ]
-    order = sorted(data.methods.values(), key=lambda m: (m.state != "runnable", m.entry.family, m.entry.name.lower()))
+    order = sorted(
+        data.methods.values(), key=lambda m: (m.state != "runnable", m.entry.family, m.entry.name.lower())
+    )
     for m in order:
         fam = f"[{md(m.family.name)}](families/{m.family.id}/index.md)" if m.family else f"`{m.entry.family}`"
         plugin = m.entry.plugin
         cpu = smoke_cell(data.smoke["cpu"].get(plugin)) if plugin else "—"
         gpu = smoke_cell(data.smoke["gpu"].get(plugin)) if plugin else "—"
         lines.append(
-            f"| [{md(m.entry.name)}]({m.src}) | {fam} | {status_badge(m.entry.status.value)} | {_runnable_cell(m)} "
-            f"| {cpu} | {gpu} | {last_verified(data, m) if plugin else '—'} |"
+            row(
+                f"[{md(m.entry.name)}]({m.src})",
+                fam,
+                status_badge(m.entry.status.value),
+                _runnable_cell(m),
+                cpu,
+                gpu,
+                last_verified(data, m) if plugin else "—",
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -753,7 +906,7 @@ def status_page(data: SiteData) -> str:
 
 
 def cli_page() -> str:
-    import click
+    """Walk the typer app's command tree (duck-typed: typer may ship its own copy of click)."""
     import typer
 
     from posttrain.cli import app
@@ -762,42 +915,55 @@ def cli_page() -> str:
     lines = [
         "# CLI reference",
         "",
-        "Generated from the `catalog` command's own definitions (the typer app in `src/posttrain/cli.py`). "
-        "`catalog COMMAND --help` prints the same in a terminal; `python -m posttrain` is the same program.",
+        "Generated from the `catalog` command's own definitions (the typer app in "
+        "`src/posttrain/cli.py`). `catalog COMMAND --help` prints the same in a terminal, and "
+        "`python -m posttrain` is the same program.",
         "",
     ]
 
-    def walk(cmd: click.Command, ctx: click.Context, depth: int) -> None:
+    def param_row(p: Any) -> str | None:
+        if p.name == "help" or getattr(p, "hidden", False):
+            return None
+        if p.param_type_name == "argument":
+            label = f"`{p.metavar or p.name.upper()}`" + ("" if p.required else " (optional)")
+        else:
+            label = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
+        default = p.default
+        shown = not (default in (None, (), []) or callable(default) or p.required)
+        if getattr(p, "is_flag", False) and not getattr(p, "secondary_opts", None) and not default:
+            shown = False
+        return row(label, md(type_name(p)), code(default) if shown else "", md(getattr(p, "help", "") or ""))
+
+    def type_name(p: Any) -> str:
+        if getattr(p, "type", None) is not None:
+            return p.type.name
+        ann = getattr(getattr(p, "type_descriptor", None), "annotation", None)
+        return (
+            ""
+            if ann is None
+            else getattr(ann, "__name__", str(ann))
+            if not getattr(ann, "__args__", None)
+            else str(ann)
+        )
+
+    def walk(cmd: Any, ctx: Any, depth: int) -> None:
         name = ctx.command_path
         lines.extend([f"{'#' * min(depth + 2, 4)} `{name}`", ""])
         help_text = (cmd.help or "").split("\f")[0].strip()
         if help_text:
             lines.extend([md(help_text), ""])
-        usage = " ".join([name, *cmd.collect_usage_pieces(ctx)])
-        lines.extend([fence(usage, "text"), ""])
-        params = [p for p in cmd.get_params(ctx) if not getattr(p, "hidden", False)]
-        if params:
-            lines.extend(["| argument / option | type | default | description |", "|---|---|---|---|"])
-            for p in params:
-                if isinstance(p, click.Argument):
-                    label = f"`{p.human_readable_name}`" + ("" if p.required else " (optional)")
-                else:
-                    label = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
-                if p.name == "help":
-                    continue
-                default = p.default
-                default_txt = "" if default in (None, (), []) or callable(default) or p.required else code(default)
-                if isinstance(p, click.Option) and p.is_flag and not default:
-                    default_txt = ""
-                lines.append(f"| {label} | {md(p.type.name)} | {default_txt} | {md(getattr(p, 'help', '') or '')} |")
-            lines.append("")
-        if isinstance(cmd, click.Group):
+        lines.extend([fence(" ".join([name, *cmd.collect_usage_pieces(ctx)]), "text"), ""])
+        rows = [r for r in (param_row(p) for p in cmd.get_params(ctx)) if r]
+        if rows:
+            lines.extend([row("argument / option", "type", "default", "description"), "|---|---|---|---|"])
+            lines.extend([*rows, ""])
+        if hasattr(cmd, "list_commands"):
             for sub_name in cmd.list_commands(ctx):
                 sub = cmd.get_command(ctx, sub_name)
-                if sub is not None and not sub.hidden:
-                    walk(sub, click.Context(sub, info_name=sub_name, parent=ctx), depth + 1)
+                if sub is not None and not getattr(sub, "hidden", False):
+                    walk(sub, sub.context_class(sub, info_name=sub_name, parent=ctx), depth + 1)
 
-    walk(root, click.Context(root, info_name="catalog"), 0)
+    walk(root, root.context_class(root, info_name="catalog"), 0)
     return "\n".join(lines)
 
 
@@ -810,7 +976,8 @@ def marker_counts(data: SiteData, page_src: str) -> str:
     fams = sum(len(b.families) for b in data.catalog.taxonomy.branches)
     return (
         f"The catalog holds **{len(ms)} methods** in **{fams} families** under the survey's "
-        f"**{len(data.catalog.taxonomy.branches)} branches**; **{runnable}** of them run with `catalog run ID` "
+        f"**{len(data.catalog.taxonomy.branches)} branches**; **{runnable}** of them run with "
+        "`catalog run ID` "
         f"in the environment this site was built from. The [status matrix]({rel(page_src, 'status.md')}) "
         "shows which passed their smoke tests."
     )
@@ -820,11 +987,16 @@ def marker_runnable(data: SiteData, page_src: str) -> str:
     ms = [m for m in data.methods.values() if m.state == "runnable"]
     if not ms:
         pending = [m for m in data.methods.values() if m.state in ("no-source", "not-installed")]
-        text = "No plugin's source was found in the environment this site was built from, so no method is shown as runnable."
+        text = (
+            "No plugin's source was found in the environment this site was built from, "
+            "so no method is shown as runnable."
+        )
         if pending:
-            text += " These entries name a plugin that is on its way: " + ", ".join(
-                f"[{md(m.entry.name)}]({rel(page_src, m.src)})" for m in pending
-            ) + "."
+            text += (
+                " These entries name a plugin that is on its way: "
+                + ", ".join(f"[{md(m.entry.name)}]({rel(page_src, m.src)})" for m in pending)
+                + "."
+            )
         return text
     lines = ["| method | family | command | CPU smoke |", "|---|---|---|---|"]
     for m in sorted(ms, key=lambda m: (m.entry.family, m.entry.id)):
@@ -883,7 +1055,14 @@ def on_config(config, **kwargs):
     for b in DATA.catalog.taxonomy.branches:
         section: list[Any] = [f"branches/{b.id}/index.md"]
         for f in b.families:
-            section.append({f.name: [f"families/{f.id}/index.md", *({m.entry.name: m.src} for m in _methods_of(DATA, f.id))]})
+            section.append(
+                {
+                    f.name: [
+                        f"families/{f.id}/index.md",
+                        *({m.entry.name: m.src} for m in _methods_of(DATA, f.id)),
+                    ]
+                }
+            )
         nav.append({b.name: section})
     nav += [
         {"Papers": "papers.md"},

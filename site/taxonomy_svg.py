@@ -86,7 +86,9 @@ def _family_height(fam: FamilyNode) -> int:
     return FAMILY_HEAD + max(len(fam.methods), 1) * ROW_H + 8
 
 
-def taxonomy_svg(branches: list[BranchNode], href: Callable[[str], str], root_label: str = "LLM post-training") -> str:
+def taxonomy_svg(
+    branches: list[BranchNode], href: Callable[[str], str], root_label: str = "LLM post-training"
+) -> str:
     """The taxonomy figure as one ``<svg>`` element; ``href(src)`` gives each link's target."""
     n = max(len(branches), 1)
     width = MARGIN * 2 + n * COL_W + (n - 1) * GAP
@@ -104,7 +106,10 @@ def taxonomy_svg(branches: list[BranchNode], href: Callable[[str], str], root_la
     root_w = 240
     root_x = (width - root_w) / 2
     out.append(f'<rect class="tx-root" x="{root_x}" y="{MARGIN}" width="{root_w}" height="{ROOT_H}" rx="8"/>')
-    out.append(f'<text class="tx-root-label" x="{width / 2}" y="{MARGIN + ROOT_H / 2 + 5}" text-anchor="middle">{escape(root_label)}</text>')
+    out.append(
+        f'<text class="tx-root-label" x="{width / 2}" y="{MARGIN + ROOT_H / 2 + 5}" text-anchor="middle">'
+        f"{escape(root_label)}</text>"
+    )
     bus_y = MARGIN + ROOT_H + 14
     out.append(f'<path class="tx-edge" d="M{width / 2},{MARGIN + ROOT_H} V{bus_y}"/>')
     for i, branch in enumerate(branches):
@@ -115,14 +120,16 @@ def taxonomy_svg(branches: list[BranchNode], href: Callable[[str], str], root_la
         label_lines = _wrap(branch.label, COL_W - 16, BRANCH_CHAR_W, 2)
         label_y = top + (24 if len(label_lines) == 1 else 17)
         tspans = "".join(
-            f'<tspan x="{cx}" dy="{0 if k == 0 else 17}">{escape(t)}</tspan>' for k, t in enumerate(label_lines)
+            f'<tspan x="{cx}" dy="{0 if k == 0 else 17}">{escape(t)}</tspan>'
+            for k, t in enumerate(label_lines)
         )
         n_methods = sum(len(f.methods) for f in branch.families)
         box = (
             f'<rect class="tx-branch-box" x="{x}" y="{top}" width="{COL_W}" height="{BRANCH_H}" rx="8"/>'
             f'<text class="tx-branch-label" x="{cx}" y="{label_y}" text-anchor="middle">{tspans}</text>'
             f'<text class="tx-branch-count" x="{cx}" y="{top + BRANCH_H - 9}" text-anchor="middle">'
-            f"{_count(len(branch.families), 'family', 'families')} · {_count(n_methods, 'method', 'methods')}</text>"
+            f"{_count(len(branch.families), 'family', 'families')} · "
+            f"{_count(n_methods, 'method', 'methods')}</text>"
         )
         out.append(_link(href(branch.src), branch.label, box, f' data-branch="{escape(branch.id)}"'))
         # Families hang from a spine on the column's left.
@@ -138,19 +145,32 @@ def taxonomy_svg(branches: list[BranchNode], href: Callable[[str], str], root_la
             head = (
                 f'<rect class="tx-family-box" x="{fx}" y="{y}" width="{fw}" height="{fh}" rx="6"/>'
                 f'<rect class="tx-family-head" x="{fx}" y="{y}" width="{fw}" height="{FAMILY_HEAD}" rx="6"/>'
-                f'<text class="tx-family-label" x="{fx + 10}" y="{y + 20}">{escape(_fit(fam.label, fw - 20))}</text>'
+                f'<text class="tx-family-label" x="{fx + 10}" y="{y + 20}">'
+                f"{escape(_fit(fam.label, fw - 20))}</text>"
             )
-            out.append(_link(href(fam.src), f"{fam.label} (family page)", head, f' data-family="{escape(fam.id)}"'))
+            out.append(
+                _link(href(fam.src), f"{fam.label} (family page)", head, f' data-family="{escape(fam.id)}"')
+            )
             row_y = y + FAMILY_HEAD
             if not fam.methods:
-                out.append(f'<text class="tx-empty" x="{fx + 12}" y="{row_y + 15}">no methods catalogued yet</text>')
+                out.append(
+                    f'<text class="tx-empty" x="{fx + 12}" y="{row_y + 15}">no methods catalogued yet</text>'
+                )
             for m in fam.methods:
                 marker = "tx-dot-runnable" if m.runnable else "tx-dot-catalogued"
-                state = "runnable" if m.runnable else "catalogued only" if m.status == "catalogued" else "plugin not installed"
+                state = (
+                    "runnable"
+                    if m.runnable
+                    else "catalogued only"
+                    if m.status == "catalogued"
+                    else "plugin not installed"
+                )
                 row = (
-                    f'<rect class="tx-method-hit" x="{fx + 2}" y="{row_y + 1}" width="{fw - 4}" height="{ROW_H - 2}" rx="4"/>'
+                    f'<rect class="tx-method-hit" x="{fx + 2}" y="{row_y + 1}" width="{fw - 4}" '
+                    f'height="{ROW_H - 2}" rx="4"/>'
                     f'<circle class="{marker}" cx="{fx + 14}" cy="{row_y + ROW_H / 2}" r="4"/>'
-                    f'<text class="tx-method-label" x="{fx + 26}" y="{row_y + 15}">{escape(_fit(m.label, fw - 36))}</text>'
+                    f'<text class="tx-method-label" x="{fx + 26}" y="{row_y + 15}">'
+                    f"{escape(_fit(m.label, fw - 36))}</text>"
                 )
                 out.append(_link(href(m.src), f"{m.label} ({state})", row, f' data-method="{escape(m.id)}"'))
                 row_y += ROW_H

@@ -26,9 +26,15 @@ def default_config() -> Path:
     return Path(__file__).resolve().parents[2] / "site" / "mkdocs.yml"
 
 
+def have_mkdocs_material() -> bool:
+    return importlib.util.find_spec("mkdocs") is not None and importlib.util.find_spec("material") is not None
+
+
 def _mkdocs(args: list[str], config: Path | None) -> int:
-    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
-        typer.echo(f"error: the site needs mkdocs-material, which is not installed; run: {DOCS_EXTRA}", err=True)
+    if not have_mkdocs_material():
+        typer.echo(
+            f"error: the site needs mkdocs-material, which is not installed; run: {DOCS_EXTRA}", err=True
+        )
         raise typer.Exit(1)
     config = config or default_config()
     if not config.is_file():
@@ -45,7 +51,8 @@ def _mkdocs(args: list[str], config: Path | None) -> int:
 
 
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config-file", "-f", help="mkdocs.yml to use (default: the checkout's site/mkdocs.yml).")
+    Path | None,
+    typer.Option("--config-file", "-f", help="mkdocs.yml to use (default: the checkout's site/mkdocs.yml)."),
 ]
 
 
