@@ -245,7 +245,9 @@ def smoke_cell(rec: dict[str, Any] | None) -> str:
         return "not yet measured"
     seconds = rec.get("seconds")
     took = f" ({seconds:.1f} s)" if isinstance(seconds, int | float) else ""
-    return ("✅ pass" if rec.get("ok") else "❌ fail") + took
+    if rec.get("ok"):
+        return f'<span class="result-pass">pass</span>{took}'
+    return f'<span class="result-fail">fail</span>{took}'
 
 
 def last_verified(data: SiteData, info: MethodInfo) -> str:

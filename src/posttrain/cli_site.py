@@ -1,16 +1,14 @@
 """`catalog site build` and `catalog site serve`: the documentation site generated from the catalog.
 
 The site lives in the checkout's ``site/`` folder (mkdocs-material; pages are generated from
-``catalog/`` by ``site/hooks.py`` at build time). Both commands run mkdocs in a subprocess, so
-mkdocs is imported only here and only when asked for.
+``catalog/`` by ``site/hooks.py`` at build time). Both commands run the mkdocs command line
+in-process, and mkdocs is imported only when one of them is used.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +29,7 @@ def have_mkdocs_material() -> bool:
 
 
 def _mkdocs(args: list[str], config: Path | None) -> int:
+    """Run the mkdocs command line in this process and return its exit status."""
     if not have_mkdocs_material():
         typer.echo(
             f"error: the site needs mkdocs-material, which is not installed; run: {DOCS_EXTRA}", err=True
@@ -42,12 +41,15 @@ def _mkdocs(args: list[str], config: Path | None) -> int:
             f"no site configuration at {config}: the site is built from a checkout of the repository "
             "(pass --config-file to use another mkdocs.yml)"
         )
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
-    cmd = [sys.executable, "-m", "mkdocs", *args, "--config-file", str(config)]
+    # mkdocs-material prints a banner about its successor unless told not to; it is noise here.
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    from mkdocs.__main__ import cli as mkdocs_cli
+
     try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 130
+        mkdocs_cli.main(args=[*args, "--config-file", str(config)], prog_name="mkdocs")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 ConfigOpt = Annotated[
