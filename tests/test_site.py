@@ -159,7 +159,11 @@ def test_three_entry_states_results_and_papers(tmp_path: Path) -> None:
     assert "the fixture&rsquo;s KL strength" in runnable or "the fixture's KL strength" in runnable
     text = html.unescape(re.sub(r"<[^>]+>", "", runnable))
     assert "Deviations from the paper:" in text and "class Config(BaseModel):" in text
-    assert '<span class="result-pass">pass</span> (1.5 s)' in runnable and "0.25" in runnable and "0.5" in runnable
+    assert (
+        '<span class="result-pass">pass</span> (1.5 s)' in runnable
+        and "0.25" in runnable
+        and "0.5" in runnable
+    )
     assert "Methods that modify this one" in runnable and "https://example.org/impl" in runnable
 
     missing = (out / "methods" / "demo-missing.html").read_text(encoding="utf-8")
