@@ -622,15 +622,46 @@ def _runnable_cell(info: MethodInfo) -> str:
     }[info.state]
 
 
+def _lineage_order(methods: list[MethodInfo]) -> list[tuple[MethodInfo, int]]:
+    """Methods of one family with each variant right under the method it modifies, and its depth."""
+    ids = {m.entry.id for m in methods}
+    children: dict[str, list[MethodInfo]] = {}
+    roots = []
+    for m in methods:
+        parent = m.entry.lineage.parent if m.entry.lineage else None
+        if parent in ids and parent != m.entry.id:
+            children.setdefault(parent, []).append(m)
+        else:
+            roots.append(m)
+    out: list[tuple[MethodInfo, int]] = []
+    seen: set[str] = set()
+
+    def visit(m: MethodInfo, depth: int) -> None:
+        if m.entry.id in seen:
+            return
+        seen.add(m.entry.id)
+        out.append((m, depth))
+        for child in children.get(m.entry.id, []):
+            visit(child, depth + 1)
+
+    for m in roots:
+        visit(m, 0)
+    for m in methods:  # a lineage cycle leaves some unvisited: show them flat
+        visit(m, 0)
+    return out
+
+
 def taxonomy_nodes(data: SiteData) -> list[BranchNode]:
     out = []
     for b in data.catalog.taxonomy.branches:
         bn = BranchNode(b.id, b.name, f"branches/{b.id}/index.md")
         for f in b.families:
             fn = FamilyNode(f.id, f.name, f"families/{f.id}/index.md")
-            for m in _methods_of(data, f.id):
+            for m, depth in _lineage_order(_methods_of(data, f.id)):
                 fn.methods.append(
-                    MethodNode(m.entry.id, m.entry.name, m.src, m.state == "runnable", m.entry.status.value)
+                    MethodNode(
+                        m.entry.id, m.entry.name, m.src, m.state == "runnable", m.entry.status.value, depth
+                    )
                 )
             bn.families.append(fn)
         out.append(bn)
@@ -649,8 +680,8 @@ def taxonomy_page(data: SiteData) -> str:
         f"The catalog follows the survey *LLM Post-Training: A Deep Dive into Reasoning LLMs* "
         f"([arXiv 2502.21321](https://arxiv.org/abs/2502.21321)): {len(tax.branches)} branches, "
         f"{n_fam} families and {len(data.methods)} methods. Click a branch, a family or a method to open "
-        "its page; a green dot "
-        "marks a method you can run with `catalog run ID`.",
+        "its page. A green dot marks a method you can run with `catalog run ID`; a method indented "
+        "under another modifies it (its lineage).",
         "",
         FIGURE_PLACEHOLDER,
         "",
@@ -791,7 +822,7 @@ def papers_page(data: SiteData, href) -> str:
     if any(CATALOG_SECTION in r["sections"] for r in rows):
         sections.append(CATALOG_SECTION)
     years = sorted({r["year"] for r in rows if r["year"]}, reverse=True)
-    lines = ["# Papers", ""]
+    lines = ["---", "hide: [toc]", "---", "# Papers", ""]
     if data.papers:
         lines += [
             f"{len(data.papers)} papers from the companion awesome-list "
@@ -954,7 +985,9 @@ def cli_page() -> str:
         help_text = (cmd.help or "").split("\f")[0].strip()
         if help_text:
             lines.extend([md(help_text), ""])
-        lines.extend([fence(" ".join([name, *cmd.collect_usage_pieces(ctx)]), "text"), ""])
+        usage = " ".join([name, *cmd.collect_usage_pieces(ctx)])
+        usage = re.sub(r"\{(\w+)\}", lambda m: m.group(1).upper(), usage)  # typer may write {arg}
+        lines.extend([fence(usage, "text"), ""])
         rows = [r for r in (param_row(p) for p in cmd.get_params(ctx)) if r]
         if rows:
             lines.extend([row("argument / option", "type", "default", "description"), "|---|---|---|---|"])
@@ -1010,10 +1043,26 @@ def marker_runnable(data: SiteData, page_src: str) -> str:
     return "\n".join(lines)
 
 
+# Said here for the fields whose schema gives no description (the schema's own text wins).
+FIELD_HELP = {
+    "name": "The method's full name, as the paper gives it.",
+    "aliases": "Other names and abbreviations; `catalog show` finds the entry by any of them.",
+    "papers": "The canonical paper first: title, authors, year, and an arXiv id or a URL.",
+    "status": "stable, experimental (has a plugin), or catalogued (no plugin yet).",
+    "defaults": "The paper's hyperparameters: name -> {value, source}, source = where the paper says so.",
+    "metrics": "What the plugin logs: a list of {name, description}.",
+    "related": "Ids of related catalog entries.",
+    "lineage": "The method this one modifies (parent id) and what it changes, one item each.",
+    "implementations": "The method in other libraries: a list of {name, url}.",
+    "tags": "Free keywords.",
+}
+
+
 def marker_entry_fields(data: SiteData, page_src: str) -> str:
     lines = ["| field | required | what it holds |", "|---|---|---|"]
     for name, f in MethodEntry.model_fields.items():
-        lines.append(f"| `{name}` | {'yes' if f.is_required() else 'no'} | {md(f.description or '')} |")
+        text = f.description or FIELD_HELP.get(name, "")
+        lines.append(row(f"`{name}`", "yes" if f.is_required() else "no", md(text)))
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ FAMILY_HEAD = 30
 ROW_H = 22
 FAMILY_GAP = 16
 INDENT = 18
+LINEAGE_INDENT = 14  # a variant sits this much to the right of the method it modifies
 CHAR_W = 6.6  # average advance of a 12.5px sans-serif character, for truncating long names
 BRANCH_CHAR_W = 8.6  # the same for the 15px bold branch labels
 
@@ -37,6 +38,7 @@ class MethodNode:
     src: str  # the method page's source path, e.g. "methods/dpo.md"
     runnable: bool
     status: str
+    depth: int = 0  # 1 for a variant of the method above it (its lineage parent), 2 for its variant...
 
 
 @dataclass
@@ -158,19 +160,24 @@ def taxonomy_svg(
                 )
             for m in fam.methods:
                 marker = "tx-dot-runnable" if m.runnable else "tx-dot-catalogued"
-                state = (
-                    "runnable"
-                    if m.runnable
-                    else "catalogued only"
-                    if m.status == "catalogued"
-                    else "plugin not installed"
-                )
+                dx = min(m.depth, 4) * LINEAGE_INDENT
+                if dx:
+                    mid_y = row_y + ROW_H / 2
+                    out.append(
+                        f'<path class="tx-lineage" d="M{fx + dx + 2},{row_y - 4} V{mid_y} H{fx + dx + 8}"/>'
+                    )
+                if m.runnable:
+                    state = "runnable: catalog run " + m.id
+                elif m.status == "catalogued":
+                    state = "catalogued only"
+                else:
+                    state = "its plugin is not available in this build"
                 row = (
                     f'<rect class="tx-method-hit" x="{fx + 2}" y="{row_y + 1}" width="{fw - 4}" '
                     f'height="{ROW_H - 2}" rx="4"/>'
-                    f'<circle class="{marker}" cx="{fx + 14}" cy="{row_y + ROW_H / 2}" r="4"/>'
-                    f'<text class="tx-method-label" x="{fx + 26}" y="{row_y + 15}">'
-                    f"{escape(_fit(m.label, fw - 36))}</text>"
+                    f'<circle class="{marker}" cx="{fx + 14 + dx}" cy="{row_y + ROW_H / 2}" r="4"/>'
+                    f'<text class="tx-method-label" x="{fx + 26 + dx}" y="{row_y + 15}">'
+                    f"{escape(_fit(m.label, fw - 36 - dx))}</text>"
                 )
                 out.append(_link(href(m.src), f"{m.label} ({state})", row, f' data-method="{escape(m.id)}"'))
                 row_y += ROW_H
@@ -185,6 +192,8 @@ def taxonomy_svg(
         f'<text class="tx-legend" x="{lx + 14}" y="{ly + 4}">runnable (catalog run ID)</text>'
         f'<circle class="tx-dot-catalogued" cx="{lx + 4}" cy="{ly + 18}" r="4"/>'
         f'<text class="tx-legend" x="{lx + 14}" y="{ly + 22}">not runnable here</text>'
+        f'<path class="tx-lineage" d="M{lx + 2},{ly + 28} V{ly + 38} H{lx + 8}"/>'
+        f'<text class="tx-legend" x="{lx + 14}" y="{ly + 40}">indented: a variant of the method above</text>'
     )
     out.append("</svg>")
     return "\n".join(out)
