@@ -448,7 +448,7 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
         cmds += [
             "# your own model and data",
             f"catalog run {e.id} --model <hf-id-or-folder> --dataset <file.jsonl>",
-            "# this page's summary and config table in the terminal; a 2-step check that it runs",
+            "# this page's summary and config table in a terminal; a 2-step check that it runs",
             f"catalog show {e.id}",
             f"catalog smoke {e.id}",
         ]

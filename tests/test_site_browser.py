@@ -199,7 +199,8 @@ def test_home_taxonomy_to_method_page(browser, base_url: str, built: SimpleNames
     assert names and names == built.config_names
     headings = [h.get_attribute("id") for h in browser.find_elements(By.CSS_SELECTOR, "article h2")]
     assert len(headings) == len(sb.ANATOMY)
-    browser.execute_script("document.getElementById('objective').scrollIntoView()")
+    browser.execute_script("window.scrollTo(0, document.getElementById('objective').offsetTop - 70)")
+    time.sleep(0.5)  # let the header's title transition finish
     shot(browser, "03-method-objective")
     shot(browser, "04-method-full", full_page=True)
     assert only_local_requests(browser, base_url) == []
