@@ -211,9 +211,10 @@ def smoke(
         raise typer.Exit(1)
 
 
-from posttrain import cli_catalog  # noqa: E402
+from posttrain import cli_catalog, cli_site  # noqa: E402
 
 cli_catalog.register(app)
+cli_site.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,1144 @@
+"""mkdocs hooks that generate the site's pages from the catalog at build time.
+
+Nothing generated is committed: every build reads ``catalog/`` through ``posttrain.catalog``,
+finds plugins through ``posttrain.registry`` (entry points, no plugin import), reads each
+plugin's ``Config`` and docstring statically (``ast``, no torch), and reads the run reports under
+``reports/`` when they exist. Pages made here:
+
+- ``taxonomy.md``                 the taxonomy as a clickable SVG (``taxonomy_svg.py``)
+- ``branches/<id>/index.md``      one page per branch of the survey's taxonomy
+- ``families/<id>/index.md``      one page per family
+- ``methods/<id>.md``             one page per method, always with the same sections
+- ``papers.md``                   the papers index (filterable, searchable)
+- ``status.md``                   the status matrix (runnable, CPU and GPU smoke, last verified)
+- ``cli.md``                      the CLI reference, from the typer app
+
+Hand-written pages (``docs/index.md``, ``docs/contributing.md``) can hold ``<!-- catalog:NAME -->``
+markers that are replaced with generated text (see ``MARKERS``). Problems with the data (an invalid
+catalog entry, an unreadable report) are logged as warnings, so ``mkdocs build --strict`` fails on them.
+
+Environment: ``POSTTRAIN_CATALOG`` picks another catalog folder (as for the CLI) and
+``POSTTRAIN_REPORTS`` another reports folder (the tests use both).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from mkdocs.structure.files import File, Files
+from mkdocs.utils import get_relative_url
+from taxonomy_svg import BranchNode, FamilyNode, MethodNode, taxonomy_svg
+
+from posttrain import catalog as catalog_module
+from posttrain import registry
+from posttrain.configinfo import FieldInfo, config_fields, module_file
+from posttrain.schema import MethodEntry
+
+log = logging.getLogger("mkdocs.hooks.posttrain")
+SITE_DIR = Path(__file__).resolve().parent
+REPO = SITE_DIR.parent
+FIGURE_PLACEHOLDER = '<div class="taxonomy-figure"></div>'
+
+
+# --- the data behind the pages -----------------------------------------------------------------
+
+
+@dataclass
+class MethodInfo:
+    """One method entry with everything its page needs."""
+
+    entry: MethodEntry
+    branch: Any  # posttrain.schema.Branch, or None when the family is unknown
+    family: Any  # posttrain.schema.Family, or None
+    spec: registry.PluginSpec | None = None
+    source: Path | None = None  # the plugin's module file
+    fields: list[FieldInfo] = field(default_factory=list)
+    docstring: str | None = None
+
+    @property
+    def state(self) -> str:
+        """runnable | no-source | not-installed | catalogued."""
+        if self.entry.plugin is None:
+            return "catalogued"
+        if self.spec is None:
+            return "not-installed"
+        return "runnable" if self.source is not None else "no-source"
+
+    @property
+    def src(self) -> str:
+        return f"methods/{self.entry.id}.md"
+
+
+@dataclass
+class SiteData:
+    catalog: Any
+    methods: dict[str, MethodInfo]
+    smoke: dict[str, dict[str, dict[str, Any]]]  # "cpu"/"gpu" -> plugin -> record
+    runs: dict[str, dict[str, Any]]  # method id -> summary.json
+    papers: list[dict[str, Any]]  # awesome-list records, normalised
+    reports_dir: Path
+
+
+def reports_dir() -> Path:
+    return Path(os.environ.get("POSTTRAIN_REPORTS") or REPO / "reports")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read report %s: %s", path, exc)
+        return None
+
+
+def load_reports(folder: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    smoke: dict[str, dict[str, dict[str, Any]]] = {"cpu": {}, "gpu": {}}
+    for kind in smoke:
+        path = folder / f"smoke-{kind}.json"
+        if not path.is_file():
+            continue
+        data = _read_json(path)
+        if not isinstance(data, list):
+            if data is not None:
+                log.warning("%s: expected a list of smoke results", path)
+            continue
+        for rec in data:
+            if isinstance(rec, dict) and isinstance(rec.get("plugin"), str):
+                smoke[kind][rec["plugin"]] = rec
+    runs: dict[str, dict[str, Any]] = {}
+    for path in sorted((folder / "runs").glob("*.json")):
+        data = _read_json(path)
+        if isinstance(data, dict):
+            runs[str(data.get("method") or path.stem)] = data
+        elif data is not None:
+            log.warning("%s: expected a JSON object (a run's summary.json)", path)
+    return smoke, runs
+
+
+def _get(rec: Any, *names: str) -> Any:
+    for name in names:
+        value = rec.get(name) if isinstance(rec, dict) else getattr(rec, name, None)
+        if value not in (None, "", []):
+            return value
+    return None
+
+
+def normalise_paper(rec: Any) -> dict[str, Any] | None:
+    """One paper record from ``posttrain.catalog``, whatever its shape, as a plain dict."""
+    title = _get(rec, "title")
+    if not title:
+        return None
+    arxiv = _get(rec, "arxiv", "arxiv_id")
+    link = _get(rec, "link", "url") or (f"https://arxiv.org/abs/{arxiv}" if arxiv else None)
+    date = _get(rec, "date", "published")
+    year = _get(rec, "year")
+    if year is None and date is not None:
+        match = re.match(r"(\d{4})", str(date))
+        year = int(match.group(1)) if match else None
+    sections = _get(rec, "sections", "section", "categories")
+    if isinstance(sections, str):
+        sections = [sections]
+    return {
+        "title": str(title),
+        "link": str(link) if link else None,
+        "arxiv": str(arxiv) if arxiv else None,
+        "venue": str(_get(rec, "venue") or ""),
+        "date": str(date) if date is not None else "",
+        "year": int(year) if year is not None else None,
+        "sections": [str(s) for s in (sections or [])],
+    }
+
+
+def load_papers(cat: Any) -> list[dict[str, Any]]:
+    """The awesome-list papers that ``posttrain.catalog`` exposes, or [] while it exposes none."""
+    records: Any = getattr(cat, "papers", None)
+    if not records:
+        loader = getattr(catalog_module, "load_papers", None)
+        if callable(loader):
+            try:
+                records = loader(cat.root)
+            except TypeError:
+                records = loader()
+    if isinstance(records, tuple) and len(records) == 2 and isinstance(records[1], list):
+        records = records[0]  # a (papers, problems) pair
+    if isinstance(records, dict):
+        records = list(records.values())
+    out = [normalise_paper(r) for r in records or []]
+    return [p for p in out if p]
+
+
+def plugin_docstring(path: Path) -> str | None:
+    try:
+        return ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def load_site_data() -> SiteData:
+    cat = catalog_module.load_catalog()
+    for problem in cat.problems:
+        log.warning("catalog: %s", problem)
+    families = cat.taxonomy.families() if cat.taxonomy else {}
+    specs = registry.discover()
+    methods: dict[str, MethodInfo] = {}
+    for mid, entry in sorted(cat.methods.items()):
+        branch, family = families.get(entry.family, (None, None))
+        info = MethodInfo(entry, branch, family)
+        if entry.plugin is not None and entry.plugin in specs:
+            info.spec = specs[entry.plugin]
+            path = module_file(info.spec.target.partition(":")[0])
+            if path is not None and path.is_file():
+                info.source = path
+                info.fields = config_fields(info.spec.target)
+                info.docstring = plugin_docstring(path)
+        methods[mid] = info
+    folder = reports_dir()
+    smoke, runs = load_reports(folder)
+    return SiteData(cat, methods, smoke, runs, load_papers(cat), folder)
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>$|#])")
+
+
+def md(text: Any) -> str:
+    """Plain text made safe for inline markdown (no emphasis, links, math or table breaks)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def rel(from_src: str, to_src: str) -> str:
+    """A markdown link target from one source page to another (mkdocs checks and rewrites it)."""
+    return posixpath.relpath(to_src, posixpath.dirname(from_src) or ".")
+
+
+def code(value: Any) -> str:
+    """A value as inline code, safe inside a table cell."""
+    try:
+        text = repr(value) if isinstance(value, str) else json.dumps(value)
+    except (TypeError, ValueError):
+        text = str(value)
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def fmt_number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return md(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def status_badge(status: str) -> str:
+    return f'<span class="status-badge status-{escape(status)}">{escape(status)}</span>'
+
+
+def smoke_cell(rec: dict[str, Any] | None) -> str:
+    if rec is None:
+        return "not yet measured"
+    seconds = rec.get("seconds")
+    took = f" ({seconds:.1f} s)" if isinstance(seconds, int | float) else ""
+    if rec.get("ok"):
+        return f'<span class="result-pass">pass</span>{took}'
+    return f'<span class="result-fail">fail</span>{took}'
+
+
+def last_verified(data: SiteData, info: MethodInfo) -> str:
+    dates = []
+    if info.entry.plugin:
+        for kind in ("cpu", "gpu"):
+            rec = data.smoke[kind].get(info.entry.plugin)
+            if rec and rec.get("ok") and rec.get("date"):
+                dates.append(str(rec["date"]))
+    run = data.runs.get(info.entry.id)
+    if run and run.get("date"):
+        dates.append(str(run["date"]))
+    return max(dates) if dates else "never"
+
+
+def docstring_markdown(text: str) -> str:
+    """A plugin docstring as markdown.
+
+    Docstrings are plain text: a list starts right under a line of text, a command is a block
+    indented by four spaces, and "Deviations from the paper:" opens its own part. Markdown needs a
+    blank line before a list, and would read an indented block after a list as part of the list,
+    so lists get their blank line, indented blocks become fenced code, and the deviations label
+    becomes a bold lead-in.
+    """
+    item = re.compile(r"^\s{0,3}(\d+[.)]|[-*])\s+")
+    label = re.compile(r"^(Deviations? from the paper\s*:?)(.*)$", re.IGNORECASE)
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("    ") and (not out or not out[-1].strip()):
+            block = []
+            while i < len(lines) and (lines[i].startswith("    ") or not lines[i].strip()):
+                block.append(lines[i][4:])
+                i += 1
+            out += [fence("\n".join(block).strip("\n"), "bash"), ""]
+            continue
+        match = label.match(line.strip())
+        if match:
+            if out and out[-1].strip():
+                out.append("")
+            line = f"**{match.group(1).strip()}**{match.group(2)}"
+        elif item.match(line) and out and out[-1].strip() and not item.match(out[-1]) and not out[-1][:1].isspace():
+            out.append("")
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
+def row(*cells: Any) -> str:
+    """One markdown table row."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def fence(text: str, lang: str = "") -> str:
+    ticks = "```"
+    while ticks in text:
+        ticks += "`"
+    return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
+
+
+def indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line if line.strip() else "" for line in text.splitlines())
+
+
+def shown_path(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return path.name
+
+
+# --- method pages ----------------------------------------------------------------------------
+
+
+def method_page(data: SiteData, info: MethodInfo) -> str:
+    e = info.entry
+    src = info.src
+    lines: list[str] = [f"# {md(e.name)}", ""]
+    meta = []
+    if info.branch is not None:
+        meta.append(f"**Branch:** [{md(info.branch.name)}]({rel(src, f'branches/{info.branch.id}/index.md')})")
+        meta.append(f"**Family:** [{md(info.family.name)}]({rel(src, f'families/{info.family.id}/index.md')})")
+    else:
+        meta.append(f"**Family:** `{e.family}` (not in the taxonomy)")
+    meta.append(f"**Status:** {status_badge(e.status.value)}")
+    if e.aliases:
+        meta.append("**Also known as:** " + ", ".join(md(a) for a in e.aliases))
+    lines += [
+        " · ".join(meta),
+        "",
+        '!!! abstract "Summary"',
+        "",
+        "    " + md(e.summary),
+        "",
+        e.description.strip(),
+        "",
+    ]
+
+    lines += ["## Objective", "", "$$", e.objective.strip(), "$$", ""]
+
+    lines += ["## Papers", ""]
+    for p in e.papers:
+        authors = ", ".join(p.authors[:4]) + (" et al." if len(p.authors) > 4 else "")
+        bits = [b for b in (md(authors) if authors else "", str(p.year), md(p.venue) if p.venue else "") if b]
+        arxiv = f" · arXiv [{p.arxiv}](https://arxiv.org/abs/{p.arxiv})" if p.arxiv else ""
+        lines.append(f"- [{md(p.title)}]({p.link}) — {', '.join(bits)}{arxiv}")
+    lines += ["", f"More papers on this topic: the [papers index]({rel(src, 'papers.md')}).", ""]
+
+    lines += ["## Lineage", ""]
+    children = [m for m in data.methods.values() if m.entry.lineage and m.entry.lineage.parent == e.id]
+    if e.lineage:
+        parent = data.methods.get(e.lineage.parent)
+        target = f"[{md(parent.entry.name)}]({rel(src, parent.src)})" if parent else f"`{e.lineage.parent}`"
+        lines += [f"{md(e.name)} modifies {target}. What it changes:", ""]
+        lines += [f"- {md(c)}" for c in e.lineage.changes] + [""]
+    if children:
+        lines += ["Methods that modify this one:", ""]
+        for child in children:
+            changes = "; ".join(md(c) for c in child.entry.lineage.changes)
+            lines.append(f"- [{md(child.entry.name)}]({rel(src, child.src)}): {changes}")
+        lines.append("")
+    if not e.lineage and not children:
+        lines += [
+            "No lineage recorded: this entry names no parent method, and no entry names it as its parent.",
+            "",
+        ]
+
+    lines += ["## How to run it", ""] + run_section(data, info) + [""]
+    lines += ["## Logged metrics", ""]
+    if e.metrics:
+        lines += ["| metric | meaning |", "|---|---|"]
+        lines += [f"| `{m.name}` | {md(m.description)} |" for m in e.metrics]
+    else:
+        lines.append("This entry lists no metrics (a method gets them with its plugin).")
+    lines.append("")
+
+    lines += ["## Implementation notes and deviations from the paper", ""] + notes_section(info) + [""]
+    lines += ["## Results", ""] + results_section(data, info) + [""]
+
+    lines += ["## Related methods", ""]
+    if e.related:
+        for rid in e.related:
+            other = data.methods.get(rid)
+            if other:
+                lines.append(f"- [{md(other.entry.name)}]({rel(src, other.src)}): {md(other.entry.summary)}")
+            else:
+                lines.append(f"- `{rid}` (not in the catalog)")
+    else:
+        lines.append("No related methods listed.")
+    lines += ["", "## Implementations in other libraries", ""]
+    if e.implementations:
+        lines += [f"- [{md(i.name)}]({i.url})" for i in e.implementations]
+    else:
+        lines.append("None listed.")
+    lines.append("")
+    entry_file = data.catalog.files.get(e.id)
+    foot = f"Catalog entry: `{shown_path(entry_file)}`" if entry_file else ""
+    if e.tags:
+        foot += " · Tags: " + ", ".join(f"`{t}`" for t in e.tags)
+    lines += ["---", "", foot, ""]
+    return "\n".join(lines)
+
+
+def _example_override(fields: list[FieldInfo]) -> str:
+    for f in fields:
+        if isinstance(f.default, int | float) and not isinstance(f.default, bool):
+            return f"{f.name}={f.default}"
+    return ""
+
+
+def run_section(data: SiteData, info: MethodInfo) -> list[str]:
+    e = info.entry
+    out: list[str] = []
+    if info.state == "runnable":
+        assert info.spec is not None and info.source is not None
+        example = _example_override(info.fields)
+        cmds = [
+            "# run it on the embedded tiny task (a CPU is enough), with the defaults below",
+            f"catalog run {e.id}",
+        ]
+        if example:
+            cmds += [
+                "# override a config value (checked by the plugin's Config)",
+                f"catalog run {e.id} --set {example}",
+            ]
+        cmds += [
+            "# your own model and data",
+            f"catalog run {e.id} --model <hf-id-or-folder> --dataset <file.jsonl>",
+            "# this page's summary and config table in a terminal; a 2-step check that it runs",
+            f"catalog show {e.id}",
+            f"catalog smoke {e.id}",
+        ]
+        out += [fence("\n".join(cmds), "bash"), ""]
+        out += [
+            f"Plugin `{info.spec.name}` (`{info.spec.target}`), provided by `{info.spec.distribution}` "
+            f"{info.spec.version}. A run writes `config.yaml`, `metrics.jsonl`, `summary.json`, a plot and "
+            f"the model under `runs/{e.id}/<timestamp>/`.",
+            "",
+            "### Configuration",
+            "",
+        ]
+        if info.fields:
+            out += [
+                f"Every field of the plugin's `Config` (read from `{shown_path(info.source)}`); set one with "
+                "`--set name=value` or a YAML file given to `--config`.",
+                "",
+                "| option | type | default | paper value | description |",
+                "|---|---|---|---|---|",
+            ]
+            for f in info.fields:
+                paper = e.defaults.get(f.name)
+                paper_cell = code(paper.value) if paper else ""
+                out.append(row(f"`{f.name}`", f"`{md(f.type)}`", code(f.default), paper_cell, md(f.description)))
+        else:
+            out.append(f"The plugin's module `{shown_path(info.source)}` declares no `Config` fields.")
+        out.append("")
+    elif info.state == "no-source":
+        assert info.spec is not None
+        out += [
+            '!!! warning "Plugin source not found"',
+            "",
+            f"    `{info.spec.distribution}` registers the plugin `{info.spec.name}` as "
+            f"`{info.spec.target}`, but "
+            "that module could not be found when this site was built, so there is no config table. "
+            f"Once the module exists, `catalog run {e.id}` runs it.",
+            "",
+        ]
+    elif info.state == "not-installed":
+        out += [
+            '!!! warning "Plugin not installed"',
+            "",
+            f"    This entry names the plugin `{e.plugin}`, but no installed distribution "
+            "registers it in the "
+            "`posttrain.plugins` entry-point group, so the config table cannot be shown. Install the "
+            f"distribution that provides it, check with `catalog plugins`, then run `catalog run {e.id}`.",
+            "",
+        ]
+    else:
+        note = f" {md(e.status_note)}" if e.status_note else ""
+        out += [
+            '!!! info "Catalogued only: not runnable yet"',
+            "",
+            f"    There is no plugin for this method yet, so `catalog run {e.id}` is not available.{note} "
+            f"To add one, see [adding a plugin]({rel(info.src, 'contributing.md')}#add-a-plugin).",
+            "",
+        ]
+    out += ["### Paper defaults", ""]
+    if e.defaults:
+        out += ["| hyperparameter | paper value | where the paper says so |", "|---|---|---|"]
+        out += [f"| `{k}` | {code(d.value)} | {md(d.source)} |" for k, d in e.defaults.items()]
+    else:
+        out.append("No paper defaults recorded for this entry.")
+    return out
+
+
+def notes_section(info: MethodInfo) -> list[str]:
+    e = info.entry
+    out: list[str] = []
+    if e.status_note:
+        out += [f"**Status note:** {md(e.status_note)}", ""]
+    if info.state != "runnable":
+        out.append(
+            "There is no plugin source to describe yet."
+            if info.state != "no-source"
+            else "The plugin's source was not found."
+        )
+        return out
+    assert info.source is not None
+    doc = info.docstring
+    if doc:
+        title, _, body = doc.partition("\n")
+        out += [f"From the docstring of `{shown_path(info.source)}`:", ""]
+        out += [f"**{md(title.strip())}**", "", docstring_markdown(body.strip()), ""]
+        if "deviation" not in doc.lower():
+            out += ["The docstring lists no deviations from the paper.", ""]
+    else:
+        out += [f"`{shown_path(info.source)}` has no module docstring.", ""]
+    source = info.source.read_text(encoding="utf-8")
+    n = len(source.splitlines())
+    out += [
+        "### Source",
+        "",
+        f'??? example "{shown_path(info.source)} ({n} lines): the whole method in one file"',
+        "",
+        indent(fence(source, "python")),
+        "",
+        f"Copy it to start your own variant: `catalog cp {e.id} ./my_{e.id.replace('-', '_')}.py`.",
+    ]
+    return out
+
+
+def results_section(data: SiteData, info: MethodInfo) -> list[str]:
+    e = info.entry
+    out: list[str] = []
+    plugin = e.plugin
+    smoke = {k: data.smoke[k].get(plugin) for k in ("cpu", "gpu")} if plugin else {}
+    run = data.runs.get(e.id)
+    if not any(smoke.values()) and not run:
+        what = "a smoke test or a run" if plugin else "results (the method has no plugin)"
+        return [f"Not yet measured: no report of {what} for this method is committed under `reports/`."]
+    if any(smoke.values()):
+        out += ["### Smoke tests", "", "A 2-step run on the tiny embedded model (`catalog smoke`).", ""]
+        out += ["| machine | result | date | detail |", "|---|---|---|---|"]
+        for kind, rec in smoke.items():
+            if rec is None:
+                out.append(f"| {kind.upper()} | not yet measured | | |")
+            else:
+                device = f" ({md(rec['device'])})" if rec.get("device") else ""
+                out.append(
+                    row(
+                        kind.upper() + device,
+                        smoke_cell(rec),
+                        md(rec.get("date", "")),
+                        md(rec.get("detail", ""))[:300],
+                    )
+                )
+        out.append("")
+    if run:
+        out += ["### Run on the embedded task", ""]
+        if run.get("command"):
+            out += [fence(str(run["command"]), "bash"), ""]
+        facts = []
+        for key, label in (("device", "device"), ("seconds", "wall time (s)"), ("date", "date")):
+            if run.get(key) is not None:
+                facts.append(f"{label}: {fmt_number(run[key])}")
+        if facts:
+            out += [" · ".join(facts), ""]
+        before, after = run.get("before") or {}, run.get("after") or {}
+        names = list(dict.fromkeys([*before, *after]))
+        if names:
+            out += ["| metric | before | after |", "|---|---|---|"]
+            for name in names:
+                out.append(f"| `{name}` | {fmt_number(before.get(name, ''))} | {fmt_number(after.get(name, ''))} |")
+            out.append("")
+        out.append(f"From `reports/runs/{e.id}.json`, the `summary.json` of that run.")
+    else:
+        out.append("Run on the embedded task: not yet measured.")
+    return out
+
+
+# --- taxonomy, branch and family pages -------------------------------------------------------
+
+
+def _methods_of(data: SiteData, family_id: str) -> list[MethodInfo]:
+    return sorted((m for m in data.methods.values() if m.entry.family == family_id), key=lambda m: m.entry.name.lower())
+
+
+def _runnable_cell(info: MethodInfo) -> str:
+    return {
+        "runnable": f"yes: `catalog run {info.entry.id}`",
+        "no-source": f"plugin `{info.entry.plugin}` registered, source missing",
+        "not-installed": f"plugin `{info.entry.plugin}` not installed",
+        "catalogued": "no (catalogued only)",
+    }[info.state]
+
+
+def _lineage_order(methods: list[MethodInfo]) -> list[tuple[MethodInfo, int]]:
+    """Methods of one family with each variant right under the method it modifies, and its depth."""
+    ids = {m.entry.id for m in methods}
+    children: dict[str, list[MethodInfo]] = {}
+    roots = []
+    for m in methods:
+        parent = m.entry.lineage.parent if m.entry.lineage else None
+        if parent in ids and parent != m.entry.id:
+            children.setdefault(parent, []).append(m)
+        else:
+            roots.append(m)
+    out: list[tuple[MethodInfo, int]] = []
+    seen: set[str] = set()
+
+    def visit(m: MethodInfo, depth: int) -> None:
+        if m.entry.id in seen:
+            return
+        seen.add(m.entry.id)
+        out.append((m, depth))
+        for child in children.get(m.entry.id, []):
+            visit(child, depth + 1)
+
+    for m in roots:
+        visit(m, 0)
+    for m in methods:  # a lineage cycle leaves some unvisited: show them flat
+        visit(m, 0)
+    return out
+
+
+def taxonomy_nodes(data: SiteData) -> list[BranchNode]:
+    out = []
+    for b in data.catalog.taxonomy.branches:
+        bn = BranchNode(b.id, b.name, f"branches/{b.id}/index.md")
+        for f in b.families:
+            fn = FamilyNode(f.id, f.name, f"families/{f.id}/index.md")
+            for m, depth in _lineage_order(_methods_of(data, f.id)):
+                fn.methods.append(
+                    MethodNode(m.entry.id, m.entry.name, m.src, m.state == "runnable", m.entry.status.value, depth)
+                )
+            bn.families.append(fn)
+        out.append(bn)
+    return out
+
+
+def taxonomy_page(data: SiteData) -> str:
+    tax = data.catalog.taxonomy
+    n_fam = sum(len(b.families) for b in tax.branches)
+    lines = [
+        "---",
+        "hide: [navigation, toc]",
+        "---",
+        "# Taxonomy",
+        "",
+        f"The catalog follows the survey *LLM Post-Training: A Deep Dive into Reasoning LLMs* "
+        f"([arXiv 2502.21321](https://arxiv.org/abs/2502.21321)): {len(tax.branches)} branches, "
+        f"{n_fam} families and {len(data.methods)} methods. Click a branch, a family or a method to open "
+        "its page. A green dot marks a method you can run with `catalog run ID`; a method indented "
+        "under another modifies it (its lineage).",
+        "",
+        FIGURE_PLACEHOLDER,
+        "",
+    ]
+    for b in tax.branches:
+        lines += [f"## [{md(b.name)}](branches/{b.id}/index.md)", "", md(b.description), ""]
+        for f in b.families:
+            names = ", ".join(f"[{md(m.entry.name)}]({m.src})" for m in _methods_of(data, f.id)) or "none yet"
+            lines.append(f"- **[{md(f.name)}](families/{f.id}/index.md)**: {names}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def branch_page(data: SiteData, branch: Any) -> str:
+    src = f"branches/{branch.id}/index.md"
+    lines = [f"# {md(branch.name)}", ""]
+    if branch.survey_section:
+        lines += [
+            f"Survey section: {md(branch.survey_section)} · [whole taxonomy]({rel(src, 'taxonomy.md')})",
+            "",
+        ]
+    lines += [
+        md(branch.description),
+        "",
+        "| family | methods | runnable | description |",
+        "|---|---|---|---|",
+    ]
+    for f in branch.families:
+        ms = _methods_of(data, f.id)
+        runnable = sum(m.state == "runnable" for m in ms)
+        lines.append(
+            row(
+                f"[{md(f.name)}]({rel(src, f'families/{f.id}/index.md')})",
+                len(ms),
+                runnable,
+                md(f.description),
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def family_page(data: SiteData, branch: Any, family: Any) -> str:
+    src = f"families/{family.id}/index.md"
+    ms = _methods_of(data, family.id)
+    lines = [
+        f"# {md(family.name)}",
+        "",
+        f"Branch: [{md(branch.name)}]({rel(src, f'branches/{branch.id}/index.md')})"
+        + (f" · Survey section: {md(family.survey_section)}" if family.survey_section else "")
+        + f" · [whole taxonomy]({rel(src, 'taxonomy.md')})",
+        "",
+        md(family.description),
+        "",
+        "## Methods",
+        "",
+    ]
+    if ms:
+        lines += ["| method | summary | status | runnable |", "|---|---|---|---|"]
+        for m in ms:
+            lines.append(
+                f"| [{md(m.entry.name)}]({rel(src, m.src)}) | {md(m.entry.summary)} | "
+                f"{status_badge(m.entry.status.value)} | {_runnable_cell(m)} |"
+            )
+    else:
+        lines.append("No methods of this family are catalogued yet.")
+    edges = [m for m in ms if m.entry.lineage]
+    if edges:
+        lines += ["", "## How they relate", ""]
+        for m in edges:
+            parent = data.methods.get(m.entry.lineage.parent)
+            ptxt = f"[{md(parent.entry.name)}]({rel(src, parent.src)})" if parent else f"`{m.entry.lineage.parent}`"
+            lines.append(
+                f"- [{md(m.entry.name)}]({rel(src, m.src)}) modifies {ptxt}: " + md("; ".join(m.entry.lineage.changes))
+            )
+    return "\n".join(lines) + "\n"
+
+
+# --- papers and status -----------------------------------------------------------------------
+
+CATALOG_SECTION = "Cited by a catalog entry"
+
+
+_ARXIV_IN_LINK = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})")
+
+
+def _paper_keys(title: str, arxiv: str | None, link: str | None) -> list[str]:
+    """Keys on which two records of one paper meet: the arXiv id (from id or link) and the title."""
+    keys = []
+    match = re.match(r"\d{4}\.\d{4,5}", arxiv or "") or _ARXIV_IN_LINK.search(link or "")
+    if match:
+        keys.append("arxiv:" + (match.group(1) if match.groups() else match.group(0)))
+    keys.append("title:" + re.sub(r"\W+", " ", title.lower()).strip())
+    return keys
+
+
+def papers_rows(data: SiteData) -> list[dict[str, Any]]:
+    """The awesome-list papers plus the papers that entries cite, one row per paper."""
+    rows: list[dict[str, Any]] = []
+    index: dict[str, dict[str, Any]] = {}
+
+    def add(record: dict[str, Any]) -> dict[str, Any]:
+        keys = _paper_keys(record["title"], record["arxiv"], record["link"])
+        row = next((index[k] for k in keys if k in index), None)
+        if row is None:
+            row = {**record, "methods": []}
+            rows.append(row)
+        for k in keys:
+            index.setdefault(k, row)
+        return row
+
+    for p in data.papers:
+        add(p)
+    for info in data.methods.values():
+        for p in info.entry.papers:
+            record = {
+                "title": p.title,
+                "link": p.link,
+                "arxiv": p.arxiv,
+                "venue": p.venue or "",
+                "date": "",
+                "year": p.year,
+                "sections": [CATALOG_SECTION],
+            }
+            row = add(record)
+            if info not in row["methods"]:
+                row["methods"].append(info)
+    return sorted(rows, key=lambda r: (-(r["year"] or 0), r["title"].lower()))
+
+
+def papers_page(data: SiteData, href) -> str:
+    rows = papers_rows(data)
+    sections = sorted({s for r in rows for s in r["sections"] if s != CATALOG_SECTION})
+    if any(CATALOG_SECTION in r["sections"] for r in rows):
+        sections.append(CATALOG_SECTION)
+    years = sorted({r["year"] for r in rows if r["year"]}, reverse=True)
+    lines = ["---", "hide: [toc]", "---", "# Papers", ""]
+    if data.papers:
+        lines += [
+            f"{len(data.papers)} papers from the companion awesome-list "
+            "([Awesome-LLM-Post-training](https://github.com/mbzuai-oryx/Awesome-LLM-Post-training)), "
+            "with the list's sections, plus the papers that catalog entries cite. Filter by section and "
+            "year, or type to search titles and venues.",
+            "",
+        ]
+    else:
+        lines += [
+            '!!! note "No papers index yet"',
+            "",
+            "    The awesome-list's papers have not been imported into the catalog yet (`catalog/papers/`). "
+            "Until they are, this page lists only the papers that catalog entries cite.",
+            "",
+        ]
+    opts_s = "".join(f'<option value="{escape(s)}">{escape(s)}</option>' for s in sections)
+    opts_y = "".join(f'<option value="{y}">{y}</option>' for y in years)
+    lines += [
+        '<div class="papers-filter">',
+        '<input type="search" id="papers-search" placeholder="Search titles, venues, methods" '
+        'aria-label="Search papers">',
+        f'<select id="papers-section" aria-label="Section"><option value="">All sections</option>{opts_s}</select>',
+        f'<select id="papers-year" aria-label="Year"><option value="">All years</option>{opts_y}</select>',
+        f'<span id="papers-count" aria-live="polite">{len(rows)} papers</span>',
+        "</div>",
+        "",
+        '<table id="papers-table">',
+        "<thead><tr><th>Title</th><th>Year</th><th>Venue</th><th>Sections</th><th>Catalog methods</th></tr></thead>",
+        "<tbody>",
+    ]
+    for r in rows:
+        title = escape(r["title"])
+        if r["link"]:
+            title = f'<a href="{escape(r["link"])}">{title}</a>'
+        methods = ", ".join(f'<a href="{escape(href(m.src))}">{escape(m.entry.name)}</a>' for m in r["methods"])
+        sections_attr = escape("|".join(r["sections"]))
+        lines.append(
+            f'<tr data-year="{r["year"] or ""}" data-sections="{sections_attr}"><td>{title}</td>'
+            f"<td>{escape(r['date'] or str(r['year'] or ''))}</td><td>{escape(r['venue'])}</td>"
+            f"<td>{'<br>'.join(escape(s) for s in r['sections'])}</td><td>{methods}</td></tr>"
+        )
+    lines += [
+        "</tbody>",
+        "</table>",
+        "",
+        '<p id="papers-empty" hidden>No paper matches these filters.</p>',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def status_page(data: SiteData) -> str:
+    lines = [
+        "---",
+        "hide: [navigation]",
+        "---",
+        "# Status matrix",
+        "",
+        "Which methods run, and whether their plugins passed the smoke test (2 steps on the tiny "
+        "embedded model) on CPU and on GPU. Results come from `reports/smoke-cpu.json`, "
+        "`reports/smoke-gpu.json` and `reports/runs/*.json`; a cell says *not yet measured* when no "
+        "report covers it.",
+        "",
+    ]
+    counts = {
+        s: sum(m.state == s for m in data.methods.values())
+        for s in ("runnable", "no-source", "not-installed", "catalogued")
+    }
+    lines += [
+        f"{len(data.methods)} methods: {counts['runnable']} runnable, {counts['catalogued']} catalogued only"
+        + (f", {counts['not-installed']} with a plugin that is not installed" if counts["not-installed"] else "")
+        + (f", {counts['no-source']} with a registered plugin whose source is missing" if counts["no-source"] else "")
+        + ".",
+        "",
+        "| method | family | status | runnable | CPU smoke | GPU smoke | last verified |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    order = sorted(data.methods.values(), key=lambda m: (m.state != "runnable", m.entry.family, m.entry.name.lower()))
+    for m in order:
+        fam = f"[{md(m.family.name)}](families/{m.family.id}/index.md)" if m.family else f"`{m.entry.family}`"
+        plugin = m.entry.plugin
+        cpu = smoke_cell(data.smoke["cpu"].get(plugin)) if plugin else "—"
+        gpu = smoke_cell(data.smoke["gpu"].get(plugin)) if plugin else "—"
+        lines.append(
+            row(
+                f"[{md(m.entry.name)}]({m.src})",
+                fam,
+                status_badge(m.entry.status.value),
+                _runnable_cell(m),
+                cpu,
+                gpu,
+                last_verified(data, m) if plugin else "—",
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --- CLI reference ---------------------------------------------------------------------------
+
+
+def cli_page() -> str:
+    """Walk the typer app's command tree (duck-typed: typer may ship its own copy of click)."""
+    import typer
+
+    from posttrain.cli import app
+
+    root = typer.main.get_command(app)
+    lines = [
+        "# CLI reference",
+        "",
+        "Generated from the `catalog` command's own definitions (the typer app in "
+        "`src/posttrain/cli.py`). `catalog COMMAND --help` prints the same in a terminal, and "
+        "`python -m posttrain` is the same program.",
+        "",
+    ]
+
+    def param_row(p: Any) -> str | None:
+        if p.name == "help" or getattr(p, "hidden", False):
+            return None
+        if p.param_type_name == "argument":
+            label = f"`{p.metavar or p.name.upper()}`" + ("" if p.required else " (optional)")
+        else:
+            label = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
+        default = p.default
+        shown = not (default in (None, (), []) or callable(default) or p.required)
+        if getattr(p, "is_flag", False) and not getattr(p, "secondary_opts", None) and not default:
+            shown = False
+        return row(label, md(type_name(p)), code(default) if shown else "", md(getattr(p, "help", "") or ""))
+
+    def type_name(p: Any) -> str:
+        if getattr(p, "type", None) is not None:
+            return p.type.name
+        ann = getattr(getattr(p, "type_descriptor", None), "annotation", None)
+        return (
+            ""
+            if ann is None
+            else getattr(ann, "__name__", str(ann))
+            if not getattr(ann, "__args__", None)
+            else str(ann)
+        )
+
+    def walk(cmd: Any, ctx: Any, depth: int) -> None:
+        name = ctx.command_path
+        lines.extend([f"{'#' * min(depth + 2, 4)} `{name}`", ""])
+        help_text = (cmd.help or "").split("\f")[0].strip()
+        if help_text:
+            lines.extend([md(help_text), ""])
+        usage = " ".join([name, *cmd.collect_usage_pieces(ctx)])
+        usage = re.sub(r"\{(\w+)\}", lambda m: m.group(1).upper(), usage)  # typer may write {arg}
+        lines.extend([fence(usage, "text"), ""])
+        rows = [r for r in (param_row(p) for p in cmd.get_params(ctx)) if r]
+        if rows:
+            lines.extend([row("argument / option", "type", "default", "description"), "|---|---|---|---|"])
+            lines.extend([*rows, ""])
+        if hasattr(cmd, "list_commands"):
+            for sub_name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, sub_name)
+                if sub is not None and not getattr(sub, "hidden", False):
+                    walk(sub, sub.context_class(sub, info_name=sub_name, parent=ctx), depth + 1)
+
+    walk(root, root.context_class(root, info_name="catalog"), 0)
+    return "\n".join(lines)
+
+
+# --- hand-written pages' markers -------------------------------------------------------------
+
+
+def marker_counts(data: SiteData, page_src: str) -> str:
+    ms = list(data.methods.values())
+    runnable = sum(m.state == "runnable" for m in ms)
+    fams = sum(len(b.families) for b in data.catalog.taxonomy.branches)
+    return (
+        f"The catalog holds **{len(ms)} methods** in **{fams} families** under the survey's "
+        f"**{len(data.catalog.taxonomy.branches)} branches**; **{runnable}** of them run with "
+        "`catalog run ID` "
+        f"in the environment this site was built from. The [status matrix]({rel(page_src, 'status.md')}) "
+        "shows which passed their smoke tests."
+    )
+
+
+def marker_runnable(data: SiteData, page_src: str) -> str:
+    ms = [m for m in data.methods.values() if m.state == "runnable"]
+    if not ms:
+        pending = [m for m in data.methods.values() if m.state in ("no-source", "not-installed")]
+        text = (
+            "No plugin's source was found in the environment this site was built from, "
+            "so no method is shown as runnable."
+        )
+        if pending:
+            text += (
+                " These entries name a plugin that is on its way: "
+                + ", ".join(f"[{md(m.entry.name)}]({rel(page_src, m.src)})" for m in pending)
+                + "."
+            )
+        return text
+    lines = ["| method | family | command | CPU smoke |", "|---|---|---|---|"]
+    for m in sorted(ms, key=lambda m: (m.entry.family, m.entry.id)):
+        fam = md(m.family.name) if m.family else m.entry.family
+        lines.append(
+            f"| [{md(m.entry.name)}]({rel(page_src, m.src)}) | {fam} | `catalog run {m.entry.id}` "
+            f"| {smoke_cell(data.smoke['cpu'].get(m.entry.plugin or ''))} |"
+        )
+    return "\n".join(lines)
+
+
+# Said here for the fields whose schema gives no description (the schema's own text wins).
+FIELD_HELP = {
+    "name": "The method's full name, as the paper gives it.",
+    "aliases": "Other names and abbreviations; `catalog show` finds the entry by any of them.",
+    "papers": "The canonical paper first: title, authors, year, and an arXiv id or a URL.",
+    "status": "stable, experimental (has a plugin), or catalogued (no plugin yet).",
+    "defaults": "The paper's hyperparameters: name -> {value, source}, source = where the paper says so.",
+    "metrics": "What the plugin logs: a list of {name, description}.",
+    "related": "Ids of related catalog entries.",
+    "lineage": "The method this one modifies (parent id) and what it changes, one item each.",
+    "implementations": "The method in other libraries: a list of {name, url}.",
+    "tags": "Free keywords.",
+}
+
+
+def marker_entry_fields(data: SiteData, page_src: str) -> str:
+    lines = ["| field | required | what it holds |", "|---|---|---|"]
+    for name, f in MethodEntry.model_fields.items():
+        text = f.description or FIELD_HELP.get(name, "")
+        lines.append(row(f"`{name}`", "yes" if f.is_required() else "no", md(text)))
+    return "\n".join(lines)
+
+
+def marker_families(data: SiteData, page_src: str) -> str:
+    lines = []
+    for b in data.catalog.taxonomy.branches:
+        fams = ", ".join(f"[`{f.id}`]({rel(page_src, f'families/{f.id}/index.md')})" for f in b.families)
+        lines.append(f"- {md(b.name)}: {fams}")
+    return "\n".join(lines)
+
+
+MARKERS = {
+    "counts": marker_counts,
+    "runnable": marker_runnable,
+    "entry-fields": marker_entry_fields,
+    "families": marker_families,
+}
+
+
+# --- mkdocs events ---------------------------------------------------------------------------
+
+DATA: SiteData | None = None
+PAGES: dict[str, str] = {}
+
+
+def _page_url(src: str, use_directory_urls: bool) -> str:
+    if not use_directory_urls:
+        return src[:-3] + ".html"
+    if src == "index.md":
+        return ""
+    return src[: -len("index.md")] if src.endswith("/index.md") else src[:-3] + "/"
+
+
+def on_config(config, **kwargs):
+    global DATA
+    DATA = load_site_data()
+    if DATA.catalog.taxonomy is None:
+        log.warning("catalog: no valid taxonomy; the taxonomy pages are left out")
+        return config
+    nav: list[Any] = [{"Home": "index.md"}, {"Taxonomy": "taxonomy.md"}]
+    for b in DATA.catalog.taxonomy.branches:
+        section: list[Any] = [f"branches/{b.id}/index.md"]
+        for f in b.families:
+            section.append(
+                {
+                    f.name: [
+                        f"families/{f.id}/index.md",
+                        *({m.entry.name: m.src} for m in _methods_of(DATA, f.id)),
+                    ]
+                }
+            )
+        nav.append({b.name: section})
+    nav += [
+        {"Papers": "papers.md"},
+        {"Status matrix": "status.md"},
+        {"Contributing": "contributing.md"},
+        {"CLI reference": "cli.md"},
+    ]
+    config["nav"] = nav
+    return config
+
+
+def on_files(files: Files, config, **kwargs):
+    assert DATA is not None
+    PAGES.clear()
+    use_dir = config["use_directory_urls"]
+    if DATA.catalog.taxonomy is not None:
+        PAGES["taxonomy.md"] = taxonomy_page(DATA)
+        for b in DATA.catalog.taxonomy.branches:
+            PAGES[f"branches/{b.id}/index.md"] = branch_page(DATA, b)
+            for f in b.families:
+                PAGES[f"families/{f.id}/index.md"] = family_page(DATA, b, f)
+    for info in DATA.methods.values():
+        PAGES[info.src] = method_page(DATA, info)
+
+    def from_root(src: str) -> str:
+        return get_relative_url(_page_url(src, use_dir), _page_url("papers.md", use_dir))
+
+    PAGES["papers.md"] = papers_page(DATA, from_root)
+    PAGES["status.md"] = status_page(DATA)
+    PAGES["cli.md"] = cli_page()
+    for src, content in PAGES.items():
+        if files.get_file_from_path(src) is not None:
+            log.warning("%s is generated from the catalog; remove the hand-written copy in docs/", src)
+            files.remove(files.get_file_from_path(src))
+        files.append(File.generated(config, src, content=content))
+    return files
+
+
+_MARKER = re.compile(r"^([ \t]*)<!--\s*catalog:([a-z-]+)\s*-->", re.MULTILINE)
+
+
+def on_page_markdown(markdown: str, page, config, files, **kwargs):
+    assert DATA is not None
+
+    def replace(match: re.Match[str]) -> str:
+        lead, name = match.group(1), match.group(2)
+        fn = MARKERS.get(name)
+        if fn is None:
+            log.warning("%s: unknown marker %s", page.file.src_uri, match.group(0).strip())
+            return match.group(0)
+        return indent(fn(DATA, page.file.src_uri), lead) if lead else fn(DATA, page.file.src_uri)
+
+    return _MARKER.sub(replace, markdown)
+
+
+def on_page_content(html: str, page, config, files, **kwargs):
+    if FIGURE_PLACEHOLDER not in html or DATA is None or DATA.catalog.taxonomy is None:
+        return html
+    use_dir = config["use_directory_urls"]
+
+    def href(src: str) -> str:
+        return get_relative_url(_page_url(src, use_dir), page.url or ".")
+
+    figure = f'<div class="taxonomy-figure">{taxonomy_svg(taxonomy_nodes(DATA), href)}</div>'
+    return html.replace(FIGURE_PLACEHOLDER, figure)

@@ -1,0 +1,157 @@
+"""Helpers shared by tests/test_site.py and tests/test_site_browser.py (loaded by path).
+
+``build_site`` runs ``mkdocs build --strict`` in-process, so a test can point the hooks at a
+fixture catalog, fixture reports and a fixture plugin without installing anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = REPO / "site"
+CONFIG = SITE / "mkdocs.yml"
+FIXTURES = Path(__file__).resolve().parent
+
+# Every method page has these sections, in this order.
+ANATOMY = [
+    "Objective",
+    "Papers",
+    "Lineage",
+    "How to run it",
+    "Logged metrics",
+    "Implementation notes and deviations from the paper",
+    "Results",
+    "Related methods",
+    "Implementations in other libraries",
+]
+
+
+def load_hooks() -> ModuleType:
+    """site/hooks.py as a module (mkdocs loads it the same way)."""
+    sys.path.insert(0, str(SITE))
+    try:
+        spec = importlib.util.spec_from_file_location("posttrain_site_hooks", SITE / "hooks.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SITE))
+    return module
+
+
+def build_site(
+    dest: Path,
+    *,
+    catalog: Path | None = None,
+    reports: Path | None = None,
+    plugins: dict[str, Any] | None = None,
+    papers: list[Any] | None = None,
+) -> Path:
+    """Build the site into ``dest`` with --strict; optionally swap the catalog, reports, plugins, papers."""
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    from posttrain import catalog as catalog_module
+    from posttrain import registry
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NO_MKDOCS_2_WARNING", "1")
+        if catalog is not None:
+            mp.setenv("POSTTRAIN_CATALOG", str(catalog))
+        mp.setenv("POSTTRAIN_REPORTS", str(reports or dest.parent / "no-reports"))
+        if plugins is not None:
+            mp.syspath_prepend(str(FIXTURES))
+            mp.setattr(registry, "discover", lambda: dict(plugins))
+        if papers is not None:
+            mp.setattr(catalog_module, "load_papers", lambda *a: list(papers), raising=False)
+        config = load_config(config_file=str(CONFIG), site_dir=str(dest), strict=True)
+        build(config)
+    return dest
+
+
+def demo_spec(name: str):
+    from posttrain.registry import PluginSpec
+
+    return PluginSpec(name, "site_demo_plugin:plugin", "site-fixtures", "0.0")
+
+
+def fixture_catalog(root: Path) -> Path:
+    """A catalog with one entry in each state: runnable, plugin not installed, catalogued only."""
+    cat = root / "catalog"
+    (cat / "methods").mkdir(parents=True)
+    shutil.copy(REPO / "catalog" / "taxonomy.yaml", cat / "taxonomy.yaml")
+    common = {
+        "description": "A fixture entry; inline math $\\beta \\log \\pi_\\theta$ renders.",
+        "objective": "\\mathcal{L}(\\theta) = -\\log\\sigma(\\beta\\,\\Delta)",
+        "papers": [{"title": "A Fixture Paper", "authors": ["A. Author"], "year": 2024, "arxiv": "2401.00001"}],
+    }
+    entries = {
+        "demo-runnable": {
+            "name": "Demo Runnable",
+            "family": "preference-optimization",
+            "summary": "A fixture method whose plugin is installed.",
+            "plugin": "demo",
+            "status": "experimental",
+            "defaults": {"beta": {"value": 0.1, "source": "Fixture paper, section 1"}},
+            "metrics": [{"name": "loss", "description": "The fixture loss."}],
+            "related": ["demo-catalogued"],
+            "implementations": [{"name": "Elsewhere", "url": "https://example.org/impl"}],
+        },
+        "demo-missing": {
+            "name": "Demo Missing Plugin",
+            "family": "policy-optimization",
+            "summary": "A fixture method whose plugin is not installed.",
+            "plugin": "not-installed-plugin",
+            "status": "experimental",
+        },
+        "demo-catalogued": {
+            "name": "Demo Catalogued",
+            "family": "search",
+            "summary": "A fixture method with no plugin.",
+            "plugin": None,
+            "status": "catalogued",
+            "status_note": "Needs a process reward model first.",
+            "lineage": {"parent": "demo-runnable", "changes": ["Searches instead of training."]},
+        },
+    }
+    for mid, body in entries.items():
+        data = {"id": mid, **common, **body}
+        (cat / "methods" / f"{mid}.yaml").write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return cat
+
+
+def fixture_reports(root: Path) -> Path:
+    """Reports for the fixture catalog (test data only: they never reach the real site)."""
+    rep = root / "reports"
+    (rep / "runs").mkdir(parents=True)
+    smoke = [
+        {
+            "plugin": "demo",
+            "ok": True,
+            "seconds": 1.5,
+            "detail": "2 steps",
+            "device": "cpu",
+            "date": "2026-01-02",
+        }
+    ]
+    (rep / "smoke-cpu.json").write_text(json.dumps(smoke), encoding="utf-8")
+    run = {
+        "method": "demo-runnable",
+        "command": "catalog run demo-runnable",
+        "device": "cpu",
+        "seconds": 12.0,
+        "before": {"eval/exact_match": 0.25},
+        "after": {"eval/exact_match": 0.5},
+    }
+    (rep / "runs" / "demo-runnable.json").write_text(json.dumps(run), encoding="utf-8")
+    return rep

@@ -1,0 +1,199 @@
+"""The documentation site: it builds with --strict, and its generated pages have the promised anatomy.
+
+No browser here (tests/test_site_browser.py drives Chromium); these run in the default suite.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import posixpath
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("material", reason="the site needs the docs extra: pip install -e '.[docs]'")
+
+_spec = importlib.util.spec_from_file_location("sitebuild", Path(__file__).parent / "site_fixtures" / "sitebuild.py")
+assert _spec and _spec.loader
+sb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sb)
+
+
+def h2s(page: str) -> list[str]:
+    found = re.findall(r"<h2[^>]*>(.*?)</h2>", page, re.S)
+    return [html.unescape(re.sub(r"<[^>]+>", "", m)).replace("¶", "").strip() for m in found]
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    from posttrain.catalog import load_catalog
+
+    return load_catalog()
+
+
+@pytest.fixture(scope="module")
+def real_site(tmp_path_factory) -> Path:
+    """The real site, built the way a user builds it: `catalog site build`."""
+    out = tmp_path_factory.mktemp("site") / "build"
+    proc = subprocess.run(
+        [sys.executable, "-m", "posttrain", "site", "build", "--site-dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WARNING" not in proc.stderr, proc.stderr
+    return out
+
+
+def test_every_page_is_generated(real_site: Path, catalog) -> None:
+    for page in ("index", "taxonomy", "papers", "status", "contributing", "cli", "404"):
+        assert (real_site / f"{page}.html").is_file(), page
+    for branch in catalog.taxonomy.branches:
+        assert (real_site / "branches" / branch.id / "index.html").is_file()
+        for family in branch.families:
+            assert (real_site / "families" / family.id / "index.html").is_file()
+    for mid in catalog.methods:
+        assert (real_site / "methods" / f"{mid}.html").is_file()
+
+
+def test_method_pages_share_one_anatomy(real_site: Path, catalog) -> None:
+    for mid, entry in catalog.methods.items():
+        page = (real_site / "methods" / f"{mid}.html").read_text(encoding="utf-8")
+        assert h2s(page) == sb.ANATOMY, mid
+        assert '<div class="arithmatex">' in page, f"{mid}: objective is not marked up as display math"
+        for paper in entry.papers:
+            assert html.escape(paper.link) in page, f"{mid}: paper link missing"
+        if entry.plugin is None:
+            assert "Catalogued only" in page
+        else:
+            assert f"catalog run {mid}" in page or "Plugin not installed" in page or "Plugin source not found" in page
+
+
+def test_taxonomy_figure_links_every_method(real_site: Path, catalog) -> None:
+    page = (real_site / "taxonomy.html").read_text(encoding="utf-8")
+    assert page.count('<svg class="taxonomy-svg"') == 1
+    links = dict(re.findall(r'<a href="([^"]+)" data-method="([^"]+)"', page))
+    assert sorted(links.values()) == sorted(catalog.methods)
+    families = re.findall(r'<a href="([^"]+)" data-family="([^"]+)"', page)
+    assert len(families) == sum(len(b.families) for b in catalog.taxonomy.branches)
+    for href, _ in [*links.items(), *families]:
+        assert (real_site / posixpath.normpath(href)).is_file(), href
+
+
+def test_no_asset_is_fetched_from_another_host(real_site: Path) -> None:
+    for path in real_site.rglob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r'<script[^>]+src="(https?:)?//', text), path
+        assert not re.search(r'<link[^>]+rel="stylesheet"[^>]+href="(https?:)?//', text), path
+        assert not re.search(r'<link[^>]+href="(https?:)?//[^"]+"[^>]+rel="stylesheet"', text), path
+    for path in real_site.rglob("*.css"):
+        assert not re.search(r"(@import|url\()\s*['\"]?(https?:)?//", path.read_text(encoding="utf-8")), path
+    katex = real_site / "assets" / "vendor" / "katex"
+    assert (katex / "katex.min.js").is_file() and (katex / "fonts" / "KaTeX_Main-Regular.woff2").is_file()
+
+
+def test_cli_reference_lists_every_command(real_site: Path) -> None:
+    import typer
+
+    from posttrain.cli import app
+
+    page = (real_site / "cli.html").read_text(encoding="utf-8")
+    root = typer.main.get_command(app)
+    ctx = root.context_class(root, info_name="catalog")
+    for name in root.list_commands(ctx):
+        assert f"catalog {name}" in page, name
+    assert "catalog site build" in page and "catalog site serve" in page
+
+
+def test_papers_and_status_pages(real_site: Path, catalog) -> None:
+    hooks = sb.load_hooks()
+    papers = (real_site / "papers.html").read_text(encoding="utf-8")
+    assert 'id="papers-table"' in papers and 'id="papers-search"' in papers
+    if not hooks.load_papers(catalog):
+        assert "No papers index yet" in papers
+    for entry in catalog.methods.values():
+        for paper in entry.papers:
+            assert html.escape(paper.title) in papers
+    status = (real_site / "status.html").read_text(encoding="utf-8")
+    rows = re.findall(r"<tr>\s*<td><a href=\"methods/", status)
+    assert len(rows) == len(catalog.methods)
+
+
+def test_three_entry_states_results_and_papers(tmp_path: Path) -> None:
+    cat = sb.fixture_catalog(tmp_path)
+    reports = sb.fixture_reports(tmp_path)
+    papers = [
+        {
+            "title": "An Awesome-List Paper",
+            "arxiv": "2501.00002",
+            "date": "2025-01",
+            "sections": ["Reward Learning"],
+        },
+        SimpleNamespace(title="A Fixture Paper", link="https://arxiv.org/abs/2401.00001", year=2024, sections=["RL"]),
+    ]
+    out = sb.build_site(
+        tmp_path / "build",
+        catalog=cat,
+        reports=reports,
+        plugins={"demo": sb.demo_spec("demo")},
+        papers=papers,
+    )
+    runnable = (out / "methods" / "demo-runnable.html").read_text(encoding="utf-8")
+    assert h2s(runnable) == sb.ANATOMY
+    assert "catalog run demo-runnable" in runnable
+    assert re.search(r"<th[^>]*>option</th>\s*<th[^>]*>type</th>\s*<th[^>]*>default</th>", runnable)
+    assert "the fixture&rsquo;s KL strength" in runnable or "the fixture's KL strength" in runnable
+    text = html.unescape(re.sub(r"<[^>]+>", "", runnable))
+    assert "Deviations from the paper:" in text and "class Config(BaseModel):" in text
+    assert '<span class="result-pass">pass</span> (1.5 s)' in runnable and "0.25" in runnable and "0.5" in runnable
+    assert "Methods that modify this one" in runnable and "https://example.org/impl" in runnable
+
+    missing = (out / "methods" / "demo-missing.html").read_text(encoding="utf-8")
+    assert h2s(missing) == sb.ANATOMY
+    assert "Plugin not installed" in missing and "not-installed-plugin" in missing
+    assert "Not yet measured" in missing
+
+    catalogued = (out / "methods" / "demo-catalogued.html").read_text(encoding="utf-8")
+    assert h2s(catalogued) == sb.ANATOMY
+    assert "Catalogued only" in catalogued and "Needs a process reward model first." in catalogued
+    assert 'href="demo-runnable.html"' in catalogued and "Searches instead of training." in catalogued
+
+    status = (out / "status.html").read_text(encoding="utf-8")
+    assert "2026-01-02" in status and "not yet measured" in status
+
+    index = (out / "papers.html").read_text(encoding="utf-8")
+    assert "No papers index yet" not in index
+    assert "An Awesome-List Paper" in index and '<option value="Reward Learning">' in index
+    assert '<option value="2025">' in index
+    # The awesome-list record and the entry's citation of the same paper are one row.
+    assert index.count("A Fixture Paper") == 1
+
+    home = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="methods/demo-runnable.html"' in home and "catalog run demo-runnable" in home
+
+
+def test_normalise_paper_accepts_dicts_and_objects() -> None:
+    hooks = sb.load_hooks()
+    a = hooks.normalise_paper({"title": "T", "arxiv": "2401.00001", "date": "2024-03-01", "section": "S"})
+    assert a["link"] == "https://arxiv.org/abs/2401.00001" and a["year"] == 2024 and a["sections"] == ["S"]
+    b = hooks.normalise_paper(SimpleNamespace(title="U", url="https://x.org/u", year=2023, venue="V"))
+    assert b["link"] == "https://x.org/u" and b["year"] == 2023 and b["venue"] == "V"
+    assert hooks.normalise_paper({"link": "https://x.org"}) is None
+
+
+def test_site_build_says_how_to_install_mkdocs(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from posttrain import cli_site
+    from posttrain.cli import app
+
+    monkeypatch.setattr(cli_site, "have_mkdocs_material", lambda: False)
+    result = CliRunner().invoke(app, ["site", "build"])
+    assert result.exit_code == 1
+    assert "pip install 'posttrain-catalog[docs]'" in result.output
