@@ -60,11 +60,10 @@ def test_validator_reports_all_problems_with_file_and_line(broken):
     assert "catalog/methods/dpo.yaml:5: family: unknown family 'no-such-family'" in text
     assert "related.1: unknown method id 'nope'" in text
     assert "catalog/methods/lora.yaml:" in text and "'DPO' is already used by 'dpo'" in text
-    assert "catalog/methods/sft.yaml:" in text and "papers.0.arxiv: '22-03' is not an arXiv id" in text
     assert "catalog/methods/lora2.yaml:1: id: 'lora' must equal the file name 'lora2'" in text
     assert "catalog/methods/broken.yaml:3: (yaml): invalid YAML" in text
     assert "registered plugin 'ghost' (third-party) has no catalog entry" in text
-    assert len(problems) >= 7
+    assert len(problems) >= 6  # malformed arXiv ids: tests/test_validation_errors.py
 
 
 def test_unknown_field_and_plugin_not_registered(broken):
