@@ -20,8 +20,9 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   fi
   echo "site_browser_test: installing chromium and chromium-driver with apt-get"
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+  # If the registry cannot be reached the browser tests skip (they say why) instead of failing CI.
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; } ||
+    echo "site_browser_test: warning: could not install chromium; the browser tests will be skipped" >&2
 fi
 
 if ! "$PYTHON" -c "import selenium, material" >/dev/null 2>&1; then
