@@ -30,9 +30,9 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, iterate_batches, pad_sequences, task_records, tokenize_preference
 from posttrain.evaluation import exact_match
-from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode, save_model
+from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
 from posttrain.logprobs import sequence_logprobs, split_pairs
-from posttrain.train import loop_settings, train_loop
+from posttrain.train import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):
@@ -146,19 +146,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
 
     loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"dpo on {source}")
     after = evaluate(policy, reference, tokenizer, heldout, heldout_records, ref_heldout, cfg, embedded)
-    ctx.log(loop.step, {f"eval/{k}": v for k, v in after.items() if v is not None})
-    path = save_model(policy, tokenizer, ctx.output_dir / "model")
-    return RunResult(
-        metrics={
-            "before": before,
-            "after": after,
-            "train_seconds": round(loop.seconds, 2),
-            "steps": loop.step,
-            "data": source,
-            **counts,
-        },
-        artifacts={"model": str(path)},
-    )
+    return finish(ctx, policy, tokenizer, loop, before, after, data=source, **counts)
 
 
 plugin = Plugin(

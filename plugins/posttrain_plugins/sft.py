@@ -27,9 +27,9 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_sft
 from posttrain.evaluation import exact_match, mean_nll
-from posttrain.hf import load_policy, lora_settings, parameter_counts, save_model
+from posttrain.hf import load_policy, lora_settings, parameter_counts
 from posttrain.logprobs import token_logprobs
-from posttrain.train import loop_settings, train_loop
+from posttrain.train import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):
@@ -87,19 +87,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
 
     loop = train_loop(model, ctx, loop_settings(cfg), loss_fn, description=f"sft on {source}")
     after = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
-    ctx.log(loop.step, {f"eval/{k}": v for k, v in after.items() if v is not None})
-    path = save_model(model, tokenizer, ctx.output_dir / "model")
-    return RunResult(
-        metrics={
-            "before": before,
-            "after": after,
-            "train_seconds": round(loop.seconds, 2),
-            "steps": loop.step,
-            "data": source,
-            **counts,
-        },
-        artifacts={"model": str(path)},
-    )
+    return finish(ctx, model, tokenizer, loop, before, after, data=source, **counts)
 
 
 plugin = Plugin(

@@ -245,3 +245,14 @@ def loop_settings(cfg) -> LoopSettings:
         log_every=cfg.log_every,
         save_every=cfg.save_every,
     )
+
+
+def finish(ctx: RunContext, model, tokenizer, loop: LoopResult, before: dict, after: dict, **extra: Any):
+    """Log the held-out metrics, save the model (save_pretrained) and build the RunResult."""
+    from posttrain.hf import save_model
+    from posttrain.interface import RunResult
+
+    ctx.log(loop.step, {f"eval/{k}": v for k, v in after.items() if v is not None})
+    path = save_model(model, tokenizer, ctx.output_dir / "model")
+    metrics = {"before": before, "after": after, "train_seconds": round(loop.seconds, 2), "steps": loop.step, **extra}
+    return RunResult(metrics=metrics, artifacts={"model": str(path)})
