@@ -94,7 +94,7 @@ def all_logps(model, pairs, pad_id: int, device: str, batch_size: int = 64) -> t
     return torch.cat(chosen), torch.cat(rejected)
 
 
-def evaluate(policy, reference, tokenizer, pairs, records, ref_logps, cfg: Config, embedded: bool) -> dict:
+def evaluate(policy, tokenizer, pairs, records, ref_logps, cfg: Config, embedded: bool) -> dict:
     was_training = policy.training
     policy.eval()
     chosen, rejected = all_logps(policy, pairs, tokenizer.pad_token_id, str(next(policy.parameters()).device))
@@ -123,7 +123,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         ref.eval()
         ref_train = all_logps(ref, train, pad, ctx.device)
         ref_heldout = all_logps(ref, heldout, pad, ctx.device)
-    before = evaluate(policy, reference, tokenizer, heldout, heldout_records, ref_heldout, cfg, embedded)
+    before = evaluate(policy, tokenizer, heldout, heldout_records, ref_heldout, cfg, embedded)
 
     def loss_fn(step: int, micro: int):
         idx = batch_indices(len(train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
@@ -145,7 +145,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         }
 
     loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"dpo on {source}")
-    after = evaluate(policy, reference, tokenizer, heldout, heldout_records, ref_heldout, cfg, embedded)
+    after = evaluate(policy, tokenizer, heldout, heldout_records, ref_heldout, cfg, embedded)
     return finish(ctx, policy, tokenizer, loop, before, after, data=source, **counts)
 
 
