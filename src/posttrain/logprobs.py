@@ -7,7 +7,6 @@ and ``completion_mask`` (1 on the tokens the loss is about), all (B, T), right-p
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -33,17 +32,11 @@ def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
 
 def completion_nll(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean negative log-likelihood per completion token over the batch (the SFT loss)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logps = token_logprobs(logits, batch["input_ids"])
-    mask = batch["completion_mask"][:, 1:].to(logps.dtype)
-    return -(logps * mask).sum() / mask.sum().clamp(min=1)
+    logps, counts = sequence_logprobs(model, batch)
+    return -logps.sum() / counts.sum().clamp(min=1)
 
 
 def split_pairs(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Undo ``concat_pairs``: the first half of the batch is chosen, the second rejected."""
+    """Split a batch built chosen-first: the first half is chosen, the second rejected."""
     half = values.shape[0] // 2
     return values[:half], values[half:]
-
-
-def pad_to(t: torch.Tensor, length: int, value: int) -> torch.Tensor:
-    return F.pad(t, (0, length - t.shape[-1]), value=value)
