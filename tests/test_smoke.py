@@ -8,14 +8,18 @@ import torch
 import yaml
 
 from posttrain.catalog import load_catalog
-from posttrain.registry import discover
+from posttrain.registry import discover, load
 from posttrain.runner import execute, prepare
 
 pytestmark = pytest.mark.smoke
 
 
-@pytest.mark.parametrize("name", sorted(discover()))
-def test_plugin_smoke(name, tmp_path, monkeypatch):
+def _plugins_of_kind(*kinds: str) -> list[str]:
+    return sorted(name for name in discover() if load(name).kind in kinds)
+
+
+@pytest.mark.parametrize("name", _plugins_of_kind("trainer"))
+def test_trainer_plugin_smoke(name, tmp_path, monkeypatch):
     prepared = prepare(name, output_dir=tmp_path, smoke=True, device="cpu")
     captured = {}
 
@@ -45,10 +49,29 @@ def test_plugin_smoke(name, tmp_path, monkeypatch):
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if "loss" in r]
     assert losses and all(isinstance(v, float) and v == v for v in losses)
-    logged = set().union(*rows)
-    entry = next(e for e in load_catalog().methods.values() if e.plugin == name)
-    assert {m.name for m in entry.metrics} <= logged, "catalog metrics not logged"
+    _check_catalog_metrics_logged(name, rows)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["plugin"] == name
+
+
+@pytest.mark.parametrize("name", _plugins_of_kind("inference", "pipeline"))
+def test_other_plugin_smoke(name, tmp_path):
+    """Inference and pipeline plugins train nothing themselves: they must leave a complete run folder."""
+    prepared = prepare(name, output_dir=tmp_path, smoke=True, device="cpu")
+    result = execute(prepared, progress=False)
+    for f in ("config.yaml", "metrics.jsonl", "summary.json"):
+        assert (tmp_path / f).is_file(), f
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["method"] == name and result.metrics
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    _check_catalog_metrics_logged(name, rows + [summary, summary.get("after", {})])
+
+
+def _check_catalog_metrics_logged(name: str, rows: list[dict]) -> None:
+    logged = set().union(*rows) if rows else set()
+    logged |= {f"eval/{k}" for row in rows for k in row}
+    entry = next(e for e in load_catalog().methods.values() if e.plugin == name)
+    missing = {m.name for m in entry.metrics} - logged
+    assert not missing, f"catalog metrics not logged: {sorted(missing)}"
 
 
 def test_saved_model_reloads_and_generates_the_same(tmp_path):

@@ -60,6 +60,8 @@ class Plugin(Generic[C]):
     config: pydantic model whose defaults are the paper's values.
     run:    the whole method, ``run(config, context) -> RunResult``.
     smoke:  config overrides that make a 2-step run (used by ``catalog smoke`` and the tests).
+    kind:   "trainer" (updates weights through ``train.train_loop``), "inference" (test-time
+            method: generates and scores, trains nothing) or "pipeline" (chains other plugins).
     """
 
     id: str
@@ -67,3 +69,4 @@ class Plugin(Generic[C]):
     run: Callable[[C, RunContext], RunResult]
     smoke: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
+    kind: str = "trainer"
