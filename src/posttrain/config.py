@@ -37,3 +37,8 @@ class TrainingConfig(BaseModel):
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling alpha (the update is scaled by alpha / r).")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
     lora_target_modules: list[str] | None = Field(None, description="Module names to adapt (default: peft's choice).")
+    parallel: Literal["auto", "none", "ddp", "fsdp"] = Field(
+        "auto",
+        description="Multi-process training under torchrun: ddp, fsdp (FSDP2 fully_shard), or auto (ddp when "
+        "launched with more than one process, else none).",
+    )

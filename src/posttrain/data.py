@@ -86,7 +86,36 @@ def check_format(records: list[dict[str, Any]], kind: str, source: str) -> tuple
             expected = " | ".join("+".join(c) for c in options)
             have = ", ".join(k for k in record if not k.startswith("_")) or "nothing"
             raise UserError(f"{source}:{record.get('_line', '?')}: missing columns: expected {expected}, found {have}")
+        cols = fits[0]
+        for col in cols:
+            check_value(record, col, source)
     return next(cols for cols in options if all(c in records[0] for c in cols))
+
+
+def check_value(record: dict[str, Any], column: str, source: str) -> None:
+    """A text column holds a string or a non-empty list of {"role": str, "content": str} messages."""
+    value = record[column]
+    if isinstance(value, str) and column != "messages":
+        return
+    if (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+        )
+    ):
+        return
+    expected = "a list of" if column == "messages" else "a string or a list of"
+    raise UserError(
+        f"{source}:{record.get('_line', '?')}: column '{column}': expected {expected} "
+        f'{{"role": ..., "content": ...}} messages with string values, found {_describe(value)}'
+    )
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list with a malformed message"
+    return type(value).__name__
 
 
 def split_heldout(
@@ -219,6 +248,8 @@ def batch_indices(n_items: int, batch_size: int, step: int, seed: int) -> list[i
     """Indices of the examples in batch ``step``: epoch-wise shuffles, a pure function of (step, seed).
 
     Being a function of the step, not of an iterator's state, is what makes --resume bit-identical.
+    Under torchrun ``batch_size`` is the global batch and each rank gets its contiguous share
+    (``posttrain.distributed.shard``), so a plugin needs no change to train on N processes.
     """
     per_epoch = max(1, n_items // batch_size)
     epoch, pos = divmod(step, per_epoch)
@@ -227,7 +258,9 @@ def batch_indices(n_items: int, batch_size: int, step: int, seed: int) -> list[i
     chunk = order[pos * batch_size : (pos + 1) * batch_size]
     if len(chunk) < batch_size:  # fewer items than one batch: repeat them
         chunk = (order * (batch_size // max(1, n_items) + 1))[:batch_size]
-    return chunk
+    from posttrain.distributed import shard
+
+    return shard(chunk)
 
 
 def iterate_batches(items: list, batch_size: int) -> Iterator[list]:

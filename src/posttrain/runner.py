@@ -105,6 +105,16 @@ def build_config(plugin: Plugin, values: dict[str, Any], origin: dict[str, str])
         raise UserError(f"{where} {key}: {err['msg']} (got {err.get('input')!r})") from None
 
 
+def check_context_values(values: dict[str, Any], config_file: Path | None) -> None:
+    """Run-file values that go to the RunContext: seed an integer, the others strings."""
+    for key, value in values.items():
+        expected_int = key == "seed"
+        ok = (isinstance(value, int) and not isinstance(value, bool)) if expected_int else isinstance(value, str)
+        if not ok or (isinstance(value, str) and not value.strip()):
+            expected = "an integer" if expected_int else "a non-empty string"
+            raise UserError(f"--config {config_file}: {key}: expected {expected} (got {repr(value)[:60]})")
+
+
 def default_output_dir(method: str, resume: bool) -> Path:
     base = Path("runs") / method
     if resume:
@@ -122,6 +132,8 @@ def check_writable(path: Path) -> None:
             pass
     except OSError as exc:
         raise UserError(f"--output-dir {path}: not writable ({exc.strerror})") from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise UserError(f"--output-dir {str(path)!r}: not a valid path ({exc})") from None
 
 
 def prepare(
@@ -144,6 +156,7 @@ def prepare(
     origin: dict[str, str] = {}
     file_values = read_run_file(config_file) if config_file else {}
     context_from_file = {k: file_values.pop(k) for k in list(file_values) if k in CONTEXT_KEYS}
+    check_context_values(context_from_file, config_file)
     if smoke:
         values.update(plugin.smoke)
     values.update(file_values)
@@ -154,13 +167,18 @@ def prepare(
     origin.update({k: "--set" for k in set_values})
     config = build_config(plugin, values, origin)
 
+    from posttrain import distributed
     from posttrain.hf import resolve_device  # imports torch: only now that the input is known to be valid
 
+    run_device = distributed.setup(
+        resolve_device(device if device != "auto" else str(context_from_file.get("device", "auto")))
+    )
     out = Path(output_dir or context_from_file.get("output_dir") or default_output_dir(name, resume))
+    out = distributed.same_on_all_ranks(out)
     check_writable(out)
     ctx = RunContext(
         output_dir=out,
-        device=resolve_device(device if device != "auto" else str(context_from_file.get("device", "auto"))),
+        device=run_device,
         seed=seed if seed is not None else int(context_from_file.get("seed", 0)),
         model=model or context_from_file.get("model"),
         dataset=dataset or context_from_file.get("dataset"),
@@ -189,12 +207,16 @@ def _resume_step(out: Path) -> int | None:
 
 
 def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunResult:
+    from posttrain.distributed import barrier, is_main
     from posttrain.tracking import MetricsLogger, plot_metrics, rich_progress, write_json
 
     ctx = prepared.ctx
     seed_everything(ctx.seed)
-    ctx.metrics = MetricsLogger(ctx.output_dir, resume_step=_resume_step(ctx.output_dir) if ctx.resume else None)
-    if progress:
+    main = is_main()  # under torchrun only rank 0 writes files and draws the progress bar
+    if main:
+        ctx.metrics = MetricsLogger(ctx.output_dir, resume_step=_resume_step(ctx.output_dir) if ctx.resume else None)
+    barrier()  # the other ranks read checkpoints only after rank 0 has looked at the folder
+    if progress and main:
         ctx.progress = rich_progress(console)
     resolved = {
         "method": prepared.method,
@@ -205,8 +227,9 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
         "device": ctx.device,
         "config": prepared.config.model_dump(mode="json"),
     }
-    (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    if console is not None:
+    if main:
+        (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    if console is not None and main:
         console.print(f"[bold]{prepared.method}[/bold] on {ctx.device}, seed {ctx.seed} -> {ctx.output_dir}")
     t0 = time.perf_counter()
     result = prepared.plugin.run(prepared.config, ctx)
@@ -223,6 +246,8 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
         **result.metrics,
         "artifacts": result.artifacts,
     }
+    if not main:
+        return result
     write_json(ctx.output_dir / "summary.json", summary)
     plot = plot_metrics(ctx.metrics.rows(), ctx.output_dir / "plot.png", title=prepared.method)  # type: ignore[union-attr]
     if plot:

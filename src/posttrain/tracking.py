@@ -21,7 +21,8 @@ class MetricsLogger:
             self.path.unlink()
 
     def _truncate_after(self, step: int) -> None:
-        kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        # A run killed mid-write can leave a partial last line: _complete_rows drops it.
+        kept = [json.dumps(row) for row in _complete_rows(self.path) if row.get("step", 0) <= step]
         write_atomic(self.path, "".join(ln + "\n" for ln in kept))
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -32,7 +33,17 @@ class MetricsLogger:
     def rows(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
+        return _complete_rows(self.path)
+
+
+def _complete_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for ln in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(ln))
+        except ValueError:
+            continue
+    return rows
 
 
 def _plain(v: Any) -> Any:

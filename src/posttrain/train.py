@@ -43,6 +43,7 @@ class LoopSettings:
     log_every: int = 10
     save_every: int = 100
     keep_checkpoints: int = 2
+    parallel: str = "auto"  # auto | none | ddp | fsdp (see posttrain.distributed)
 
 
 @dataclass
@@ -81,17 +82,29 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(ckpt_dir: Path, step: int, model, optimizer, scheduler, keep: int) -> Path:
-    """Write to a temporary folder, then rename: a checkpoint folder is complete or absent."""
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+def save_checkpoint(
+    ckpt_dir: Path,
+    step: int,
+    model,
+    optimizer,
+    scheduler,
+    keep: int,
+    *,
+    model_state: dict | None = None,
+    optimizer_state: dict | None = None,
+) -> Path:
+    """Write to a temporary folder, then rename: a checkpoint folder is complete or absent.
+
+    ``model_state`` / ``optimizer_state`` replace the local state dicts (FSDP passes the gathered
+    full ones). A failed write (disk full, permissions) removes the temporary folder and raises a
+    UserError; the earlier checkpoints stay as they were.
+    """
     final = ckpt_dir / f"step-{step:07d}"
     tmp = ckpt_dir / f".tmp-step-{step:07d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     state = {
         "step": step,
-        "model": _trainable_state(model),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state if model_state is not None else _trainable_state(model),
+        "optimizer": optimizer_state if optimizer_state is not None else optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": {
             "torch": torch.get_rng_state(),
@@ -99,10 +112,19 @@ def save_checkpoint(ckpt_dir: Path, step: int, model, optimizer, scheduler, keep
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         },
     }
-    torch.save(state, tmp / "state.pt")
-    (tmp / "manifest.json").write_text(json.dumps({"step": step, "sha256": _sha256(tmp / "state.pt")}))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        torch.save(state, tmp / "state.pt")
+        (tmp / "manifest.json").write_text(json.dumps({"step": step, "sha256": _sha256(tmp / "state.pt")}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(
+            f"could not write checkpoint {final}: {exc.strerror or exc}; earlier checkpoints are intact"
+        ) from None
     for old in sorted(ckpt_dir.glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -121,13 +143,22 @@ def latest_checkpoint(ckpt_dir: Path, warn: Callable[[str], None] = print) -> Pa
     return None
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+def load_checkpoint(path: Path, model, optimizer, scheduler, fsdp: bool = False) -> int:
+    """Restore model, optimizer, scheduler and RNG. ``weights_only``: a checkpoint cannot run code."""
+    try:
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling raises many types; the checkpoint was hash-checked already
+        raise UserError(f"checkpoint {path} could not be read ({type(exc).__name__}); not loading it") from None
     missing = set(state["model"]) - {n for n, _ in model.named_parameters()}
     if missing:
         raise UserError(f"checkpoint {path} does not match this model (unknown parameters, e.g. {sorted(missing)[0]})")
-    model.load_state_dict(state["model"], strict=False)
-    optimizer.load_state_dict(state["optimizer"])
+    if fsdp:
+        from posttrain.distributed import load_full_state
+
+        load_full_state(model, optimizer, state["model"], state["optimizer"])
+    else:
+        model.load_state_dict(state["model"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(state["rng"]["python"])
@@ -163,25 +194,45 @@ class _StopRequest:
 def train_loop(
     model, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, description: str = "training"
 ) -> LoopResult:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    from posttrain import distributed
+
+    mode = distributed.resolve_parallel(settings.parallel)
+    if not any(p.requires_grad for p in model.parameters()):
         raise UserError("the model has no trainable parameters")
+    ckpt_dir = ctx.output_dir / "checkpoints"
+    if distributed.is_main():
+        check_disk(ckpt_dir, model, settings.keep_checkpoints)
+    wrapped = distributed.wrap(model, mode, ctx.device)
+    try:
+        return _run_loop(model, wrapped, ctx, settings, loss_fn, description, ckpt_dir)
+    finally:
+        wrapped.unwrap()
+
+
+def _run_loop(model, wrapped, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, description, ckpt_dir):
+    from posttrain import distributed
+
+    mode = wrapped.mode
+    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=settings.learning_rate, betas=settings.betas, weight_decay=settings.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, settings))
-    ckpt_dir = ctx.output_dir / "checkpoints"
     start, resumed_from = 0, None
     if ctx.resume:
-        found = latest_checkpoint(ckpt_dir)
+        found = latest_checkpoint(ckpt_dir, warn=print if distributed.is_main() else lambda _: None)
         if found is None:
             raise UserError(f"--resume: no valid checkpoint in {ckpt_dir}")
-        start = resumed_from = load_checkpoint(found, model, optimizer, scheduler)
+        start = resumed_from = load_checkpoint(found, model, optimizer, scheduler, fsdp=mode == "fsdp")
     autocast = (
         torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         if ctx.device.startswith("cuda")
         else contextlib.nullcontext()
     )
+
+    def checkpoint(step: int) -> Path:
+        return _save(ckpt_dir, step, model, optimizer, scheduler, settings.keep_checkpoints, mode)
+
     model.train()
     last: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -193,15 +244,17 @@ def train_loop(
             metrics: dict[str, Any] = {}
             total = 0.0
             for micro in range(settings.grad_accum):
-                with autocast:
-                    loss, micro_metrics = loss_fn(step, micro)
-                if not torch.isfinite(loss):
-                    good = latest_checkpoint(ckpt_dir, warn=lambda _: None)
-                    raise UserError(
-                        f"loss is {loss.item()} at step {step + 1}; stopped. Last good checkpoint: {good or 'none'} "
-                        "(lower the learning rate or check the data)"
-                    )
-                (loss / settings.grad_accum).backward()
+                with wrapped.no_sync(micro < settings.grad_accum - 1):
+                    with autocast:
+                        loss, micro_metrics = loss_fn(step, micro)
+                    bad = not torch.isfinite(loss)
+                    if distributed.any_rank(bad) if mode != "none" else bad:
+                        good = latest_checkpoint(ckpt_dir, warn=lambda _: None)
+                        raise UserError(
+                            f"loss is {loss.item()} at step {step + 1}; stopped. Last good checkpoint: {good or 'none'} "
+                            "(lower the learning rate or check the data)"
+                        )
+                    (loss / settings.grad_accum).backward()
                 total += loss.item() / settings.grad_accum
                 window_tokens += int(micro_metrics.pop("tokens", 0))
                 for k, v in micro_metrics.items():
@@ -213,7 +266,13 @@ def train_loop(
             done = step + 1
             if done % settings.log_every == 0 or done == settings.max_steps:
                 elapsed = time.perf_counter() - window_t
+                if hasattr(norm, "full_tensor"):  # FSDP: a DTensor
+                    norm = norm.full_tensor()
                 last = {"loss": total, **metrics, "grad_norm": float(norm), "learning_rate": scheduler.get_last_lr()[0]}
+                if mode != "none":
+                    last.update(distributed.mean_over_ranks({"loss": total, **metrics}))
+                    window_tokens = int(distributed.sum_over_ranks(window_tokens))
+                    total = last["loss"]
                 if window_tokens:
                     last["tokens_per_second"] = window_tokens / max(elapsed, 1e-9)
                 ctx.log(done, last)
@@ -221,15 +280,65 @@ def train_loop(
                     ctx.progress.info = f"loss {total:.4f}"  # type: ignore[attr-defined]
                 window_tokens, window_t = 0, time.perf_counter()
             if settings.save_every and done % settings.save_every == 0 and done < settings.max_steps:
-                save_checkpoint(ckpt_dir, done, model, optimizer, scheduler, settings.keep_checkpoints)
-            if stop.signal is not None:
-                path = save_checkpoint(ckpt_dir, done, model, optimizer, scheduler, settings.keep_checkpoints)
+                checkpoint(done)
+            stopping = stop.signal is not None
+            if distributed.any_rank(stopping) if mode != "none" else stopping:
+                path = checkpoint(done)
                 raise UserError(
-                    f"stopped by signal {stop.signal} after step {done}; checkpoint {path}; continue with --resume"
+                    f"stopped by signal {stop.signal or 'on another rank'} after step {done}; checkpoint {path}; "
+                    "continue with --resume"
                 )
-    save_checkpoint(ckpt_dir, settings.max_steps, model, optimizer, scheduler, settings.keep_checkpoints)
+    checkpoint(settings.max_steps)
     model.eval()
     return LoopResult(step=settings.max_steps, seconds=time.perf_counter() - t0, last=last, resumed_from=resumed_from)
+
+
+def _save(ckpt_dir: Path, step: int, model, optimizer, scheduler, keep: int, mode: str) -> Path:
+    """One process writes: the single process, or rank 0 after gathering (FSDP); then all ranks meet."""
+    from posttrain import distributed
+
+    if mode == "none":
+        return save_checkpoint(ckpt_dir, step, model, optimizer, scheduler, keep)
+    states = distributed.full_states(model, optimizer) if mode == "fsdp" else {}
+    if distributed.is_main():
+        save_checkpoint(ckpt_dir, step, model, optimizer, scheduler, keep, **states)
+    distributed.barrier()
+    return ckpt_dir / f"step-{step:07d}"
+
+
+# --- before training: can the run folder take the checkpoints? ---------------------------------
+
+
+def checkpoint_bytes(model) -> int:
+    """Estimated size of one checkpoint: trainable weights and AdamW's two moments, in float32."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable * 4 * 3
+
+
+def model_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def check_disk(ckpt_dir: Path, model, keep: int) -> None:
+    """A clear error before the first step when the run folder is unwritable or too small.
+
+    Needed: ``keep`` checkpoints plus the one being written, plus the saved model, plus 10% margin.
+    """
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        probe = ckpt_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"output directory {ckpt_dir.parent}: not writable ({exc.strerror or exc})") from None
+    need = int(((keep + 1) * checkpoint_bytes(model) + model_bytes(model)) * 1.1)
+    free = shutil.disk_usage(ckpt_dir).free
+    if free < need:
+        raise UserError(
+            f"output directory {ckpt_dir.parent}: {free / 1e6:.1f} MB free, but checkpoints and the model need "
+            f"about {need / 1e6:.1f} MB ({keep + 1} checkpoints of {checkpoint_bytes(model) / 1e6:.1f} MB "
+            f"+ the model {model_bytes(model) / 1e6:.1f} MB); free space or pass another --output-dir"
+        )
 
 
 def loop_settings(cfg) -> LoopSettings:
@@ -244,15 +353,22 @@ def loop_settings(cfg) -> LoopSettings:
         max_grad_norm=cfg.max_grad_norm,
         log_every=cfg.log_every,
         save_every=cfg.save_every,
+        parallel=getattr(cfg, "parallel", "auto"),
     )
 
 
 def finish(ctx: RunContext, model, tokenizer, loop: LoopResult, before: dict, after: dict, **extra: Any):
     """Log the held-out metrics, save the model (save_pretrained) and build the RunResult."""
+    from posttrain import distributed
     from posttrain.hf import save_model
     from posttrain.interface import RunResult
 
     ctx.log(loop.step, {f"eval/{k}": v for k, v in after.items() if v is not None})
-    path = save_model(model, tokenizer, ctx.output_dir / "model")
+    path = ctx.output_dir / "model"
+    if distributed.is_fsdp(model):
+        distributed.save_sharded_model(model, tokenizer, path)
+    elif distributed.is_main():
+        save_model(model, tokenizer, path)
+    distributed.barrier()
     metrics = {"before": before, "after": after, "train_seconds": round(loop.seconds, 2), "steps": loop.step, **extra}
     return RunResult(metrics=metrics, artifacts={"model": str(path)})
