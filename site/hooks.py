@@ -1084,8 +1084,23 @@ def on_config(config, **kwargs):
         {"Contributing": "contributing.md"},
         {"CLI reference": "cli.md"},
     ]
+    nav += _extra_pages(config, nav)
     config["nav"] = nav
     return config
+
+
+def _extra_pages(config, nav: list[Any]) -> list[dict[str, str]]:
+    """Hand-written top-level pages in docs/ that the nav does not list yet, titled by their first heading."""
+    listed = set(re.findall(r"[\w./-]+\.md", repr(nav)))
+    extra = []
+    for page in sorted(Path(config["docs_dir"]).glob("*.md")):
+        if page.name in listed:
+            continue
+        heading = next(
+            (ln[2:].strip() for ln in page.read_text(encoding="utf-8").splitlines() if ln.startswith("# ")), ""
+        )
+        extra.append({heading or page.stem: page.name})
+    return extra
 
 
 def on_files(files: Files, config, **kwargs):

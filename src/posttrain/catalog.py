@@ -111,8 +111,8 @@ def _load_yaml(path: Path, problems: list[Problem], rel: str) -> tuple[Any, str 
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         problems.append(Problem(rel, line, "(yaml)", f"invalid YAML: {exc.problem}"))
         return None, None
-    except yaml.YAMLError as exc:
-        problems.append(Problem(rel, 1, "(yaml)", f"invalid YAML: {exc}"))
+    except yaml.YAMLError as exc:  # e.g. a control character: the reader's message spans two lines
+        problems.append(Problem(rel, 1, "(yaml)", f"invalid YAML: {str(exc).splitlines()[0]}"))
         return None, None
     return data, text
 

@@ -84,7 +84,9 @@ def check_format(records: list[dict[str, Any]], kind: str, source: str) -> tuple
         fits = [cols for cols in options if all(c in record for c in cols)]
         if not fits:
             expected = " | ".join("+".join(c) for c in options)
-            have = ", ".join(k for k in record if not k.startswith("_")) or "nothing"
+            have = (
+                ", ".join(k if k.isprintable() and k else repr(k) for k in record if not k.startswith("_")) or "nothing"
+            )
             raise UserError(f"{source}:{record.get('_line', '?')}: missing columns: expected {expected}, found {have}")
         cols = fits[0]
         for col in cols:
