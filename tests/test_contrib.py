@@ -151,6 +151,7 @@ def test_scaffolded_plugin_fails_smoke_saying_what_to_fill_in(checkout, arxiv_on
     from posttrain.registry import load_file
 
     module = __import__(load_file(plugin_file).run.__module__, fromlist=["margin_po_loss"])
+    assert module.train_loop  # tests/test_smoke.py spies on the plugin's train_loop, so the scaffold imports it
     with pytest.raises(NotImplementedError, match="is not written yet"):
         module.margin_po_loss()
 

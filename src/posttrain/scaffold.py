@@ -195,7 +195,10 @@ from pydantic import Field  # noqa: F401 (for the Config fields you add)
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.config import TrainingConfig
+from posttrain.data import batch_indices, pad_sequences, task_records  # noqa: F401 (for run)
 from posttrain.errors import UserError
+from posttrain.hf import load_policy, lora_settings  # noqa: F401 (for run)
+from posttrain.train import finish, loop_settings, train_loop  # noqa: F401 (for run)
 
 SCAFFOLD_TODO = (
     "plugin '{method_id}' is not written yet: fill in {fn}() and run() in plugins/posttrain_plugins/{module}.py "
