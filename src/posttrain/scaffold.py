@@ -140,7 +140,7 @@ def paper_record(pid: str, meta: PaperMeta) -> dict:
 def entry_yaml(method_id: str, name: str, family: str, paper_id: str) -> str:
     return f"""\
 # Written by `catalog new`. Replace every {TODO} and delete these comment lines.
-# Field reference: CONTRIBUTING.md ("Add a method entry") or `catalog schema`.
+# Field reference: CONTRIBUTING.md (step 2, "The entry") or `catalog schema`.
 id: {method_id}
 name: {json.dumps(name)}  # {TODO}: the name the paper uses, with its acronym, e.g. "Direct Preference Optimization (DPO)"
 aliases: []
@@ -202,7 +202,7 @@ from posttrain.train import finish, loop_settings, train_loop  # noqa: F401 (for
 
 SCAFFOLD_TODO = (
     "plugin '{method_id}' is not written yet: fill in {fn}() and run() in plugins/posttrain_plugins/{module}.py "
-    "(a `catalog new` scaffold; see CONTRIBUTING.md, 'Add a plugin'), then set plugin: {method_id} and "
+    "(a `catalog new` scaffold; see CONTRIBUTING.md, step 4, 'The plugin'), then set plugin: {method_id} and "
     "status: experimental in catalog/methods/{method_id}.yaml"
 )
 
