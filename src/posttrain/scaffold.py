@@ -338,6 +338,26 @@ def default_name(method_id: str) -> str:
     return " ".join(w.capitalize() for w in method_id.split("-"))
 
 
+def resolve_paper(cat, paper: str, offline: bool) -> tuple[str, PaperMeta | None, list[str]]:
+    """(paper id, metadata of a paper to write or None when a record exists, notes) for ``--paper``."""
+    from posttrain import awesome
+    from posttrain.catalog import arxiv_key
+
+    if paper in cat.papers:
+        return paper, None, []
+    if not re.match(ARXIV_PATTERN, paper):
+        raise UserError(
+            f"--paper: '{paper}' is neither an arXiv id (e.g. 2305.18290) nor a paper id in catalog/papers/"
+        )
+    known = {arxiv_key(r.arxiv): pid for pid, r in cat.papers.items() if r.arxiv}
+    if arxiv_key(paper) in known:
+        pid = known[arxiv_key(paper)]
+        return pid, None, [f"arXiv {paper} is already catalog/papers/{pid}.yaml; the entry cites it"]
+    meta = fetch_arxiv(arxiv_key(paper), offline=offline)
+    title_for_id = meta.title or f"arxiv {meta.arxiv.replace('/', ' ')}"
+    return awesome.slug(title_for_id, meta.date, set(cat.papers)), meta, []
+
+
 def scaffold(
     repo: Path,
     method_id: str,
@@ -349,7 +369,7 @@ def scaffold(
 ) -> Scaffold:
     """Write the files of a new method into the checkout ``repo``; nothing is written if a check fails."""
     from posttrain import awesome
-    from posttrain.catalog import arxiv_key, load_catalog
+    from posttrain.catalog import load_catalog
     from posttrain.registry import suggest
 
     if not re.match(ID_PATTERN, method_id):
@@ -373,53 +393,27 @@ def scaffold(
     if not entry_only and method_id in entry_point_names(pyproject):
         raise UserError(f"pyproject.toml already registers a plugin named '{method_id}'")
 
-    notes: list[str] = []
-    meta: PaperMeta | None = None
-    paper_file: Path | None = None
-    if paper in cat.papers:
-        pid = paper
-    elif re.match(ARXIV_PATTERN, paper):
-        known = {arxiv_key(r.arxiv): pid for pid, r in cat.papers.items() if r.arxiv}
-        if arxiv_key(paper) in known:
-            pid = known[arxiv_key(paper)]
-            notes.append(f"arXiv {paper} is already catalog/papers/{pid}.yaml; the entry cites it")
-        else:
-            meta = fetch_arxiv(arxiv_key(paper), offline=offline)
-            title_for_id = meta.title or f"arxiv {arxiv_key(paper).replace('/', ' ')}"
-            pid = awesome.slug(title_for_id, meta.date, set(cat.papers))
-            paper_file = repo / "catalog" / "papers" / f"{pid}.yaml"
-            if not meta.fetched:
-                notes.append(
-                    f"title and authors of arXiv {paper} were not fetched ({meta.why_not}); "
-                    f"fill them in {paper_file.relative_to(repo)} from https://arxiv.org/abs/{arxiv_key(paper)}"
-                )
-    else:
-        raise UserError(
-            f"--paper: '{paper}' is neither an arXiv id (e.g. 2305.18290) nor a paper id in catalog/papers/"
-        )
-    if meta is None:
-        meta_for_plugin = PaperMeta(
-            arxiv=cat.papers[pid].arxiv or "",
-            title=cat.papers[pid].title,
-            authors=list(cat.papers[pid].authors),
-            date=cat.papers[pid].date,
-        )
-    else:
-        meta_for_plugin = meta
     name = name or default_name(method_id)
     if re.search(r'["\\\n]', name):
         raise UserError(f"--name {name!r}: use no double quotes, backslashes or line breaks")
+    pid, meta, notes = resolve_paper(cat, paper, offline)
+    paper_file = repo / "catalog" / "papers" / f"{pid}.yaml" if meta is not None else None
+    if meta is not None and not meta.fetched:
+        notes.append(
+            f"title and authors of arXiv {meta.arxiv} were not fetched ({meta.why_not}); "
+            f"fill them in catalog/papers/{pid}.yaml from https://arxiv.org/abs/{meta.arxiv}"
+        )
+    record = cat.papers.get(pid)
+    cited = meta or PaperMeta(record.arxiv or "", record.title, list(record.authors), record.date)
 
     written, edited = [], []
-    if paper_file is not None and meta is not None:
+    if paper_file is not None:
         paper_file.write_text(awesome.dump_record(paper_record(pid, meta)), encoding="utf-8")
         written.append(paper_file)
     entry_path.write_text(entry_yaml(method_id, name, family, pid), encoding="utf-8")
     written.append(entry_path)
     if not entry_only:
-        plugin_path.write_text(
-            plugin_source(method_id, name, meta_for_plugin if meta_for_plugin.arxiv else None, pid), encoding="utf-8"
-        )
+        plugin_path.write_text(plugin_source(method_id, name, cited if cited.arxiv else None, pid), encoding="utf-8")
         test_path.write_text(test_source(method_id), encoding="utf-8")
         pyproject_path.write_text(
             add_entry_point(pyproject, method_id, f"posttrain_plugins.{module}:plugin"), encoding="utf-8"
