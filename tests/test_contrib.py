@@ -96,6 +96,7 @@ def test_new_with_arxiv_online_writes_an_entry_that_validates(checkout, cli, arx
     assert arxiv_online == [{"url": scaffold.ARXIV_API, "params": {"id_list": NEW_ARXIV}, "timeout": 10.0}]
     assert "paper: A Margin Loss for Preference Learning (2025-10-01), from the arXiv API" in out
     assert "pip install -e ." in out and "catalog smoke margin-po" in out
+    assert f"1. cd {checkout.resolve()}" in out  # run from elsewhere with --repo
 
     paper_file = checkout / "catalog" / "papers" / "a-margin-loss-for-2025.yaml"
     record = yaml.safe_load(paper_file.read_text())

@@ -68,7 +68,8 @@ def new(
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     module = method_id.replace("-", "_")
-    steps = [f"catalog validate catalog/methods/{method_id}.yaml   # passes now (status: catalogued)"]
+    steps = [] if Path.cwd().resolve() == root else [f"cd {root}"]
+    steps.append(f"catalog validate catalog/methods/{method_id}.yaml   # passes now (status: catalogued)")
     if not entry_only:
         steps += [
             "pip install -e .   # registers the new entry point; until then the plugin is not found",
