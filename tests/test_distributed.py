@@ -181,3 +181,30 @@ def test_sft_under_fsdp_matches_one_process(tmp_path):
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(two / "model") is not None
+
+
+def test_ddp_wrap_trains_generates_and_unwraps(tmp_path):
+    """One-process gloo group: the plugin's own model object goes through DDP, generate() still
+    works inside the loop (online RL), and after the loop the model is plain again."""
+    import torch.distributed as dist
+
+    from posttrain.embedded.model import build_model
+    from posttrain.embedded.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    model = build_model(tok, seed=0)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        wrapped = distributed.wrap(model, "ddp", "cpu")
+        ids = torch.tensor([tok("12+30=")["input_ids"]])
+        model(input_ids=ids).logits.sum().backward()
+        assert wrapped.ddp is not None and all(p.grad is not None for p in model.parameters())
+        out = model.generate(
+            input_ids=ids, max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id
+        )
+        assert out.shape == (1, ids.shape[1] + 3)
+        wrapped.unwrap()
+        assert "forward" not in vars(model)
+        assert type(model).__name__ == "LlamaForCausalLM"
+    finally:
+        dist.destroy_process_group()

@@ -20,6 +20,7 @@ Only ``rank_and_world`` is torch-free (``posttrain.data`` calls it); the rest im
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from contextlib import contextmanager, nullcontext
@@ -243,6 +244,7 @@ def _wrap_ddp(model, device: str) -> Wrapped:
     original = model.forward
     inside = [False]
 
+    @functools.wraps(original)  # generate() inspects forward's signature
     def forward(*args, **kwargs):
         if inside[0]:
             return original(*args, **kwargs)
