@@ -242,3 +242,42 @@ def test_disk_full_while_saving_is_a_clear_error_and_keeps_earlier_checkpoints(t
         _run(tmp_path)
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-0000005"]
     assert latest_checkpoint(tmp_path / "checkpoints").name == "step-0000005"
+
+
+# --- the same through the CLI: catalog run sft, kill -9, --resume ---------------------------------
+
+CLI_SETS = ["max_steps=60", "save_every=5", "log_every=1", "batch_size=8", "train_examples=128", "eval_examples=16"]
+
+
+def _cli(out: Path, *extra: str, wait: bool = True):
+    args = [sys.executable, "-m", "posttrain", "run", "sft", "--device", "cpu", "--output-dir", str(out)]
+    args += [a for s in CLI_SETS for a in ("--set", s)] + list(extra)
+    env = {**os.environ, "POSTTRAIN_BUILTIN_ONLY": "1", "OMP_NUM_THREADS": "1"}
+    if wait:
+        return subprocess.run(args, check=True, capture_output=True, env=env, timeout=900)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+@pytest.mark.slow
+def test_cli_run_killed_and_resumed_equals_an_uninterrupted_run(tmp_path):
+    from safetensors.torch import load_file
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    _cli(straight)
+    proc = _cli(killed, wait=False)
+    _wait_for(lambda: (killed / "checkpoints" / "step-0000010").is_dir(), proc, timeout=600)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists()
+    _cli(killed, "--resume")
+    a = load_file(straight / "model" / "model.safetensors")
+    b = load_file(killed / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def rows(out):
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "tokens_per_second"} for x in lines]
+
+    assert rows(straight) == rows(killed)
+    s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (straight, killed))
+    assert s1["after"] == s2["after"]

@@ -15,6 +15,8 @@ class MetricsLogger:
 
     def __init__(self, output_dir: Path, resume_step: int | None = None):
         self.path = output_dir / "metrics.jsonl"
+        # On resume the rows up to the checkpoint are kept, so a resumed run does not log them twice.
+        self.skip_upto = resume_step if resume_step is not None and self.path.exists() else None
         if resume_step is not None and self.path.exists():
             self._truncate_after(resume_step)
         elif self.path.exists():
@@ -26,6 +28,8 @@ class MetricsLogger:
         write_atomic(self.path, "".join(ln + "\n" for ln in kept))
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        if self.skip_upto is not None and step <= self.skip_upto:
+            return
         row = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")

@@ -205,6 +205,13 @@ def train_loop(
     wrapped = distributed.wrap(model, mode, ctx.device)
     try:
         return _run_loop(model, wrapped, ctx, settings, loss_fn, description, ckpt_dir)
+    except RuntimeError as exc:
+        if mode == "ddp" and "finished reduction" in str(exc):
+            raise UserError(
+                "parallel=ddp: some trainable parameters received no gradient in a step; make every trainable "
+                "parameter part of the loss or use parallel=fsdp"
+            ) from None
+        raise
     finally:
         wrapped.unwrap()
 
