@@ -227,3 +227,16 @@ def test_extract_code_and_output_matching():
     assert extract_code("a\n```py\nx=1\n```\nb\n```python\ny=2\n```") == "y=2\n"
     assert extract_code("print(1)") == "print(1)"
     assert outputs_match("5\n", "5") and outputs_match("1  2\n3", "1 2 3") and not outputs_match("5", "6")
+
+
+def test_code_execution_reward_in_the_rewards_registry_shape():
+    from posttrain.sandbox import code_execution_factory
+
+    reward = code_execution_factory(None, "10")
+    records = [{"tests": [{"input": "3", "output": "9"}]}] * 2
+    completions = ["```python\nn = int(input())\nprint(n * n)\n```", "print(n)"]
+    assert reward(["p", "p"], completions, records) == [1.0, 0.0]
+    with pytest.raises(UserError, match="has no 'tests'"):
+        reward(["p"], ["x"], [{"_line": 4}])
+    with pytest.raises(UserError, match="expected a timeout in seconds"):
+        code_execution_factory(None, "soon")

@@ -204,3 +204,35 @@ def code_execution_reward(completion: str, record: dict, timeout: float = 2.0) -
         result = run_untrusted(code, str(test.get("input", "")), timeout=timeout)
         passed += result.ok and outputs_match(result.stdout, str(test.get("output", "")))
     return passed / len(tests)
+
+
+def code_execution_rewards(prompts, completions, records, timeout: float = 2.0) -> list[float]:
+    """Batch form with the reward-function signature of ``posttrain.rewards``:
+    ``(prompts, completions, records) -> [share of each record's tests passed]``."""
+    if len(completions) != len(records):
+        raise UserError(f"code-execution reward: {len(completions)} completions but {len(records)} records")
+    for record in records:
+        if not isinstance(record.get("tests"), list) or not record["tests"]:
+            raise UserError(
+                f"reward code-execution: record {record.get('_line', '?')} has no 'tests' "
+                '(expected a list of {"input": ..., "output": ...})'
+            )
+    return [code_execution_reward(c, r, timeout) for c, r in zip(completions, records, strict=True)]
+
+
+def code_execution_factory(options=None, argument: str = ""):
+    """Registry factory: ``code-execution`` or ``code-execution:SECONDS`` (per-test timeout, default 2).
+
+    Register with ``posttrain.rewards.register_reward("code-execution", code_execution_factory)``.
+    """
+    try:
+        timeout = float(argument) if argument else 2.0
+    except ValueError:
+        raise UserError(f"reward code-execution:{argument}: expected a timeout in seconds") from None
+    if timeout <= 0:
+        raise UserError(f"reward code-execution:{argument}: the timeout must be positive")
+
+    def reward(prompts, completions, records) -> list[float]:
+        return code_execution_rewards(prompts, completions, records, timeout)
+
+    return reward
