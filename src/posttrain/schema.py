@@ -217,12 +217,7 @@ class MethodEntry(Strict):
         description="Paper ids from catalog/papers/ (preferred) or inline citations; the first is canonical. "
         "The loader replaces ids by the records' citations.",
     )
-    plugin: str | None = Field(
-        None,
-        # a name, never a module path or file: plugins resolve only through registered entry points
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="A registered plugin name, or null if not runnable.",
-    )
+    plugin: str | None = Field(None, description="A registered plugin name, or null if not runnable.")
     status: Status
     status_note: str | None = Field(None, description="Why a method is catalogued only or experimental.")
     defaults: dict[str, Default] = Field(default_factory=dict)
