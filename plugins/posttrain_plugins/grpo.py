@@ -191,7 +191,7 @@ def train_group_policy(
         ref = rollout.ref_logps[rows] if rollout.ref_logps is not None else None
         mask = rollout.completion_mask[rows]
         loss, stats = loss_of(logps, old, ref, rollout.advantages[rows], mask)
-        metrics = {**rollout_metrics(rollout), **{k: float(v) for k, v in stats.items()}}
+        metrics = {**rollout_metrics(rollout), **{k: float(v.detach()) for k, v in stats.items()}}
         metrics["tokens"] = int(rollout.attention_mask[rows].sum())
         return loss, metrics
 
