@@ -43,12 +43,12 @@ class RolloutConfig(TrainingConfig):
     max_completion_length: int | None = Field(
         None, ge=1, description="Max new tokens per rollout completion (default 8 on the embedded task, else 256)."
     )
-    stop: list[str] = Field(default_factory=list, description="Stop strings that end a completion early.")
+    stop: list[str] = Field([], description="Stop strings that end a completion early.")
     backend: Literal["auto", "hf", "vllm"] = Field(
         "auto", description="Rollout generation: transformers, vLLM, or auto (vLLM when importable and on CUDA)."
     )
     rewards: list[str] = Field(
-        default_factory=lambda: ["exact-match"],
+        ["exact-match"],
         description="Reward functions (exact-match, format, length-penalty, reward-model:PATH), summed with weights.",
     )
     reward_weights: list[float] | None = Field(None, description="One weight per reward function (default: all 1).")
