@@ -300,7 +300,9 @@ def test_entry_point_goes_at_the_end_of_its_table():
 def test_registered_scaffold_is_reported_as_not_linked(checkout, arxiv_online):
     """After `pip install -e .` the scaffold's entry point exists while the entry still says plugin: null."""
     scaffold.scaffold(checkout, "margin-po", "preference-optimization", NEW_ARXIV)
-    registered = {"sft": "posttrain-catalog", "dpo": "posttrain-catalog", "lora": "posttrain-catalog"}
+    from posttrain.registry import discover
+
+    registered = {name: "posttrain-catalog" for name in discover()}  # every built-in the catalog links
     _, problems = validate(checkout / "catalog", {**registered, "margin-po": "posttrain-catalog"})
     line = (
         (checkout / "catalog" / "methods" / "margin-po.yaml")
