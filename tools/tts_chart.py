@@ -1,0 +1,104 @@
+"""Test-time scaling sweeps: record one method's budget sweep, and chart several methods together.
+
+    python tools/tts_chart.py record best-of-n n=1,4,16,64     # -> reports/tts/best-of-n.json (+ .png)
+    python tools/tts_chart.py chart                            # every reports/tts/*.json on one chart
+    python tools/tts_chart.py chart runs/a/sweep.json runs/b/sweep.json -o compare.png
+
+``record`` runs ``catalog run METHOD --set FIELD=V1,V2,...`` on CPU (embedded task unless --set
+options say otherwise) and keeps its ``sweep.json``; ``chart`` draws accuracy against generated
+tokens per problem for each sweep (greedy decoding as a star) and, for the committed reports,
+rewrites the table in site/docs/test-time-scaling.md and the chart the page shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORTS = ROOT / "reports" / "tts"
+PAGE = ROOT / "site" / "docs" / "test-time-scaling.md"
+PAGE_CHART = ROOT / "site" / "docs" / "assets" / "images" / "test-time-scaling.png"
+BEGIN, END = "<!-- tts:table -->", "<!-- /tts:table -->"
+
+
+def record(method: str, sweep: str, sets: list[str], seed: int) -> Path:
+    from posttrain.inference import plot_sweeps, run_sweep
+
+    field, _, raw = sweep.partition("=")
+    values = [v for v in raw.split(",") if v]
+    out = Path(tempfile.mkdtemp(prefix=f"tts-{method}-"))
+    result = run_sweep(method, field, values, sets, out, console=None, device="cpu", seed=seed)
+    result["command"] = f"catalog run {method} --set {sweep}" + "".join(f" --set {s}" for s in sets)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    target = REPORTS / f"{method}.json"
+    target.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    plot_sweeps([result], REPORTS / f"{method}.png", title=f"{method}: accuracy against compute")
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"wrote {target}")
+    return target
+
+
+def table(sweeps: list[dict]) -> str:
+    lines = [
+        "| method | budget | accuracy | greedy accuracy | generated tokens / problem | forward passes | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in sweeps:
+        greedy = (s.get("greedy") or {}).get("accuracy")
+        for p in s["points"]:
+            acc = p.get("accuracy")
+            lines.append(
+                f"| [{s['method']}](methods/{s['method']}.md) | {s['field']}={p['value']} | "
+                f"{'-' if acc is None else f'{acc:.3f}'} | {'-' if greedy is None else f'{greedy:.3f}'} | "
+                f"{p['generated_tokens_per_problem']:.1f} | {p['forward_passes']} | {p['seconds']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def chart(files: list[Path], output: Path | None) -> None:
+    from posttrain.inference import plot_sweeps
+
+    committed = not files
+    files = files or sorted(REPORTS.glob("*.json"))
+    sweeps = [json.loads(f.read_text()) for f in files]
+    if not sweeps:
+        raise SystemExit("no sweep files")
+    target = output or REPORTS / "chart.png"
+    plot_sweeps(sweeps, target, title="Test-time scaling on the embedded task: accuracy against compute")
+    print(f"wrote {target}")
+    if committed and PAGE.is_file():
+        PAGE_CHART.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, PAGE_CHART)
+        text = PAGE.read_text()
+        head, _, rest = text.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        PAGE.write_text(f"{head}{BEGIN}\n{table(sweeps)}\n{END}{tail}")
+        print(f"updated {PAGE}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="run a sweep and keep it under reports/tts/")
+    rec.add_argument("method")
+    rec.add_argument("sweep", help="FIELD=V1,V2,...")
+    rec.add_argument("--set", dest="sets", action="append", default=[])
+    rec.add_argument("--seed", type=int, default=0)
+    ch = sub.add_parser("chart", help="several sweeps on one chart")
+    ch.add_argument("files", nargs="*", type=Path)
+    ch.add_argument("-o", "--output", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "record":
+        record(args.method, args.sweep, args.sets, args.seed)
+    else:
+        chart(args.files, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
