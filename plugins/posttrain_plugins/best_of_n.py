@@ -12,16 +12,17 @@ catalog/methods/best-of-n.yaml.
         --set reward_model=OpenAssistant/reward-model-deberta-v3-large-v2
 
 The N samples of every prompt come from batched ``generate`` calls with the prompt's KV cache
-shared by its N samples. The scorer is, in order of preference:
+shared by its N samples. The scorer R(x, y) is, in order of preference:
 - ``reward_model``: an outcome reward model (a transformers sequence classifier, or the project's
   ``posttrain.reward_models`` loader when installed), scoring prompt + response;
-- otherwise the policy's own length-normalised log-likelihood (mean log p per token), which needs
-  no extra model; ``scorer=sum_logprob`` uses the unnormalised sum instead.
+- on the embedded reasoning task: the reasoning model's own verify sub-skill, P(y) for
+  ``V:<problem><solution>`` (a verifier, as in Cobbe et al. 2021, trained with the model);
+- otherwise the policy's length-normalised log-likelihood (mean log p per token).
 The task's checker is never used to choose; it only measures accuracy.
 
 Deviations from the papers:
-1. Without a reward model the scorer is the policy's own likelihood (a weak verifier); with one it
-   is the paper's method. The embedded run uses the likelihood scorer, as no reward model ships.
+1. The embedded run's verifier is the same small model's verify sub-skill, not a separate reward
+   model; with ``reward_model`` it is the paper's setting.
 2. Default N = 16 (Stiennon 2020 reports N up to 64; WebGPT 4-64): sweep ``n`` for the curve.
 3. Ties go to the earliest sample.
 """
@@ -39,22 +40,26 @@ from posttrain.inference import (
     InferenceConfig,
     PerProblem,
     finish,
-    load_reward_model,
+    make_scorer,
     new_tokens,
     sample,
     setup,
+    task_of,
 )
 
 
 class Config(InferenceConfig):
+    task: str = Field(
+        "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
+    )
     temperature: float = Field(
         0.7, gt=0, description="Sampling temperature T (0.7 gives the tiny model diverse answers)."
     )
     n: int = Field(16, ge=1, description="Samples per prompt, N.", json_schema_extra=SWEEP)
     scorer: str = Field(
-        "mean_logprob",
-        pattern="^(mean_logprob|sum_logprob)$",
-        description="Scorer when no reward_model is given: the policy's mean or summed log-probability.",
+        "auto",
+        pattern="^(auto|verifier|likelihood)$",
+        description="R(x, y) when no reward_model is given: the reasoning model's verify sub-skill P(y), or the mean log-likelihood.",
     )
     reward_model: str | None = Field(None, description="Outcome reward model R(x, y): HF id or local folder.")
 
@@ -93,14 +98,10 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         top_p=cfg.top_p,
         batch_size=cfg.batch_size,
     )
-    if cfg.reward_model:
-        reward = load_reward_model(cfg.reward_model, ctx.device)
-        flat = reward([p for p in prompts for _ in range(cfg.n)], [t for row in samples.texts for t in row])
-        scores = [flat[i * cfg.n : (i + 1) * cfg.n] for i in range(len(prompts))]
-        scorer = "reward_model"
-    else:
-        scores = samples.mean_logprob() if cfg.scorer == "mean_logprob" else samples.sum_logprob()
-        scorer = cfg.scorer
+    reward = make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
+    flat = reward([p for p in prompts for _ in range(cfg.n)], [t for row in samples.texts for t in row])
+    scores = [flat[i * cfg.n : (i + 1) * cfg.n] for i in range(len(prompts))]
+    scorer = "reward_model" if cfg.reward_model else cfg.scorer
     per_problem = PerProblem.of(len(prompts))
     per_problem.add_tokens(range(len(prompts)), [sum(row) for row in samples.lengths()])
     predictions = [texts[best_of_n(s)] for texts, s in zip(samples.texts, scores, strict=True)]

@@ -34,6 +34,9 @@ from posttrain_plugins.self_consistency import answer_of
 
 
 class Config(InferenceConfig):
+    task: str = Field(
+        "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
+    )
     temperature: float = Field(
         0.7, gt=0, description="Sampling temperature T (0.7 gives the tiny model diverse answers)."
     )

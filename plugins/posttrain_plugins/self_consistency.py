@@ -35,6 +35,9 @@ from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_
 
 
 class Config(InferenceConfig):
+    task: str = Field(
+        "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
+    )
     temperature: float = Field(
         0.7, gt=0, description="Sampling temperature T (0.7 gives the tiny model diverse answers)."
     )

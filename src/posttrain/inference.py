@@ -54,6 +54,24 @@ class InferenceConfig(BaseModel):
     baseline: bool = Field(True, description="Also run greedy decoding and report it as `before`.")
 
 
+class StepSearchConfig(InferenceConfig):
+    """Fields shared by the methods that search over reasoning steps (the scratchpad task by default)."""
+
+    task: str = Field(
+        "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
+    )
+    temperature: float = Field(0.8, gt=0, description="Sampling temperature T of proposed steps.")
+    scorer: str = Field(
+        "auto",
+        pattern="^(auto|verifier|likelihood)$",
+        description="Step / outcome scorer: the model's verify sub-skill (reasoning task), or its mean log-likelihood.",
+    )
+    reward_model: str | None = Field(None, description="A reward model (HF id or folder) to score attempts instead.")
+    step_delimiter: str = Field(";", description="Text that ends a reasoning step (';' on the scratchpad task).")
+    max_steps: int = Field(8, ge=1, description="Most steps per solution.")
+    max_step_tokens: int = Field(8, ge=1, description="Most tokens per step.")
+
+
 # --- problems -------------------------------------------------------------------------------------
 
 
@@ -67,13 +85,25 @@ class Problems:
     default_new_tokens: int
 
 
-def load_problems(ctx: RunContext, n: int) -> Problems:
-    """The embedded addition task's held-out prompts, or a JSONL with ``prompt`` (+ optional ``answer``)."""
+REASONING_MODEL = "embedded:reasoning"  # --model value of the embedded scratchpad reasoning model
+
+
+def load_problems(ctx: RunContext, n: int, task: str = "addition") -> Problems:
+    """The embedded task's held-out prompts (``task``: addition or reasoning, the scratchpad task),
+    or a JSONL with ``prompt`` (+ optional ``answer``)."""
     from posttrain.evaluation import reference_of, score
 
     def check(completion: str, record: dict) -> bool | None:
         return score(completion, record) if reference_of(record) is not None else None
 
+    if ctx.dataset is None and task == "reasoning":
+        from posttrain.embedded import reasoning
+
+        def check_scratchpad(completion: str, record: dict) -> bool:
+            return reasoning.is_correct(completion, record["answer"])
+
+        records = reasoning.DEFAULT_REASONING_TASK.prompts(n, EMBEDDED_EVAL_SEED, "test")
+        return Problems(records, reasoning.DEFAULT_REASONING_TASK.name, check_scratchpad, 24)
     if ctx.dataset is None:
         from posttrain.embedded.task import DEFAULT_TASK
 
@@ -151,6 +181,7 @@ class Completions:
 
     texts: list[list[str]]
     token_logprobs: list[list[list[float]]]
+    ended: list[list[bool]] = field(default_factory=list)  # the completion emitted EOS
 
     def mean_logprob(self) -> list[list[float]]:
         return [[sum(lp) / max(len(lp), 1) for lp in row] for row in self.token_logprobs]
@@ -214,6 +245,7 @@ def sample(
     per_call = max(1, batch_size // max(n, 1))
     texts: list[list[str]] = []
     logps: list[list[list[float]]] = []
+    ended: list[list[bool]] = []
     encoded_all = _encode(tokenizer, prompts)
     for start in range(0, len(prompts), per_call):
         encoded = encoded_all[start : start + per_call]
@@ -239,16 +271,18 @@ def sample(
         logits = torch.stack(out.logits, 1).float() if out.logits else torch.zeros(new.shape + (1,))
         chosen = torch.gather(torch.log_softmax(logits, -1), -1, new.unsqueeze(-1)).squeeze(-1)
         for row in range(len(encoded)):
-            row_texts, row_logps = [], []
+            row_texts, row_logps, row_ended = [], [], []
             for j in range(row * n, (row + 1) * n):
                 length = _generated_length(new[j], eos, pad_id)
                 row_texts.append(tokenizer.decode(new[j, :length], skip_special_tokens=True))
                 row_logps.append(chosen[j, :length].tolist())
+                row_ended.append(bool(length and int(new[j, length - 1]) == eos))
                 if meter is not None:
                     meter.generated_tokens += length
             texts.append(row_texts)
             logps.append(row_logps)
-    return Completions(texts, logps)
+            ended.append(row_ended)
+    return Completions(texts, logps, ended)
 
 
 def _generated_length(tokens: torch.Tensor, eos: int | None, pad_id: int) -> int:
@@ -400,10 +434,18 @@ def new_tokens(cfg: InferenceConfig, problems: Problems) -> int:
     return cfg.max_new_tokens or problems.default_new_tokens
 
 
-def setup(cfg: InferenceConfig, ctx: RunContext, model_source: str | None = None, problems: Problems | None = None):
-    """(model, tokenizer, problems, before, meter): everything a method's run starts from."""
-    model, tokenizer = load_model(ctx, model_source)
-    problems = problems or load_problems(ctx, cfg.eval_examples)
+def task_of(cfg: InferenceConfig, ctx: RunContext) -> str:
+    """addition | reasoning: the config's ``task`` field, or reasoning when --model embedded:reasoning."""
+    return "reasoning" if ctx.model == REASONING_MODEL else getattr(cfg, "task", "addition")
+
+
+def setup(cfg: InferenceConfig, ctx: RunContext, problems: Problems | None = None):
+    """(model, tokenizer, problems, before, meter): everything a method's run starts from.
+
+    With a ``task: reasoning`` config and no --model, the embedded scratchpad reasoning model."""
+    task = task_of(cfg, ctx)
+    model, tokenizer = load_model(ctx, REASONING_MODEL if task == "reasoning" else None)
+    problems = problems or load_problems(ctx, cfg.eval_examples, task)
     before = (
         greedy_baseline(model, tokenizer, problems, new_tokens(cfg, problems), cfg.batch_size) if cfg.baseline else None
     )
@@ -548,3 +590,105 @@ def softmax(values: Sequence[float], temperature: float = 1.0) -> list[float]:
     exps = [math.exp((v - top) / temperature) for v in values]
     total = sum(exps)
     return [e / total for e in exps]
+
+
+# --- scorers of attempts (full solutions or step prefixes) -----------------------------------------
+
+
+@torch.no_grad()
+def attempt_logprobs(model, tokenizer, prompts: Sequence[str], attempts: Sequence[str], batch_size: int = 256):
+    """Mean log-prob per token of each attempt (a partial or full completion, no EOS added)."""
+    from posttrain.data import pad_sequences, prompt_ids
+    from posttrain.logprobs import sequence_logprobs
+
+    device = str(next(model.parameters()).device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = []
+        for p, a in zip(prompts[start : start + batch_size], attempts[start : start + batch_size], strict=True):
+            p_ids = prompt_ids(tokenizer, p)
+            a_ids = list(tokenizer(a, add_special_tokens=False)["input_ids"]) if a else []
+            chunk.append({"input_ids": p_ids + a_ids, "completion_mask": [0] * len(p_ids) + [1] * len(a_ids)})
+        logp, count = sequence_logprobs(model, pad_sequences(chunk, pad_id, device))
+        out += (logp / count.clamp(min=1)).tolist()
+    return out
+
+
+@torch.no_grad()
+def verify_scores(model, tokenizer, prompts: Sequence[str], attempts: Sequence[str], batch_size: int = 256):
+    """The reasoning model's own verdict P(y) / (P(y) + P(n)) on ``V:<problem><attempt>``: is the
+    attempt (a full solution or a step prefix) correct so far? Its verify sub-skill, no labels."""
+    from posttrain.embedded.reasoning import verify_prompt
+
+    out: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        queries = [
+            verify_prompt(str(p), a)
+            for p, a in zip(prompts[start : start + batch_size], attempts[start : start + batch_size], strict=True)
+        ]
+        probs = next_token_probs(model, tokenizer, queries, ["y", "n"])
+        out += (probs[:, 0] / probs.sum(-1).clamp(min=1e-12)).tolist()
+    return out
+
+
+SCORERS = "auto|verifier|likelihood"
+
+
+def make_scorer(kind: str, reward_model: str | None, task: str, model, tokenizer, device: str):
+    """A function (prompts, attempts) -> scores, higher = better. The task's checker is never one.
+
+    auto: the reward model when given, else the reasoning model's verify sub-skill on the
+    reasoning task, else the policy's mean log-likelihood of the attempt."""
+    if reward_model:
+        return load_reward_model(reward_model, device)
+    if kind == "verifier" or (kind == "auto" and task == "reasoning"):
+        if task != "reasoning":
+            raise UserError("scorer=verifier: needs the embedded reasoning task (its V: sub-skill); use likelihood")
+        return lambda prompts, attempts: verify_scores(model, tokenizer, prompts, attempts)
+    return lambda prompts, attempts: attempt_logprobs(model, tokenizer, prompts, attempts)
+
+
+def text_prompt(tokenizer, prompt: Any) -> str:
+    """A prompt as text that partial solutions can be appended to (chat prompts are rendered)."""
+    if isinstance(prompt, str):
+        return prompt
+    rendered = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    bos = tokenizer.bos_token or ""
+    return rendered[len(bos) :] if bos and rendered.startswith(bos) else rendered
+
+
+def step_stop(tokenizer, delimiter: str) -> dict[str, Any]:
+    """generate() options that end a completion after one reasoning step (at ``delimiter`` or EOS)."""
+    ids = tokenizer(delimiter, add_special_tokens=False)["input_ids"]
+    if len(ids) == 1:  # one token: stop on it like on EOS (cheaper than stop strings)
+        return {"eos_token_id": [tokenizer.eos_token_id, ids[0]]}
+    return {"stop_strings": [delimiter], "tokenizer": tokenizer}
+
+
+def extend_steps(
+    model,
+    tokenizer,
+    prefixes: Sequence[str],
+    k: int,
+    meter: ComputeMeter | None,
+    cfg: InferenceConfig,
+    delimiter: str,
+    max_step_tokens: int = 8,
+    greedy: bool = False,
+) -> Completions:
+    """k one-step continuations of each prefix (problem + steps so far), one batched generate per
+    chunk; each prefix is prefilled once and its cache shared by its k continuations."""
+    return sample(
+        model,
+        tokenizer,
+        list(prefixes),
+        k,
+        max_step_tokens,
+        meter,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        greedy=greedy,
+        batch_size=cfg.batch_size,
+        extra_generate=step_stop(tokenizer, delimiter),
+    )
