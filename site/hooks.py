@@ -1084,8 +1084,22 @@ def on_config(config, **kwargs):
         {"Contributing": "contributing.md"},
         {"CLI reference": "cli.md"},
     ]
+    nav += hand_written_pages({"index.md", "contributing.md"})
     config["nav"] = nav
     return config
+
+
+def hand_written_pages(listed: set[str]) -> list[dict[str, str]]:
+    """Area pages written by hand under docs/ (e.g. test-time-scaling.md, benchmarks.md), titled by their heading."""
+    pages = []
+    for path in sorted((SITE_DIR / "docs").glob("*.md")):
+        if path.name in listed:
+            continue
+        heading = next(
+            (ln[2:].strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.startswith("# ")), ""
+        )
+        pages.append({heading or path.stem: path.name})
+    return pages
 
 
 def on_files(files: Files, config, **kwargs):

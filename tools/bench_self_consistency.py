@@ -27,7 +27,42 @@ import torch
 from posttrain.inference import ComputeMeter, load_model, load_problems, sample
 from posttrain.interface import RunContext
 
-OUT = Path(__file__).resolve().parent.parent / "reports" / "benchmarks" / "self-consistency.json"
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "reports" / "benchmarks" / "self-consistency.json"
+PAGE = ROOT / "site" / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:self-consistency -->", "<!-- /bench:self-consistency -->"
+
+
+def page_section(report: dict) -> str:
+    """The markdown shown in the `## Self-consistency sampling` section of site/docs/benchmarks.md."""
+    r = report["results"]
+    lines = [
+        f"Drawing n = {report['n']} samples for each of {report['prompts']} prompts ({report['model']}, "
+        f"{report['device']}, {report['threads']} threads, up to {report['max_new_tokens']} new tokens), "
+        f"median of {report['rounds']} interleaved rounds in one process (`{report['command'].strip()}`; "
+        "measured under load on a shared 2-core machine).",
+        "",
+        "| implementation | samples/s | tokens/s | speedup of batched |",
+        "|---|---|---|---|",
+        f"| batched (`posttrain.inference.sample`, shared prompt cache) | {r['batched']['samples_per_second']} | "
+        f"{r['batched']['tokens_per_second']} | 1.0x |",
+        f"| naive loop: 16 `generate` calls per prompt | {r['per_prompt_loop']['samples_per_second']} | "
+        f"{r['per_prompt_loop']['tokens_per_second']} | {report['speedup']['batched_vs_per_prompt_loop']}x |",
+        f"| loop of 16 `generate` calls, each over all prompts | {r['per_sample_loop']['samples_per_second']} | "
+        f"{r['per_sample_loop']['tokens_per_second']} | {report['speedup']['batched_vs_per_sample_loop']}x |",
+        "",
+        "From `reports/benchmarks/self-consistency.json` (`python tools/bench_self_consistency.py`; "
+        "`--device cuda` on a GPU).",
+    ]
+    return "\n".join(lines)
+
+
+def update_page(report: dict) -> None:
+    if not PAGE.is_file() or BEGIN not in PAGE.read_text():
+        return
+    head, _, rest = PAGE.read_text().partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    PAGE.write_text(f"{head}{BEGIN}\n{page_section(report)}\n{END}{tail}")
 
 
 def batched(model, tok, prompts, n, new_tokens):
@@ -130,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
+    if args.output == OUT:
+        update_page(report)
     for name, r in results.items():
         print(f"{name:16s} {r['samples_per_second']:9.1f} samples/s  {r['tokens_per_second']:9.1f} tokens/s")
     print(f"speedup: {speedup}  -> {args.output}")
