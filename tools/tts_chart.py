@@ -38,9 +38,30 @@ def record(method: str, sweep: str, sets: list[str], seed: int) -> Path:
     target = REPORTS / f"{method}.json"
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")
     plot_sweeps([result], REPORTS / f"{method}.png", title=f"{method}: accuracy against compute")
+    keep_default_run(method, field, out, sets)
     shutil.rmtree(out, ignore_errors=True)
     print(f"wrote {target}")
     return target
+
+
+def keep_default_run(method: str, field: str, out: Path, sets: list[str]) -> None:
+    """The sweep point at the method's default value is also its method-page report
+    (reports/runs/<id>.json, as tools/record_run.py writes it), so it is not run twice."""
+    from posttrain.runner import resolve_plugin
+
+    if sets:
+        return
+    default = resolve_plugin(method)[1].config.model_fields[field].default
+    summary_path = out / f"{field}={default}" / "summary.json"
+    if not summary_path.is_file():
+        return
+    summary = json.loads(summary_path.read_text())
+    summary["command"] = f"catalog run {method}"
+    summary["artifacts"] = {k: Path(v).name for k, v in summary.get("artifacts", {}).items()}
+    runs = ROOT / "reports" / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / f"{method}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {runs / f'{method}.json'} (the default {field}={default})")
 
 
 def table(sweeps: list[dict]) -> str:

@@ -16,9 +16,10 @@ Each expansion is one batched generate over all problems' beams, each beam's pre
 once and its KV cache shared by its M children.
 
 Deviations from the paper:
-1. The PRM is the embedded reasoning model's own verify sub-skill (``V:``, trained on step
-   prefixes) unless ``reward_model`` is given; Snell uses a separately trained PRM. The task's
-   checker is never used to score.
+1. Without ``reward_model`` the PRM is the policy's own mean log-likelihood of the partial
+   solution (``scorer=verifier`` uses the embedded reasoning model's ``V:`` sub-skill instead, which
+   is near chance on this model); Snell uses a separately trained PRM. The task's checker is never
+   used to score.
 2. The final answer is the highest-scoring complete beam (Snell also reports a weighted vote).
 3. Default N = 16, M = 4 (Snell sweeps N in 4..256 with M = 4); sweep ``n``.
 """

@@ -15,9 +15,10 @@ The N samples of every prompt come from batched ``generate`` calls with the prom
 shared by its N samples. The scorer R(x, y) is, in order of preference:
 - ``reward_model``: an outcome reward model (a transformers sequence classifier, or the project's
   ``posttrain.reward_models`` loader when installed), scoring prompt + response;
-- on the embedded reasoning task: the reasoning model's own verify sub-skill, P(y) for
-  ``V:<problem><solution>`` (a verifier, as in Cobbe et al. 2021, trained with the model);
-- otherwise the policy's length-normalised log-likelihood (mean log p per token).
+- otherwise the policy's length-normalised log-likelihood (mean log p per token);
+- ``scorer=verifier``: the embedded reasoning model's verify sub-skill, P(y) for
+  ``V:<problem><solution>`` (a verifier as in Cobbe et al. 2021). It is near chance on this
+  model (53.5%), and best-of-N against it falls as N grows: over-optimising a bad verifier.
 The task's checker is never used to choose; it only measures accuracy.
 
 Deviations from the papers:

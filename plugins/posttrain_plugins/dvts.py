@@ -13,8 +13,9 @@ subtree's path is complete; return the complete path the PRM scores highest. Kee
 per subtree (instead of the global top N/M of beam search) stops one strong prefix from taking
 over every beam, which is where DVTS beats beam search at large N.
 
-Deviations: the PRM is the embedded reasoning model's own verify sub-skill unless
-``reward_model`` is given (search-and-learn uses a trained PRM); final selection is by the PRM's
+Deviations: without ``reward_model`` the PRM is the policy's mean log-likelihood of the partial
+solution (``scorer=verifier``: the reasoning model's ``V:`` sub-skill); search-and-learn uses a
+trained PRM; final selection is by the PRM's
 last score (search-and-learn also offers weighted voting). Default N = 16, M = 4.
 """
 

@@ -20,7 +20,8 @@ Each problem has a tree whose nodes are partial solutions (a node adds one step)
 After the simulations, the answer follows the most visited child from the root down, then is
 completed greedily if the path is not finished.
 
-Deviations: the PRM is the embedded reasoning model's verify sub-skill (ReST-MCTS* trains a PRM);
+Deviations: without ``reward_model`` the PRM is the policy's mean log-likelihood of the partial
+solution (``scorer=verifier``: the reasoning model's ``V:`` sub-skill; ReST-MCTS* trains a PRM);
 c = 1.0 and ``expand`` = 4 (RAP uses c = 1, 4 actions per node); the best path is chosen by
 visits (RAP by max reward); the simulation count is small (8) for the tiny task.
 """

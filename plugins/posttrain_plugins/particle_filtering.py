@@ -15,9 +15,9 @@ partial solutions are duplicated and poor ones dropped while sampling keeps dive
 beam's hard top-k). Finished particles stay in the population with their final score. The answer
 is the particle with the highest final score.
 
-Deviations: the PRM is the embedded reasoning model's verify sub-skill, P(y), used as the reward
-r (Puri uses a trained PRM's last-step score); tau = 0.1 because P(y) lies in [0, 1] (the paper
-softmaxes PRM logits, which span a wider range); the
+Deviations: without ``reward_model`` the reward r is the policy's mean log-likelihood of the
+partial solution (``scorer=verifier``: the reasoning model's P(y)); Puri uses a trained PRM's
+last-step score; tau = 0.1 (the paper softmaxes PRM scores at tau = 1, which span a wider range); the
 final pick is the highest-scoring particle (the paper's "best-of" variant; it also reports a
 weighted vote). Default N = 16 (the paper sweeps 4..128).
 """

@@ -15,8 +15,8 @@ until every survivor is finished; return the finished response with the highest 
 rewards correlate with final rewards, so early rejection rarely drops the eventual winner.
 
 Deviations: decision points are fixed token chunks (the paper decides when GPU memory fills);
-the reward model is the embedded reasoning model's verify sub-skill unless ``reward_model`` is
-given; alpha = 0.5 as a default (the paper sweeps 0.5-0.9); N = 16 (the paper uses 120-3840 on
+without ``reward_model`` the score is the policy's mean log-likelihood of the partial response
+(``scorer=verifier``: the reasoning model's ``V:`` sub-skill); alpha = 0.5 as a default (the paper sweeps 0.5-0.9); N = 16 (the paper uses 120-3840 on
 8B models, out of reach here).
 """
 

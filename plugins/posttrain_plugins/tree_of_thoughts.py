@@ -45,6 +45,11 @@ from posttrain.inference import (
 
 
 class Config(StepSearchConfig):
+    scorer: str = Field(
+        "verifier",
+        pattern="^(auto|verifier|likelihood)$",
+        description="State evaluator V(s): the model's own verdict (Yao's value prompt), or its likelihood.",
+    )
     search: str = Field("bfs", pattern="^(bfs|dfs)$", description="BFS (Yao Alg. 1) or DFS with pruning (Alg. 2).")
     breadth: int = Field(4, ge=1, description="b: states kept per depth (BFS).", json_schema_extra=SWEEP)
     proposals: int = Field(4, ge=1, description="k: thoughts sampled per state.")

@@ -64,7 +64,7 @@ class StepSearchConfig(InferenceConfig):
     scorer: str = Field(
         "auto",
         pattern="^(auto|verifier|likelihood)$",
-        description="Step / outcome scorer: the model's verify sub-skill (reasoning task), or its mean log-likelihood.",
+        description="Scorer (PRM / ORM) without a reward_model: auto = likelihood (mean log p of the attempt), or the reasoning model's verify sub-skill.",
     )
     reward_model: str | None = Field(None, description="A reward model (HF id or folder) to score attempts instead.")
     step_delimiter: str = Field(";", description="Text that ends a reasoning step (';' on the scratchpad task).")
@@ -638,11 +638,13 @@ SCORERS = "auto|verifier|likelihood"
 def make_scorer(kind: str, reward_model: str | None, task: str, model, tokenizer, device: str):
     """A function (prompts, attempts) -> scores, higher = better. The task's checker is never one.
 
-    auto: the reward model when given, else the reasoning model's verify sub-skill on the
-    reasoning task, else the policy's mean log-likelihood of the attempt."""
+    auto: the reward model when given, else the policy's mean log-likelihood of the attempt.
+    verifier: the embedded reasoning model's verify sub-skill (its base.json reports 53.5%
+    verification accuracy, near chance, so searches that trust it do worse than greedy; see the
+    method pages)."""
     if reward_model:
         return load_reward_model(reward_model, device)
-    if kind == "verifier" or (kind == "auto" and task == "reasoning"):
+    if kind == "verifier":
         if task != "reasoning":
             raise UserError("scorer=verifier: needs the embedded reasoning task (its V: sub-skill); use likelihood")
         return lambda prompts, attempts: verify_scores(model, tokenizer, prompts, attempts)
