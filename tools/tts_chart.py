@@ -24,6 +24,7 @@ REPORTS = ROOT / "reports" / "tts"
 PAGE = ROOT / "site" / "docs" / "test-time-scaling.md"
 PAGE_CHART = ROOT / "site" / "docs" / "assets" / "images" / "test-time-scaling.png"
 BEGIN, END = "<!-- tts:table -->", "<!-- /tts:table -->"
+DEFAULTS_BEGIN, DEFAULTS_END = "<!-- tts:defaults -->", "<!-- /tts:defaults -->"
 
 
 def record(method: str, sweep: str, sets: list[str], seed: int) -> Path:
@@ -81,6 +82,30 @@ def table(sweeps: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def defaults_table() -> str:
+    """Every inference method's run at its defaults (reports/runs/<id>.json, from record_run)."""
+    lines = [
+        "| method | baseline (`before`) | accuracy | generated tokens / problem | forward passes | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in sorted((ROOT / "reports" / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        after, before = run.get("after") or {}, run.get("before") or {}
+        if "generated_tokens_per_problem" not in after:
+            continue  # a trainer's report
+        lines.append(
+            f"| [{run['method']}](methods/{run['method']}.md) | {before.get('accuracy', 0):.3f} | {after['accuracy']:.3f} | "
+            f"{after['generated_tokens_per_problem']:.1f} | {after['forward_passes']} | {after['seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def fill(text: str, begin: str, end: str, body: str) -> str:
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
+
+
 def chart(files: list[Path], output: Path | None) -> None:
     from posttrain.inference import plot_sweeps
 
@@ -95,10 +120,10 @@ def chart(files: list[Path], output: Path | None) -> None:
     if committed and PAGE.is_file():
         PAGE_CHART.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(target, PAGE_CHART)
-        text = PAGE.read_text()
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        PAGE.write_text(f"{head}{BEGIN}\n{table(sweeps)}\n{END}{tail}")
+        text = fill(PAGE.read_text(), BEGIN, END, table(sweeps))
+        if DEFAULTS_BEGIN in text:
+            text = fill(text, DEFAULTS_BEGIN, DEFAULTS_END, defaults_table())
+        PAGE.write_text(text)
         print(f"updated {PAGE}")
 
 
