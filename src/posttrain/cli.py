@@ -144,10 +144,13 @@ def plugins() -> None:
     """List installed plugins and the distribution that provides each."""
     from posttrain.registry import discover
 
+    specs = list(discover().values())
     table = Table("plugin", "target", "distribution", "version")
-    for spec in discover().values():
+    for column, values in zip(table.columns, zip(*((s.name, s.target, s.distribution) for s in specs)), strict=False):
+        column.min_width = max(map(len, values), default=0)  # never truncate a name (narrow terminals wrap)
+    for spec in specs:
         table.add_row(spec.name, spec.target, spec.distribution, spec.version)
-    console.print(table)
+    console.print(table, crop=False)
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
