@@ -75,7 +75,7 @@ def table(sweeps: list[dict]) -> str:
         for p in s["points"]:
             acc = p.get("accuracy")
             lines.append(
-                f"| [{s['method']}](methods/{s['method']}.md) | {s['field']}={p['value']} | "
+                f"| `{s['method']}` | {s['field']}={p['value']} | "
                 f"{'-' if acc is None else f'{acc:.3f}'} | {'-' if greedy is None else f'{greedy:.3f}'} | "
                 f"{p['generated_tokens_per_problem']:.1f} | {p['forward_passes']} | {p['seconds']:.1f} |"
             )
@@ -94,7 +94,7 @@ def defaults_table() -> str:
         if "generated_tokens_per_problem" not in after:
             continue  # a trainer's report
         lines.append(
-            f"| [{run['method']}](methods/{run['method']}.md) | {before.get('accuracy', 0):.3f} | {after['accuracy']:.3f} | "
+            f"| `{run['method']}` | {before.get('accuracy', 0):.3f} | {after['accuracy']:.3f} | "
             f"{after['generated_tokens_per_problem']:.1f} | {after['forward_passes']} | {after['seconds']:.1f} |"
         )
     return "\n".join(lines)

@@ -146,8 +146,8 @@ def plugins() -> None:
 
     specs = list(discover().values())
     table = Table("plugin", "target", "distribution", "version")
-    for column, values in zip(table.columns, zip(*((s.name, s.target, s.distribution) for s in specs)), strict=False):
-        column.min_width = max(map(len, values), default=0)  # never truncate a name (narrow terminals wrap)
+    for column, field in zip(table.columns, ("name", "target", "distribution"), strict=False):
+        column.min_width = max((len(getattr(s, field)) for s in specs), default=0)  # never truncate a name
     for spec in specs:
         table.add_row(spec.name, spec.target, spec.distribution, spec.version)
     console.print(table, crop=False)
