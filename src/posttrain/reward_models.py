@@ -15,6 +15,19 @@ Stable API for the RL and test-time plugins (keep these signatures):
   (``posttrain.data.tokenize_prompt_completion``: prompt ids, completion ids, EOS), and the score is
   read at the last non-pad token. Strings or chat message lists are accepted.
 
+Process reward models (``catalog run prm``), same conventions:
+
+    from posttrain.reward_models import load_prm, score_steps
+    prm, tok = load_prm("runs/prm/<stamp>/model", device="cpu")
+    probs = score_steps(prm, tok, "347+285=", ["12;", "13;", "6;", "#632"])   # [p_1, ..., p_K]
+
+- ``load_prm(path, device)`` loads a one-label token-classification folder (what ``catalog run prm``
+  saves) and returns ``(model, tokenizer)`` in eval mode.
+- ``score_steps(model, tokenizer, prompt, steps)`` returns, per step, the probability that the
+  solution is still on track after that step (sigmoid of the logit at the step's last token).
+  The prompt (string) and each step are tokenized separately and concatenated, as in training
+  (``encode_steps``); aggregate with ``min`` or the product for a solution score (Lightman et al.).
+
 No torch import at module level: the CLI's catalog commands may import this module's neighbours.
 """
 
@@ -101,3 +114,72 @@ def score(model, tokenizer, prompts: list[Any], completions: list[Any], batch_si
             out.append(rewards_of(model, pad_sequences(chunk, tokenizer.pad_token_id, device)).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
+
+
+# --- process reward models ---------------------------------------------------------------------
+
+
+def encode_steps(
+    tokenizer, prompt: Any, steps: list[str], max_length: int | None = None
+) -> tuple[list[int], list[int]]:
+    """(token ids, index of each step's last token): prompt ids, then each step's ids in turn.
+
+    Steps that do not fit in ``max_length`` are dropped from the end (no position for them).
+    """
+    from posttrain.data import prompt_ids
+
+    ids = list(prompt_ids(tokenizer, prompt))
+    ends = []
+    for step in steps:
+        piece = list(tokenizer(step, add_special_tokens=False)["input_ids"])
+        if not piece or (max_length is not None and len(ids) + len(piece) > max_length):
+            break
+        ids += piece
+        ends.append(len(ids) - 1)
+    return ids, ends
+
+
+def load_prm(path: str | Path, device: str = "cpu", what: str = "prm"):
+    """(model, tokenizer) of a one-label token-classification process reward model, in eval mode."""
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from posttrain.hf import quiet_transformers
+
+    quiet_transformers()
+    source = _check_folder(path, what)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForTokenClassification.from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{what} {path}: could not load a process reward model: {str(exc).splitlines()[0]}") from None
+    if model.config.num_labels != 1:
+        raise UserError(f"{what} {path}: expected one output per token (num_labels=1), found {model.config.num_labels}")
+    prepare_tokenizer(tokenizer, model)
+    model.to(device).eval()
+    return model, tokenizer
+
+
+def step_logits(model, batch: dict):
+    """Per-token logit (B, T) of a right-padded batch (with grad)."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[..., 0].float()
+
+
+def score_steps(model, tokenizer, prompt: Any, steps: list[str], max_length: int = 1024) -> list[float]:
+    """Probability per step that the solution is still correct after it (one value per step that fits)."""
+    import torch
+
+    ids, ends = encode_steps(tokenizer, prompt, steps, max_length)
+    if not ends:
+        return []
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        batch = {
+            "input_ids": torch.tensor([ids], device=device),
+            "attention_mask": torch.ones(1, len(ids), dtype=torch.long, device=device),
+        }
+        logits = step_logits(model, batch)[0, ends]
+    model.train(was_training)
+    return torch.sigmoid(logits).tolist()
