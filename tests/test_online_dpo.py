@@ -24,5 +24,5 @@ def test_online_dpo_learns(tmp_path):
 
     result = execute(prepare("online-dpo", output_dir=tmp_path, device="cpu", seed=0), progress=False)
     before, after = result.metrics["before"], result.metrics["after"]
-    assert after["exact_match"] >= before["exact_match"] + 0.03, result.metrics
+    assert after["exact_match"] >= before["exact_match"] + 0.05, result.metrics
     assert after["preference_accuracy"] > 0.6, result.metrics

@@ -126,36 +126,12 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     annotator = Annotator(cfg, ctx)
     pad, k = tokenizer.pad_token_id, cfg.samples_per_prompt
     max_new_tokens = cfg.max_new_tokens or (8 if ctx.dataset is None else 128)
-    # Fixed held-out pairs of the embedded task measure preference accuracy against the initial policy.
-    fixed_pairs, fixed_ref = [], None
-    if ctx.dataset is None:
-        from posttrain.data import EVAL_SEED
-        from posttrain.embedded.task import DEFAULT_TASK
-
-        records = DEFAULT_TASK.preference_pairs(cfg.eval_examples, EVAL_SEED, "test")
-        fixed_pairs = [tokenize_preference(r, tokenizer, cfg.max_length) for r in records]
-        with reference_mode(policy, initial) as ref:
-            fixed_ref = all_logps(ref, fixed_pairs, pad, ctx.device)
     counts = parameter_counts(policy)
     ctx.log(0, counts)
 
-    def evaluate() -> dict:
-        out = {"exact_match": exact_match(policy, tokenizer, heldout, max_new_tokens)["exact_match"]}
-        if annotator.model is not None:
-            greedy = generate(policy, tokenizer, [r["prompt"] for r in heldout], max_new_tokens)
-            out["reward"] = annotator(heldout, greedy).mean().item()
-        if fixed_pairs:
-            policy.eval()
-            chosen, rejected = all_logps(policy, fixed_pairs, pad, ctx.device)
-            policy.train()
-            out["preference_accuracy"] = preference_accuracy(chosen - fixed_ref[0], rejected - fixed_ref[1]).item()
-        return out
-
-    def collect(round_index: int) -> tuple[list, tuple | None, dict]:
-        """Sample k per prompt, judge, pair best vs worst, and compute the pairs' reference log-probs."""
-        rng = random.Random(ctx.seed * 1_000_003 + round_index)
-        records = rng.sample(pool, min(cfg.prompts_per_round, len(pool)))
-        torch.manual_seed(ctx.seed * 1_000_003 + round_index)
+    def judged_pairs(records: list[dict], seed: int) -> tuple[list[dict], torch.Tensor]:
+        """Sample k completions per prompt from the current policy, judge them, pair best vs worst."""
+        torch.manual_seed(seed)
         repeated = [r for r in records for _ in range(k)]
         flat = generate(
             policy,
@@ -167,20 +143,46 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             top_p=cfg.top_p,
         )
         rewards = annotator(repeated, flat).view(-1, k)
-        rows = best_worst_pairs(rewards).tolist()
         texts = [
-            {"prompt": records[i]["prompt"], "chosen": flat[i * k + c], "rejected": flat[i * k + r]} for i, c, r in rows
+            {"prompt": records[i]["prompt"], "chosen": flat[i * k + c], "rejected": flat[i * k + r]}
+            for i, c, r in best_worst_pairs(rewards).tolist()
         ]
-        pairs = [tokenize_preference(t, tokenizer, cfg.max_length) for t in texts]
-        ref = None
-        if pairs:
+        return [tokenize_preference(t, tokenizer, cfg.max_length) for t in texts], rewards
+
+    def reference_logps(pairs: list) -> tuple[torch.Tensor, torch.Tensor]:
+        policy.eval()
+        if cfg.reference == "initial":
+            with reference_mode(policy, initial) as model:
+                ref = all_logps(model, pairs, pad, ctx.device)
+        else:  # the policy as it stands at the start of this round
+            ref = all_logps(policy, pairs, pad, ctx.device)
+        policy.train()
+        return ref
+
+    # Held-out on-policy pairs: the initial policy's samples on held-out prompts, judged once; their
+    # implicit-reward accuracy (against the initial policy) measures what the run learned to prefer.
+    heldout_pairs, _ = judged_pairs(heldout, ctx.seed * 1_000_003 - 1)
+    with reference_mode(policy, initial) as model:
+        heldout_ref = all_logps(model, heldout_pairs, pad, ctx.device) if heldout_pairs else None
+
+    def evaluate() -> dict:
+        out = {"exact_match": exact_match(policy, tokenizer, heldout, max_new_tokens)["exact_match"]}
+        if annotator.model is not None:
+            greedy = generate(policy, tokenizer, [r["prompt"] for r in heldout], max_new_tokens)
+            out["reward"] = annotator(heldout, greedy).mean().item()
+        if heldout_pairs:
             policy.eval()
-            if cfg.reference == "initial":
-                with reference_mode(policy, initial) as model:
-                    ref = all_logps(model, pairs, pad, ctx.device)
-            else:  # the policy as it stands at the start of this round
-                ref = all_logps(policy, pairs, pad, ctx.device)
+            chosen, rejected = all_logps(policy, heldout_pairs, pad, ctx.device)
             policy.train()
+            out["preference_accuracy"] = preference_accuracy(chosen - heldout_ref[0], rejected - heldout_ref[1]).item()
+        return out
+
+    def collect(round_index: int) -> tuple[list, tuple | None, dict]:
+        """This round's on-policy pairs and their reference log-probs."""
+        rng = random.Random(ctx.seed * 1_000_003 + round_index)
+        records = rng.sample(pool, min(cfg.prompts_per_round, len(pool)))
+        pairs, rewards = judged_pairs(records, ctx.seed * 1_000_003 + round_index)
+        ref = reference_logps(pairs) if pairs else None
         stats = {"round": round_index + 1, "samples/reward": rewards.mean().item(), "samples/pairs": len(pairs)}
         return pairs, ref, stats
 
