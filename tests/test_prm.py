@@ -52,8 +52,14 @@ def test_encode_and_score_steps(tmp_path):
     assert len(ids) == 13 and ends == [7, 9, 12]
     assert encode_steps(tok, "12+3=", ["5;", "1;", "#15"], max_length=10)[1] == [7, 9]
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-        intermediate_size=32, num_labels=1, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(0)
     LlamaForTokenClassification(config).save_pretrained(tmp_path)
@@ -71,7 +77,9 @@ def test_prm_learns_step_accuracy(tmp_path, labels):
     from posttrain.reward_models import load_prm, score_steps
     from posttrain.runner import execute, prepare
 
-    result = execute(prepare("prm", output_dir=tmp_path, device="cpu", seed=0, sets=[f"label_source={labels}"]), progress=False)
+    result = execute(
+        prepare("prm", output_dir=tmp_path, device="cpu", seed=0, sets=[f"label_source={labels}"]), progress=False
+    )
     before, after = result.metrics["before"], result.metrics["after"]
     assert after["step_accuracy"] >= 0.8 and after["step_accuracy"] > before["step_accuracy"] + 0.15, result.metrics
     model, tok = load_prm(tmp_path / "model")
