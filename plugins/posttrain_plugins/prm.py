@@ -29,8 +29,8 @@ Deviations from the papers:
    defaults here (N = 4, 2 solutions per problem) are sized for the embedded tiny model.
 3. The last step's label is the checker's verdict on the whole solution (a rollout from a complete
    solution would only repeat it).
-4. Held-out step accuracy is measured against the exact checker (embedded task) on a balanced set
-   of correct and coherently wrong solutions; Lightman et al. report best-of-N selection accuracy.
+4. Held-out step accuracy is measured against the exact checker (embedded task) on the policy's
+   own solutions to held-out problems; Lightman et al. report best-of-N selection accuracy.
 """
 
 from __future__ import annotations
@@ -69,12 +69,14 @@ class Config(TrainingConfig):
     )
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of solutions and rollouts.")
     step_separator: str = Field(";", min_length=1, description="Text that ends a step (embedded task: ';').")
-    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (sized for the embedded model).")
-    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
+    max_steps: int = Field(600, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1, description="Solutions per micro-batch.")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup steps.")
     train_examples: int = Field(400, ge=1, description="Training problems drawn from the embedded task.")
-    eval_examples: int = Field(200, ge=1, description="Held-out problems (each gives a correct and a wrong solution).")
+    eval_examples: int = Field(
+        200, ge=1, description="Held-out problems (solutions_per_problem sampled solutions each)."
+    )
 
 
 # --- loss and labelling rules ---------------------------------------------------------------------
@@ -180,21 +182,26 @@ def pad_stepwise(examples: list[dict], pad_id: int, device: str) -> dict:
 
 
 def embedded_data(policy, tokenizer, cfg: Config, ctx: RunContext) -> tuple[list[dict], list[dict], dict]:
-    """Sampled training solutions with MC or checker labels, and a balanced held-out set (checker labels)."""
+    """The policy's sampled solutions: training ones with MC (or checker) labels, held-out ones with
+    the exact checker's labels (the reference the PRM is measured against)."""
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
-    from posttrain.embedded.reasoning import is_correct, reasoning_records, split_steps, step_labels, wrong_trace
+    from posttrain.embedded.reasoning import is_correct, reasoning_records, split_steps, step_labels
 
     problems, heldout_problems, _ = reasoning_records("prompt", cfg.train_examples, cfg.eval_examples, ctx.seed)
     torch.manual_seed(ctx.seed)
     n = cfg.solutions_per_problem
+    everything = problems + heldout_problems
     texts = generate(
-        policy, tokenizer, [p["prompt"] for p in problems for _ in range(n)], 16, 256, temperature=cfg.temperature
+        policy, tokenizer, [p["prompt"] for p in everything for _ in range(n)], 16, 256, temperature=cfg.temperature
     )
-    solutions = []
+    solutions, heldout = [], []
     for i, text in enumerate(texts):
         steps = split_steps(text)
         if steps:
-            solutions.append({**problems[i // n], "steps": steps})
+            row = {**everything[i // n], "steps": steps}
+            (solutions if i // n < len(problems) else heldout).append(row)
+    for row in heldout:
+        row["labels"] = [float(x) for x in step_labels(tuple(row["numbers"]), row["steps"], task.digits)]
     exact = [[float(x) for x in step_labels(tuple(s["numbers"]), s["steps"], task.digits)] for s in solutions]
     if cfg.label_source == "checker":
         labels = exact
@@ -209,12 +216,6 @@ def embedded_data(policy, tokenizer, cfg: Config, ctx: RunContext) -> tuple[list
         "labels/agreement_with_checker": sum((a >= 0.5) == (b >= 0.5) for a, b in zip(flat_mc, flat_exact, strict=True))
         / max(1, len(flat_exact)),
     }
-    rng = random.Random(f"prm-heldout-{ctx.seed}")
-    heldout = []
-    for p in heldout_problems:
-        nums = tuple(p["numbers"])
-        for steps in (task.steps(nums), wrong_trace(nums, task.digits, rng)):
-            heldout.append({**p, "steps": steps, "labels": [float(x) for x in step_labels(nums, steps, task.digits)]})
     return [dict(s, labels=ls) for s, ls in zip(solutions, labels, strict=True)], heldout, stats
 
 

@@ -68,12 +68,14 @@ class Config(TrainingConfig):
         True, description="Subtract each pair's `margin` column m(r) inside the sigmoid when present (Llama 2 Eq. 2)."
     )
     learning_rate: float = Field(
-        1e-3, gt=0, description="Peak learning rate (InstructGPT: 9e-6 for the 6B RM; 1e-3 suits the embedded model)."
+        5e-4,
+        gt=0,
+        description="Peak learning rate (InstructGPT: 9e-6 for the 6B RM; 5e-4 suits the embedded model, 2e-3 stalls).",
     )
-    max_steps: int = Field(300, ge=1, description="Optimizer steps (InstructGPT: one epoch over the comparisons).")
-    batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch (InstructGPT: 64).")
-    warmup_steps: int = Field(20, ge=0, description="Linear warmup steps.")
-    train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
+    max_steps: int = Field(1200, ge=1, description="Optimizer steps (InstructGPT: one epoch over the comparisons).")
+    batch_size: int = Field(64, ge=1, description="Preference pairs per micro-batch (InstructGPT: 64).")
+    warmup_steps: int = Field(50, ge=0, description="Linear warmup steps.")
+    train_examples: int = Field(20000, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
 # --- loss (Bradley-Terry; InstructGPT Eq. 1, Llama 2 Eq. 2) --------------------------------------
