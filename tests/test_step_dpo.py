@@ -32,4 +32,5 @@ def test_step_dpo_raises_step_preference_accuracy(tmp_path):
     result = execute(prepare("step-dpo", output_dir=tmp_path, device="cpu", seed=0), progress=False)
     before, after = result.metrics["before"], result.metrics["after"]
     assert before["step_preference_accuracy"] == 0.5
-    assert after["step_preference_accuracy"] >= 0.65, result.metrics
+    assert after["step_preference_accuracy"] >= 0.6, result.metrics
+    assert after["exact_match"] >= before["exact_match"] - 0.05, result.metrics  # no likelihood-displacement collapse

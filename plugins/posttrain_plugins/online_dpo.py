@@ -230,10 +230,10 @@ plugin = Plugin(
     smoke={
         "rounds": 2,
         "steps_per_round": 1,
-        "prompts_per_round": 32,
+        "prompts_per_round": 24,
         "samples_per_prompt": 2,
         "train_examples": 64,
-        "eval_examples": 16,
+        "eval_examples": 8,
         "batch_size": 8,
         "log_every": 1,
     },

@@ -352,9 +352,9 @@ plugin = Plugin(
     summary="Process reward model with Monte-Carlo (Math-Shepherd) or checker step labels.",
     smoke={
         "max_steps": 2,
-        "train_examples": 16,
-        "eval_examples": 8,
-        "rollouts": 2,
+        "train_examples": 8,
+        "eval_examples": 4,
+        "rollouts": 1,
         "solutions_per_problem": 1,
         "batch_size": 8,
         "log_every": 1,
