@@ -81,7 +81,8 @@ def test_prm_learns_step_accuracy(tmp_path, labels):
         prepare("prm", output_dir=tmp_path, device="cpu", seed=0, sets=[f"label_source={labels}"]), progress=False
     )
     before, after = result.metrics["before"], result.metrics["after"]
-    assert after["step_accuracy"] >= 0.8 and after["step_accuracy"] > before["step_accuracy"] + 0.15, result.metrics
+    assert after["step_accuracy"] > before["step_accuracy"] + 0.15, result.metrics
+    assert after["step_accuracy"] > after["good_step_share"] + 0.08, result.metrics  # beats "every step is good"
     model, tok = load_prm(tmp_path / "model")
     good = score_steps(model, tok, "347+285=", ["12;", "13;", "6;", "#632"])
     bad = score_steps(model, tok, "347+285=", ["12;", "12;", "6;", "#622"])
