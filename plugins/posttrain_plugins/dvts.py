@@ -32,6 +32,7 @@ from posttrain.inference import (
     StepSearchConfig,
     extend_steps,
     finish,
+    load_prm_scorer,
     make_scorer,
     setup,
     task_of,
@@ -68,7 +69,11 @@ def subtrees(n: int, width: int) -> int:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score = make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
+    score = (
+        load_prm_scorer(cfg.prm, ctx.device, cfg.step_delimiter)
+        if cfg.prm
+        else make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
+    )
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     trees = subtrees(cfg.n, cfg.beam_width)

@@ -37,6 +37,7 @@ from posttrain.inference import (
     StepSearchConfig,
     extend_steps,
     finish,
+    load_prm_scorer,
     make_scorer,
     setup,
     task_of,
@@ -80,7 +81,11 @@ def effective_sample_size(weights: Sequence[float]) -> float:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score = make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
+    score = (
+        load_prm_scorer(cfg.prm, ctx.device, cfg.step_delimiter)
+        if cfg.prm
+        else make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
+    )
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     rng = random.Random(ctx.seed)

@@ -33,6 +33,7 @@ from posttrain.inference import (
     PerProblem,
     StepSearchConfig,
     finish,
+    load_prm_scorer,
     make_scorer,
     new_tokens,
     sample,
@@ -66,7 +67,11 @@ def survivors(scores: Sequence[float], rejection_rate: float) -> list[int]:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score = make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
+    score = (
+        load_prm_scorer(cfg.prm, ctx.device, cfg.step_delimiter)
+        if cfg.prm
+        else make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
+    )
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     budget = new_tokens(cfg, problems)

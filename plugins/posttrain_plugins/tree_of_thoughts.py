@@ -37,6 +37,7 @@ from posttrain.inference import (
     StepSearchConfig,
     extend_steps,
     finish,
+    load_prm_scorer,
     make_scorer,
     setup,
     task_of,
@@ -144,7 +145,11 @@ def dfs(cfg: Config, model, tokenizer, prompts, score, meter, per_problem) -> li
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score = make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
+    score = (
+        load_prm_scorer(cfg.prm, ctx.device, cfg.step_delimiter)
+        if cfg.prm
+        else make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
+    )
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     search = bfs if cfg.search == "bfs" else dfs

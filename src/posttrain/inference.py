@@ -67,6 +67,9 @@ class StepSearchConfig(InferenceConfig):
         description="Scorer (PRM / ORM) without a reward_model: auto = likelihood (mean log p of the attempt), or the reasoning model's verify sub-skill.",
     )
     reward_model: str | None = Field(None, description="A reward model (HF id or folder) to score attempts instead.")
+    prm: str | None = Field(
+        None, description="A process reward model (from the prm plugin) scoring each attempt's last step."
+    )
     step_delimiter: str = Field(";", description="Text that ends a reasoning step (';' on the scratchpad task).")
     max_steps: int = Field(8, ge=1, description="Most steps per solution.")
     max_step_tokens: int = Field(8, ge=1, description="Most tokens per step.")
@@ -633,6 +636,25 @@ def verify_scores(model, tokenizer, prompts: Sequence[str], attempts: Sequence[s
 
 
 SCORERS = "auto|verifier|likelihood"
+
+
+def load_prm_scorer(path: str, device: str, delimiter: str):
+    """A process reward model (``posttrain.reward_models.load_prm``): an attempt's score is the
+    PRM's score of its last step (the steps are split at ``delimiter``)."""
+    from posttrain import reward_models
+
+    prm, prm_tokenizer = reward_models.load_prm(path, device, what="--set prm")
+
+    def score(prompts: Sequence[str], attempts: Sequence[str]) -> list[float]:
+        out = []
+        for p, a in zip(prompts, attempts, strict=True):
+            steps = [x + delimiter for x in a.split(delimiter)[:-1]] + (
+                [a.split(delimiter)[-1]] if a.split(delimiter)[-1] else []
+            )
+            out.append(reward_models.score_steps(prm, prm_tokenizer, p, steps)[-1] if steps else 0.0)
+        return out
+
+    return score
 
 
 def make_scorer(kind: str, reward_model: str | None, task: str, model, tokenizer, device: str):
