@@ -38,7 +38,8 @@ def test_static_config_table_matches_the_pydantic_model(name):
 def test_smoke_overrides_are_valid_config(name):
     plugin = load(name)
     cfg = plugin.config.model_validate(dict(plugin.smoke))
-    assert cfg.max_steps <= 2
+    if plugin.kind == "trainer":  # inference plugins have no optimizer steps (their smoke shrinks the problem set)
+        assert cfg.max_steps <= 2
 
 
 def test_third_party_plugin_is_discovered(tmp_path, repo):

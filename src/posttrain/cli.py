@@ -154,10 +154,13 @@ def plugins() -> None:
     """List installed plugins and the distribution that provides each."""
     from posttrain.registry import discover
 
+    specs = list(discover().values())
     table = Table("plugin", "target", "distribution", "version")
-    for spec in discover().values():
+    for column, field in zip(table.columns, ("name", "target", "distribution"), strict=False):
+        column.min_width = max((len(getattr(s, field)) for s in specs), default=0)  # never truncate a name
+    for spec in specs:
         table.add_row(spec.name, spec.target, spec.distribution, spec.version)
-    console.print(table)
+    console.print(table, crop=False)
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -183,9 +186,31 @@ def run(
         bool, typer.Option("--trust-remote-code", help="Allow model code from the hub.")
     ] = False,
 ) -> None:
-    """Run a method's plugin; writes config.yaml, metrics.jsonl, summary.json, a plot and the model."""
-    from posttrain.runner import execute, prepare
+    """Run a method's plugin; writes config.yaml, metrics.jsonl, summary.json, a plot and the model.
 
+    A comma list for a budget field (e.g. --set n=1,4,16,64) runs a sweep: one run per value,
+    then sweep.json and sweep.png (accuracy against compute) in the output folder."""
+    from posttrain.inference import find_sweep, run_sweep
+    from posttrain.runner import execute, prepare, resolve_plugin
+
+    sweep = find_sweep(resolve_plugin(method)[1].config, set_ or [])
+    if sweep is not None:
+        field, values, rest = sweep
+        run_sweep(
+            method,
+            field,
+            values,
+            rest,
+            output_dir,
+            console=console,
+            model=model,
+            dataset=dataset,
+            config_file=config,
+            device=device,
+            seed=seed,
+            trust_remote_code=trust_remote_code,
+        )
+        return
     prepared = prepare(
         method,
         model=model,

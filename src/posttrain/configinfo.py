@@ -51,6 +51,8 @@ def _fields_from_source(path: Path, module_name: str, class_name: str, depth: in
     fields: dict[str, FieldInfo] = {}
     for base in cls.bases:
         resolved = _resolve_base(base, imports)
+        if resolved is None and isinstance(base, ast.Name) and _defines_class(tree, base.id):
+            resolved = (module_name, base.id)  # a base class defined in the same module
         if resolved:
             base_path = module_file(resolved[0])
             if base_path:
@@ -60,6 +62,10 @@ def _fields_from_source(path: Path, module_name: str, class_name: str, depth: in
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             fields[node.target.id] = _field(node)
     return list(fields.values())
+
+
+def _defines_class(tree: ast.Module, name: str) -> bool:
+    return any(isinstance(n, ast.ClassDef) and n.name == name for n in tree.body)
 
 
 def _imported_names(tree: ast.Module, module_name: str) -> dict[str, str]:

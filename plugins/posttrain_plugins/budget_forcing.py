@@ -1,0 +1,140 @@
+"""Budget forcing (s1): control how long the model thinks by decoding alone.
+
+Paper: Muennighoff, Yang, Shi, Li, Fei-Fei, Hajishirzi, Zettlemoyer, Liang, Candes, Hashimoto 2025,
+"s1: Simple test-time scaling", arXiv:2501.19393, §3.1. Catalog entry: catalog/methods/budget-forcing.yaml.
+
+    catalog run budget-forcing                                      # embedded reasoning model
+    catalog run budget-forcing --set max_thinking_tokens=0,3,6,9,12 # the s1 scaling curve (cap)
+    catalog run budget-forcing --set min_thinking_tokens=12         # extend: suppress the end, append "Wait"
+    catalog run budget-forcing --model simplescaling/s1.1-1.5B --dataset aime.jsonl \\
+        --set end_of_thinking='<|im_start|>answer' --set continuation=Wait --set max_thinking_tokens=4000
+
+Thinking is everything before the end-of-thinking delimiter (``#``, the answer mark, on the
+scratchpad task; ``<|im_start|>answer`` for s1 models). Batched over problems, s1's two rules:
+- cap: once the thinking reaches ``max_thinking_tokens``, the delimiter is appended and the model
+  must answer;
+- extend: when the model tries to end its thinking before ``min_thinking_tokens``, the delimiter
+  is suppressed, ``continuation`` ("Wait") is appended, and decoding continues (at most
+  ``max_waits`` times).
+Then the answer is decoded greedily after the delimiter.
+
+Deviations: on the embedded model "Wait" is a string it never saw in training, so extending is
+implemented faithfully but is not expected to help there (s1's gains come from a model
+fine-tuned on long traces); the cap is what the embedded run sweeps.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from posttrain import Plugin, RunContext, RunResult
+from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, sample, setup, step_stop, text_prompt
+
+
+class Config(InferenceConfig):
+    task: str = Field(
+        "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
+    )
+    max_thinking_tokens: int = Field(
+        24,
+        ge=0,
+        description="Cap: most thinking tokens before the end-of-thinking delimiter is forced.",
+        json_schema_extra=SWEEP,
+    )
+    min_thinking_tokens: int = Field(
+        0, ge=0, description="Extend: fewer thinking tokens than this get the continuation."
+    )
+    end_of_thinking: str = Field("#", description="The end-of-thinking delimiter ('#' on the scratchpad task).")
+    continuation: str = Field("Wait", description="Appended when the end of thinking is suppressed (s1: 'Wait').")
+    max_waits: int = Field(2, ge=0, description="Most continuations appended per problem.")
+    answer_tokens: int = Field(8, ge=1, description="Tokens decoded for the answer after the delimiter.")
+
+
+# --- the forcing rule -------------------------------------------------------------------------------------
+
+
+def forcing_action(thinking_tokens: int, wants_to_end: bool, waits: int, cfg: Config) -> str:
+    """What budget forcing does after a thinking segment: "answer" (append the delimiter and let
+    the model answer), "wait" (suppress the end, append the continuation) or "think" (go on).
+
+    Over the cap -> answer; ending early (below min, waits left) -> wait; ending otherwise -> answer.
+    """
+    if thinking_tokens >= cfg.max_thinking_tokens:
+        return "answer"
+    if wants_to_end:
+        return "wait" if thinking_tokens < cfg.min_thinking_tokens and waits < cfg.max_waits else "answer"
+    return "think"
+
+
+# --- run --------------------------------------------------------------------------------------------------
+
+
+def run(cfg: Config, ctx: RunContext) -> RunResult:
+    model, tokenizer, problems, before, meter = setup(cfg, ctx)
+    prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
+    per_problem = PerProblem.of(len(prompts))
+    thinking = [""] * len(prompts)
+    used = [0] * len(prompts)
+    waits = [0] * len(prompts)
+    open_ = [i for i in range(len(prompts)) if cfg.max_thinking_tokens > 0]
+    stop = step_stop(tokenizer, cfg.end_of_thinking)
+    while open_:
+        budget = max(cfg.max_thinking_tokens - min(used[i] for i in open_), 1)
+        out = sample(
+            model,
+            tokenizer,
+            [prompts[i] + thinking[i] for i in open_],
+            1,
+            budget,
+            meter,
+            greedy=True,
+            batch_size=cfg.batch_size,
+            extra_generate=stop,
+        )
+        still = []
+        for i, row, lengths, ended in zip(open_, out.texts, out.lengths(), out.ended, strict=True):
+            text = row[0]
+            wants_to_end = text.endswith(cfg.end_of_thinking) or ended[0]
+            segment = text[: -len(cfg.end_of_thinking)] if text.endswith(cfg.end_of_thinking) else text
+            per_problem.add_tokens([i], [lengths[0]])
+            room = cfg.max_thinking_tokens - used[i]
+            if lengths[0] > room:  # the batch budget overshot this row's own cap: cut at the cap
+                segment = tokenizer.decode(tokenizer(segment, add_special_tokens=False)["input_ids"][:room])
+                wants_to_end = False
+            thinking[i] += segment
+            used[i] += min(lengths[0], room)
+            action = forcing_action(used[i], wants_to_end, waits[i], cfg)
+            if action == "wait":
+                thinking[i] += cfg.continuation
+                waits[i] += 1
+            if action in ("wait", "think"):
+                still.append(i)
+        open_ = still
+    answers = sample(
+        model,
+        tokenizer,
+        [p + t + cfg.end_of_thinking for p, t in zip(prompts, thinking, strict=True)],
+        1,
+        cfg.answer_tokens,
+        meter,
+        greedy=True,
+        batch_size=cfg.batch_size,
+    )
+    per_problem.add_tokens(range(len(prompts)), [r[0] for r in answers.lengths()])
+    predictions = [t + cfg.end_of_thinking + row[0] for t, row in zip(thinking, answers.texts, strict=True)]
+    result = finish(
+        ctx, problems, predictions, meter, before, per_problem.rows, max_thinking_tokens=cfg.max_thinking_tokens
+    )
+    result.metrics["after"]["thinking_tokens_per_problem"] = sum(used) / max(len(used), 1)
+    result.metrics["after"]["waits_per_problem"] = sum(waits) / max(len(waits), 1)
+    return result
+
+
+plugin = Plugin(
+    id="budget-forcing",
+    config=Config,
+    run=run,
+    summary="Cap or extend the model's thinking by decoding: force the end-of-thinking delimiter, or suppress it and append 'Wait'.",
+    smoke={"max_thinking_tokens": 6, "eval_examples": 4},
+    kind="inference",
+)

@@ -1,0 +1,136 @@
+"""Self-consistency: sample N solutions and return the most frequent final answer.
+
+Paper: Wang, Wei, Schuurmans, Le, Chi, Narang, Chowdhery, Zhou 2022, "Self-Consistency Improves
+Chain of Thought Reasoning in Language Models", arXiv:2203.11171. Catalog entry:
+catalog/methods/self-consistency.yaml.
+
+    catalog run self-consistency                          # embedded tiny model, addition task
+    catalog run self-consistency --set n=1,4,16,64        # budget sweep: sweep.json + sweep.png
+    catalog run self-consistency --set vote=weighted      # weighted majority vote (sum of p(y|x))
+    catalog run self-consistency --model Qwen/Qwen2.5-0.5B-Instruct --dataset gsm8k.jsonl
+
+All N samples of all prompts come from batched ``generate`` calls (the prompt's KV cache is
+computed once and shared by its N samples); the final answer of each sample is parsed with
+``answer_of`` (the last integer, or the whole trimmed text when there is none), and the vote is
+``majority_vote`` (Wang 2022, the unweighted sum) or ``weighted_majority_vote`` (Wang 2022 Table 1,
+"weighted sum" of the normalised sequence probabilities).
+
+Deviations from the paper:
+1. Sampling at T = 0.7 with no top-k truncation (the paper: T = 0.5-0.7 with top-k 40); N = 40
+   as in the paper (§3.1).
+3. Ties are broken by the answer that appeared first among the samples (the paper does not say).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from posttrain import Plugin, RunContext, RunResult
+from posttrain.embedded.task import extract_answer
+from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, sample, setup
+
+
+class Config(InferenceConfig):
+    task: str = Field(
+        "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
+    )
+    temperature: float = Field(
+        0.7, gt=0, description="Sampling temperature T (0.7 gives the tiny model diverse answers)."
+    )
+    n: int = Field(
+        40, ge=1, description="Sampled solutions per problem, N (Wang 2022 §3.1: 40).", json_schema_extra=SWEEP
+    )
+    vote: str = Field(
+        "majority",
+        pattern="^(majority|weighted)$",
+        description="majority: count answers; weighted: sum the length-normalised probabilities exp(mean log p).",
+    )
+
+
+# --- voting rules ------------------------------------------------------------------------------------
+
+
+def answer_of(completion: str) -> str:
+    """The final answer of a completion: its last integer, else the stripped text."""
+    import re
+
+    numbers = re.findall(r"-?\d+", completion)
+    if numbers:
+        return numbers[-1].lstrip("0") or "0"
+    found = extract_answer(completion)
+    return found if found is not None else completion.strip()
+
+
+def majority_vote(answers: Sequence[str]) -> str:
+    """The most frequent answer; a tie goes to the answer seen first.
+
+    ["3", "5", "5", "3"] -> "3" (2 votes each, "3" came first); ["7"] -> "7".
+    """
+    counts = Counter(answers)
+    best = max(counts.values())
+    return next(a for a in answers if counts[a] == best)
+
+
+def weighted_majority_vote(answers: Sequence[str], weights: Sequence[float]) -> str:
+    """The answer with the largest summed weight; a tie goes to the answer seen first.
+
+    answers ["3", "5", "5"], weights [0.9, 0.3, 0.4] -> "3" (0.9 > 0.7). Equal weights reduce it
+    to ``majority_vote``.
+    """
+    totals: dict[str, float] = {}
+    for a, w in zip(answers, weights, strict=True):
+        totals[a] = totals.get(a, 0.0) + w
+    best = max(totals.values())
+    return next(a for a in answers if math.isclose(totals[a], best, rel_tol=1e-12, abs_tol=1e-12))
+
+
+def vote_share(answers: Sequence[str], winner: str) -> float:
+    """Share of samples that agree with the winner (the paper's consistency, a confidence proxy)."""
+    return sum(a == winner for a in answers) / max(len(answers), 1)
+
+
+# --- run ----------------------------------------------------------------------------------------------
+
+
+def run(cfg: Config, ctx: RunContext) -> RunResult:
+    model, tokenizer, problems, before, meter = setup(cfg, ctx)
+    prompts = [r["prompt"] for r in problems.records]
+    samples = sample(
+        model,
+        tokenizer,
+        prompts,
+        cfg.n,
+        new_tokens(cfg, problems),
+        meter,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        batch_size=cfg.batch_size,
+    )
+    per_problem = PerProblem.of(len(prompts))
+    per_problem.add_tokens(range(len(prompts)), [sum(row) for row in samples.lengths()])
+    predictions, agreement = [], []
+    for texts, mean_lps in zip(samples.texts, samples.mean_logprob(), strict=True):
+        answers = [answer_of(t) for t in texts]
+        if cfg.vote == "weighted":
+            winner = weighted_majority_vote(answers, [math.exp(lp) for lp in mean_lps])
+        else:
+            winner = majority_vote(answers)
+        predictions.append(next(t for t, a in zip(texts, answers, strict=True) if a == winner))
+        agreement.append(vote_share(answers, winner))
+    result = finish(ctx, problems, predictions, meter, before, per_problem.rows, n=cfg.n, vote=cfg.vote)
+    result.metrics["after"]["vote_share"] = sum(agreement) / len(agreement)
+    return result
+
+
+plugin = Plugin(
+    id="self-consistency",
+    config=Config,
+    run=run,
+    summary="Sample N solutions and return the most frequent final answer.",
+    smoke={"n": 4, "eval_examples": 8},
+    kind="inference",
+)

@@ -1,0 +1,105 @@
+"""Rejection-sampling fine-tuning: the RFT (distinct correct) and RAFT (top-1 by reward) selection
+rules on hand-worked groups, bad input, and a slow learning run on the embedded task."""
+
+import pytest
+import torch
+
+from posttrain_plugins.rejection_sampling_ft import select_top1, select_verified
+
+
+def test_select_verified_keeps_distinct_correct():
+    completions = [["42", "42", " 42", "41"], ["7", "8", "9", "10"], ["5", "6", "5", "6"]]
+    accepted = [[True, True, True, False], [False, False, False, False], [True, True, True, True]]
+    # " 42" dedupes with "42" (whitespace-trimmed); prompt 1 has nothing accepted
+    assert select_verified(completions, accepted, dedupe=True) == [(0, 0), (2, 0), (2, 1)]
+    assert select_verified(completions, accepted, dedupe=False) == [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (2, 0),
+        (2, 1),
+        (2, 2),
+        (2, 3),
+    ]
+
+
+def test_select_verified_limits():
+    assert select_verified([], [], dedupe=True) == []
+    assert select_verified([["a", "b"]], [[False, False]]) == []
+    with pytest.raises(ValueError):
+        select_verified([["a", "b"]], [[True]])
+
+
+def test_select_top1():
+    rewards = torch.tensor([[0.1, 2.0, -1.0], [3.0, 3.0, 0.0], [-5.0, -4.0, -6.0]])
+    assert select_top1(rewards).tolist() == [1, 0, 1]  # ties go to the first sample
+
+
+def test_max_steps_is_refused(tmp_path):
+    from posttrain.errors import UserError
+    from posttrain.runner import execute, prepare
+
+    with pytest.raises(UserError, match="rounds and steps_per_round"):
+        execute(
+            prepare("rejection-sampling-ft", output_dir=tmp_path, sets=["max_steps=5"], device="cpu"), progress=False
+        )
+
+
+def test_prompts_without_answer_need_a_reward_model(tmp_path):
+    from posttrain.errors import UserError
+    from posttrain.runner import execute, prepare
+
+    data = tmp_path / "p.jsonl"
+    data.write_text('{"prompt": "hi"}\n{"prompt": "there"}\n')
+    prepared = prepare(
+        "rejection-sampling-ft", output_dir=tmp_path / "out", dataset=str(data), smoke=True, device="cpu"
+    )
+    with pytest.raises(UserError, match="no `answer`"):
+        execute(prepared, progress=False)
+
+
+@pytest.mark.slow
+def test_rejection_sampling_ft_raises_exact_match(tmp_path):
+    from posttrain.runner import execute, prepare
+
+    result = execute(prepare("rejection-sampling-ft", output_dir=tmp_path, device="cpu", seed=0), progress=False)
+    before, after = result.metrics["before"]["exact_match"], result.metrics["after"]["exact_match"]
+    assert after >= before + 0.05, result.metrics
+
+
+def tiny_reward_model(folder):
+    """A random one-label sequence classifier with the embedded tokenizer (a stand-in trained RM)."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from posttrain.embedded.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_reward_model_as_judge_keeps_top1_per_prompt(tmp_path):
+    """RAFT mode: with --set reward_model, exactly one sample per prompt is kept each round."""
+    import json
+
+    from posttrain.runner import execute, prepare
+
+    rm = tiny_reward_model(tmp_path / "rm")
+    sets = [f"reward_model={rm}"]
+    prepared = prepare("rejection-sampling-ft", output_dir=tmp_path / "out", sets=sets, smoke=True, device="cpu")
+    execute(prepared, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    kept = [r["samples/accepted"] for r in rows if "samples/accepted" in r]
+    assert kept == [prepared.config.prompts_per_round] * prepared.config.rounds

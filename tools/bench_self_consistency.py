@@ -1,0 +1,177 @@
+"""Benchmark: samples/s of self-consistency's batched sampling at n=16 against naive loops.
+
+    python tools/bench_self_consistency.py                  # CPU, embedded tiny model
+    python tools/bench_self_consistency.py --device cuda    # a GPU
+
+Three ways to draw 16 samples for each of P prompts, run in ONE process and interleaved round by
+round (so machine load hits them alike):
+- batched:   posttrain.inference.sample, one generate per chunk of prompts x 16 samples, the
+             prompt's KV cache computed once and shared by its 16 samples (what the plugin uses);
+- per-prompt loop: for each prompt, 16 calls of model.generate(prompt) (the naive loop);
+- per-sample loop: 16 calls of model.generate over all P prompts (batched over prompts only).
+Writes reports/benchmarks/self-consistency.json (median of the rounds) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from posttrain.inference import ComputeMeter, load_model, load_problems, sample
+from posttrain.interface import RunContext
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "reports" / "benchmarks" / "self-consistency.json"
+PAGE = ROOT / "site" / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:self-consistency -->", "<!-- /bench:self-consistency -->"
+
+
+def page_section(report: dict) -> str:
+    """The markdown shown in the `## Self-consistency sampling` section of site/docs/benchmarks.md."""
+    r = report["results"]
+    lines = [
+        f"Drawing n = {report['n']} samples for each of {report['prompts']} prompts ({report['model']}, "
+        f"{report['device']}, {report['threads']} threads, up to {report['max_new_tokens']} new tokens), "
+        f"median of {report['rounds']} interleaved rounds in one process (`{report['command'].strip()}`; "
+        "measured under load on a shared 2-core machine).",
+        "",
+        "| implementation | samples/s | tokens/s | speedup of batched |",
+        "|---|---|---|---|",
+        f"| batched (`posttrain.inference.sample`, shared prompt cache) | {r['batched']['samples_per_second']} | "
+        f"{r['batched']['tokens_per_second']} | 1.0x |",
+        f"| naive loop: 16 `generate` calls per prompt | {r['per_prompt_loop']['samples_per_second']} | "
+        f"{r['per_prompt_loop']['tokens_per_second']} | {report['speedup']['batched_vs_per_prompt_loop']}x |",
+        f"| loop of 16 `generate` calls, each over all prompts | {r['per_sample_loop']['samples_per_second']} | "
+        f"{r['per_sample_loop']['tokens_per_second']} | {report['speedup']['batched_vs_per_sample_loop']}x |",
+        "",
+        "From `reports/benchmarks/self-consistency.json` (`python tools/bench_self_consistency.py`; "
+        "`--device cuda` on a GPU).",
+    ]
+    return "\n".join(lines)
+
+
+def update_page(report: dict) -> None:
+    if not PAGE.is_file() or BEGIN not in PAGE.read_text():
+        return
+    head, _, rest = PAGE.read_text().partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    PAGE.write_text(f"{head}{BEGIN}\n{page_section(report)}\n{END}{tail}")
+
+
+def batched(model, tok, prompts, n, new_tokens):
+    meter = ComputeMeter(model)
+    sample(model, tok, prompts, n, new_tokens, meter, temperature=1.0, batch_size=1024)
+    meter.close()
+    return meter.generated_tokens
+
+
+def _generate(model, tok, prompts, new_tokens):
+    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left").to(model.device)
+    out = model.generate(
+        **enc,
+        max_new_tokens=new_tokens,
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    new = out[:, enc["input_ids"].shape[1] :]
+    return int((new != tok.pad_token_id).sum())
+
+
+def per_prompt_loop(model, tok, prompts, n, new_tokens):
+    return sum(_generate(model, tok, [p], new_tokens) for p in prompts for _ in range(n))
+
+
+def per_sample_loop(model, tok, prompts, n, new_tokens):
+    return sum(_generate(model, tok, prompts, new_tokens) for _ in range(n))
+
+
+def timed(fn, *args) -> tuple[float, int]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        tokens = fn(*args)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, tokens
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default=None, help="HF id or folder (default: the embedded tiny model)")
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--output", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    ctx = RunContext(output_dir=Path("."), device=args.device, model=args.model)
+    model, tok = load_model(ctx)
+    prompts = [r["prompt"] for r in load_problems(RunContext(output_dir=Path(".")), args.prompts).records]
+    methods = {"batched": batched, "per_prompt_loop": per_prompt_loop, "per_sample_loop": per_sample_loop}
+    for fn in methods.values():  # warm-up
+        timed(fn, model, tok, prompts[:2], 2, args.max_new_tokens)
+    times: dict[str, list[float]] = {k: [] for k in methods}
+    tokens: dict[str, list[int]] = {k: [] for k in methods}
+    for r in range(args.rounds):
+        order = list(methods) if r % 2 == 0 else list(reversed(methods))
+        for name in order:
+            seconds, toks = timed(methods[name], model, tok, prompts, args.n, args.max_new_tokens)
+            times[name].append(seconds)
+            tokens[name].append(toks)
+    samples = len(prompts) * args.n
+    results = {}
+    for name in methods:
+        sec = statistics.median(times[name])
+        results[name] = {
+            "seconds_median": round(sec, 4),
+            "seconds_all": [round(t, 4) for t in times[name]],
+            "samples_per_second": round(samples / sec, 1),
+            "tokens_per_second": round(statistics.median(tokens[name]) / sec, 1),
+        }
+    speedup = {
+        "batched_vs_per_prompt_loop": round(
+            results["per_prompt_loop"]["seconds_median"] / results["batched"]["seconds_median"], 2
+        ),
+        "batched_vs_per_sample_loop": round(
+            results["per_sample_loop"]["seconds_median"] / results["batched"]["seconds_median"], 2
+        ),
+    }
+    report = {
+        "benchmark": "self-consistency sampling, n=16",
+        "command": "python tools/bench_self_consistency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),
+        "model": args.model or "embedded tiny Llama (148K parameters)",
+        "prompts": len(prompts),
+        "n": args.n,
+        "max_new_tokens": args.max_new_tokens,
+        "rounds": args.rounds,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "results": results,
+        "speedup": speedup,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    if args.output == OUT:
+        update_page(report)
+    for name, r in results.items():
+        print(f"{name:16s} {r['samples_per_second']:9.1f} samples/s  {r['tokens_per_second']:9.1f} tokens/s")
+    print(f"speedup: {speedup}  -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
