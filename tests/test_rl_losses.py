@@ -14,7 +14,7 @@ from posttrain_plugins.ppo import (
 )
 from posttrain_plugins.reinforce import moving_average_baseline, reinforce_loss
 from posttrain_plugins.reinforce_pp import group_mean_baseline, kl_shaped_returns
-from posttrain_plugins.remax import remax_advantages, remax_loss
+from posttrain_plugins.remax import remax_advantages, remax_loss, remax_token_weights
 from posttrain_plugins.rloo import kl_regularized_scores, policy_gradient_loss, rloo_advantages
 from posttrain_plugins.scst import scst_loss, self_critical_advantages
 
@@ -216,13 +216,23 @@ def test_reinforce_pp_group_mean_baseline():
 
 
 def test_remax_hand_worked_and_zero_when_sample_is_greedy():
-    adv = remax_advantages(v(1.0, 0.0, 1.0), v(0.0, 1.0, 1.0))
-    assert torch.allclose(adv, v(1.0, -1.0, 0.0))
-    logps = v(-2.0, -4.0, -1.0).requires_grad_()
-    loss = remax_loss(logps, adv)
-    assert loss.item() == pytest.approx(-(-2.0 + 4.0 + 0.0) / 3)
+    adv = remax_advantages(v(1.0, 0.0, 1.0, 9.0), v(0.0, 1.0, 1.0, 0.0), clip=5.0)
+    assert torch.allclose(adv, v(1.0, -1.0, 0.0, 5.0))  # the last difference (9) is clipped to c = 5
+    # beta 0.1: token weights = A - beta * (logp - ref) on each token, 0 on padding.
+    logps, ref = t([-1.0, -2.0], [-1.0, -1.0]), t([-2.0, -2.0], [-1.0, -3.0])
+    weights = remax_token_weights(v(1.0, 0.0), logps, ref, t([1, 1], [1, 0]), kl_coef=0.1)
+    assert torch.allclose(weights, t([0.9, 1.0], [0.0, 0.0]))
+    token_logps = t([-1.0, -2.0], [-1.0, -1.0]).requires_grad_()
+    loss = remax_loss(token_logps, weights, t([1, 1], [1, 0]))
+    assert loss.item() == pytest.approx(-(0.9 * -1.0 + 1.0 * -2.0) / 3)
     loss.backward()
-    assert torch.allclose(logps.grad, v(-1 / 3, 1 / 3, 0.0))
+    assert torch.allclose(token_logps.grad, t([-0.3, -1 / 3], [0.0, 0.0]))
+
+
+def test_remax_without_kl_weights_every_token_by_the_advantage():
+    logps = torch.randn(2, 3)
+    weights = remax_token_weights(v(0.5, -1.0), logps, logps + 1.0, torch.ones(2, 3), kl_coef=0.0)
+    assert torch.allclose(weights, t([0.5] * 3, [-1.0] * 3))
 
 
 def test_scst_loss_is_token_averaged():
