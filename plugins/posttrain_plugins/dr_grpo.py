@@ -1,0 +1,93 @@
+"""Dr. GRPO: GRPO without its length and difficulty biases.
+
+Paper: Liu, Chen, Li, Qi, Pang, Du, Lee, Lin, 2025, "Understanding R1-Zero-Like Training: A
+Critical Perspective", arXiv:2503.20783, §3.2 (Eq. 3 vs Eq. 2). Catalog entry:
+catalog/methods/dr-grpo.yaml.
+
+    catalog run dr-grpo                                # embedded tiny model + addition prompts
+    catalog run dr-grpo --model ./my-model --dataset prompts.jsonl --set max_completion_length=1024
+
+Two changes to GRPO (posttrain_plugins.grpo):
+- the advantage is the reward minus the group mean, A_i = r_i - mean(r), not divided by the
+  group's std (which up-weights too easy and too hard questions);
+- token losses are summed and divided by a constant, the generation budget L_max
+  (``max_completion_length``) times the number of completions, instead of by each completion's
+  own length |o_i| (which shrinks the per-token penalty of long wrong answers).
+
+Deviations from the paper:
+1. Learning rate, group size and step count are sized for the embedded tiny model (paper:
+   Qwen2.5-Math-1.5B, lr 1e-6, 8 samples per question, 128 questions per rollout).
+2. beta = 0 as in the paper's runs (no KL term); setting beta > 0 adds GRPO's k3 KL, summed with
+   the same constant normaliser.
+3. One optimizer update per rollout by default (the paper's oat setup also updates on-policy).
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from posttrain import Plugin, RunContext, RunResult
+from posttrain.rollout import Rollout, Sampling
+from posttrain.rollout_config import RolloutConfig
+from posttrain_plugins.grpo import SMOKE, Objective, clipped_surrogate, k3_kl, token_stats, train_group_policy
+
+
+class Config(RolloutConfig):
+    epsilon: float = Field(0.2, gt=0, description="epsilon, clipping range of the ratio (paper: 0.2, as GRPO).")
+    beta: float = Field(0.0, ge=0, description="beta, coefficient of the k3 KL to the reference (paper: 0).")
+
+
+# --- advantage and loss (paper Eq. 3) ------------------------------------------------------------
+
+
+def mean_centred_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """(P, G) -> (P, G): r - mean(r) within each group, no std division.
+
+    Rewards [1, 0, 0, 0] give [0.75, -0.25, -0.25, -0.25]; equal rewards give zeros.
+    """
+    return rewards - rewards.mean(-1, keepdim=True)
+
+
+def dr_grpo_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    ref_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    epsilon: float,
+    beta: float,
+    max_length: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """-(1 / (N * L_max)) sum_i sum_t [clipped surrogate - beta * k3 KL]; (N, C) inputs, advantages (N,).
+
+    Every token of every completion has the same weight 1 / (N L_max), whatever its length.
+    """
+    surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
+    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    per_token = (surrogate - beta * kl) * mask
+    loss = -per_token.sum() / (mask.shape[0] * max_length)
+    return loss, token_stats(kl, clipped, mask)
+
+
+# --- run ------------------------------------------------------------------------------------------
+
+
+def run(cfg: Config, ctx: RunContext) -> RunResult:
+    def advantages(rollout: Rollout) -> torch.Tensor:
+        return mean_centred_advantages(rollout.grouped(rollout.rewards)).reshape(-1)
+
+    def objective(sampling: Sampling) -> Objective:
+        limit = sampling.max_new_tokens
+        return lambda logps, old, ref, adv, mask: dr_grpo_loss(logps, old, ref, adv, mask, cfg.epsilon, cfg.beta, limit)
+
+    return train_group_policy(cfg, ctx, "dr-grpo", advantages, objective, beta=cfg.beta)
+
+
+plugin = Plugin(
+    id="dr-grpo",
+    config=Config,
+    run=run,
+    summary="Dr. GRPO: mean-centred group advantages and a constant loss normaliser (no length or std bias).",
+    smoke=SMOKE,
+)

@@ -1,0 +1,101 @@
+"""Group Sequence Policy Optimization (GSPO).
+
+Paper: Zheng, Liu, Li, Chen, Yu, Gao, Dang, Liu, Men, Yang, Zhou, Lin, 2025, "Group Sequence Policy
+Optimization", arXiv:2507.18071, §4 (Eq. 5-7). Catalog entry: catalog/methods/gspo.yaml.
+
+    catalog run gspo                                   # embedded tiny model + addition prompts
+    catalog run gspo --model ./my-model --dataset prompts.jsonl --set lora=true
+
+GRPO (posttrain_plugins.grpo) with the importance ratio and clipping moved from tokens to whole
+responses: s_i = (pi(o_i|q) / pi_old(o_i|q))^(1/|o_i|) = exp(mean_t log rho_{i,t}), and the loss is
+-(1/G) sum_i min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i), with GRPO's group-normalised
+advantages. The unit of optimisation (a response) then matches the unit of reward.
+
+Deviations from the paper:
+1. Learning rate, group size, prompts per rollout and step count are sized for the embedded tiny
+   model (paper: Qwen3 models; it does not publish the learning rate). As in the paper each
+   rollout is split into 4 mini-batches (64 completions, micro-batches of 16), so updates after
+   the first are off-policy and the sequence-level clipping acts.
+2. No KL term by default (beta = 0; the paper's objective has none); beta > 0 adds GRPO's
+   per-token k3 KL averaged per response.
+3. eps_low / eps_high default to the paper's 3e-4 / 4e-4, which are tuned for long responses of
+   large models: they are kept, though the tiny model's sequence ratios move further per update,
+   so many responses are clipped after the first mini-batch (see ``clip_ratio``).
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from posttrain import Plugin, RunContext, RunResult
+from posttrain.rollout import Rollout, Sampling
+from posttrain.rollout_config import RolloutConfig
+from posttrain_plugins.grpo import SMOKE, Objective, group_advantages, k3_kl, train_group_policy
+
+
+class Config(RolloutConfig):
+    epsilon_low: float = Field(3e-4, gt=0, description="eps_low, lower clip range of s_i (§5.1: 3e-4).")
+    epsilon_high: float = Field(4e-4, gt=0, description="eps_high, upper clip range of s_i (§5.1: 4e-4).")
+    batch_size: int = Field(16, ge=1, description="Completions per micro-batch: 4 mini-batches per rollout (§5.1).")
+    beta: float = Field(0.0, ge=0, description="beta, coefficient of an optional k3 KL to the reference (paper: none).")
+    std_epsilon: float = Field(1e-4, gt=0, description="Added to the group std in the advantage denominator.")
+
+
+# --- ratio and loss (paper Eq. 5-7) ------------------------------------------------------------------
+
+
+def sequence_ratio(logps: torch.Tensor, old_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """s_i = exp(mean over the response's tokens of log pi - log pi_old), (N, C) -> (N,).
+
+    Token log-ratios [log 2, 0] (two tokens) give s = sqrt(2); s = 1 when the policy is the old policy.
+    """
+    lengths = mask.sum(-1).clamp(min=1)
+    return torch.exp(((logps - old_logps) * mask).sum(-1) / lengths)
+
+
+def gspo_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    ref_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float,
+    eps_high: float,
+    beta: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """-(1/N) sum_i [min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i) - beta * KL_i]; advantages (N,)."""
+    ratio = sequence_ratio(logps, old_logps, mask)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * advantages
+    objective = torch.minimum(unclipped, clipped)
+    lengths = mask.sum(-1).clamp(min=1)
+    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    seq_kl = (kl * mask).sum(-1) / lengths
+    loss = -(objective - beta * seq_kl).mean()
+    stats = {"kl": seq_kl.mean(), "clip_ratio": (clipped < unclipped).float().mean(), "sequence_ratio": ratio.mean()}
+    return loss, stats
+
+
+# --- run ------------------------------------------------------------------------------------------
+
+
+def run(cfg: Config, ctx: RunContext) -> RunResult:
+    def advantages(rollout: Rollout) -> torch.Tensor:
+        return group_advantages(rollout.grouped(rollout.rewards), cfg.std_epsilon).reshape(-1)
+
+    def objective(sampling: Sampling) -> Objective:
+        return lambda logps, old, ref, adv, mask: gspo_loss(
+            logps, old, ref, adv, mask, cfg.epsilon_low, cfg.epsilon_high, cfg.beta
+        )
+
+    return train_group_policy(cfg, ctx, "gspo", advantages, objective, beta=cfg.beta)
+
+
+plugin = Plugin(
+    id="gspo",
+    config=Config,
+    run=run,
+    summary="GSPO: sequence-level, length-normalised importance ratio and clipping with group advantages.",
+    smoke={**SMOKE, "batch_size": 8},
+)

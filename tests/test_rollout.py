@@ -1,0 +1,261 @@
+"""Rollout plumbing and reward registry: batch semantics, masks, stop strings, log-probs that match
+the sampler exactly, rollout selection/concatenation, and the reward functions."""
+
+import pytest
+import torch
+
+from posttrain.errors import UserError
+from posttrain.rewards import combined_reward, length_penalty
+from posttrain.rollout import (
+    BatchSemantics,
+    RolloutSchedule,
+    Sampling,
+    attach_logprobs,
+    completion_logprobs,
+    completion_masks,
+    concat_rollouts,
+    cut_at_stop,
+    position_ids,
+    sample_completions,
+    score_rollout,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from posttrain.embedded.model import build_model
+    from posttrain.embedded.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    model = build_model(tok, seed=0)
+    model.eval()
+    return model, tok
+
+
+RECORDS = [
+    {"prompt": "12+30=", "answer": "42"},
+    {"prompt": "7+5=", "answer": "12"},
+    {"prompt": "99+1=", "answer": "100"},
+]
+
+
+# --- batch semantics ------------------------------------------------------------------------------
+
+
+def test_batch_semantics_steps_and_rows():
+    s = BatchSemantics(prompts_per_step=4, completions_per_prompt=8, micro_batch=8, grad_accum=2, policy_epochs=2)
+    assert s.completions_per_rollout == 32 and s.completions_per_step == 16
+    assert s.steps_per_epoch == 2 and s.steps_per_rollout == 4 and s.reuses_rollouts
+    assert s.locate(0, 0) == (0, 0, slice(0, 8))
+    assert s.locate(0, 1) == (0, 0, slice(8, 16))
+    assert s.locate(1, 1) == (0, 0, slice(24, 32))
+    assert s.locate(2, 0) == (0, 1, slice(0, 8))  # second policy epoch over the same rollout
+    assert s.locate(4, 0) == (1, 0, slice(0, 8))  # next rollout
+    text = s.describe()
+    for part in ("4 prompts x 8 completions", "micro-batch 8", "grad_accum 2", "2 policy epoch(s)", "4 optimizer step"):
+        assert part in text
+
+
+def test_batch_semantics_single_step_does_not_reuse():
+    s = BatchSemantics(8, 8, 64)
+    assert s.steps_per_rollout == 1 and not s.reuses_rollouts
+
+
+def test_batch_semantics_rejects_non_dividing_batch():
+    with pytest.raises(UserError, match="must divide"):
+        BatchSemantics(3, 4, 5).check()
+
+
+def test_rollout_schedule_makes_each_rollout_once():
+    made = []
+
+    class Fake:
+        timings = {"generate": 1.0}
+
+    s = BatchSemantics(2, 2, 2, 1, 2)  # 4 completions, 2 per step, 2 epochs -> 4 steps per rollout
+    schedule = RolloutSchedule(s, lambda i: made.append(i) or Fake())
+    fresh = [schedule.batch(step, 0)[2] for step in range(8)]
+    assert made == [0, 1] and fresh == [True, False, False, False, True, False, False, False]
+    assert schedule.seconds["generate"] == 2.0
+
+
+# --- masks and stop strings -----------------------------------------------------------------------
+
+
+def test_completion_masks_end_at_first_eos_inclusive():
+    ids = torch.tensor([[5, 6, 2, 7], [5, 6, 7, 8], [2, 0, 0, 0]])
+    mask, truncated = completion_masks(ids, stop_ids=[2])
+    assert mask.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert truncated.tolist() == [False, True, False]
+
+
+def test_completion_masks_stop_string(tiny):
+    _, tok = tiny
+    ids = torch.tensor([tok("12 ok\nmore", add_special_tokens=False)["input_ids"]])
+    mask, truncated = completion_masks(ids, stop_ids=[tok.eos_token_id], tokenizer=tok, stop=["\n"])
+    assert int(mask.sum()) == len("12 ok\n") and not truncated.item()
+    assert cut_at_stop("12 ok\nmore\n", ["\n", "ok"]) == "12 ok"
+
+
+def test_position_ids_match_left_padding():
+    attn = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert position_ids(attn).tolist() == [[1, 1, 0, 1, 2], [0, 1, 2, 3, 4]]
+
+
+# --- sampling and log-probs -----------------------------------------------------------------------
+
+
+def test_sample_completions_layout(tiny):
+    model, tok = tiny
+    torch.manual_seed(0)
+    r = sample_completions(model, tok, RECORDS, 4, Sampling(max_new_tokens=5))
+    assert len(r) == 12 and r.num_generations == 4
+    assert [rec["prompt"] for rec in r.records[:5]] == ["12+30="] * 4 + ["7+5="]
+    assert r.group.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert r.completion_mask.shape == r.completion_ids.shape and r.completion_mask.shape[1] <= 5
+    assert r.input_ids.shape[1] == r.prompt_width + r.completion_mask.shape[1]
+    # prompts are left-padded: the last prompt column is a real token in every row
+    assert bool(r.attention_mask[:, r.prompt_width - 1].all())
+    assert len(r.texts) == 12 and "generate" in r.timings
+
+
+def test_logprobs_equal_the_samplers(tiny):
+    """The log-probs we train on are those of the distribution the tokens were sampled from."""
+    model, tok = tiny
+    torch.manual_seed(1)
+    sampling = Sampling(max_new_tokens=6, temperature=0.7)
+    r = sample_completions(model, tok, RECORDS, 3, sampling)
+    from posttrain.rollout import eos_ids, generation_config, left_pad
+
+    prompt, attn = left_pad([tok(rec["prompt"])["input_ids"] for rec in r.records], tok.pad_token_id)
+    cfg = generation_config(tok, sampling, eos_ids(tok, model))
+    cfg.do_sample = False  # replay the sampled tokens: score them with generate's own logits
+    width = r.completion_mask.shape[1]
+    ids = torch.cat([prompt, r.completion_ids], 1)
+    step_logits = []
+    for j in range(width):
+        out = model(
+            input_ids=ids[:, : prompt.shape[1] + j],
+            attention_mask=torch.cat([attn, torch.ones(len(r), j, dtype=torch.long)], 1),
+            position_ids=position_ids(torch.cat([attn, torch.ones(len(r), j, dtype=torch.long)], 1)),
+        )
+        step_logits.append(out.logits[:, -1])
+    expected = torch.stack([torch.log_softmax(lg / 0.7, -1) for lg in step_logits], 1)
+    expected = torch.gather(expected, -1, r.completion_ids.unsqueeze(-1)).squeeze(-1)
+    got = completion_logprobs(model, r, temperature=0.7)
+    m = r.completion_mask.bool()
+    assert torch.allclose(got[m], expected[m], atol=1e-5)
+
+
+def test_logprobs_match_generate_output_logits(tiny):
+    model, tok = tiny
+    torch.manual_seed(2)
+    sampling = Sampling(max_new_tokens=4)
+    from posttrain.rollout import eos_ids, generation_config, left_pad
+
+    prompt, attn = left_pad([tok(rec["prompt"])["input_ids"] for rec in RECORDS], tok.pad_token_id)
+    cfg = generation_config(tok, sampling, eos_ids(tok, model))
+    out = model.generate(
+        input_ids=prompt, attention_mask=attn, generation_config=cfg, output_logits=True, return_dict_in_generate=True
+    )
+    sampled = out.sequences[:, prompt.shape[1] :]
+    gen_logps = torch.stack([torch.log_softmax(lg.float(), -1) for lg in out.logits], 1)
+    gen_logps = torch.gather(gen_logps, -1, sampled.unsqueeze(-1)).squeeze(-1)
+    mask, _ = completion_masks(sampled, eos_ids(tok, model))
+    from posttrain.rollout import Rollout
+
+    r = Rollout(
+        records=RECORDS,
+        num_generations=1,
+        input_ids=torch.cat([prompt, sampled], 1),
+        attention_mask=torch.cat([attn, mask.long()], 1),
+        prompt_width=prompt.shape[1],
+        completion_mask=mask,
+        texts=[""] * 3,
+        truncated=torch.zeros(3, dtype=torch.bool),
+    )
+    got = completion_logprobs(model, r)
+    assert torch.allclose(got[mask.bool()], gen_logps[mask.bool()], atol=1e-5)
+
+
+def test_attach_logprobs_reference_and_old(tiny):
+    import copy
+
+    model, tok = tiny
+    torch.manual_seed(3)
+    r = sample_completions(model, tok, RECORDS, 2, Sampling(max_new_tokens=4))
+    reference = copy.deepcopy(model)
+    attach_logprobs(r, model, reference, old=True, ref=True, micro_batch=4)
+    assert r.old_logps.shape == r.completion_mask.shape and not r.old_logps.requires_grad
+    assert torch.allclose(r.old_logps, r.ref_logps)  # policy = reference at the start
+
+
+def test_select_and_concat_rollouts(tiny):
+    model, tok = tiny
+    torch.manual_seed(4)
+    a = sample_completions(model, tok, RECORDS[:1], 2, Sampling(max_new_tokens=3))
+    b = sample_completions(model, tok, RECORDS[2:], 2, Sampling(max_new_tokens=6))
+    reward = combined_reward(["exact-match"])
+    score_rollout(a, reward)
+    score_rollout(b, reward)
+    both = concat_rollouts([a, b], tok.pad_token_id)
+    assert len(both) == 4 and both.prompt_width == max(a.prompt_width, b.prompt_width)
+    assert both.texts == a.texts + b.texts
+    got = completion_logprobs(model, both)
+    assert torch.allclose(
+        got[2:][b.completion_mask.bool()], completion_logprobs(model, b)[b.completion_mask.bool()], atol=1e-5
+    )
+    second = both.select_groups([1])
+    assert second.texts == b.texts and second.rewards.tolist() == b.rewards.tolist()
+
+
+# --- rewards --------------------------------------------------------------------------------------
+
+
+def test_exact_match_and_format_rewards_combined():
+    reward = combined_reward(["exact-match", "format"], [1.0, 0.5])
+    records = [{"prompt": "1+1=", "answer": "2"}] * 3
+    completions = ["2", "<think>1+1</think><answer>2</answer>", "3"]
+    totals, parts = reward(["1+1="] * 3, completions, records)
+    assert parts["exact-match"] == [1.0, 0.0, 0.0]  # the checker takes the first integer: 1 != 2
+    assert parts["format"] == [0.0, 1.0, 0.0]
+    assert totals == [1.0, 0.5, 0.0]
+
+
+def test_length_penalty_values():
+    assert length_penalty(10, 10) == 0.0
+    assert length_penalty(15, 10) == -0.5
+    assert length_penalty(40, 10) == -1.0
+
+
+def test_reward_errors_are_user_errors():
+    with pytest.raises(UserError, match="unknown reward"):
+        combined_reward(["accuracy"])
+    with pytest.raises(UserError, match="expected 2 weights"):
+        combined_reward(["exact-match", "format"], [1.0])
+    with pytest.raises(UserError, match="needs a path"):
+        combined_reward(["reward-model"])
+    with pytest.raises(UserError, match="no 'answer'"):
+        combined_reward(["exact-match"])(["x"], ["1"], [{"prompt": "x"}])
+
+
+def test_reward_model_reward_scores_with_a_classifier(tmp_path):
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from posttrain.embedded.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    reward = combined_reward([f"reward-model:{tmp_path}"])
+    totals, parts = reward(["1+1="] * 2, ["2", "3"], [{}, {}])
+    assert list(parts) == ["reward-model"] and len(totals) == 2 and totals[0] != totals[1]
