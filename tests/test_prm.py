@@ -1,0 +1,88 @@
+"""Process reward model: the step-level BCE loss, Math-Shepherd's hard and soft estimators, step
+splitting and encoding, the load_prm/score_steps helper, and a slow learning run."""
+
+import math
+
+import pytest
+import torch
+
+from posttrain_plugins.prm import IGNORE, hard_estimate, prm_loss, soft_estimate, split_on, step_accuracy
+
+
+def test_prm_loss_hand_worked():
+    # logit 0 -> ln 2 for any label; logit ln 3 (p = 0.75) with label 1 -> -ln 0.75; label 0 -> -ln 0.25
+    logits = torch.tensor([[0.0, 5.0, math.log(3.0)], [math.log(3.0), -7.0, 0.0]])
+    labels = torch.tensor([[1.0, IGNORE, 1.0], [0.0, IGNORE, IGNORE]])
+    want = (math.log(2) - math.log(0.75) - math.log(0.25)) / 3
+    assert prm_loss(logits, labels).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_prm_loss_ignores_unlabelled_positions_and_takes_soft_labels():
+    logits = torch.tensor([[0.0, 100.0]])
+    assert prm_loss(logits, torch.tensor([[0.5, IGNORE]])).item() == pytest.approx(math.log(2))
+
+
+def test_math_shepherd_estimators():
+    rollouts = torch.tensor([[False, False, True, False], [False, False, False, False], [True, True, True, True]])
+    assert hard_estimate(rollouts).tolist() == [1.0, 0.0, 1.0]
+    assert soft_estimate(rollouts).tolist() == [0.25, 0.0, 1.0]
+    # hard = (soft > 0): the hard label never says "bad" when some rollout succeeded
+    assert torch.equal(hard_estimate(rollouts), (soft_estimate(rollouts) > 0).float())
+
+
+def test_step_accuracy():
+    assert step_accuracy(torch.tensor([0.9, 0.2, 0.6, 0.4]), torch.tensor([1, 0, 0, 0])).item() == 0.75
+
+
+def test_split_on():
+    assert split_on("12;13;6;#632", ";") == ["12;", "13;", "6;", "#632"]
+    assert split_on("a\n\nb\n\n", "\n\n") == ["a\n\n", "b\n\n"]
+    assert split_on("", ";") == []
+
+
+def test_encode_and_score_steps(tmp_path):
+    from transformers import LlamaConfig, LlamaForTokenClassification
+
+    from posttrain.embedded.tokenizer import build_tokenizer
+    from posttrain.reward_models import encode_steps, load_prm, score_steps
+
+    tok = build_tokenizer()
+    ids, ends = encode_steps(tok, "12+3=", ["5;", "1;", "#15"])
+    # bos + 5 prompt bytes, then 2 + 2 + 3 step bytes: step ends at 7, 9, 12
+    assert len(ids) == 13 and ends == [7, 9, 12]
+    assert encode_steps(tok, "12+3=", ["5;", "1;", "#15"], max_length=10)[1] == [7, 9]
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForTokenClassification(config).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    model, tok2 = load_prm(tmp_path)
+    probs = score_steps(model, tok2, "12+3=", ["5;", "1;", "#15"])
+    assert len(probs) == 3 and all(0 < p < 1 for p in probs)
+    # causal model: a step's score does not depend on later steps
+    assert score_steps(model, tok2, "12+3=", ["5;", "1;"]) == pytest.approx(probs[:2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("labels", ["monte-carlo", "checker"])
+def test_prm_learns_step_accuracy(tmp_path, labels):
+    from posttrain.reward_models import load_prm, score_steps
+    from posttrain.runner import execute, prepare
+
+    result = execute(
+        prepare("prm", output_dir=tmp_path, device="cpu", seed=0, sets=[f"label_source={labels}"]), progress=False
+    )
+    before, after = result.metrics["before"], result.metrics["after"]
+    assert after["step_accuracy"] >= 0.8 and after["step_accuracy"] > before["step_accuracy"] + 0.15, result.metrics
+    model, tok = load_prm(tmp_path / "model")
+    good = score_steps(model, tok, "347+285=", ["12;", "13;", "6;", "#632"])
+    bad = score_steps(model, tok, "347+285=", ["12;", "12;", "6;", "#622"])
+    assert min(good) > min(bad)

@@ -1,0 +1,67 @@
+"""Rejection-sampling fine-tuning: the RFT (distinct correct) and RAFT (top-1 by reward) selection
+rules on hand-worked groups, bad input, and a slow learning run on the embedded task."""
+
+import pytest
+import torch
+
+from posttrain_plugins.rejection_sampling_ft import select_top1, select_verified
+
+
+def test_select_verified_keeps_distinct_correct():
+    completions = [["42", "42", " 42", "41"], ["7", "8", "9", "10"], ["5", "6", "5", "6"]]
+    accepted = [[True, True, True, False], [False, False, False, False], [True, True, True, True]]
+    # " 42" dedupes with "42" (whitespace-trimmed); prompt 1 has nothing accepted
+    assert select_verified(completions, accepted, dedupe=True) == [(0, 0), (2, 0), (2, 1)]
+    assert select_verified(completions, accepted, dedupe=False) == [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (2, 0),
+        (2, 1),
+        (2, 2),
+        (2, 3),
+    ]
+
+
+def test_select_verified_limits():
+    assert select_verified([], [], dedupe=True) == []
+    assert select_verified([["a", "b"]], [[False, False]]) == []
+    with pytest.raises(ValueError):
+        select_verified([["a", "b"]], [[True]])
+
+
+def test_select_top1():
+    rewards = torch.tensor([[0.1, 2.0, -1.0], [3.0, 3.0, 0.0], [-5.0, -4.0, -6.0]])
+    assert select_top1(rewards).tolist() == [1, 0, 1]  # ties go to the first sample
+
+
+def test_max_steps_is_refused(tmp_path):
+    from posttrain.errors import UserError
+    from posttrain.runner import execute, prepare
+
+    with pytest.raises(UserError, match="rounds and steps_per_round"):
+        execute(
+            prepare("rejection-sampling-ft", output_dir=tmp_path, sets=["max_steps=5"], device="cpu"), progress=False
+        )
+
+
+def test_prompts_without_answer_need_a_reward_model(tmp_path):
+    from posttrain.errors import UserError
+    from posttrain.runner import execute, prepare
+
+    data = tmp_path / "p.jsonl"
+    data.write_text('{"prompt": "hi"}\n{"prompt": "there"}\n')
+    prepared = prepare(
+        "rejection-sampling-ft", output_dir=tmp_path / "out", dataset=str(data), smoke=True, device="cpu"
+    )
+    with pytest.raises(UserError, match="no `answer`"):
+        execute(prepared, progress=False)
+
+
+@pytest.mark.slow
+def test_rejection_sampling_ft_raises_exact_match(tmp_path):
+    from posttrain.runner import execute, prepare
+
+    result = execute(prepare("rejection-sampling-ft", output_dir=tmp_path, device="cpu", seed=0), progress=False)
+    before, after = result.metrics["before"]["exact_match"], result.metrics["after"]["exact_match"]
+    assert after >= before + 0.05, result.metrics
