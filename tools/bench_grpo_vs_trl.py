@@ -220,7 +220,9 @@ def run_trl(args) -> dict:
         seed=0,
         dataloader_num_workers=0,
     )
-    data = Dataset.from_list([{"prompt": p["prompt"], "answer": p["answer"]} for p in prompts(args.steps * args.prompts)])
+    data = Dataset.from_list(
+        [{"prompt": p["prompt"], "answer": p["answer"]} for p in prompts(args.steps * args.prompts)]
+    )
     trainer = GRPOTrainer(
         model=model, reward_funcs=exact_match, args=config, train_dataset=data, processing_class=tokenizer
     )
@@ -281,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "model": args.model_config,
         "device": args.device,
-        "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
         "setup": {
             "prompts_per_step": args.prompts,

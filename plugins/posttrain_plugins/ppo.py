@@ -29,8 +29,8 @@ reloads with ``AutoModelForSequenceClassification.from_pretrained``. Policy and 
 by one AdamW optimizer on the summed loss (as TRL does).
 
 Deviations from the papers:
-1. Learning rate (1e-4; InstructGPT 9.65e-6 for 1.3B), 64 prompts per rollout, 2 mini-batches x
-   4 epochs per rollout (Schulman et al. Table 3: 10 epochs for MuJoCo; TRL: 4) and the step count
+1. Learning rate (3e-4; billion-parameter RLHF runs use far smaller rates), 64 prompts per rollout, one mini-batch x
+   2 epochs per rollout (Schulman et al. Table 3: 10 epochs for MuJoCo; TRL: 4) and the step count
    are sized for the embedded tiny model; the default reward is the exact-match checker (RLHF
    uses a reward model: pass ``rewards=[reward-model:PATH]``).
 2. γ = 1 and λ = 0.95 (TRL's defaults for language; the paper's MuJoCo γ = 0.99 discounts a
@@ -59,8 +59,8 @@ from posttrain.train import loop_settings, train_loop
 class Config(RolloutConfig):
     num_generations: int = Field(1, ge=1, description="Responses sampled per prompt (RLHF PPO: one).")
     prompts_per_step: int = Field(64, ge=1, description="Prompts per rollout.")
-    batch_size: int = Field(32, ge=1, description="Completions per mini-batch update.")
-    policy_epochs: int = Field(4, ge=1, description="PPO epochs K over each rollout (paper Table 3: 10; TRL: 4).")
+    batch_size: int = Field(64, ge=1, description="Completions per mini-batch update.")
+    policy_epochs: int = Field(2, ge=1, description="PPO epochs K over each rollout (paper Table 3: 10; TRL: 4).")
     clip_epsilon: float = Field(0.2, gt=0, description="ε, clip range of the probability ratio (paper §6.1: 0.2).")
     value_clip: float = Field(0.2, gt=0, description="Clip range of the new values around the rollout's (TRL: 0.2).")
     vf_coef: float = Field(0.1, ge=0, description="c1, weight of the value loss (paper Eq. 9; TRL: 0.1).")
@@ -70,8 +70,8 @@ class Config(RolloutConfig):
     critic_model: str | None = Field(
         None, description="Folder or hub id to initialise the critic from (e.g. the reward model); default: the policy."
     )
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate of policy and critic.")
-    max_steps: int = Field(160, ge=1, description="Optimizer steps (mini-batch updates; 8 per rollout by default).")
+    learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate of policy and critic.")
+    max_steps: int = Field(240, ge=1, description="Optimizer steps (mini-batch updates; 2 per rollout by default).")
 
 
 # --- pure functions (tensors in, tensors out) -------------------------------------------------------

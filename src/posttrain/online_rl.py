@@ -118,7 +118,11 @@ def sequence_sum(token_values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 
 def rollout_stats(rollout: Rollout) -> dict[str, float]:
     """rollout_metrics without the within-group reward std when there is one sample per prompt (undefined)."""
-    metrics = rollout_metrics(rollout)
+    import warnings
+
+    with warnings.catch_warnings():  # the group std of one sample is undefined; dropped below
+        warnings.simplefilter("ignore", UserWarning)
+        metrics = rollout_metrics(rollout)
     if rollout.num_generations < 2:
         metrics.pop("reward_std", None)
     return metrics
