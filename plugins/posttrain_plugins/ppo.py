@@ -263,8 +263,8 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         )
         return policy_loss + cfg.vf_coef * value_loss, {
             **rollout_stats(rollout),
-            "policy_loss": float(policy_loss),
-            "value_loss": float(value_loss),
+            "policy_loss": policy_loss.item(),
+            "value_loss": value_loss.item(),
             "clip_fraction": float(clip_fraction),
             "value_clip_fraction": float(value_clip_fraction),
             "approx_kl_old": float(masked_mean(old - logps.detach(), mask)),

@@ -58,6 +58,19 @@ class Pipeline:
         self.ctx.log(number, stage_metrics(method, result.metrics))
         return stage
 
+    def add(self, method: str, metrics: dict[str, Any], artifacts: dict[str, str]) -> Stage:
+        """Record a step the pipeline did itself (not a plugin run) as the next stage; logs ``metrics``."""
+        number = len(self.stages) + 1
+        out = self.ctx.output_dir / f"{number}-{method}"
+        stage = Stage(number, method, out, {"after": metrics}, artifacts)
+        self.stages.append(stage)
+        self.ctx.log(number, {f"{method}/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)})
+        return stage
+
+    def next_dir(self, method: str) -> Path:
+        """The folder the next stage writes to."""
+        return self.ctx.output_dir / f"{len(self.stages) + 1}-{method}"
+
     def result(self, **extra: Any) -> RunResult:
         first, last = self.stages[0], self.stages[-1]
         metrics = {
