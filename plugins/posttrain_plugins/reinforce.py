@@ -1,8 +1,8 @@
 """REINFORCE with a moving-average baseline.
 
 Paper: Williams, 1992, "Simple Statistical Gradient-Following Algorithms for Connectionist
-Reinforcement Learning", Machine Learning 8:229-256 (no arXiv id), Eq. 11 and §4 (reinforcement
-comparison baseline). Catalog entry: catalog/methods/reinforce.yaml.
+Reinforcement Learning", Machine Learning 8:229-256 (no arXiv id): the REINFORCE estimator and its
+reinforcement-comparison baseline. Catalog entry: catalog/methods/reinforce.yaml.
 
     catalog run reinforce                              # embedded tiny model + addition prompts
     catalog run reinforce --model ./my-sft-model --dataset prompts.jsonl --set baseline_decay=0.95
@@ -43,25 +43,25 @@ class Config(RolloutConfig):
         0.9,
         ge=0,
         lt=1,
-        description="d, decay of the moving-average baseline b (Williams §4, reinforcement comparison).",
+        description="d, decay of the moving-average baseline b (Williams' reinforcement comparison).",
     )
     use_baseline: bool = Field(True, description="Subtract the baseline b (false: plain REINFORCE, b = 0).")
     learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate α.")
     max_steps: int = Field(150, ge=1, description="Optimizer steps (one per batch of episodes).")
 
 
-# --- baseline and loss (paper Eq. 11) -------------------------------------------------------------
+# --- baseline and loss -------------------------------------------------------------------------
 
 
 def moving_average_baseline(baseline: float | None, rewards: torch.Tensor, decay: float) -> float:
-    """Exponential moving average of past mean rewards, b <- d b + (1 - d) mean(r) (Williams 1992,
-    §4: the reinforcement-comparison baseline). With no earlier value, b is this batch's mean."""
+    """Exponential moving average of past mean rewards, b <- d b + (1 - d) mean(r) (Williams 1992:
+    the reinforcement-comparison baseline). With no earlier value, b is this batch's mean."""
     mean = float(rewards.mean())
     return mean if baseline is None else decay * baseline + (1 - decay) * mean
 
 
 def reinforce_loss(seq_logps: torch.Tensor, rewards: torch.Tensor, baseline: float) -> torch.Tensor:
-    """-mean_i (r_i - b) log π(y_i|x) (Williams 1992, Eq. 11 with a response as the episode).
+    """-mean_i (r_i - b) log π(y_i|x) (Williams 1992, with a response as the episode).
 
     b must not depend on the sampled y_i (here: earlier batches only), so the estimator stays unbiased.
     """

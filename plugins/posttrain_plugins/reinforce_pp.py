@@ -2,7 +2,7 @@
 
 Paper: Hu, 2025, "REINFORCE++: A Simple and Efficient Approach for Aligning Large Language Models"
 (later "... Stabilizing Critic-Free Policy Optimization with Global Advantage Normalization"),
-arXiv:2501.03262, §3 (token-level KL penalty, PPO-clip, mini-batch updates, global-batch advantage
+arXiv:2501.03262 (token-level KL penalty, PPO-clip, mini-batch updates, global-batch advantage
 normalisation). Catalog entry: catalog/methods/reinforce-pp.yaml.
 
     catalog run reinforce-pp                           # embedded tiny model + addition prompts
@@ -25,8 +25,8 @@ Deviations from the paper:
 1. Learning rate (3e-4; billion-parameter runs use far smaller rates), 16 prompts x 4 samples per rollout split
    into 2 mini-batches, and the step count are sized for the embedded tiny model; the default
    reward is the exact-match checker (the paper uses reward models and rule rewards).
-2. β = 0.01 and ε = 0.2 follow OpenRLHF's REINFORCE++ examples; the KL estimator in the reward is
-   k1 (log-ratio), as in the paper's Eq. for the token-level penalty.
+2. β = 0.01 is our choice for the tiny model (tune it); ε = 0.2 is PPO's value. The KL estimator in
+   the reward is k1 (the log-ratio), as in the paper's token-level penalty.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ class Config(RolloutConfig):
     num_generations: int = Field(4, ge=1, description="Responses sampled per prompt.")
     prompts_per_step: int = Field(16, ge=1, description="Prompts per rollout (the global batch).")
     batch_size: int = Field(32, ge=1, description="Completions per mini-batch update (2 updates per rollout).")
-    kl_coef: float = Field(0.01, ge=0, description="β, token-level KL penalty folded into the reward (§3.1).")
-    clip_epsilon: float = Field(0.2, gt=0, description="ε, PPO clip range of the ratio (§3.2).")
+    kl_coef: float = Field(0.01, ge=0, description="β, token-level KL penalty folded into the reward.")
+    clip_epsilon: float = Field(0.2, gt=0, description="ε, PPO clip range of the ratio.")
     baseline: Literal["none", "group-mean"] = Field(
         "none", description="none: REINFORCE++; group-mean: REINFORCE++-baseline (subtract each prompt's mean reward)."
     )
@@ -57,7 +57,7 @@ class Config(RolloutConfig):
     max_steps: int = Field(150, ge=1, description="Optimizer steps (mini-batch updates).")
 
 
-# --- advantages (paper §3) --------------------------------------------------------------------------
+# --- advantages --------------------------------------------------------------------------
 
 
 def kl_shaped_returns(
@@ -85,7 +85,7 @@ def group_mean_baseline(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def global_normalized_advantages(returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(A - mean) / std over every real token of the global batch (§3.3); padding stays 0."""
+    """(A - mean) / std over every real token of the global batch; padding stays 0."""
     return whiten(returns, mask)
 
 

@@ -1,7 +1,7 @@
 """ReMax: REINFORCE with the greedy response's reward as baseline, for RLHF.
 
 Paper: Li, Xu, Zhang, Liu, Sun, Luo, 2023, "ReMax: A Simple, Effective, and Efficient Reinforcement
-Learning Method for Aligning Large Language Models", arXiv:2310.10505, Algorithm 1 and Eq. 7-8; the
+Learning Method for Aligning Large Language Models", arXiv:2310.10505, Algorithm 1; the
 loss and KL shaping follow the authors' code (github.com/liziniu/ReMax, step3_rlhf_finetuning/
 remax_trainer.py). Catalog entry: catalog/methods/remax.yaml.
 
@@ -60,7 +60,7 @@ class Config(RolloutConfig):
 
 def remax_advantages(sample_rewards: torch.Tensor, greedy_rewards: torch.Tensor, clip: float) -> torch.Tensor:
     """A(x, y) = clip(r(x, y) - r(x, ȳ), -c, c) with ȳ the greedy response to the same prompt
-    (Algorithm 1, line 6). Zero when the sampled response scores like the greedy one."""
+    (Algorithm 1). Zero when the sampled response scores like the greedy one."""
     return (sample_rewards - greedy_rewards).clamp(-clip, clip)
 
 

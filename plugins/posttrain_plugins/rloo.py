@@ -1,8 +1,8 @@
 """REINFORCE Leave-One-Out (RLOO).
 
 Paper: Ahmadian, Cremer, Gallé, Fadaee, Kreutzer, Pietquin, Üstün, Hooker, 2024, "Back to Basics:
-Revisiting REINFORCE Style Optimization for Learning from Human Feedback in LLMs", arXiv:2402.14740,
-§3.3 and Eq. 5 (the estimator of Kool, van Hoof, Welling 2019). Catalog entry: catalog/methods/rloo.yaml.
+Revisiting REINFORCE Style Optimization for Learning from Human Feedback in LLMs", arXiv:2402.14740
+(the leave-one-out estimator of Kool, van Hoof, Welling 2019). Catalog entry: catalog/methods/rloo.yaml.
 
     catalog run rloo                                   # embedded tiny model + addition prompts
     catalog run rloo --model ./my-sft-model --dataset prompts.jsonl \\
@@ -46,11 +46,11 @@ class Config(RolloutConfig):
     max_steps: int = Field(150, ge=1, description="Optimizer steps (one per rollout by default).")
 
 
-# --- advantage and loss (paper Eq. 5) -------------------------------------------------------------
+# --- advantage and loss -------------------------------------------------------------------------
 
 
 def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
-    """Leave-one-out advantages (Ahmadian et al. 2024, Eq. 5; Kool et al. 2019):
+    """Leave-one-out advantages (Ahmadian et al. 2024; Kool et al. 2019):
 
         A_i = r_i - 1/(k-1) Σ_{j≠i} r_j  =  k/(k-1) · (r_i - mean_j r_j)
 
@@ -67,7 +67,7 @@ def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
 def kl_regularized_scores(
     scores: torch.Tensor, logps: torch.Tensor, ref_logps: torch.Tensor, kl_coef: float
 ) -> torch.Tensor:
-    """Sequence-level RLHF reward r(x, y) = r_φ(x, y) - β log(π(y|x) / π_ref(y|x)) (paper §3, the
+    """Sequence-level RLHF reward r(x, y) = r_φ(x, y) - β log(π(y|x) / π_ref(y|x)) (the
     whole response is one action); logps and ref_logps are summed over the response, shape (N,)."""
     return scores - kl_coef * (logps - ref_logps)
 

@@ -1,7 +1,7 @@
 """Self-Critical Sequence Training (SCST).
 
 Paper: Rennie, Marcheret, Mroueh, Ross, Goel, 2017, "Self-critical Sequence Training for Image
-Captioning", CVPR 2017, arXiv:1612.00563, §5 (Eq. 8-9). Catalog entry: catalog/methods/scst.yaml.
+Captioning", CVPR 2017, arXiv:1612.00563 (the self-critical gradient). Catalog entry: catalog/methods/scst.yaml.
 
     catalog run scst                                   # embedded tiny model + addition prompts
     catalog run scst --model ./my-sft-model --dataset prompts.jsonl --set rewards='[exact-match]'
@@ -47,12 +47,12 @@ class Config(RolloutConfig):
     max_steps: int = Field(150, ge=1, description="Optimizer steps (one per batch).")
 
 
-# --- advantage and loss (paper Eq. 8-9) ------------------------------------------------------------
+# --- advantage and loss ------------------------------------------------------------------------
 
 
 def self_critical_advantages(sample_rewards: torch.Tensor, greedy_rewards: torch.Tensor) -> torch.Tensor:
     """r(w^s) - r(ŵ): the sampled sequence's reward minus the reward of the model's own greedy
-    (test-time) decode of the same input (Rennie et al. 2017, Eq. 8-9)."""
+    (test-time) decode of the same input (Rennie et al. 2017)."""
     return sample_rewards - greedy_rewards
 
 
