@@ -35,6 +35,12 @@ WHO JUDGES (be clear about it). Two labellers are implemented:
   "1" and "2", averaged over both presentation orders (position debiasing, paper §2.1). Use it
   with a real instruct model as ``judge_model``; it is meaningless on the embedded model.
 
+Measured on the embedded task (reports/runs/rlaif.json): with these budgets the reward model stays
+close to chance on held-out pairs (the reward-model plugin needs about 1200 steps to reach ~0.78
+pairwise accuracy, see its report), so the PPO stage optimises a weak learned reward and most of
+the pipeline's gain comes from SFT; compare ``ppo/before_*`` with ``ppo/*`` for the PPO stage's own
+effect, and pass ``--set 'reward_model={max_steps: 1200}'`` for a useful reward model.
+
 Deviations from the paper:
 1. Soft labels become hard ones: the response the labeller prefers (p_AI > 0.5) is "chosen", and
    the reward model is trained with the plain Bradley-Terry loss (the paper trains on p_AI with a
