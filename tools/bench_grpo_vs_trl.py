@@ -9,7 +9,8 @@ Each side runs in its own subprocess (so ru_maxrss is its own peak), and the sid
 (ours, TRL, ours, TRL, ...) so machine load affects both alike. Both sides are measured by the same
 instruments: a wrapper around ``GenerationMixin.generate`` (time and non-pad generated tokens) and
 a wrapper around ``torch.optim.AdamW.step`` (the time between consecutive optimizer steps is the
-step time, so setup, evaluation and checkpointing are excluded). Both use 8 prompts x 8
+step time, so setup, evaluation and checkpointing are excluded). Under machine load wall times are noisy, so the CPU time
+(user + system) per step of each single-threaded process (OMP_NUM_THREADS=1) is reported too. Both use 8 prompts x 8
 completions per step, one optimizer step per rollout, the same max completion length,
 temperature 1, lr 2e-4, beta 0 (no reference model) and TRL's plain "grpo" loss type.
 Writes reports/benchmarks/grpo-vs-trl.json (or --out).
@@ -55,6 +56,7 @@ class Probe:
     def __init__(self) -> None:
         self.generate: list[tuple[float, float, int]] = []  # (start, end, generated tokens)
         self.steps: list[float] = []  # end time of each optimizer step
+        self.cpu: list[float] = []  # process CPU time (user + system) at the end of each step
 
     def install(self) -> None:
         import torch
@@ -80,6 +82,7 @@ class Probe:
             out = original_step(self, *args, **kwargs)
             sync()
             probe.steps.append(time.perf_counter())
+            probe.cpu.append(time.process_time())
             return out
 
         GenerationMixin.generate = generate
@@ -102,6 +105,7 @@ class Probe:
             "steps_measured": n,
             "step_ms_mean": 1000 * (t1 - t0) / n,
             "step_ms_median": 1000 * statistics.median(gaps),
+            "step_cpu_ms_mean": 1000 * (self.cpu[-1] - self.cpu[0]) / n,
             "generate_share": gen_seconds / (t1 - t0),
             "generate_tokens_per_s": gen_tokens / gen_seconds if gen_seconds else None,
             "generated_tokens_per_step": gen_tokens / n,
@@ -276,7 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.repeats):
             for side in ("ours", "trl"):
                 runs[side].append(child(side, args))
-                print(f"run {i + 1}/{args.repeats} {side}: {runs[side][-1]['step_ms_median']:.1f} ms/step", flush=True)
+                last = runs[side][-1]
+                print(
+                    f"run {i + 1}/{args.repeats} {side}: {last['step_ms_median']:.1f} ms/step, "
+                    f"{last['step_cpu_ms_mean']:.1f} CPU ms/step",
+                    flush=True,
+                )
     ours, trl = median_of(runs["ours"]), median_of(runs["trl"])
     import torch
 
@@ -299,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "ours": ours,
         "trl": trl,
         "speedup_step_time": trl["step_ms_median"] / ours["step_ms_median"],
+        "speedup_step_cpu_time": trl["step_cpu_ms_mean"] / ours["step_cpu_ms_mean"],
         "speedup_generate_tokens_per_s": (ours["generate_tokens_per_s"] or 0) / (trl["generate_tokens_per_s"] or 1),
         "runs": runs,
         "date": time.strftime("%Y-%m-%d"),
@@ -308,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"step time: ours {ours['step_ms_median']:.1f} ms, TRL {trl['step_ms_median']:.1f} ms "
-        f"-> {report['speedup_step_time']:.2f}x; generate share ours {ours['generate_share']:.0%}, "
+        f"-> {report['speedup_step_time']:.2f}x (CPU time per step: ours {ours['step_cpu_ms_mean']:.1f} ms, "
+        f"TRL {trl['step_cpu_ms_mean']:.1f} ms -> {report['speedup_step_cpu_time']:.2f}x); generate share ours {ours['generate_share']:.0%}, "
         f"TRL {trl['generate_share']:.0%}; peak RSS ours {ours['peak_rss_mb']:.0f} MB, TRL {trl['peak_rss_mb']:.0f} MB"
     )
     print(f"wrote {args.out}")

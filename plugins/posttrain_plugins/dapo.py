@@ -21,7 +21,9 @@ There is no KL term (beta = 0), as in the paper.
 Deviations from the paper:
 1. Learning rate, group size, prompts per rollout and step count are sized for the embedded tiny
    model (paper: lr 1e-6, 16 samples x 512 prompts, 16 updates per rollout). As in the paper a
-   rollout feeds several updates: 64 completions in micro-batches of 16 give 4 optimizer steps.
+   rollout feeds several updates, here 2 (64 completions in micro-batches of 32), so the second
+   is off-policy and clip-higher acts; max_steps 400 = 200 rollouts. With 4 updates of 16
+   completions (2 prompts each) the tiny model's updates were too noisy to raise exact match.
 2. Dynamic sampling stops after ``max_sampling_rounds`` rounds; if fewer informative groups were
    found, the rollout is completed with all-equal groups (zero advantage, so no gradient) and the
    share of such filler is logged as ``dynamic_sampling/filled_share``. The paper samples until full.
@@ -43,6 +45,7 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.rollout import Rollout, Sampling, concat_rollouts, sampling_from_config
 from posttrain.rollout_config import RolloutConfig
+from posttrain.train import train_loop
 from posttrain_plugins.grpo import (
     SMOKE,
     Objective,
@@ -57,8 +60,9 @@ class Config(RolloutConfig):
     epsilon_low: float = Field(0.2, gt=0, description="eps_low, lower clip range of the ratio (§3.1: 0.2).")
     epsilon_high: float = Field(0.28, gt=0, description="eps_high, upper clip range (§3.1 clip-higher: 0.28).")
     batch_size: int = Field(
-        16, ge=1, description="Completions per micro-batch: 4 optimizer steps per 64-completion rollout."
+        32, ge=1, description="Completions per micro-batch: 2 optimizer steps per 64-completion rollout."
     )
+    max_steps: int = Field(400, ge=1, description="Optimizer steps (2 per rollout: 200 rollouts).")
     max_sampling_rounds: int = Field(
         4, ge=1, description="Dynamic sampling: most sampling rounds per rollout before filling with all-equal groups."
     )
@@ -150,7 +154,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
 
         return dynamic_sample(prompts_for, shaped, cfg.prompts_per_step, cfg.max_sampling_rounds)
 
-    return train_group_policy(cfg, ctx, "dapo", advantages, objective, beta=0.0, make_rollout=make_rollout)
+    return train_group_policy(
+        cfg, ctx, "dapo", advantages, objective, beta=0.0, make_rollout=make_rollout, loop=train_loop
+    )
 
 
 plugin = Plugin(

@@ -138,13 +138,15 @@ def train_group_policy(
     objective: Callable[[Sampling], Objective],
     beta: float = 0.0,
     make_rollout: Callable[..., Rollout] | None = None,
+    loop: Callable = train_loop,
 ) -> RunResult:
     """Sample -> score -> old/ref log-probs -> advantages, then ``objective`` on micro-batches.
 
     ``advantages(rollout) -> (N,)``; ``objective(sampling)`` returns the loss function
     ``(logps, old_logps, ref_logps, advantages, mask) -> (loss, stats)``; ``make_rollout(prompts_for,
     sample)`` replaces plain sampling + scoring of ``prompts_for(0)`` (DAPO's dynamic sampling:
-    ``prompts_for(k)`` is the k-th refill batch, ``sample(prompts)`` a scored rollout).
+    ``prompts_for(k)`` is the k-th refill batch, ``sample(prompts)`` a scored rollout). ``loop`` is
+    posttrain.train.train_loop, passed by each plugin module so tests can observe its own loop.
     """
     policy, tokenizer = load_policy(ctx, lora_settings(cfg))
     reference = frozen_reference(policy) if beta > 0 else None
@@ -195,15 +197,15 @@ def train_group_policy(
         metrics["tokens"] = int(rollout.attention_mask[rows].sum())
         return loss, metrics
 
-    loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"{name} on {source}")
+    result = loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"{name} on {source}")
     after = evaluate_policy(policy, tokenizer, heldout_records, reward_fn, sampling, eval_tokens)
     seconds = schedule.seconds
     timing = {
         "generate_seconds": round(seconds.get("generate", 0.0), 2),
-        "generate_share": round(seconds.get("generate", 0.0) / max(loop.seconds, 1e-9), 3),
+        "generate_share": round(seconds.get("generate", 0.0) / max(result.seconds, 1e-9), 3),
     }
     return finish(
-        ctx, policy, tokenizer, loop, before, after, data=source, batch=semantics.describe(), **timing, **counts
+        ctx, policy, tokenizer, result, before, after, data=source, batch=semantics.describe(), **timing, **counts
     )
 
 
@@ -217,7 +219,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     def objective(sampling: Sampling) -> Objective:
         return lambda logps, old, ref, adv, mask: grpo_loss(logps, old, ref, adv, mask, cfg.epsilon, cfg.beta)
 
-    return train_group_policy(cfg, ctx, "grpo", advantages, objective, beta=cfg.beta)
+    return train_group_policy(cfg, ctx, "grpo", advantages, objective, beta=cfg.beta, loop=train_loop)
 
 
 SMOKE = {

@@ -13,9 +13,11 @@ advantages. The unit of optimisation (a response) then matches the unit of rewar
 
 Deviations from the paper:
 1. Learning rate, group size, prompts per rollout and step count are sized for the embedded tiny
-   model (paper: Qwen3 models; it does not publish the learning rate). As in the paper each
-   rollout is split into 4 mini-batches (64 completions, micro-batches of 16), so updates after
-   the first are off-policy and the sequence-level clipping acts.
+   model (paper: Qwen3 models; it does not publish the learning rate). Each rollout is split into
+   2 mini-batches (64 completions, micro-batches of 32; the paper uses 4), so the second update is
+   off-policy and the sequence-level clipping acts; max_steps 400 = 200 rollouts. With 4
+   mini-batches of 16 (2 prompts each) the tiny model's updates were too noisy: held-out exact
+   match fell from 64% to 50% in 200 steps, while 2 mini-batches raise it (see the report).
 2. No KL term by default (beta = 0; the paper's objective has none); beta > 0 adds GRPO's
    per-token k3 KL averaged per response.
 3. eps_low / eps_high default to the paper's 3e-4 / 4e-4, which are tuned for long responses of
@@ -31,13 +33,17 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.rollout import Rollout, Sampling
 from posttrain.rollout_config import RolloutConfig
+from posttrain.train import train_loop
 from posttrain_plugins.grpo import SMOKE, Objective, group_advantages, k3_kl, train_group_policy
 
 
 class Config(RolloutConfig):
     epsilon_low: float = Field(3e-4, gt=0, description="eps_low, lower clip range of s_i (§5.1: 3e-4).")
     epsilon_high: float = Field(4e-4, gt=0, description="eps_high, upper clip range of s_i (§5.1: 4e-4).")
-    batch_size: int = Field(16, ge=1, description="Completions per micro-batch: 4 mini-batches per rollout (§5.1).")
+    batch_size: int = Field(
+        32, ge=1, description="Completions per micro-batch: 2 mini-batches per 64-completion rollout (§5.1: 4)."
+    )
+    max_steps: int = Field(400, ge=1, description="Optimizer steps (2 per rollout: 200 rollouts).")
     beta: float = Field(0.0, ge=0, description="beta, coefficient of an optional k3 KL to the reference (paper: none).")
     std_epsilon: float = Field(1e-4, gt=0, description="Added to the group std in the advantage denominator.")
 
@@ -89,7 +95,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             logps, old, ref, adv, mask, cfg.epsilon_low, cfg.epsilon_high, cfg.beta
         )
 
-    return train_group_policy(cfg, ctx, "gspo", advantages, objective, beta=cfg.beta)
+    return train_group_policy(cfg, ctx, "gspo", advantages, objective, beta=cfg.beta, loop=train_loop)
 
 
 plugin = Plugin(

@@ -216,12 +216,8 @@ class Rollout:
 
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    for i, s in enumerate(sequences):
-        if s:
-            ids[i, width - len(s) :] = torch.tensor(s)
-            attn[i, width - len(s) :] = 1
+    ids = torch.tensor([[pad_id] * (width - len(s)) + list(s) for s in sequences], dtype=torch.long)
+    attn = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], dtype=torch.long)
     return ids, attn
 
 
@@ -309,7 +305,7 @@ def sample_completions(
         raise UserError("the tokenizer has no eos_token_id: completions could never end (set one)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     rows = [r for r in records for _ in range(num_generations)]
-    encoded = [prompt_ids(tokenizer, r["prompt"]) for r in rows]
+    encoded = [ids for r in records for ids in [prompt_ids(tokenizer, r["prompt"])] * num_generations]
     prompt, prompt_attn = left_pad(encoded, pad)
     if vllm_engine is not None:
         completion = vllm_engine.generate(model, encoded, sampling, pad).to(device)
