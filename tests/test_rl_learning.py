@@ -20,11 +20,13 @@ PIPELINES = ["rlhf", "rlaif", "r1-recipe"]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # wall time on a shared machine; the 3-minute bound is on CPU time below
 @pytest.mark.parametrize("name", TRAINERS)
 def test_rl_plugin_learns_on_the_embedded_task(name, tmp_path):
     cpu = time.process_time()
     execute(prepare(name, output_dir=tmp_path, device="cpu"), progress=False)
     cpu = time.process_time() - cpu
+    print(f"{name}: {cpu:.0f} s CPU")
     summary = json.loads((tmp_path / "summary.json").read_text())
     before, after = summary["before"], summary["after"]
     assert after["reward"] > before["reward"], (before, after)
@@ -33,6 +35,7 @@ def test_rl_plugin_learns_on_the_embedded_task(name, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("name", PIPELINES)
 def test_pipeline_improves_on_the_base_model(name, tmp_path):
     execute(prepare(name, output_dir=tmp_path, device="cpu"), progress=False)
