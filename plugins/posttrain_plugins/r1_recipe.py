@@ -49,15 +49,15 @@ class Config(BaseModel):
         None, description="Prompts with answers for GRPO and rejection sampling (default: embedded prompts)."
     )
     sft: dict[str, Any] = Field(
-        default_factory=lambda: {"train_examples": 256, "max_steps": 60},
+        {"train_examples": 256, "max_steps": 60},
         description="Overrides of stage 1 (sft): a small cold-start set.",
     )
     grpo: dict[str, Any] = Field(
-        default_factory=lambda: {"rewards": ["exact-match", "format"], "max_steps": 150},
+        {"rewards": ["exact-match", "format"], "max_steps": 150},
         description="Overrides of stage 2 (grpo); rule rewards only.",
     )
     rejection_sampling: dict[str, Any] = Field(
-        default_factory=lambda: {"rounds": 1}, description="Overrides of stage 3 (rejection-sampling-ft)."
+        {"rounds": 1}, description="Overrides of stage 3 (rejection-sampling-ft)."
     )
 
 

@@ -2,7 +2,7 @@
 
 Paper: Lee, Phatale, Mansoor, Mesnard, Ferret, Lu, Bishop, Hall, Carbune, Rastogi, Prakash, 2023,
 "RLAIF vs. RLHF: Scaling Reinforcement Learning from Human Feedback with AI Feedback",
-arXiv:2309.00267, §2 (AI preference labelling, position debiasing, reward-model training on AI
+arXiv:2309.00267 (AI preference labelling, position debiasing, reward-model training on AI
 labels, then RL). Precursor: Bai et al. 2022, "Constitutional AI", arXiv:2212.08073.
 Catalog entry: catalog/methods/rlaif.yaml.
 
@@ -32,7 +32,7 @@ WHO JUDGES (be clear about it). Two labellers are implemented:
   the reward model's held-out accuracy is measured on the task's true preference pairs.
 - ``judge=prompted``: the labelling of Lee et al. for instruction-following judges: the judge model
   is asked which of two responses is better and p_AI is the softmax over its next-token logits of
-  "1" and "2", averaged over both presentation orders (position debiasing, paper §2.1). Use it
+  "1" and "2", averaged over both presentation orders (position debiasing). Use it
   with a real instruct model as ``judge_model``; it is meaningless on the embedded model.
 
 Measured on the embedded task (reports/runs/rlaif.json): with these budgets the reward model stays
@@ -63,11 +63,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.pipeline import Pipeline, check_no_dataset
 
-PREAMBLE = (
-    "A good response answers the request correctly and helpfully. Given the request and two responses, "
-    "answer with the number of the better response.\n"
-)
-
 
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -81,14 +76,16 @@ class Config(BaseModel):
     )
     judge_model: str | None = Field(None, description="The labeller model (default: the SFT model of stage 1).")
     judge_temperature: float = Field(1.0, gt=0, description="τ of the likelihood labeller.")
-    judge_preamble: str = Field(PREAMBLE, description="Instruction of the prompted labeller (paper §2.1: preamble).")
+    judge_preamble: str = Field(
+        "A good response answers the request correctly and helpfully. Given the request and two responses, "
+        "answer with the number of the better response.\n",
+        description="Instruction of the prompted labeller (Lee et al.: the preamble).",
+    )
     label_prompts: int = Field(1000, ge=2, description="Prompts whose two sampled responses are labelled.")
     sample_temperature: float = Field(1.0, gt=0, description="Temperature of the two responses sampled per prompt.")
-    sft: dict[str, Any] = Field(default_factory=lambda: {"max_steps": 150}, description="Overrides of stage 1 (sft).")
-    reward_model: dict[str, Any] = Field(
-        default_factory=lambda: {"max_steps": 150}, description="Overrides of stage 3 (reward-model)."
-    )
-    ppo: dict[str, Any] = Field(default_factory=dict, description="Overrides of stage 4 (ppo).")
+    sft: dict[str, Any] = Field({"max_steps": 150}, description="Overrides of stage 1 (sft).")
+    reward_model: dict[str, Any] = Field({"max_steps": 150}, description="Overrides of stage 3 (reward-model).")
+    ppo: dict[str, Any] = Field({}, description="Overrides of stage 4 (ppo).")
 
 
 # --- the AI labeller (pure parts) -----------------------------------------------------------------
@@ -100,7 +97,7 @@ def likelihood_preference(logp_first: torch.Tensor, logp_second: torch.Tensor, t
 
 
 def position_debiased(p_first_shown_first: torch.Tensor, p_first_shown_second: torch.Tensor) -> torch.Tensor:
-    """Lee et al. §2.1: average the preference for response 1 over both orders,
+    """Lee et al.: average the preference for response 1 over both orders,
     ½ (P(1 | 1 shown first) + P(1 | 1 shown second)); inputs are P(response 1 is better)."""
     return 0.5 * (p_first_shown_first + p_first_shown_second)
 

@@ -55,13 +55,9 @@ class Config(BaseModel):
         None, description="Human preference pairs (prompt/chosen/rejected) for stage 2 (default: embedded pairs)."
     )
     prompt_dataset: str | None = Field(None, description="Prompts for PPO in stage 3 (default: embedded prompts).")
-    sft: dict[str, Any] = Field(
-        default_factory=lambda: {"max_steps": 150}, description="Config overrides of stage 1 (sft)."
-    )
-    reward_model: dict[str, Any] = Field(
-        default_factory=lambda: {"max_steps": 150}, description="Config overrides of stage 2 (reward-model)."
-    )
-    ppo: dict[str, Any] = Field(default_factory=dict, description="Config overrides of stage 3 (ppo).")
+    sft: dict[str, Any] = Field({"max_steps": 150}, description="Config overrides of stage 1 (sft).")
+    reward_model: dict[str, Any] = Field({"max_steps": 150}, description="Config overrides of stage 2 (reward-model).")
+    ppo: dict[str, Any] = Field({}, description="Config overrides of stage 3 (ppo).")
     critic_from_reward_model: bool = Field(
         True, description="Initialise PPO's critic from the reward model (InstructGPT §3.5) instead of the policy."
     )
