@@ -216,6 +216,10 @@ from posttrain import cli_catalog, cli_site  # noqa: E402
 cli_catalog.register(app)
 cli_site.register(app)
 
+from posttrain import compare as compare_cli  # noqa: E402
+
+compare_cli.register(app)
+
 
 def main() -> None:
     try:
