@@ -44,7 +44,9 @@ def test_embedded_formats_keep_the_heldout_split():
     heldout = instruction_examples(40, 0, "test")
     phrasings = {t.split("{")[0] for t in HELDOUT_TEMPLATES}
     assert all(any(p in r["prompt"] for p in phrasings) for r in heldout)
-    assert all(r["prompt"].startswith("### Instruction:\n") and r["prompt"].endswith("### Response:\n") for r in heldout)
+    assert all(
+        r["prompt"].startswith("### Instruction:\n") and r["prompt"].endswith("### Response:\n") for r in heldout
+    )
 
 
 def test_conversations_are_running_sums():

@@ -74,7 +74,7 @@ def adalora_regularizer(model, weight: float):
 
     def penalty():
         value = torch.stack([orthogonal_penalty(p, q) for p, q in pairs]).mean()
-        return weight * value, {"orthogonal_penalty": float(value)}
+        return weight * value, {"orthogonal_penalty": value.item()}
 
     return penalty
 

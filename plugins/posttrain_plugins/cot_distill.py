@@ -31,6 +31,7 @@ from posttrain.data import task_records
 from posttrain.distill import load_teacher
 from posttrain.embedded.formats import final_answer_correct
 from posttrain.embedded.teacher import RATIONALE_PREFIX
+from posttrain.errors import UserError
 from posttrain.evaluation import generate
 from posttrain.hf import load_policy, lora_settings
 from posttrain.train import train_loop
@@ -38,7 +39,9 @@ from posttrain_plugins import cot_finetuning, sft
 
 
 class Config(sft.Config):
-    teacher: str | None = Field(None, description="Teacher model id or folder (default: the embedded teacher).")
+    teacher: str | None = Field(
+        None, description="Teacher model id or folder (default: the embedded teacher; embedded-base: the base)."
+    )
     trace_prefix: str = Field(RATIONALE_PREFIX, description="Text put before each prompt when asking the teacher.")
     samples_per_prompt: int = Field(1, ge=1, description="Traces per prompt (1: greedy; more: sampled at τ).")
     temperature: float = Field(0.7, gt=0, description="τ for sampled traces (samples_per_prompt > 1).")
@@ -81,6 +84,8 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     budget = cfg.max_new_tokens or (32 if embedded else 256)
     prompts, heldout_prompts, source = task_records(ctx, "prompt", cfg.train_examples, cfg.eval_examples)
     traces = teacher_traces(teacher, tokenizer, prompts, cfg, budget)
+    if not traces:
+        raise UserError(f"cot-distill: the teacher {teacher_source} wrote no usable trace (try filter_correct=false)")
     kept = len(traces) / (len(prompts) * cfg.samples_per_prompt)
     ctx.log(0, {"kept_trace_share": kept})
     # Held-out loss is the NLL of the teacher's (unfiltered) traces; exact match uses the answers.
@@ -105,5 +110,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="CoT distillation: SFT of the student on the teacher's (checked) reasoning traces.",
-    smoke={**sft.plugin.smoke, "max_new_tokens": 16},
+    smoke={**sft.plugin.smoke, "max_new_tokens": 16, "teacher": "embedded-base", "filter_correct": False},
 )

@@ -43,7 +43,9 @@ from posttrain_plugins import sft
 
 
 class Config(sft.Config):
-    teacher: str | None = Field(None, description="Teacher model id or folder (default: the embedded teacher).")
+    teacher: str | None = Field(
+        None, description="Teacher model id or folder (default: the embedded teacher; embedded-base: the base)."
+    )
     rationale_prefix: str = Field(
         RATIONALE_PREFIX, description="Task prefix of the rationale task (paper: [rationale])."
     )
@@ -125,5 +127,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Distilling step-by-step: label + teacher-rationale multi-task training with task prefixes.",
-    smoke={**sft.plugin.smoke, "rationale_tokens": 16},
+    smoke={**sft.plugin.smoke, "rationale_tokens": 16, "teacher": "embedded-base"},
 )

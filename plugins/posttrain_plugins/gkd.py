@@ -47,7 +47,9 @@ from posttrain_plugins import sft
 
 
 class Config(sft.Config):
-    teacher: str | None = Field(None, description="Teacher model id or folder (default: the embedded teacher).")
+    teacher: str | None = Field(
+        None, description="Teacher model id or folder (default: the embedded teacher; embedded-base: the base)."
+    )
     lmbda: float = Field(0.5, ge=0, le=1, description="λ: probability that a step trains on student samples.")
     beta: float = Field(0.5, ge=0, le=1, description="β of the generalized JSD (0: forward KL, 1: reverse KL).")
     temperature: float = Field(0.9, gt=0, description="τ: sampling temperature and softmax temperature of the loss.")
@@ -145,5 +147,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="GKD: on-policy distillation with the generalized JSD(β) on student samples (probability λ).",
-    smoke={**sft.plugin.smoke, "lmbda": 1.0},
+    smoke={**sft.plugin.smoke, "lmbda": 1.0, "teacher": "embedded-base"},
 )

@@ -39,7 +39,9 @@ from posttrain_plugins import sft
 
 
 class Config(sft.Config):
-    teacher: str | None = Field(None, description="Teacher model id or folder (default: the embedded teacher).")
+    teacher: str | None = Field(
+        None, description="Teacher model id or folder (default: the embedded teacher; embedded-base: the base)."
+    )
     temperature: float = Field(2.0, gt=0, description="Softmax temperature T of both distributions (paper: 2.5-20).")
     alpha: float = Field(0.5, ge=0, le=1, description="Weight α of the soft-target term; 1 − α on the hard labels.")
     max_steps: int = Field(300, ge=1, description="Optimizer steps.")
@@ -122,5 +124,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Hinton KD: temperature-softened forward KL to a teacher, mixed with the hard-label loss.",
-    smoke=sft.plugin.smoke,
+    smoke={**sft.plugin.smoke, "teacher": "embedded-base"},
 )

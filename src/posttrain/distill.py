@@ -10,17 +10,23 @@ import torch
 from posttrain.errors import UserError
 from posttrain.interface import RunContext
 
+EMBEDDED_BASE = "embedded-base"
+
 
 def load_teacher(ctx: RunContext, teacher: str | None, student_tokenizer, console=None):
     """(frozen teacher model in eval mode on ctx.device, its tokenizer, its source).
 
-    ``teacher`` None means the embedded teacher when the student is the embedded base; a user's
-    student needs a user's teacher. Logit distillation needs one vocabulary, so the tokenizers
+    ``teacher`` None means the embedded teacher when the student is the embedded base (a user's
+    student needs a user's teacher); "embedded-base" the embedded base itself. Logit distillation needs one vocabulary, so the tokenizers
     must map the same strings to the same ids (checked on a probe string).
     """
     from posttrain.hf import load_model, load_tokenizer, quiet_transformers
 
     quiet_transformers()
+    if teacher == EMBEDDED_BASE:  # self-distillation from the base; the smoke tests use it to skip the teacher build
+        from posttrain.embedded.model import base_model_dir
+
+        teacher = str(base_model_dir(console=console))
     if teacher is None:
         if ctx.model is not None:
             raise UserError("--set teacher: required with --model (a teacher sharing the student's tokenizer)")
