@@ -52,6 +52,7 @@ class Config(sft.Config):
     beta1: float = Field(0.85, ge=0, lt=1, description="EMA β1 of the sensitivity (paper: 0.85).")
     beta2: float = Field(0.85, ge=0, lt=1, description="EMA β2 of the uncertainty (paper: 0.85).")
     orth_reg_weight: float = Field(0.1, ge=0, description="γ, weight of the orthogonality regulariser (paper: 0.1).")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps (a short budget for the embedded model).")
     learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (paper: 5e-4 to 1e-3).")
 
 

@@ -39,6 +39,7 @@ class Config(sft.Config):
         ["o_proj", "down_proj"], description="Linear layers followed by an adapter (attention and MLP outputs)."
     )
     train_layer_norms: bool = Field(True, description="Also train the layer norms (paper §2.1).")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps (a short budget for the embedded model).")
     learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (paper: 3e-5 to 3e-3).")
 
 

@@ -36,7 +36,7 @@ class Config(sft.Config):
     completion_only_loss: bool = Field(
         True, description="Loss on completion tokens only (InstructGPT SFT); false: on prompt and completion."
     )
-    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps.")
 
 
 def full_sequence_mask(completion_mask: list[int]) -> list[int]:

@@ -47,7 +47,7 @@ class Config(sft.Config):
     temperature: float = Field(0.7, gt=0, description="τ for sampled traces (samples_per_prompt > 1).")
     filter_correct: bool = Field(True, description="Drop traces whose final answer fails the checker.")
     train_examples: int = Field(2000, ge=1, description="Prompts the teacher writes traces for.")
-    max_steps: int = Field(300, ge=1, description="Optimizer steps of the student.")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps of the student.")
     max_new_tokens: int | None = Field(
         None, ge=1, description="Trace and evaluation length (default 32 on the embedded task, else 256)."
     )

@@ -35,7 +35,7 @@ from posttrain_plugins import sft
 
 
 class Config(sft.Config):
-    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps.")
     max_new_tokens: int | None = Field(
         None, ge=1, description="Tokens generated per held-out prompt (default 32 on the embedded task, else 256)."
     )

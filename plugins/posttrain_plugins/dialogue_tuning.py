@@ -38,7 +38,7 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
 
 class Config(sft.Config):
     turns: int = Field(3, ge=1, description="Assistant turns per embedded conversation.")
-    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps.")
 
 
 def to_messages(record: dict) -> dict:

@@ -52,7 +52,7 @@ class Config(sft.Config):
     rationale_weight: float = Field(1.0, ge=0, description="λ, weight of the rationale loss (paper: 1).")
     teacher_labels: bool = Field(False, description="Train on the teacher's answers instead of the dataset's labels.")
     train_examples: int = Field(2000, ge=1, description="Training inputs the teacher writes rationales for.")
-    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps.")
     rationale_tokens: int = Field(32, ge=1, description="Tokens the teacher may write per rationale.")
 
 

@@ -39,6 +39,7 @@ class Config(sft.Config):
     feedforward_modules: list[str] = Field(
         ["down_proj"], description="Of those, the ones whose input (the FFN activation) is rescaled by l_ff."
     )
+    max_steps: int = Field(200, ge=1, description="Optimizer steps (a short budget for the embedded model).")
     learning_rate: float = Field(3e-2, gt=0, description="Peak learning rate (paper: 3e-3 with Adafactor).")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup steps (paper: 6% of training).")
 

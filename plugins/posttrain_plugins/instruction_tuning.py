@@ -35,7 +35,7 @@ from posttrain_plugins import sft
 
 
 class Config(sft.Config):
-    max_steps: int = Field(300, ge=1, description="Optimizer steps (FLAN: 30K).")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps (FLAN: 30K).")
 
 
 def to_prompt_completion(record: dict) -> dict:

@@ -44,7 +44,7 @@ class Config(sft.Config):
     )
     temperature: float = Field(2.0, gt=0, description="Softmax temperature T of both distributions (paper: 2.5-20).")
     alpha: float = Field(0.5, ge=0, le=1, description="Weight α of the soft-target term; 1 − α on the hard labels.")
-    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps.")
 
 
 # --- loss -----------------------------------------------------------------------------------

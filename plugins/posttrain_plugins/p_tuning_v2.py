@@ -36,6 +36,7 @@ from posttrain_plugins import sft
 
 class Config(sft.Config):
     num_virtual_tokens: int = Field(20, ge=1, description="Prompt length per layer (paper §4.2: 20 for simple tasks).")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps (a short budget for the embedded model).")
     learning_rate: float = Field(1e-2, gt=0, description="Peak learning rate (paper: 5e-3 to 1e-2).")
 
 

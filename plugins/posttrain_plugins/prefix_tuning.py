@@ -37,6 +37,7 @@ class Config(sft.Config):
     encoder_hidden_size: int = Field(
         256, ge=1, description="Hidden size of the reparameterising MLP P = MLP(P') (paper: 512 for GPT-2)."
     )
+    max_steps: int = Field(200, ge=1, description="Optimizer steps (a short budget for the embedded model).")
     learning_rate: float = Field(1e-2, gt=0, description="Peak learning rate (paper: 5e-5 to 8e-5 on GPT-2).")
 
 

@@ -37,6 +37,7 @@ class Config(sft.Config):
         "Add the two numbers and write the sum.",
         description="Initialise P from this text's token embeddings (paper: vocabulary init); null: random.",
     )
+    max_steps: int = Field(200, ge=1, description="Optimizer steps (a short budget for the embedded model).")
     learning_rate: float = Field(3e-2, gt=0, description="Peak learning rate (paper: 0.3 with Adafactor).")
 
 
