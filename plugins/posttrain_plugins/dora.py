@@ -37,6 +37,7 @@ class Config(sft.Config):
         ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"],
         description="Decomposed matrices (paper Table 1: Q, K, V, Up, Down).",
     )
+    max_steps: int = Field(200, ge=1, description="Optimizer steps (a short budget for the embedded model).")
     learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (paper: 1e-4 to 2e-4 on LLaMA).")
 
 
