@@ -30,8 +30,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("POSTTRAIN_CACHE", Path.home() / ".cache" / "posttrain"))
 
 
-def build_model(tokenizer, seed: int = 0):
-    """A freshly initialised tiny Llama sized for the tokenizer."""
+def build_model(tokenizer, seed: int = 0, shape: dict | None = None):
+    """A freshly initialised tiny Llama sized for the tokenizer (``MODEL_SHAPE`` unless given)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -42,7 +42,7 @@ def build_model(tokenizer, seed: int = 0):
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
-        **MODEL_SHAPE,
+        **(shape or MODEL_SHAPE),
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
@@ -106,3 +106,130 @@ def _pretrain(task: AdditionTask, seed: int, out: Path) -> dict:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"task": task.name, "seed": seed, "steps": step, "heldout_exact_match": accuracy}
+
+
+# --- the reasoning base model (scratchpad addition with verify / refine / polish sub-skills) ---
+
+REASONING_SHAPE = dict(
+    hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4, intermediate_size=256
+)
+REASONING_TARGET_ACCURACY = 0.5
+REASONING_VERSION = "v1"
+REASONING_MIX = {"solve": 0.55, "noisy": 0.05, "verify": 0.2, "refine": 0.1, "polish": 0.1}
+
+
+def reasoning_model_dir(seed: int = 0, console=None) -> Path:
+    """Folder of the prepared reasoning base model (built on first use, then reused)."""
+    from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
+
+    target = cache_root() / "embedded" / f"{task.name}-{REASONING_VERSION}-seed{seed}"
+    if (target / "base.json").is_file():
+        return target
+    if console is not None:
+        console.print(f"Preparing the embedded reasoning model (one time, cached in {target}) ...")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        info = _pretrain_reasoning(seed, tmp)
+        (tmp / "base.json").write_text(json.dumps(info, indent=2) + "\n")
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def reasoning_mixture(n: int, seed: int) -> list[dict]:
+    """The training mixture of the reasoning base model: solve, noisy solve, verify, refine, polish."""
+    import random
+
+    from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
+
+    counts = {k: int(n * share) for k, share in REASONING_MIX.items()}
+    noisy = [
+        {"prompt": r["prompt"], "completion": task.solution(tuple(r["numbers"]))}
+        for r in task.noisy_prompts(counts["noisy"], seed, "train")
+    ]
+    records = (
+        task.sft_examples(counts["solve"], seed)
+        + noisy
+        + task.verify_examples(counts["verify"], seed)
+        + task.refine_examples(counts["refine"], seed)
+        + task.polish_examples(counts["polish"], seed)
+    )
+    random.Random(seed).shuffle(records)
+    return [{"prompt": r["prompt"], "completion": r["completion"]} for r in records]
+
+
+def _pretrain_reasoning(seed: int, out: Path, max_steps: int = 6000) -> dict:
+    import torch
+
+    from posttrain.data import pad_sequences, tokenize_prompt_completion
+    from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
+    from posttrain.embedded.reasoning import is_correct
+    from posttrain.embedded.tokenizer import build_tokenizer
+    from posttrain.evaluation import generate
+    from posttrain.logprobs import completion_nll
+
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, seed, REASONING_SHAPE)
+    torch.manual_seed(seed)
+    examples = [tokenize_prompt_completion(r, tokenizer) for r in reasoning_mixture(40000, seed)]
+    heldout = task.prompts(200, seed=seed + 1000, split="test")
+    warmup, batch = 50, 64
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))
+    )
+    g = torch.Generator().manual_seed(seed)
+    accuracy, step = 0.0, 0
+    for step in range(1, max_steps + 1):
+        idx = torch.randint(len(examples), (batch,), generator=g).tolist()
+        enc = pad_sequences([examples[i] for i in idx], tokenizer.pad_token_id)
+        model.train()
+        loss = completion_nll(model, enc)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 250 == 0:
+            texts = generate(model, tokenizer, [r["prompt"] for r in heldout], max_new_tokens=16, batch_size=200)
+            accuracy = sum(is_correct(t, r["answer"]) for t, r in zip(texts, heldout, strict=True)) / len(heldout)
+            if os.environ.get("POSTTRAIN_DEBUG_PRETRAIN"):
+                print(f"step {step} loss {loss.item():.4f} scratchpad exact match {accuracy:.3f}", flush=True)
+            if accuracy >= REASONING_TARGET_ACCURACY:
+                break
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    info = {"task": task.name, "seed": seed, "steps": step, "heldout_exact_match": accuracy}
+    return info | reasoning_skills(model, tokenizer, seed)
+
+
+def reasoning_skills(model, tokenizer, seed: int = 0, n: int = 200) -> dict:
+    """Held-out accuracy of the reasoning model's sub-skills (recorded in ``base.json``)."""
+    from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
+    from posttrain.embedded.reasoning import is_correct, parse_problem
+    from posttrain.evaluation import generate
+
+    def accuracy(records, check, max_new_tokens):
+        texts = generate(model, tokenizer, [r["prompt"] for r in records], max_new_tokens=max_new_tokens, batch_size=n)
+        return round(sum(check(t, r) for t, r in zip(texts, records, strict=True)) / len(records), 3)
+
+    def refined(text, record):
+        nums = parse_problem(record["prompt"][2:].split("=")[0] + "=")
+        return nums is not None and is_correct(text, str(sum(nums)))
+
+    noisy = task.noisy_prompts(n, seed + 1000, "test")
+    return {
+        "verify_accuracy": accuracy(task.verify_examples(n, seed + 1000, "test"), lambda t, r: t == r["completion"], 1),
+        "refine_accuracy": accuracy(task.refine_examples(n, seed + 1000, "test"), refined, 16),
+        "polish_accuracy": accuracy(
+            [{"prompt": "P:" + r["prompt"], "canonical": r["canonical"]} for r in noisy],
+            lambda t, r: t.strip() == r["canonical"],
+            12,
+        ),
+        "noisy_exact_match": accuracy(noisy, lambda t, r: is_correct(t, r["answer"]), 16),
+    }
