@@ -30,7 +30,6 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.data import task_records
 from posttrain.distill import load_teacher
 from posttrain.embedded.formats import final_answer_correct
-from posttrain.embedded.teacher import RATIONALE_PREFIX
 from posttrain.errors import UserError
 from posttrain.evaluation import generate
 from posttrain.hf import load_policy, lora_settings
@@ -42,7 +41,7 @@ class Config(sft.Config):
     teacher: str | None = Field(
         None, description="Teacher model id or folder (default: the embedded teacher; embedded-base: the base)."
     )
-    trace_prefix: str = Field(RATIONALE_PREFIX, description="Text put before each prompt when asking the teacher.")
+    trace_prefix: str = Field("explain: ", description="Text put before each prompt when asking the teacher.")
     samples_per_prompt: int = Field(1, ge=1, description="Traces per prompt (1: greedy; more: sampled at τ).")
     temperature: float = Field(0.7, gt=0, description="τ for sampled traces (samples_per_prompt > 1).")
     filter_correct: bool = Field(True, description="Drop traces whose final answer fails the checker.")
