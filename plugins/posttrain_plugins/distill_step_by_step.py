@@ -35,7 +35,6 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_sft
 from posttrain.distill import load_teacher
 from posttrain.embedded.formats import final_answer
-from posttrain.embedded.teacher import RATIONALE_PREFIX
 from posttrain.evaluation import generate
 from posttrain.hf import load_policy, lora_settings, parameter_counts
 from posttrain.train import finish, loop_settings, train_loop
@@ -46,9 +45,7 @@ class Config(sft.Config):
     teacher: str | None = Field(
         None, description="Teacher model id or folder (default: the embedded teacher; embedded-base: the base)."
     )
-    rationale_prefix: str = Field(
-        RATIONALE_PREFIX, description="Task prefix of the rationale task (paper: [rationale])."
-    )
+    rationale_prefix: str = Field("explain: ", description="Task prefix of the rationale task (paper: [rationale]).")
     rationale_weight: float = Field(1.0, ge=0, description="λ, weight of the rationale loss (paper: 1).")
     teacher_labels: bool = Field(False, description="Train on the teacher's answers instead of the dataset's labels.")
     train_examples: int = Field(2000, ge=1, description="Training inputs the teacher writes rationales for.")
