@@ -13,6 +13,10 @@ text (``init_text``), peft's TEXT init. This is peft's ``PromptTuningConfig``; l
 ``sft`` plugin's. The saved model is the prompt (``adapter_config.json``), loaded by
 ``peft.AutoPeftModelForCausalLM.from_pretrained``.
 
+Note on the numbers: the embedded base never saw tokens before its start token, so the initial
+soft prompt drops the held-out score *before* training far below the bare base model's (0.64);
+compare the result with both.
+
 Deviations from the paper:
 1. AdamW with learning rate 3e-2 (paper: Adafactor, 0.3, 30K steps, on T5 1.1 "LM adapted").
 2. 20 virtual tokens (paper's default study uses 100; 20 is already close in its Figure 3).
