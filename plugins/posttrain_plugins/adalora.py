@@ -161,5 +161,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="AdaLoRA: SVD-form adapters with importance-based rank reallocation, trained with the SFT loss.",
-    smoke={**sft.plugin.smoke, "max_steps": 4},
+    smoke=sft.plugin.smoke,
 )
