@@ -20,19 +20,20 @@ from posttrain_plugins.instruction_tuning import to_prompt_completion
 
 
 def test_rationale_hand_worked():
-    assert rationale((47, 29)) == "7+9=16 4+2+1=7 so 76"
-    assert rationale((99, 99)) == "9+9=18 9+9+1=19 so 198"
-    assert rationale((5, 3)) == "5+3=8 so 8"
-    assert rationale((40, 7)) == "0+7=7 4=4 so 47"
+    assert rationale((47, 29)) == "16;7;#76"
+    assert rationale((99, 99)) == "18;19;#198"
+    assert rationale((5, 3)) == "8;#8"
+    assert rationale((40, 7)) == "7;4;#47"
 
 
-def test_final_answer_reads_after_the_last_so():
-    assert final_answer("7+9=16 4+2+1=7 so 76") == "76"
+def test_final_answer_reads_after_the_last_mark():
+    assert final_answer("16;7;#76") == "76"
     assert final_answer("76") == "76"
-    assert final_answer("1+2=3 so") == "3"
+    assert final_answer("12;13;6;#632 junk 5") == "632"
+    assert final_answer("16;7;#") is None
     assert final_answer("no number") is None
-    assert final_answer_correct("7+9=16 4+2+1=7 so 76", "76")
-    assert not final_answer_correct("7+9=16 4+2+1=7 so 75", "76")
+    assert final_answer_correct("16;7;#76", "76")
+    assert not final_answer_correct("16;7;#75", "76")
 
 
 def test_embedded_formats_keep_the_heldout_split():
@@ -40,7 +41,7 @@ def test_embedded_formats_keep_the_heldout_split():
 
     for record in rationale_examples(50, 0, "test"):
         a, b = map(int, record["prompt"].rstrip("=").split("+"))
-        assert DEFAULT_TASK.is_heldout((a, b)) and record["completion"].endswith(f"so {a + b}")
+        assert DEFAULT_TASK.is_heldout((a, b)) and record["completion"].endswith(f";#{a + b}")
     heldout = instruction_examples(40, 0, "test")
     phrasings = {t.split("{")[0] for t in HELDOUT_TEMPLATES}
     assert all(any(p in r["prompt"] for p in phrasings) for r in heldout)
@@ -87,7 +88,7 @@ def test_alpaca_and_sharegpt_conversion():
 
 def test_cot_record_joins_rationale_and_answer():
     rec = with_rationale({"prompt": "q", "rationale": "because", "answer": 4})
-    assert rec == {"prompt": "q", "completion": "because so 4", "answer": "4"}
+    assert rec == {"prompt": "q", "completion": "because;#4", "answer": "4"}
     with pytest.raises(UserError, match="rationale"):
         with_rationale({"prompt": "q"})
 

@@ -9,10 +9,11 @@ arXiv:2210.11416. Catalog entry: catalog/methods/cot-finetuning.yaml.
 
 A preset of ``sft``: the target is rationale z followed by answer a, and the loss is the usual
 NLL of z ⊕ a given x. Records are ``prompt`` + ``rationale`` + ``answer`` (joined as
-``rationale so answer``) or ``prompt`` + ``completion`` already holding both. The held-out score
-reads the final answer (after the last " so ", else the last integer) instead of the first integer.
-The embedded rationale is the column-by-column sum with carries (``47+29=`` ->
-``7+9=16 4+2+1=7 so 76``), so the model learns to compute the answer digit by digit;
+``rationale;#answer``) or ``prompt`` + ``completion`` already holding both. The held-out score
+reads the final answer (after the last "#", else the last integer) instead of the first integer.
+The embedded rationale is the column-by-column sum with carries, units first, in the reasoning
+task's scratchpad style (``47+29=`` -> ``16;7;#76``), so the carry is known before the digit that
+needs it;
 ``--set embedded_rationale=scratchpad`` trains on the reasoning task's 3-digit scratchpads
 (``347+285=`` -> ``12;13;6;#632``) instead.
 
@@ -51,14 +52,14 @@ class Config(sft.Config):
 
 
 def with_rationale(record: dict) -> dict:
-    """``prompt`` + ``rationale`` + ``answer`` -> prompt/completion (``rationale so answer``) keeping ``answer``."""
+    """``prompt`` + ``rationale`` + ``answer`` -> prompt/completion (``rationale;#answer``) keeping ``answer``."""
     if "completion" in record:
         return record
     if not all(k in record for k in ("prompt", "rationale", "answer")):
         raise UserError(
             f"dataset line {record.get('_line', '?')}: expected prompt + rationale + answer, or prompt + completion"
         )
-    completion = f"{record['rationale']} so {record['answer']}"
+    completion = f"{record['rationale']};#{record['answer']}"
     return {"prompt": record["prompt"], "completion": completion, "answer": str(record["answer"])}
 
 

@@ -22,7 +22,7 @@ it is extra supervision. Each step has one batch of each task; both losses are t
 Deviations from the paper:
 1. The label task has no prefix (the paper writes ``[label]``): the student's plain prompt is the
    label task, so before/after exact match compare on the same prompt.
-2. The rationale target is the teacher's text before its final " so <answer>" when present.
+2. The rationale target is the teacher's text before its final "#<answer>" when present.
 3. Decoder-only students (the paper uses T5 encoder-decoders); λ = 1 as in the paper; steps and
    learning rate for the embedded model.
 """
@@ -54,9 +54,9 @@ class Config(sft.Config):
 
 
 def split_rationale(trace: str) -> tuple[str, str | None]:
-    """(rationale, final answer) of a teacher trace ``... so <answer>``; no ' so ': the whole text."""
-    if " so " in trace:
-        return trace.rsplit(" so ", 1)[0].strip(), final_answer(trace)
+    """(rationale, final answer) of a teacher trace ``steps;#<answer>``; no '#': the whole text."""
+    if "#" in trace:
+        return trace.rsplit("#", 1)[0].strip(), final_answer(trace)
     return trace.strip(), None
 
 

@@ -1,6 +1,6 @@
 """The embedded addition task in the data formats of the SFT presets: instructions (Alpaca-style
 templates, some held out), multi-turn conversations (a running sum over turns) and short
-rationales (column-by-column sums before the answer). Pure Python, deterministic per seed.
+rationales (column-by-column sums before the answer, in the reasoning task's scratchpad style). Pure Python, deterministic per seed.
 
 The held-out split of problems is the task's (a hash of the operands), so no held-out problem is
 trained on in any format.
@@ -29,6 +29,7 @@ TRAIN_TEMPLATES = [
 HELDOUT_TEMPLATES = ["What do you get when you add {a} to {b}?", "Sum {a} with {b}."]
 
 _INTEGER = re.compile(r"-?\d+")
+ANSWER_MARK = "#"
 
 
 def alpaca_prompt(instruction: str, input_text: str = "") -> str:
@@ -73,16 +74,15 @@ def last_turn_prompts(records: list[dict]) -> list[dict]:
 
 
 def rationale(numbers: tuple[int, ...]) -> str:
-    """Column sums from the units up with the carry, then the answer: 47+29 -> '7+9=16 4+2+1=7 so 76'."""
+    """Column sums from the units up, each with the carry in, then the answer after ``#`` (the
+    reasoning task's scratchpad style): 47+29 -> '16;7;#76' (7+9 = 16, carry 1; 4+2+1 = 7)."""
     width = max(len(str(n)) for n in numbers)
     steps, carry = [], 0
     for k in range(width):
-        digits = [(n // 10**k) % 10 for n in numbers if n >= 10**k or k == 0]
-        terms = digits + ([carry] if carry else [])
-        column = sum(terms)
-        steps.append("+".join(map(str, terms)) + f"={column}")
+        column = sum((n // 10**k) % 10 for n in numbers) + carry
+        steps.append(str(column))
         carry = column // 10
-    return " ".join(steps) + f" so {sum(numbers)}"
+    return ";".join(steps) + f";#{sum(numbers)}"
 
 
 def rationale_examples(n: int, seed: int, split: str = "train", task: AdditionTask = DEFAULT_TASK) -> list[dict]:
@@ -96,10 +96,12 @@ def rationale_examples(n: int, seed: int, split: str = "train", task: AdditionTa
 
 
 def final_answer(text: str) -> str | None:
-    """The answer of a completion that may carry a rationale: the integer after the last 'so', else the last one."""
-    tail = text.rsplit(" so ", 1)[-1]
+    """The answer of a completion that may carry a rationale: the integer after the last '#', else the last one."""
+    tail = text.rsplit(ANSWER_MARK, 1)[-1] if ANSWER_MARK in text else text
     found = _INTEGER.findall(tail)
-    return found[0] if found and " so " in text else (found[-1] if found else None)
+    if not found:
+        return None
+    return found[0] if ANSWER_MARK in text else found[-1]
 
 
 def final_answer_correct(text: str, answer: str) -> bool:
