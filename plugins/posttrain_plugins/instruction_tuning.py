@@ -11,7 +11,8 @@ A preset of ``sft`` (same loss on the response tokens, same loop) whose data han
 instruction data: records with ``instruction`` (+ optional ``input``) and ``output`` (the Alpaca /
 LLaMA-Factory format) are rendered with the Alpaca template ``### Instruction: ... ### Response:``;
 ``prompt``/``completion`` and ``messages`` records pass through unchanged. The embedded data is
-the addition task phrased with 6 instruction templates; the held-out problems use 2 templates
+the addition task phrased with 6 instruction templates around ``a+b`` (the model must find the
+sum inside the instruction); the held-out problems use 2 templates
 never trained on, so the held-out exact match measures following unseen phrasings (FLAN's
 zero-shot question at toy scale).
 

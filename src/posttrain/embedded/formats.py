@@ -19,14 +19,14 @@ ALPACA_PROMPT_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{inpu
 # Instruction phrasings: the first ones are trained on, the last are only seen at evaluation, so
 # the held-out score measures following an unseen instruction (FLAN's zero-shot question).
 TRAIN_TEMPLATES = [
-    "Add {a} and {b}.",
-    "What is {a} plus {b}?",
-    "Compute the sum of {a} and {b}.",
-    "Give the total of {a} and {b}.",
-    "{a} + {b} = ?",
-    "Find {a} added to {b}.",
+    "Add: {a}+{b}",
+    "What is {a}+{b}?",
+    "Compute {a}+{b}.",
+    "Give the sum {a}+{b}.",
+    "{a}+{b} = ?",
+    "Work out {a}+{b}.",
 ]
-HELDOUT_TEMPLATES = ["What do you get when you add {a} to {b}?", "Sum {a} with {b}."]
+HELDOUT_TEMPLATES = ["Tell me {a}+{b}.", "Please evaluate {a}+{b}"]
 
 _INTEGER = re.compile(r"-?\d+")
 ANSWER_MARK = "#"
