@@ -12,7 +12,8 @@ A preset of ``sft``: each record is a conversation (``messages`` with role/conte
 loss mask covers every assistant turn and nothing else (user and system turns are context), which
 ``posttrain.data.tokenize_messages`` builds turn by turn. The embedded data is a running sum over
 three turns (``47+29=`` / ``76`` / ``plus 3`` / ``79`` / ...), so later answers need the earlier turns.
-Held-out score: exact match of the last assistant turn given the conversation before it.
+Held-out score: exact match of the last assistant turn given the conversation before it,
+generated until the template's end-of-turn token.
 
 Deviations from the papers:
 1. LaMDA also fine-tunes on quality and safety ratings (a classifier head); only the generative
@@ -21,6 +22,8 @@ Deviations from the papers:
 """
 
 from __future__ import annotations
+
+import copy
 
 from pydantic import Field
 
@@ -33,11 +36,12 @@ from posttrain.hf import load_policy, lora_settings
 from posttrain.train import train_loop
 from posttrain_plugins import sft
 
+TURN_END_TOKENS = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 
 class Config(sft.Config):
-    turns: int = Field(3, ge=1, description="Assistant turns per embedded conversation.")
+    turns: int = Field(2, ge=1, description="Assistant turns per embedded conversation.")
     max_steps: int = Field(200, ge=1, description="Optimizer steps.")
 
 
@@ -67,10 +71,23 @@ def dialogue_data(cfg: Config, ctx: RunContext):
     return train, heldout[: cfg.eval_examples], source
 
 
+def turn_end_tokenizer(tokenizer):
+    """A copy of the tokenizer whose eos is the chat template's end-of-turn token (when that differs
+    from eos), so generating a reply stops where the turn ends instead of running into the next one."""
+    vocab = tokenizer.get_vocab()
+    end = next((t for t in TURN_END_TOKENS if t in vocab), None)
+    if end is None or end == tokenizer.eos_token:
+        return tokenizer
+    copy_ = copy.deepcopy(tokenizer)
+    copy_.eos_token = end
+    return copy_
+
+
 def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, embedded: bool) -> dict:
     """Exact match of the last assistant turn given the earlier ones, and loss on all assistant turns."""
     prompts = [r for r in last_turn_prompts(heldout_records) if r["prompt"]]
-    scores = exact_match(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens or (8 if embedded else 128))
+    budget = cfg.max_new_tokens or (8 if embedded else 128)
+    scores = exact_match(model, turn_end_tokenizer(tokenizer), prompts, max_new_tokens=budget)
     return {"exact_match": scores["exact_match"], "loss": mean_nll(model, heldout_tokens, tokenizer.pad_token_id)}
 
 
