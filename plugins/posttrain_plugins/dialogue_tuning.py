@@ -11,7 +11,7 @@ A preset of ``sft``: each record is a conversation (``messages`` with role/conte
 ``conversations`` with from/value, converted), rendered with the tokenizer's chat template; the
 loss mask covers every assistant turn and nothing else (user and system turns are context), which
 ``posttrain.data.tokenize_messages`` builds turn by turn. The embedded data is a running sum over
-three turns (``47+29=`` / ``76`` / ``plus 3`` / ``79`` / ...), so later answers need the earlier turns.
+two turns (``47+29=`` / ``76`` / ``plus 3`` / ``79`` / ...), so later answers need the earlier turns.
 Held-out score: exact match of the last assistant turn given the conversation before it,
 generated until the template's end-of-turn token.
 
