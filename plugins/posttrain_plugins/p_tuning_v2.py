@@ -25,7 +25,8 @@ Deviations from the paper:
 1. The LM head stays (generation on the embedded task); the paper's [CLS]-style linear head is for
    classification and sequence labelling with encoders.
 2. No multi-task pre-training of the prompts (the paper's optional step).
-3. AdamW with learning rate 1e-2 (paper: 5e-3 to 1e-2 and 100 epochs on SuperGLUE).
+3. AdamW with learning rate 3e-2 (paper: 5e-3 to 1e-2 and 100 epochs on SuperGLUE): at 1e-2 the
+   embedded run reached 0.36, at 3e-2 0.57 held-out exact match in 200 steps.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from posttrain_plugins import sft
 class Config(sft.Config):
     num_virtual_tokens: int = Field(20, ge=1, description="Prompt length per layer (paper §4.2: 20 for simple tasks).")
     max_steps: int = Field(200, ge=1, description="Optimizer steps (a short budget for the embedded model).")
-    learning_rate: float = Field(1e-2, gt=0, description="Peak learning rate (paper: 5e-3 to 1e-2).")
+    learning_rate: float = Field(3e-2, gt=0, description="Peak learning rate (paper: 5e-3 to 1e-2).")
 
 
 def p_tuning_v2_config(cfg: Config):
