@@ -147,7 +147,8 @@ def plugins() -> None:
     table = Table("plugin", "target", "distribution", "version")
     for spec in discover().values():
         table.add_row(spec.name, spec.target, spec.distribution, spec.version)
-    console.print(table)
+    # Wide enough that long plugin targets are not cut; narrower terminals soft-wrap the lines.
+    Console(soft_wrap=True, width=max(console.width, 140)).print(table)
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
