@@ -901,6 +901,30 @@ def status_page(data: SiteData) -> str:
 # --- CLI reference ---------------------------------------------------------------------------
 
 
+def compare_page(folder: Path) -> str | None:
+    """The committed output of ``catalog compare`` (reports/compare/): its table and plot (inlined)."""
+    import base64
+
+    table, plot = folder / "compare.md", folder / "compare.png"
+    if not table.is_file():
+        return None
+    lines = [
+        "# Method comparison",
+        "",
+        "Several methods run on the same task with the same budget by `catalog compare` (each in its own "
+        "process, so the peak resident memory is that run's). Held-out exact match before and after, "
+        "trainable parameters, peak memory and wall time; wall times were measured on a shared, loaded "
+        "2-core machine, so compare them only within this table. Regenerate with the command below and "
+        "copy `compare.md`, `compare.json` and `compare.png` into `reports/compare/`.",
+        "",
+        table.read_text(encoding="utf-8"),
+    ]
+    if plot.is_file():
+        data = base64.b64encode(plot.read_bytes()).decode()
+        lines += ["", f'<img alt="comparison plot" src="data:image/png;base64,{data}" style="max-width:100%">']
+    return "\n".join(lines) + "\n"
+
+
 def cli_page() -> str:
     """Walk the typer app's command tree (duck-typed: typer may ship its own copy of click)."""
     import typer
@@ -1085,6 +1109,8 @@ def on_config(config, **kwargs):
         {"Contributing": "contributing.md"},
         {"CLI reference": "cli.md"},
     ]
+    if (reports_dir() / "compare" / "compare.json").is_file():
+        nav.append({"Method comparison": "compare.md"})
     nav += _extra_pages(config, nav)
     config["nav"] = nav
     return config
@@ -1123,6 +1149,9 @@ def on_files(files: Files, config, **kwargs):
     PAGES["papers.md"] = papers_page(DATA, from_root)
     PAGES["status.md"] = status_page(DATA)
     PAGES["cli.md"] = cli_page()
+    comparison = compare_page(reports_dir() / "compare")
+    if comparison is not None:
+        PAGES["compare.md"] = comparison
     for src, content in PAGES.items():
         if files.get_file_from_path(src) is not None:
             log.warning("%s is generated from the catalog; remove the hand-written copy in docs/", src)

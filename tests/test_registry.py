@@ -61,7 +61,8 @@ def test_third_party_plugin_is_discovered(tmp_path, repo):
         check=True,
         capture_output=True,
     )
-    env = {**os.environ, "PYTHONPATH": str(target), "POSTTRAIN_BUILTIN_ONLY": ""}
+    # Wide enough that the table does not wrap names (long plugin targets squeeze the columns at 80).
+    env = {**os.environ, "PYTHONPATH": str(target), "POSTTRAIN_BUILTIN_ONLY": "", "COLUMNS": "200"}
     out = subprocess.run(
         [sys.executable, "-m", "posttrain", "plugins"], env=env, capture_output=True, text=True, check=True
     )

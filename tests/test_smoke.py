@@ -21,6 +21,12 @@ def _plugins_of_kind(*kinds: str) -> list[str]:
 @pytest.mark.parametrize("name", _plugins_of_kind("trainer"))
 def test_trainer_plugin_smoke(name, tmp_path, monkeypatch):
     prepared = prepare(name, output_dir=tmp_path, smoke=True, device="cpu")
+    if prepared.plugin.requires_gpu:  # on CPU it must stop with a one-line error naming the need
+        from posttrain.errors import UserError
+
+        with pytest.raises(UserError, match="CUDA GPU"):
+            execute(prepared, progress=False)
+        return
     captured = {}
 
     import posttrain.train as train_mod

@@ -70,8 +70,29 @@ def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, emb
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
-    train_records, heldout_records, source = task_records(ctx, "sft", cfg.train_examples, cfg.eval_examples)
-    train = [tokenize_sft(r, tokenizer, cfg.max_length) for r in train_records]
+    return train_sft(cfg, ctx, model, tokenizer)
+
+
+def train_sft(
+    cfg: Config,
+    ctx: RunContext,
+    model,
+    tokenizer,
+    data=None,
+    evaluate=evaluate,
+    loop_fn=None,
+    regularizer=None,
+    tokenize_train=None,
+) -> RunResult:
+    """The SFT loop on a loaded (possibly adapter-wrapped) model, reused by PEFT plugins and SFT presets.
+
+    ``data`` = (train records, held-out records, source) replaces the task's; ``evaluate`` the
+    held-out metrics; ``loop_fn`` the training loop (the caller's ``train_loop``, so tests can spy on
+    it); ``regularizer()`` -> (penalty tensor, metrics) is added to the loss (e.g. AdaLoRA's);
+    ``tokenize_train(record, tokenizer, max_length)`` replaces ``tokenize_sft`` for training examples.
+    """
+    train_records, heldout_records, source = data or task_records(ctx, "sft", cfg.train_examples, cfg.eval_examples)
+    train = [(tokenize_train or tokenize_sft)(r, tokenizer, cfg.max_length) for r in train_records]
     heldout = [tokenize_sft(r, tokenizer, cfg.max_length) for r in heldout_records]
     embedded = ctx.dataset is None
     counts = parameter_counts(model)
@@ -83,9 +104,14 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         batch = pad_sequences([train[i] for i in idx], tokenizer.pad_token_id, ctx.device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = sft_loss(logits, batch["input_ids"], batch["completion_mask"])
-        return loss, {"tokens": int(batch["attention_mask"].sum())}
+        metrics = {"tokens": int(batch["attention_mask"].sum())}
+        if regularizer is not None:
+            penalty, extra = regularizer()
+            loss = loss + penalty
+            metrics.update(extra)
+        return loss, metrics
 
-    loop = train_loop(model, ctx, loop_settings(cfg), loss_fn, description=f"sft on {source}")
+    loop = (loop_fn or train_loop)(model, ctx, loop_settings(cfg), loss_fn, description=f"sft on {source}")
     after = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
     return finish(ctx, model, tokenizer, loop, before, after, data=source, **counts)
 

@@ -252,6 +252,10 @@ cli_catalog.register(app)
 cli_site.register(app)
 cli_contrib.register(app)
 
+from posttrain import compare as compare_cli  # noqa: E402
+
+compare_cli.register(app)
+
 
 def main() -> None:
     try:

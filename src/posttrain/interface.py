@@ -62,6 +62,8 @@ class Plugin(Generic[C]):
     smoke:  config overrides that make a 2-step run (used by ``catalog smoke`` and the tests).
     kind:   "trainer" (updates weights through ``train.train_loop``), "inference" (test-time
             method: generates and scores, trains nothing) or "pipeline" (chains other plugins).
+    requires_gpu: the method cannot run on a CPU (e.g. 4-bit bitsandbytes kernels); there it must
+            stop with a UserError naming the need, which the smoke tests accept.
     """
 
     id: str
@@ -70,3 +72,4 @@ class Plugin(Generic[C]):
     smoke: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
     kind: str = "trainer"
+    requires_gpu: bool = False

@@ -11,7 +11,8 @@ import torch
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(x_t | x_<t) for t = 1..T-1; logits (B, T, V), input_ids (B, T) -> (B, T-1)."""
-    logits = logits[:, :-1].float()
+    # Prompt tuning prepends virtual tokens to the logits; keep the positions of the real tokens.
+    logits = logits[:, -input_ids.shape[1] : -1].float()
     targets = input_ids[:, 1:]
     # logsumexp form avoids materialising the full (B, T, V) log-softmax a second time.
     picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)

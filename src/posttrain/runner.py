@@ -286,8 +286,11 @@ def smoke_all(ids: list[str], device: str = "auto", console=None) -> list[dict[s
                 resolved_device = prepared.ctx.device
                 if console is not None:
                     console.print(f"smoke: {name} on {resolved_device}")
-                result = execute(prepared, console=None, progress=False)
-                ok, detail = True, _short(result.metrics)
+                if prepared.plugin.requires_gpu and not resolved_device.startswith("cuda"):
+                    ok, detail = True, "skipped: needs a CUDA GPU"
+                else:
+                    result = execute(prepared, console=None, progress=False)
+                    ok, detail = True, _short(result.metrics)
             except UserError as exc:
                 detail = f"error: {exc}"
             except Exception as exc:  # a smoke test reports every failure and goes on with the next plugin

@@ -1,0 +1,66 @@
+"""P-Tuning v2: deep prompt tuning, trained continuous prompts in every layer, no reparameterisation.
+
+Paper: Liu, Ji, Fu, Tam, Du, Yang, Tang, 2021, "P-Tuning v2: Prompt Tuning Can Be Comparable to
+Fine-tuning Universally Across Scales and Tasks", arXiv:2110.07602 (ACL 2022).
+Catalog entry: catalog/methods/p-tuning-v2.yaml.
+
+    catalog run p-tuning-v2
+    catalog run p-tuning-v2 --model Qwen/Qwen2.5-0.5B --dataset sft.jsonl --set num_virtual_tokens=64
+
+Like prompt tuning, but the trained vectors enter every layer (as key/value prefixes), not only
+the input, which gives more tunable capacity (0.1-3% of parameters) and a direct effect on deep
+representations. The paper's design choices that separate it from prefix tuning (which already
+had deep prompts for generation): no reparameterisation encoder (the prefix is trained
+directly; the paper finds the MLP helps on some tasks and hurts on others), prompt lengths tuned
+per task (20 for simple classification, up to 100 for hard sequence labelling), and a linear
+classification head instead of a verbalizer for NLU. This is peft's
+``PrefixTuningConfig(prefix_projection=False)``; loss and loop are the ``sft`` plugin's. The saved
+adapter is loaded by ``peft.AutoPeftModelForCausalLM.from_pretrained``.
+
+Note on the numbers: the prompts start random (peft's embedding init), so the held-out score
+*before* training is far below the bare base model's (0.64 on the embedded task); compare the
+result with both.
+
+Deviations from the paper:
+1. The LM head stays (generation on the embedded task); the paper's [CLS]-style linear head is for
+   classification and sequence labelling with encoders.
+2. No multi-task pre-training of the prompts (the paper's optional step).
+3. AdamW with learning rate 3e-2 (paper: 5e-3 to 1e-2 and 100 epochs on SuperGLUE): at 1e-2 the
+   embedded run reached 0.36, at 3e-2 0.57 held-out exact match in 200 steps.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from posttrain import Plugin, RunContext, RunResult
+from posttrain.peft_methods import peft_policy, unused_lora_options
+from posttrain.train import train_loop
+from posttrain_plugins import sft
+
+
+class Config(sft.Config):
+    num_virtual_tokens: int = Field(20, ge=1, description="Prompt length per layer (paper §4.2: 20 for simple tasks).")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps (a short budget for the embedded model).")
+    learning_rate: float = Field(3e-2, gt=0, description="Peak learning rate (paper: 5e-3 to 1e-2).")
+
+
+def p_tuning_v2_config(cfg: Config):
+    from peft import PrefixTuningConfig
+
+    return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.num_virtual_tokens, prefix_projection=False)
+
+
+def run(cfg: Config, ctx: RunContext) -> RunResult:
+    unused_lora_options(cfg, "p-tuning-v2")
+    model, tokenizer = peft_policy(ctx, lambda model, tok: p_tuning_v2_config(cfg), "p-tuning-v2")
+    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+
+
+plugin = Plugin(
+    id="p-tuning-v2",
+    config=Config,
+    run=run,
+    summary="P-Tuning v2: deep prompts in every layer, trained directly with the SFT loss.",
+    smoke=sft.plugin.smoke,
+)

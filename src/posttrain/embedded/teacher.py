@@ -1,0 +1,124 @@
+"""The embedded teacher for the distillation plugins: a larger tiny Llama trained well on the task.
+
+Hidden 128, 4 layers, 4 heads, MLP 512 (~0.8M parameters, 5x the base student), same byte-level
+tokenizer as the base, trained on two formats of the addition task: ``a+b=`` -> answer, and
+``explain: a+b=`` -> a column-by-column rationale ending in the answer
+(``posttrain.embedded.formats.rationale``), so it can serve logit distillation (kd, gkd) and write
+rationales (distill-step-by-step, cot-distill). Trained once, until held-out exact match on both
+formats reaches ``TEACHER_TARGET`` (or the step cap), and cached beside the base model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from posttrain.embedded.model import cache_root
+from posttrain.embedded.task import DEFAULT_TASK, AdditionTask
+
+TEACHER_SHAPE = dict(
+    hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, intermediate_size=512
+)
+TEACHER_TARGET = 0.95
+TEACHER_VERSION = "v1"
+RATIONALE_PREFIX = "explain: "  # the teacher's instruction for writing a rationale
+
+
+def teacher_model_dir(task: AdditionTask = DEFAULT_TASK, seed: int = 0, console=None) -> Path:
+    """Folder of the prepared teacher (built on first use, then reused)."""
+    target = cache_root() / "embedded" / f"{task.name}-teacher-{TEACHER_VERSION}-seed{seed}"
+    if (target / "teacher.json").is_file():
+        return target
+    if console is not None:
+        console.print(f"Preparing the embedded teacher model (one time, cached in {target}) ...")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-teacher-", dir=target.parent))
+    try:
+        info = _train_teacher(task, seed, tmp)
+        (tmp / "teacher.json").write_text(json.dumps(info, indent=2) + "\n")
+        try:
+            os.replace(tmp, target)  # atomic; if another process won the race, keep theirs
+        except OSError:
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def teacher_examples(task: AdditionTask, n: int, seed: int, split: str = "train") -> list[dict]:
+    """Half answer-only records, half ``explain:`` rationale records."""
+    from posttrain.embedded.formats import rationale_examples
+
+    plain = task.sft_examples(n // 2, seed, split)
+    explained = [
+        {**r, "prompt": RATIONALE_PREFIX + r["prompt"]} for r in rationale_examples(n - n // 2, seed, split, task)
+    ]
+    return plain + explained
+
+
+def _train_teacher(task: AdditionTask, seed: int, out: Path) -> dict:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from posttrain.data import pad_sequences, tokenize_prompt_completion
+    from posttrain.embedded.formats import final_answer_correct, rationale_examples
+    from posttrain.embedded.tokenizer import build_tokenizer
+    from posttrain.evaluation import exact_match, generate
+    from posttrain.logprobs import completion_nll
+
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        **TEACHER_SHAPE,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    examples = [tokenize_prompt_completion(r, tokenizer) for r in teacher_examples(task, 40000, seed)]
+    plain_heldout = task.prompts(200, seed=seed + 1000, split="test")
+    explained_heldout = [
+        {**r, "prompt": RATIONALE_PREFIX + r["prompt"]} for r in rationale_examples(100, seed + 1000, "test", task)
+    ]
+    total_steps, warmup, batch = 3000, 50, 64
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.98), weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+    )
+    g = torch.Generator().manual_seed(seed)
+    plain = explained = 0.0
+    step = 0
+    for step in range(1, total_steps + 1):
+        idx = torch.randint(len(examples), (batch,), generator=g).tolist()
+        model.train()
+        loss = completion_nll(model, pad_sequences([examples[i] for i in idx], tokenizer.pad_token_id))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 250 == 0:
+            plain = exact_match(model, tokenizer, plain_heldout, batch_size=200)["exact_match"]
+            outs = generate(model, tokenizer, [r["prompt"] for r in explained_heldout], max_new_tokens=32)
+            explained = sum(
+                final_answer_correct(o, r["answer"]) for o, r in zip(outs, explained_heldout, strict=True)
+            ) / len(outs)
+            if min(plain, explained) >= TEACHER_TARGET:
+                break
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {
+        "task": task.name,
+        "seed": seed,
+        "steps": step,
+        "heldout_exact_match": plain,
+        "heldout_rationale_exact_match": explained,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }

@@ -1,0 +1,106 @@
+"""Distillation losses with hand-worked numbers and the papers' limiting cases."""
+
+import math
+
+import pytest
+import torch
+
+from posttrain_plugins.gkd import generalized_jsd, on_policy_step
+from posttrain_plugins.kd import kd_loss, soft_target_loss
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor) -> float:
+    return float((p * (p / q).log()).sum())
+
+
+def test_soft_target_loss_hand_worked_t1():
+    teacher = torch.tensor([[math.log(3.0), 0.0]])  # p_T = (0.75, 0.25)
+    student = torch.zeros(1, 2)  # p_S = (0.5, 0.5)
+    expected = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)  # 0.130812
+    assert soft_target_loss(student, teacher, 1.0).item() == pytest.approx(expected, abs=1e-6)
+    assert expected == pytest.approx(0.130812, abs=1e-6)
+
+
+def test_soft_target_loss_t2_includes_t_squared():
+    teacher = torch.tensor([[math.log(3.0), 0.0]])  # at T=2: p_T = (√3, 1) / (√3 + 1)
+    student = torch.zeros(1, 2)
+    p = math.sqrt(3) / (math.sqrt(3) + 1)
+    kl = p * math.log(2 * p) + (1 - p) * math.log(2 * (1 - p))  # 0.03634
+    assert soft_target_loss(student, teacher, 2.0).item() == pytest.approx(4 * kl, abs=1e-6)
+    assert 4 * kl == pytest.approx(0.14537, abs=1e-4)
+
+
+def test_soft_target_loss_zero_when_equal():
+    logits = torch.randn(5, 7)
+    assert soft_target_loss(logits, logits.clone(), 3.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_high_temperature_gradient_is_logit_matching():
+    """Hinton §2.1: for zero-mean logits and T >> 1, d(T² KL)/dz_s → (z_s − z_t) / V."""
+    torch.manual_seed(0)
+    v = 6
+    student = torch.randn(1, v)
+    teacher = torch.randn(1, v)
+    student, teacher = student - student.mean(), teacher - teacher.mean()
+    student.requires_grad_(True)
+    soft_target_loss(student, teacher, 1000.0).backward()
+    assert torch.allclose(student.grad, (student.detach() - teacher) / v, atol=1e-3)  # O(1/T) + float32
+
+
+def test_kd_loss_mixes_soft_and_hard():
+    teacher = torch.tensor([[math.log(3.0), 0.0]])
+    student = torch.zeros(1, 2)
+    labels = torch.tensor([0])
+    total, soft, hard = kd_loss(student, teacher, labels, temperature=1.0, alpha=0.25)
+    assert hard.item() == pytest.approx(math.log(2), abs=1e-6)
+    assert total.item() == pytest.approx(0.25 * 0.130812 + 0.75 * math.log(2), abs=1e-5)
+    only_hard, _, _ = kd_loss(student, teacher, labels, temperature=1.0, alpha=0.0)
+    assert only_hard.item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_generalized_jsd_hand_worked_symmetric_case():
+    """β = 0.5 is the ordinary Jensen-Shannon divergence; p = (1, 0)-ish vs uniform worked by hand."""
+    teacher = torch.tensor([[math.log(3.0), 0.0]])  # (0.75, 0.25)
+    student = torch.zeros(1, 2)  # (0.5, 0.5)
+    p, q = torch.tensor([0.75, 0.25]), torch.tensor([0.5, 0.5])
+    m = 0.5 * p + 0.5 * q  # (0.625, 0.375)
+    expected = 0.5 * _kl(p, m) + 0.5 * _kl(q, m)
+    assert generalized_jsd(student, teacher, 0.5).item() == pytest.approx(expected, abs=1e-6)
+    assert expected == pytest.approx(0.0338, abs=1e-4)
+
+
+def test_generalized_jsd_endpoints_are_forward_and_reverse_kl():
+    torch.manual_seed(1)
+    student, teacher = torch.randn(4, 5), torch.randn(4, 5)
+    ps, pt = student.softmax(-1), teacher.softmax(-1)
+    forward = float((pt * (pt / ps).log()).sum(-1).mean())
+    reverse = float((ps * (ps / pt).log()).sum(-1).mean())
+    assert generalized_jsd(student, teacher, 0.0).item() == pytest.approx(forward, rel=1e-5)
+    assert generalized_jsd(student, teacher, 1.0).item() == pytest.approx(reverse, rel=1e-5)
+
+
+def test_generalized_jsd_limits_scaled():
+    """JSD(β)/β → KL(p_T || p_S) as β → 0 and JSD(β)/(1 − β) → KL(p_S || p_T) as β → 1."""
+    torch.manual_seed(2)
+    student, teacher = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    forward = generalized_jsd(student, teacher, 0.0).item()
+    reverse = generalized_jsd(student, teacher, 1.0).item()
+    beta = 1e-4
+    assert generalized_jsd(student, teacher, beta).item() / beta == pytest.approx(forward, rel=1e-2)
+    assert generalized_jsd(student, teacher, 1 - beta).item() / beta == pytest.approx(reverse, rel=1e-2)
+
+
+def test_generalized_jsd_zero_for_equal_and_temperature_flattens():
+    logits = torch.randn(2, 6)
+    for beta in (0.0, 0.3, 1.0):
+        assert generalized_jsd(logits, logits.clone(), beta).item() == pytest.approx(0.0, abs=1e-6)
+    student, teacher = torch.zeros(1, 3), torch.tensor([[4.0, 0.0, 0.0]])
+    assert generalized_jsd(student, teacher, 0.5, temperature=10.0) < generalized_jsd(student, teacher, 0.5)
+
+
+def test_on_policy_share_follows_lambda():
+    draws = [on_policy_step(0, step, 0, 0.3) for step in range(2000)]
+    assert sum(draws) / len(draws) == pytest.approx(0.3, abs=0.04)
+    assert not any(on_policy_step(0, s, 0, 0.0) for s in range(100))
+    assert all(on_policy_step(0, s, 0, 1.0) for s in range(100))
+    assert on_policy_step(3, 7, 1, 0.5) == on_policy_step(3, 7, 1, 0.5)

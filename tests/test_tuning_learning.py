@@ -1,0 +1,35 @@
+"""Learning tests (slow): each fine-tuning / PEFT / distillation plugin, run with its defaults on the
+embedded task, improves held-out exact match. The committed evidence is reports/runs/<id>.json
+(tools/record_run.py); run these with ``python -m pytest -m slow tests/test_tuning_learning.py``."""
+
+import json
+
+import pytest
+
+from posttrain.runner import execute, prepare
+
+METHODS = [
+    "dora",
+    "adalora",
+    "ia3",
+    "adapters",
+    "prefix-tuning",
+    "p-tuning-v2",
+    "prompt-tuning",
+    "instruction-tuning",
+    "dialogue-tuning",
+    "cot-finetuning",
+    "completion-only-loss",
+    "kd",
+    "gkd",
+    "distill-step-by-step",
+    "cot-distill",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", METHODS)
+def test_defaults_improve_heldout_exact_match(name, tmp_path):
+    execute(prepare(name, output_dir=tmp_path, device="cpu"), progress=False)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["after"]["exact_match"] > summary["before"]["exact_match"] + 0.02, summary
