@@ -17,7 +17,7 @@ The student is scored on the final answer of its own trace. The embedded teacher
 column-by-column rationale when asked with ``explain: `` (``trace_prefix``); the student learns to
 write it for the bare prompt.
 
-Deviations from the papers: a 0.8M-parameter teacher instead of a 100B+ LLM; one trace per
+Deviations from the papers: a 0.47M-parameter teacher instead of a 100B+ LLM; one trace per
 prompt by default (Ho et al. show more samples per prompt help: ``samples_per_prompt``);
 step budget and learning rate for the embedded model.
 """
