@@ -115,7 +115,9 @@ def _train_teacher(task: AdditionTask, seed: int, out: Path, console=None) -> di
                 final_answer_correct(o, r["answer"]) for o, r in zip(outs, explained_heldout, strict=True)
             ) / len(outs)
             if console is not None:
-                console.print(f"  teacher step {step}: held-out exact match {plain:.2f}, with rationale {explained:.2f}")
+                console.print(
+                    f"  teacher step {step}: held-out exact match {plain:.2f}, with rationale {explained:.2f}"
+                )
             if min(plain, explained) >= TEACHER_TARGET:
                 break
     model.save_pretrained(out)
