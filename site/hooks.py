@@ -1081,6 +1081,7 @@ def on_config(config, **kwargs):
     nav += [
         {"Papers": "papers.md"},
         {"Status matrix": "status.md"},
+        *([{"Benchmarks": "benchmarks.md"}] if (Path(config["docs_dir"]) / "benchmarks.md").is_file() else []),
         {"Contributing": "contributing.md"},
         {"CLI reference": "cli.md"},
     ]

@@ -2,7 +2,7 @@
 
 Papers: Mitchell, 2023, "A note on DPO with noisy preferences & relationship to IPO" (the cDPO
 label-smoothed loss; a short note, no arXiv id); Chowdhury, Kini, Natarajan, 2024, "Provably
-Robust DPO: Aligning Language Models with Noisy Feedback", arXiv:2403.00409, Eq. 7 (rDPO, an
+Robust DPO: Aligning Language Models with Noisy Feedback", arXiv:2403.00409 (rDPO, an
 unbiased loss under label noise). Catalog entry: catalog/methods/cdpo.yaml.
 
     catalog run cdpo                                  # embedded tiny model + addition pairs

@@ -2,7 +2,7 @@
 
 Paper: Xu, Sharaf, Chen, Tan, Shen, Van Durme, Murray, Kim, 2024, "Contrastive Preference
 Optimization: Pushing the Boundaries of LLM Performance in Machine Translation",
-arXiv:2401.08417, Eq. 3-6 (L_CPO = L_prefer + L_NLL). Catalog entry: catalog/methods/cpo.yaml.
+arXiv:2401.08417 (L_CPO = L_prefer + L_NLL). Catalog entry: catalog/methods/cpo.yaml.
 
     catalog run cpo                                   # embedded tiny model + addition pairs
     catalog run cpo --model ./my-sft-model --dataset prefs.jsonl --set beta=0.1
@@ -34,8 +34,8 @@ from posttrain.train import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):
-    beta: float = Field(0.1, gt=0, description="β of the preference term (paper §3: 0.1).")
-    alpha: float = Field(1.0, ge=0, description="Weight of the NLL term L_NLL (paper Eq. 6: 1; TRL cpo_alpha).")
+    beta: float = Field(0.1, gt=0, description="β of the preference term (paper: 0.1).")
+    alpha: float = Field(1.0, ge=0, description="Weight of the NLL term L_NLL (paper: 1; TRL cpo_alpha).")
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (paper: 1e-4 with LoRA).")
     max_steps: int = Field(150, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch.")
@@ -43,7 +43,7 @@ class Config(TrainingConfig):
     train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
-# --- loss (paper Eq. 3-6) -------------------------------------------------------------------
+# --- loss ------------------------------------------------------------------------------------
 
 
 def cpo_loss(

@@ -1,7 +1,7 @@
 """SLiC-HF: sequence likelihood calibration with a hinge (rank) loss on preference pairs.
 
 Paper: Zhao, Joshi, Liu, Khalman, Saleh, Liu, 2023, "SLiC-HF: Sequence Likelihood Calibration
-with Human Feedback", arXiv:2305.10425, Eq. 1 (rank calibration loss + cross-entropy
+with Human Feedback", arXiv:2305.10425 (rank calibration loss + cross-entropy
 regulariser). Catalog entry: catalog/methods/hinge.yaml.
 
     catalog run hinge                                 # embedded tiny model + addition pairs
@@ -50,7 +50,7 @@ class Config(TrainingConfig):
     variant: Literal["slic", "hinge"] = Field(
         "slic", description="slic: the paper's loss on raw log-likelihoods; hinge: TRL's reference-normalised hinge."
     )
-    delta: float = Field(1.0, gt=0, description="δ, the rank margin in log-likelihood (slic; paper Eq. 1).")
+    delta: float = Field(1.0, gt=0, description="δ, the rank margin in log-likelihood (slic).")
     reg_weight: float = Field(0.1, ge=0, description="λ, weight of the cross-entropy regulariser on y_ref (slic).")
     beta: float = Field(0.1, gt=0, description="β of TRL's hinge: the margin is 1/β in log-ratio units (hinge).")
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")

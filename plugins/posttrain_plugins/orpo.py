@@ -1,7 +1,7 @@
 """ORPO: odds-ratio preference optimisation, SFT and alignment in one loss, no reference model.
 
 Paper: Hong, Lee, Thorne, 2024, "ORPO: Monolithic Preference Optimization without Reference
-Model", arXiv:2403.07691, Eq. 6-7 (L_ORPO = L_SFT + λ L_OR). Catalog entry:
+Model", arXiv:2403.07691, Eq. 4 and 7 as TRL cites them (L_ORPO = L_SFT + λ L_OR). Catalog entry:
 catalog/methods/orpo.yaml.
 
     catalog run orpo                                  # embedded tiny model + addition pairs
@@ -34,7 +34,7 @@ from posttrain.train import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):
-    lam: float = Field(0.1, gt=0, description="λ, weight of the odds-ratio term L_OR (paper §6: 0.1; TRL beta).")
+    lam: float = Field(0.1, gt=0, description="λ, weight of the odds-ratio term L_OR (paper: 0.1; TRL beta).")
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
     max_steps: int = Field(150, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch.")
@@ -42,7 +42,7 @@ class Config(TrainingConfig):
     train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
-# --- loss (paper Eq. 6-7) -------------------------------------------------------------------
+# --- loss (paper Eq. 4, 7) ------------------------------------------------------------------
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """R-DPO: DPO with a length regulariser inside the Bradley-Terry margin.
 
 Paper: Park, Rafailov, Ermon, Finn, 2024, "Disentangling Length from Quality in Direct
-Preference Optimization", arXiv:2403.19159, Eq. 9 (the R-DPO objective). Catalog entry:
+Preference Optimization", arXiv:2403.19159 (the R-DPO objective). Catalog entry:
 catalog/methods/rdpo.yaml.
 
     catalog run rdpo                                  # embedded tiny model + addition pairs
@@ -46,8 +46,8 @@ from posttrain.train import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):
-    beta: float = Field(0.1, gt=0, description="β, strength of the KL penalty to the reference (paper Eq. 9).")
-    alpha: float = Field(0.01, ge=0, description="α, weight of the length term α(|y_w| − |y_l|) (paper Eq. 9).")
+    beta: float = Field(0.1, gt=0, description="β, strength of the KL penalty to the reference (R-DPO objective).")
+    alpha: float = Field(0.01, ge=0, description="α, weight of the length term α(|y_w| − |y_l|) (R-DPO objective).")
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
     max_steps: int = Field(150, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch.")
@@ -55,7 +55,7 @@ class Config(TrainingConfig):
     train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
-# --- loss (paper Eq. 9) ---------------------------------------------------------------------
+# --- loss ------------------------------------------------------------------------------------
 
 
 def rdpo_loss(

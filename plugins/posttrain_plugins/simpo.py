@@ -1,7 +1,7 @@
 """SimPO: reference-free preference optimisation with a length-normalised reward and a margin γ.
 
 Paper: Meng, Xia, Chen, 2024, "SimPO: Simple Preference Optimization with a Reference-Free
-Reward", arXiv:2405.14734, Eq. 6. Catalog entry: catalog/methods/simpo.yaml.
+Reward", arXiv:2405.14734 (the SimPO objective). Catalog entry: catalog/methods/simpo.yaml.
 
     catalog run simpo                                 # embedded tiny model + addition pairs
     catalog run simpo --model ./my-sft-model --dataset prefs.jsonl --set beta=2.5 --set gamma=1.4
@@ -34,8 +34,8 @@ from posttrain.train import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):
-    beta: float = Field(2.0, gt=0, description="β, scale of the length-normalised reward (paper Eq. 6; 2.0-2.5).")
-    gamma: float = Field(1.0, ge=0, description="γ, target reward margin (paper Eq. 6; 0.3-1.6 by setup).")
+    beta: float = Field(2.0, gt=0, description="β, scale of the length-normalised reward (paper: 2.0-2.5 by setup).")
+    gamma: float = Field(1.0, ge=0, description="γ, target reward margin (paper: 0.3-1.6 by setup).")
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
     max_steps: int = Field(150, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch (paper: 128).")
@@ -43,7 +43,7 @@ class Config(TrainingConfig):
     train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
-# --- loss (paper Eq. 6) ---------------------------------------------------------------------
+# --- loss ------------------------------------------------------------------------------------
 
 
 def simpo_loss(
