@@ -15,7 +15,8 @@ What is measured, identically for both:
   over the steps; tokens/s divides by the training time;
 - training time: TRL's ``trainer.train()``; ours, the plugin's reference precompute over the
   training pairs plus its training loop (the plugin's held-out evaluation is excluded, as TRL
-  runs none);
+  runs none). Reported as wall time (tokens/s) and as process CPU time (tokens per CPU-second,
+  all threads): on a machine shared with other jobs the CPU-time figure is the steadier one;
 - final loss: mean training loss over the last 10 steps;
 - peak memory: the process's RSS high-water mark (model, optimizer, data, imports), and on CUDA
   ``torch.cuda.max_memory_allocated``.
@@ -117,16 +118,17 @@ def phase_ours(args) -> dict:
 
     torch.manual_seed(args.seed)
     n_train = args.steps * args.batch_size
-    timings = {"reference": 0.0, "loop": 0.0}
+    timings = {"reference": 0.0, "loop": 0.0, "cpu": 0.0}
     losses: list[float] = []
     tokens = [0]
     all_logps, train_loop = dpo.all_logps, dpo.train_loop
 
     def timed_all_logps(model, pairs, *a, **kw):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = all_logps(model, pairs, *a, **kw)
         if len(pairs) == n_train:  # the reference pass over the training pairs (not held-out scoring)
             timings["reference"] += time.perf_counter() - t0
+            timings["cpu"] += time.process_time() - c0
         return out
 
     def timed_train_loop(model, ctx, settings, loss_fn, description=""):
@@ -136,9 +138,10 @@ def phase_ours(args) -> dict:
             losses.append(float(loss.detach()))
             return loss, metrics
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = train_loop(model, ctx, settings, counting, description)
         timings["loop"] = time.perf_counter() - t0
+        timings["cpu"] += time.process_time() - c0
         return result
 
     dpo.all_logps, dpo.train_loop = timed_all_logps, timed_train_loop
@@ -162,6 +165,7 @@ def phase_ours(args) -> dict:
     return {
         "tokens": tokens[0],
         "train_seconds": seconds,
+        "train_cpu_seconds": timings["cpu"],
         "reference_seconds": timings["reference"],
         "final_loss": statistics.fmean(losses[-10:]),
     }
@@ -196,7 +200,7 @@ def phase_trl(args, precompute: bool) -> dict:
         loss_type=["sigmoid"],
         max_length=args.max_length,
         precompute_ref_log_probs=precompute,
-        logging_steps=10,
+        logging_steps=min(10, args.steps),
         save_strategy="no",
         report_to=[],
         bf16=cuda,
@@ -210,10 +214,10 @@ def phase_trl(args, precompute: bool) -> dict:
     )
 
     class Timer(TrainerCallback):  # training time starts at the first step, as ours does
-        start = None
+        start = cpu_start = None
 
         def on_train_begin(self, *a, **kw):
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
     timer = Timer()
     trainer = DPOTrainer(
@@ -224,13 +228,14 @@ def phase_trl(args, precompute: bool) -> dict:
         processing_class=tokenizer,
         callbacks=[timer],
     )
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), time.process_time()
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {
         "tokens": int(trainer._total_train_tokens),
         "train_seconds": end - (timer.start or t0),
+        "train_cpu_seconds": cpu_end - (timer.cpu_start or c0),
         "final_loss": logged[-1],
     }
 
@@ -240,6 +245,7 @@ def run_phase(args) -> None:
     result = phase_ours(args) if args.phase == "ours" else phase_trl(args, precompute=args.phase == "trl-precompute")
     result.update(peak_memory(args.device), phase=args.phase, wall_seconds=time.perf_counter() - t0)
     result["tokens_per_second"] = result["tokens"] / result["train_seconds"]
+    result["tokens_per_cpu_second"] = result["tokens"] / result["train_cpu_seconds"]
     result["steps_per_second"] = args.steps / result["train_seconds"]
     print("BENCH " + json.dumps(result), flush=True)
 
@@ -255,6 +261,7 @@ def summarize(runs: list[dict]) -> dict:
             continue
         out[phase] = {
             "tokens_per_second_median": statistics.median(r["tokens_per_second"] for r in mine),
+            "tokens_per_cpu_second_median": statistics.median(r["tokens_per_cpu_second"] for r in mine),
             "steps_per_second_median": statistics.median(r["steps_per_second"] for r in mine),
             "train_seconds_median": statistics.median(r["train_seconds"] for r in mine),
             "tokens_per_run": mine[0]["tokens"],
@@ -267,6 +274,9 @@ def summarize(runs: list[dict]) -> dict:
         if "ours" in out and phase in out:
             out[f"throughput_ratio_vs_{phase}"] = (
                 out["ours"]["tokens_per_second_median"] / out[phase]["tokens_per_second_median"]
+            )
+            out[f"cpu_throughput_ratio_vs_{phase}"] = (
+                out["ours"]["tokens_per_cpu_second_median"] / out[phase]["tokens_per_cpu_second_median"]
             )
             out[f"rss_ratio_vs_{phase}"] = out["ours"]["peak_rss_mb_max"] / out[phase]["peak_rss_mb_max"]
             if "peak_gpu_allocated_mb_max" in out["ours"]:
@@ -323,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             result["repeat"] = repeat
             runs.append(result)
             print(
-                f"repeat {repeat} {phase:15s} {result['tokens_per_second']:10.0f} tok/s  "
+                f"repeat {repeat} {phase:15s} {result['tokens_per_second']:10.0f} tok/s "
+                f"{result['tokens_per_cpu_second']:8.0f} tok/cpu-s  "
                 f"{result['train_seconds']:7.2f} s  rss {result['peak_rss_mb']:7.0f} MB  loss {result['final_loss']:.4f}"
             )
     report = {
