@@ -13,7 +13,8 @@ all of them alike. Needs TRL (``pip install 'posttrain-catalog[trl]'``).
 What is measured, identically for both:
 - tokens: non-pad tokens in the policy's loss forward (attention mask of chosen + rejected), summed
   over the steps; tokens/s divides by the training time;
-- training time: TRL's ``trainer.train()``; ours, the plugin's reference precompute over the
+- training time: TRL's ``trainer.train()`` (plus, with ``precompute_ref_log_probs``, its
+  reference pass in ``DPOTrainer.__init__``); ours, the plugin's reference precompute over the
   training pairs plus its training loop (the plugin's held-out evaluation is excluded, as TRL
   runs none). Reported as wall time (tokens/s) and as process CPU time (tokens per CPU-second,
   all threads): on a machine shared with other jobs the CPU-time figure is the steadier one;
@@ -219,6 +220,19 @@ def phase_trl(args, precompute: bool) -> dict:
         def on_train_begin(self, *a, **kw):
             self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
+    # TRL precomputes reference log-probs inside DPOTrainer.__init__; that pass counts as training
+    # time, as our plugin's reference pass does.
+    reference_time = {"wall": 0.0, "cpu": 0.0}
+    precompute_ref = DPOTrainer._precompute_ref_logps
+
+    def timed_precompute(self, *a, **kw):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = precompute_ref(self, *a, **kw)
+        reference_time["wall"] += time.perf_counter() - t0
+        reference_time["cpu"] += time.process_time() - c0
+        return out
+
+    DPOTrainer._precompute_ref_logps = timed_precompute
     timer = Timer()
     trainer = DPOTrainer(
         model=model,
@@ -234,8 +248,9 @@ def phase_trl(args, precompute: bool) -> dict:
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {
         "tokens": int(trainer._total_train_tokens),
-        "train_seconds": end - (timer.start or t0),
-        "train_cpu_seconds": cpu_end - (timer.cpu_start or c0),
+        "train_seconds": end - (timer.start or t0) + reference_time["wall"],
+        "train_cpu_seconds": cpu_end - (timer.cpu_start or c0) + reference_time["cpu"],
+        "reference_seconds": reference_time["wall"],
         "final_loss": logged[-1],
     }
 
