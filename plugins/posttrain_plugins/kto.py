@@ -194,8 +194,10 @@ def evaluate(policy, tokenizer, held, held_records, held_labels, held_ref, pairs
     good, bad = rewards[held_labels], rewards[~held_labels]
     # Probability that a desirable example outranks an undesirable one (ties 1/2): the unpaired
     # analogue of preference accuracy; on paired held-out data the pairwise accuracy is reported too.
-    auc = preference_accuracy(good[:, None].expand(-1, len(bad)), bad[None, :].expand(len(good), -1))
-    metrics = {"label_auc": auc.item(), "reward_desirable": good.mean().item(), "reward_undesirable": bad.mean().item()}
+    metrics = {"label_auc": None, "reward_desirable": None, "reward_undesirable": None}
+    if len(good) and len(bad):  # a held-out set with one class has no ranking to score
+        auc = preference_accuracy(good[:, None].expand(-1, len(bad)), bad[None, :].expand(len(good), -1))
+        metrics.update(label_auc=auc.item(), reward_desirable=good.mean().item(), reward_undesirable=bad.mean().item())
     if pairs:  # unpair() keeps chosen then rejected per pair
         metrics["preference_accuracy"] = preference_accuracy(rewards[0::2], rewards[1::2]).item()
     answers = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in pairs] or [
