@@ -144,9 +144,14 @@ def plugins() -> None:
     """List installed plugins and the distribution that provides each."""
     from posttrain.registry import discover
 
-    table = Table("plugin", "target", "distribution", "version")
-    for spec in discover().values():
-        table.add_row(spec.name, spec.target, spec.distribution, spec.version)
+    rows = [(s.name, s.target, s.distribution, s.version) for s in discover().values()]
+    table = Table()
+    for i, name in enumerate(("plugin", "target", "distribution", "version")):
+        # in narrow terminals only the target column shrinks; names stay whole
+        widest = max([len(name)] + [len(str(r[i])) for r in rows])
+        table.add_column(name, no_wrap=True, overflow="ellipsis", min_width=None if i == 1 else widest)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
