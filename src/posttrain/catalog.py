@@ -418,7 +418,17 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
     if registered is not None:
         documented = {e.plugin for e in cat.methods.values() if e.plugin}
         for name, dist in sorted(registered.items()):
-            if name not in documented:
+            if name not in documented and name in cat.methods and cat.methods[name].plugin is None:
+                # the state `catalog new` leaves after `pip install -e .`: say what to do next
+                problems.append(
+                    Problem(
+                        *where(name, ("plugin",)),
+                        "plugin",
+                        f"registered plugin '{name}' ({dist}) is not linked: once `catalog smoke {name}` passes, "
+                        f"set plugin: {name} and status: experimental here",
+                    )
+                )
+            elif name not in documented:
                 problems.append(
                     Problem(
                         f"{cat.root.name}/{METHODS_DIR}/{name}.yaml",

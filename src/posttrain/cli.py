@@ -93,11 +93,16 @@ def show(method: Annotated[str, typer.Argument(help="Method id or alias.")], cat
 def validate(
     path: Annotated[Path | None, typer.Argument(help="Catalog folder or one entry file.")] = None,
     links: Annotated[bool, typer.Option("--links", help="Also check every URL online.")] = False,
+    format_: Annotated[
+        str, typer.Option("--format", help="text, or github: ::error annotations for GitHub Actions.")
+    ] = "text",
 ) -> None:
     """Check the catalog's schema and cross-references; print every problem as file:line: field: message."""
     from posttrain.catalog import validate as run_validation
     from posttrain.registry import discover
 
+    if format_ not in ("text", "github"):
+        raise UserError(f"--format {format_}: expected text or github")
     only_file = None
     root = path
     if path is not None and path.is_file():
@@ -111,7 +116,12 @@ def validate(
     if only_file:
         problems = [p for p in problems if p.file.endswith("/" + only_file)]
     for p in problems:
-        console.print(str(p), markup=False, highlight=False)
+        if format_ == "github":
+            from posttrain.cli_contrib import github_annotation
+
+            print(github_annotation(p))
+        else:
+            console.print(str(p), markup=False, highlight=False)
     if problems:
         console.print(f"{len(problems)} problem(s) found", style="red")
         raise typer.Exit(1)
@@ -216,10 +226,11 @@ def smoke(
         raise typer.Exit(1)
 
 
-from posttrain import cli_catalog, cli_site  # noqa: E402
+from posttrain import cli_catalog, cli_contrib, cli_site  # noqa: E402
 
 cli_catalog.register(app)
 cli_site.register(app)
+cli_contrib.register(app)
 
 
 def main() -> None:

@@ -97,6 +97,8 @@ def load_file(path: Path) -> Plugin:
         spec.loader.exec_module(module)
     except ImportError as exc:
         raise UserError(f"{path}: import failed: {exc}") from exc
+    except SyntaxError as exc:
+        raise UserError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
     return _checked(getattr(module, "plugin", None), None, str(path))
 
 

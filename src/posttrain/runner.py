@@ -255,7 +255,7 @@ def smoke_all(ids: list[str], device: str = "auto", console=None) -> list[dict[s
     for name in names:
         t0 = time.perf_counter()
         ok, detail, resolved_device = False, "", device
-        with tempfile.TemporaryDirectory(prefix=f"smoke-{name}-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"smoke-{Path(name).name}-") as tmp:
             try:
                 prepared = prepare(name, device=device, output_dir=Path(tmp), smoke=True)
                 resolved_device = prepared.ctx.device
