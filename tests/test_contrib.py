@@ -302,6 +302,7 @@ def test_registered_scaffold_is_reported_as_not_linked(checkout, arxiv_online):
     scaffold.scaffold(checkout, "margin-po", "preference-optimization", NEW_ARXIV)
     registered = {"sft": "posttrain-catalog", "dpo": "posttrain-catalog", "lora": "posttrain-catalog"}
     _, problems = validate(checkout / "catalog", {**registered, "margin-po": "posttrain-catalog"})
+    problems = [p for p in problems if "margin-po.yaml" in str(p)]  # other entries now have plugins not in `registered`
     line = (
         (checkout / "catalog" / "methods" / "margin-po.yaml")
         .read_text()
