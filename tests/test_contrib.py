@@ -304,6 +304,7 @@ def test_registered_scaffold_is_reported_as_not_linked(checkout, arxiv_online):
 
     registered = {name: "posttrain-catalog" for name in discover()}  # every built-in the catalog links
     _, problems = validate(checkout / "catalog", {**registered, "margin-po": "posttrain-catalog"})
+    problems = [p for p in problems if "margin-po.yaml" in str(p)]  # other entries now have plugins not in `registered`
     line = (
         (checkout / "catalog" / "methods" / "margin-po.yaml")
         .read_text()
