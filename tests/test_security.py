@@ -92,7 +92,9 @@ def test_a_module_path_as_plugin_name_is_rejected_and_never_imported(tmp_path, r
 
     imported = []
     real_import = importlib.import_module
-    monkeypatch.setattr(importlib, "import_module", lambda name, *a, **k: imported.append(name) or real_import(name, *a, **k))
+    monkeypatch.setattr(
+        importlib, "import_module", lambda name, *a, **k: imported.append(name) or real_import(name, *a, **k)
+    )
 
     registered = {name: spec.distribution for name, spec in discover().items()}
     _, problems = validate(root, registered)
