@@ -348,7 +348,7 @@ def test_cp_copies_a_builtin_plugin_that_then_runs_from_the_file(tmp_path, cli):
     "args, message",
     [
         (["sft", "mine.txt"], "expected a Python file name ending in .py"),
-        (["kto", "mine.py"], "'kto' is catalogued but has no plugin to copy"),
+        (["seqgan", "mine.py"], "'seqgan' is catalogued but has no plugin to copy"),
         (["no-such-method", "mine.py"], "no plugin or method named 'no-such-method'"),
         (["sft", "missing/mine.py"], "folder"),
     ],

@@ -96,10 +96,18 @@ def check_format(records: list[dict[str, Any]], kind: str, source: str) -> tuple
 
 
 def check_value(record: dict[str, Any], column: str, source: str) -> None:
-    """A text column holds a string or a non-empty list of {"role": str, "content": str} messages."""
+    """A text column holds a string or a non-empty list of {"role": str, "content": str} messages
+    (``chosen``/``rejected`` may also hold a non-empty list of strings: a group of responses)."""
     value = record[column]
     if isinstance(value, str) and column != "messages":
         return
+    if (
+        column in ("chosen", "rejected")
+        and isinstance(value, list)
+        and value
+        and all(isinstance(v, str) for v in value)
+    ):
+        return  # a group of responses (multi-sample preference data, e.g. mdpo)
     if (
         isinstance(value, list)
         and value
