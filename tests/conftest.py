@@ -37,3 +37,34 @@ def cli():
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def tiny_classifier():
+    """``make(folder, head="sequence"|"token")``: a random 1-label Llama classifier with the embedded
+    tokenizer saved to ``folder`` (a stand-in for a trained reward model or PRM); returns the folder."""
+
+    def make(folder: Path, head: str = "sequence") -> Path:
+        import torch
+        from transformers import LlamaConfig, LlamaForSequenceClassification, LlamaForTokenClassification
+
+        from posttrain.embedded.tokenizer import build_tokenizer
+
+        tok = build_tokenizer()
+        config = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            intermediate_size=32,
+            num_labels=1,
+            pad_token_id=tok.pad_token_id,
+        )
+        torch.manual_seed(0)
+        cls = LlamaForSequenceClassification if head == "sequence" else LlamaForTokenClassification
+        cls(config).save_pretrained(folder)
+        tok.save_pretrained(folder)
+        return Path(folder)
+
+    return make

@@ -304,6 +304,7 @@ def test_registered_scaffold_is_reported_as_not_linked(checkout, arxiv_online):
 
     registered = {name: "posttrain-catalog" for name in discover()}  # every built-in the catalog links
     _, problems = validate(checkout / "catalog", {**registered, "margin-po": "posttrain-catalog"})
+    problems = [p for p in problems if "margin-po.yaml" in str(p)]  # other entries now have plugins not in `registered`
     line = (
         (checkout / "catalog" / "methods" / "margin-po.yaml")
         .read_text()
@@ -347,7 +348,7 @@ def test_cp_copies_a_builtin_plugin_that_then_runs_from_the_file(tmp_path, cli):
     "args, message",
     [
         (["sft", "mine.txt"], "expected a Python file name ending in .py"),
-        (["kto", "mine.py"], "'kto' is catalogued but has no plugin to copy"),
+        (["seqgan", "mine.py"], "'seqgan' is catalogued but has no plugin to copy"),
         (["no-such-method", "mine.py"], "no plugin or method named 'no-such-method'"),
         (["sft", "missing/mine.py"], "folder"),
     ],

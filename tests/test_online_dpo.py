@@ -28,29 +28,13 @@ def test_online_dpo_learns(tmp_path):
     assert after["preference_accuracy"] > 0.6, result.metrics
 
 
-def test_reward_model_as_annotator(tmp_path):
+def test_reward_model_as_annotator(tmp_path, tiny_classifier):
     """With --set reward_model the RM's scores (continuous, rarely tied) form the pairs."""
     import json
 
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    from posttrain.embedded.tokenizer import build_tokenizer
     from posttrain.runner import execute, prepare
 
-    tok = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=32,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
-    tok.save_pretrained(tmp_path / "rm")
+    tiny_classifier(tmp_path / "rm")
     sets = [f"reward_model={tmp_path / 'rm'}"]
     result = execute(
         prepare("online-dpo", output_dir=tmp_path / "out", sets=sets, smoke=True, device="cpu"), progress=False

@@ -67,36 +67,13 @@ def test_rejection_sampling_ft_raises_exact_match(tmp_path):
     assert after >= before + 0.05, result.metrics
 
 
-def tiny_reward_model(folder):
-    """A random one-label sequence classifier with the embedded tokenizer (a stand-in trained RM)."""
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    from posttrain.embedded.tokenizer import build_tokenizer
-
-    tok = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=32,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForSequenceClassification(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-def test_reward_model_as_judge_keeps_top1_per_prompt(tmp_path):
+def test_reward_model_as_judge_keeps_top1_per_prompt(tmp_path, tiny_classifier):
     """RAFT mode: with --set reward_model, exactly one sample per prompt is kept each round."""
     import json
 
     from posttrain.runner import execute, prepare
 
-    rm = tiny_reward_model(tmp_path / "rm")
+    rm = tiny_classifier(tmp_path / "rm")
     sets = [f"reward_model={rm}"]
     prepared = prepare("rejection-sampling-ft", output_dir=tmp_path / "out", sets=sets, smoke=True, device="cpu")
     execute(prepared, progress=False)

@@ -63,33 +63,10 @@ def test_pair_margins_column():
         pair_margins([{"margin": "big", "_line": 1}], "p.jsonl", True)
 
 
-def _tiny_reward_model(tmp_path):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    from posttrain.embedded.tokenizer import build_tokenizer
-
-    tok = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=32,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForSequenceClassification(config)
-    model.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    return model, tok
-
-
-def test_load_and_score_match_unbatched(tmp_path):
+def test_load_and_score_match_unbatched(tmp_path, tiny_classifier):
     from posttrain.reward_models import load_reward_model, score
 
-    _tiny_reward_model(tmp_path)
+    tiny_classifier(tmp_path)
     model, tok = load_reward_model(tmp_path, "cpu")
     prompts, completions = ["12+30=", "1+1=", "99+99="], ["42", "2", "198 and more text"]
     batched = score(model, tok, prompts, completions)

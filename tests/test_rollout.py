@@ -239,23 +239,8 @@ def test_reward_errors_are_user_errors():
         combined_reward(["exact-match"])(["x"], ["1"], [{"prompt": "x"}])
 
 
-def test_reward_model_reward_scores_with_a_classifier(tmp_path):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    from posttrain.embedded.tokenizer import build_tokenizer
-
-    tok = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-    )
-    LlamaForSequenceClassification(config).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+def test_reward_model_reward_scores_with_a_classifier(tmp_path, tiny_classifier):
+    tiny_classifier(tmp_path)
     reward = combined_reward([f"reward-model:{tmp_path}"])
     totals, parts = reward(["1+1="] * 2, ["2", "3"], [{}, {}])
     assert list(parts) == ["reward-model"] and len(totals) == 2 and totals[0] != totals[1]

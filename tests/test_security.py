@@ -81,7 +81,10 @@ def test_a_module_path_as_plugin_name_is_rejected_and_never_imported(tmp_path, r
 
     root = tmp_path / "catalog"
     shutil.copytree(repo / "catalog", root)
-    entry = root / "methods" / "orpo.yaml"
+    registered_names = set(discover())
+    catalogued = sorted(p.stem for p in (root / "methods").glob("*.yaml") if p.stem not in registered_names)
+    method = catalogued[0]  # an entry without a plugin of its own name, so only the catalog can name one
+    entry = root / "methods" / f"{method}.yaml"
     text = entry.read_text()
     text = re.sub(r"^plugin: .*$", "plugin: os:system", text, flags=re.M)
     text = re.sub(r"^status: .*$", "status: experimental", text, flags=re.M)
@@ -89,14 +92,16 @@ def test_a_module_path_as_plugin_name_is_rejected_and_never_imported(tmp_path, r
 
     imported = []
     real_import = importlib.import_module
-    monkeypatch.setattr(importlib, "import_module", lambda name, *a: imported.append(name) or real_import(name, *a))
+    monkeypatch.setattr(
+        importlib, "import_module", lambda name, *a, **k: imported.append(name) or real_import(name, *a, **k)
+    )
 
     registered = {name: spec.distribution for name, spec in discover().items()}
     _, problems = validate(root, registered)
-    assert any(p.file.endswith("methods/orpo.yaml") and p.field == "plugin" for p in problems), problems
+    assert any(p.file.endswith(f"methods/{method}.yaml") and p.field == "plugin" for p in problems), problems
 
     monkeypatch.setenv("POSTTRAIN_CATALOG", str(root))
-    code, out = cli("run", "orpo", "--output-dir", str(tmp_path / "run"))
+    code, out = cli("run", method, "--output-dir", str(tmp_path / "run"))
     assert code == 2 and "no plugin named 'os:system'" in out
     assert "os" not in imported and not (tmp_path / "run").exists()
 

@@ -123,6 +123,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         ref.eval()
         ref_train = all_logps(ref, train, pad, ctx.device)
         ref_heldout = all_logps(ref, heldout, pad, ctx.device)
+    del reference  # log-probs are precomputed: training holds one model, not two
     before = evaluate(policy, tokenizer, heldout, heldout_records, ref_heldout, cfg, embedded)
 
     def loss_fn(step: int, micro: int):

@@ -54,7 +54,9 @@ class Config(TrainingConfig):
     samples_per_prompt: int = Field(8, ge=1, description="k, completions sampled per prompt (RAFT: K; RFT: k=100).")
     prompts_per_round: int = Field(512, ge=1, description="Prompts sampled per round (RAFT: b).")
     steps_per_round: int = Field(40, ge=1, description="SFT optimizer steps on each round's accepted samples.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature T (RAFT: 1.0; RFT: 0.7).")
+    temperature: float = Field(
+        1.0, gt=0, description="Sampling temperature T (RFT: 0.7; 1.0 on the embedded model for diverse samples)."
+    )
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
     dedupe: bool = Field(True, description="Keep each distinct accepted completion once per prompt (RFT).")
     reward_model: str | None = Field(

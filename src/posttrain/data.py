@@ -11,6 +11,7 @@ Every problem with a file is reported as one line naming the file, the line and 
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Iterator
@@ -95,10 +96,18 @@ def check_format(records: list[dict[str, Any]], kind: str, source: str) -> tuple
 
 
 def check_value(record: dict[str, Any], column: str, source: str) -> None:
-    """A text column holds a string or a non-empty list of {"role": str, "content": str} messages."""
+    """A text column holds a string or a non-empty list of {"role": str, "content": str} messages
+    (``chosen``/``rejected`` may also hold a non-empty list of strings: a group of responses)."""
     value = record[column]
     if isinstance(value, str) and column != "messages":
         return
+    if (
+        column in ("chosen", "rejected")
+        and isinstance(value, list)
+        and value
+        and all(isinstance(v, str) for v in value)
+    ):
+        return  # a group of responses (multi-sample preference data, e.g. mdpo)
     if (
         isinstance(value, list)
         and value
@@ -234,15 +243,12 @@ def pad_sequences(examples: list[dict], pad_id: int, device: str | None = None) 
     import torch
 
     width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(examples), width), dtype=torch.long)
-    comp = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        attn[i, :n] = 1
-        comp[i, :n] = torch.tensor(e["completion_mask"])
-    batch = {"input_ids": ids, "attention_mask": attn, "completion_mask": comp}
+    # Padded Python lists, then one tensor per field: a tensor per example costs more than the model step.
+    gaps = [width - len(e["input_ids"]) for e in examples]
+    ids = torch.tensor([list(e["input_ids"]) + [pad_id] * g for e, g in zip(examples, gaps, strict=True)])
+    attn = torch.tensor([[1] * (width - g) + [0] * g for g in gaps])
+    comp = torch.tensor([list(e["completion_mask"]) + [0] * g for e, g in zip(examples, gaps, strict=True)])
+    batch = {"input_ids": ids.long(), "attention_mask": attn.long(), "completion_mask": comp.long()}
     return {k: v.to(device) for k, v in batch.items()} if device else batch
 
 
@@ -255,14 +261,21 @@ def batch_indices(n_items: int, batch_size: int, step: int, seed: int) -> list[i
     """
     per_epoch = max(1, n_items // batch_size)
     epoch, pos = divmod(step, per_epoch)
-    order = list(range(n_items))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    chunk = order[pos * batch_size : (pos + 1) * batch_size]
+    order = _epoch_order(n_items, seed, epoch)
+    chunk = list(order[pos * batch_size : (pos + 1) * batch_size])
     if len(chunk) < batch_size:  # fewer items than one batch: repeat them
-        chunk = (order * (batch_size // max(1, n_items) + 1))[:batch_size]
+        chunk = list((order * (batch_size // max(1, n_items) + 1))[:batch_size])
     from posttrain.distributed import shard
 
     return shard(chunk)
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(n_items: int, seed: int, epoch: int) -> tuple[int, ...]:
+    """The shuffle of one epoch, computed once per epoch instead of once per step."""
+    order = list(range(n_items))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return tuple(order)
 
 
 def iterate_batches(items: list, batch_size: int) -> Iterator[list]:

@@ -23,11 +23,30 @@ def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum(-1)
 
 
+def first_completion_position(completion_mask: torch.Tensor) -> int:
+    """Index of the earliest completion token in the batch (at least 1: token 0 has no prediction)."""
+    columns = completion_mask.any(0).nonzero()
+    return max(1, int(columns[0])) if len(columns) else 1
+
+
+def completion_logits(model, batch: dict[str, torch.Tensor], keep: int) -> torch.Tensor:
+    """Logits of the last ``keep`` positions only: the LM head (and the float log-softmax after it)
+    skips the prompt, which is most of the cost with large vocabularies. Models whose forward has
+    no ``logits_to_keep`` get the full logits, sliced."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    try:
+        return model(**inputs, logits_to_keep=keep).logits[:, -keep:]
+    except TypeError:
+        return model(**inputs).logits[:, -keep:]
+
+
 def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed completion log-prob per sequence (B,) and the completion token count (B,)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logps = token_logprobs(logits, batch["input_ids"])
-    mask = batch["completion_mask"][:, 1:].to(logps.dtype)
+    ids = batch["input_ids"]
+    start = first_completion_position(batch["completion_mask"])
+    logits = completion_logits(model, batch, keep=ids.shape[1] - start + 1)
+    logps = token_logprobs(logits, ids[:, start - 1 :])
+    mask = batch["completion_mask"][:, start:].to(logps.dtype)
     return masked_sum(logps, mask), mask.sum(-1)
 
 

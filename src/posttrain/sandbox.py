@@ -157,6 +157,8 @@ def run_untrusted(
             _kill_group(proc)
             out, err = proc.communicate()
         returncode = proc.returncode
+        if returncode == -signal.SIGXCPU:  # RLIMIT_CPU (set to the timeout) fired before the wall clock did
+            timed_out = True
     return SandboxResult(
         stdout=out.decode("utf-8", "replace")[:OUTPUT_LIMIT],
         stderr=err.decode("utf-8", "replace")[-OUTPUT_LIMIT:],

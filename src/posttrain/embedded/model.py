@@ -51,14 +51,19 @@ def build_model(tokenizer, seed: int = 0, shape: dict | None = None):
 def base_model_dir(task: AdditionTask = DEFAULT_TASK, seed: int = 0, console=None) -> Path:
     """Folder of the prepared base model (built on first use, then reused)."""
     target = cache_root() / "embedded" / f"{task.name}-{BASE_VERSION}-seed{seed}"
+    return cached_model(target, lambda out: _pretrain(task, seed, out), "base model", console)
+
+
+def cached_model(target: Path, prepare, what: str, console=None) -> Path:
+    """``target`` once ``prepare(tmp_folder) -> info`` has filled it (atomically, on first use)."""
     if (target / "base.json").is_file():
         return target
     if console is not None:
-        console.print(f"Preparing the embedded base model (one time, cached in {target}) ...")
+        console.print(f"Preparing the embedded {what} (one time, cached in {target}) ...")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:
-        info = _pretrain(task, seed, tmp)
+        info = prepare(tmp)
         (tmp / "base.json").write_text(json.dumps(info, indent=2) + "\n")
         try:
             os.replace(tmp, target)  # atomic; if another process won the race, keep theirs
@@ -70,26 +75,42 @@ def base_model_dir(task: AdditionTask = DEFAULT_TASK, seed: int = 0, console=Non
 
 
 def _pretrain(task: AdditionTask, seed: int, out: Path) -> dict:
-    import torch
-
-    from posttrain.data import pad_sequences, tokenize_prompt_completion
     from posttrain.embedded.tokenizer import build_tokenizer
     from posttrain.evaluation import exact_match
-    from posttrain.logprobs import completion_nll
 
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, seed)
-    torch.manual_seed(seed)
-    examples = [tokenize_prompt_completion(r, tokenizer) for r in task.sft_examples(20000, seed)]
     heldout = task.prompts(200, seed=seed + 1000, split="test")
-    total_steps, warmup, batch = 3000, 50, 64
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
+
+    def accuracy() -> float:
+        return exact_match(model, tokenizer, heldout, batch_size=200)["exact_match"]
+
+    step, acc = train_until(
+        model, tokenizer, task.sft_examples(20000, seed), seed, accuracy, TARGET_ACCURACY, 3000, 100, lr=3e-3, warmup=50
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"task": task.name, "seed": seed, "steps": step, "heldout_exact_match": acc}
+
+
+def train_until(model, tokenizer, records, seed, accuracy, target, max_steps, check_every, lr, warmup, batch=64):
+    """SFT (AdamW, warmup + cosine over ``max_steps``) until ``accuracy()``, checked every
+    ``check_every`` steps, first reaches ``target``: stopping while the learning rate is still high
+    keeps the checkpoint stable under further training. Returns (steps, last accuracy)."""
+    import torch
+
+    from posttrain.data import pad_sequences, tokenize_prompt_completion
+    from posttrain.logprobs import completion_nll
+
+    torch.manual_seed(seed)
+    examples = [tokenize_prompt_completion(r, tokenizer) for r in records]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))
     )
     g = torch.Generator().manual_seed(seed)
-    accuracy, step = 0.0, 0
-    for step in range(1, total_steps + 1):
+    acc, step = 0.0, 0
+    for step in range(1, max_steps + 1):
         idx = torch.randint(len(examples), (batch,), generator=g).tolist()
         enc = pad_sequences([examples[i] for i in idx], tokenizer.pad_token_id)
         model.train()
@@ -99,13 +120,13 @@ def _pretrain(task: AdditionTask, seed: int, out: Path) -> dict:
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        if step % 100 == 0:
-            accuracy = exact_match(model, tokenizer, heldout, batch_size=200)["exact_match"]
-            if accuracy >= TARGET_ACCURACY:
+        if step % check_every == 0:
+            acc = accuracy()
+            if os.environ.get("POSTTRAIN_DEBUG_PRETRAIN"):
+                print(f"step {step} loss {loss.item():.4f} held-out accuracy {acc:.3f}", flush=True)
+            if acc >= target:
                 break
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return {"task": task.name, "seed": seed, "steps": step, "heldout_exact_match": accuracy}
+    return step, acc
 
 
 # --- the reasoning base model (scratchpad addition with verify / refine / polish sub-skills) ---
@@ -123,22 +144,7 @@ def reasoning_model_dir(seed: int = 0, console=None) -> Path:
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
 
     target = cache_root() / "embedded" / f"{task.name}-{REASONING_VERSION}-seed{seed}"
-    if (target / "base.json").is_file():
-        return target
-    if console is not None:
-        console.print(f"Preparing the embedded reasoning model (one time, cached in {target}) ...")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    try:
-        info = _pretrain_reasoning(seed, tmp)
-        (tmp / "base.json").write_text(json.dumps(info, indent=2) + "\n")
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return cached_model(target, lambda out: _pretrain_reasoning(seed, out), "reasoning model", console)
 
 
 def reasoning_mixture(n: int, seed: int) -> list[dict]:
@@ -164,47 +170,26 @@ def reasoning_mixture(n: int, seed: int) -> list[dict]:
 
 
 def _pretrain_reasoning(seed: int, out: Path, max_steps: int = 6000) -> dict:
-    import torch
-
-    from posttrain.data import pad_sequences, tokenize_prompt_completion
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
     from posttrain.embedded.reasoning import is_correct
     from posttrain.embedded.tokenizer import build_tokenizer
     from posttrain.evaluation import generate
-    from posttrain.logprobs import completion_nll
 
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, seed, REASONING_SHAPE)
-    torch.manual_seed(seed)
-    examples = [tokenize_prompt_completion(r, tokenizer) for r in reasoning_mixture(40000, seed)]
     heldout = task.prompts(200, seed=seed + 1000, split="test")
-    warmup, batch = 50, 64
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))
+
+    def accuracy() -> float:
+        texts = generate(model, tokenizer, [r["prompt"] for r in heldout], max_new_tokens=16, batch_size=200)
+        return sum(is_correct(t, r["answer"]) for t, r in zip(texts, heldout, strict=True)) / len(heldout)
+
+    records = reasoning_mixture(40000, seed)
+    step, acc = train_until(
+        model, tokenizer, records, seed, accuracy, REASONING_TARGET_ACCURACY, max_steps, 250, lr=3e-3, warmup=50
     )
-    g = torch.Generator().manual_seed(seed)
-    accuracy, step = 0.0, 0
-    for step in range(1, max_steps + 1):
-        idx = torch.randint(len(examples), (batch,), generator=g).tolist()
-        enc = pad_sequences([examples[i] for i in idx], tokenizer.pad_token_id)
-        model.train()
-        loss = completion_nll(model, enc)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        if step % 250 == 0:
-            texts = generate(model, tokenizer, [r["prompt"] for r in heldout], max_new_tokens=16, batch_size=200)
-            accuracy = sum(is_correct(t, r["answer"]) for t, r in zip(texts, heldout, strict=True)) / len(heldout)
-            if os.environ.get("POSTTRAIN_DEBUG_PRETRAIN"):
-                print(f"step {step} loss {loss.item():.4f} scratchpad exact match {accuracy:.3f}", flush=True)
-            if accuracy >= REASONING_TARGET_ACCURACY:
-                break
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    info = {"task": task.name, "seed": seed, "steps": step, "heldout_exact_match": accuracy}
+    info = {"task": task.name, "seed": seed, "steps": step, "heldout_exact_match": acc}
     return info | reasoning_skills(model, tokenizer, seed)
 
 
