@@ -54,9 +54,10 @@ def base_model_dir(task: AdditionTask = DEFAULT_TASK, seed: int = 0, console=Non
     return cached_model(target, lambda out: _pretrain(task, seed, out), "base model", console)
 
 
-def cached_model(target: Path, prepare, what: str, console=None) -> Path:
-    """``target`` once ``prepare(tmp_folder) -> info`` has filled it (atomically, on first use)."""
-    if (target / "base.json").is_file():
+def cached_model(target: Path, prepare, what: str, console=None, marker: str = "base.json") -> Path:
+    """``target`` once ``prepare(tmp_folder) -> info`` has filled it (atomically, on first use);
+    ``info`` is written to ``marker``, whose presence marks a complete folder."""
+    if (target / marker).is_file():
         return target
     if console is not None:
         console.print(f"Preparing the embedded {what} (one time, cached in {target}) ...")
@@ -64,7 +65,7 @@ def cached_model(target: Path, prepare, what: str, console=None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:
         info = prepare(tmp)
-        (tmp / "base.json").write_text(json.dumps(info, indent=2) + "\n")
+        (tmp / marker).write_text(json.dumps(info, indent=2) + "\n")
         try:
             os.replace(tmp, target)  # atomic; if another process won the race, keep theirs
         except OSError:

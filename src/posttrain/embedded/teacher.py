@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from posttrain.embedded.model import cache_root
+from posttrain.embedded.model import cache_root, cached_model
 from posttrain.embedded.task import DEFAULT_TASK, AdditionTask
 
 TEACHER_SHAPE = dict(
@@ -35,8 +35,9 @@ RATIONALE_PREFIX = "explain: "  # the teacher's instruction for writing a ration
 def teacher_model_dir(task: AdditionTask = DEFAULT_TASK, seed: int = 0, console=None) -> Path:
     """Folder of the prepared teacher (built on first use, then reused)."""
     target = cache_root() / "embedded" / f"{task.name}-teacher-{TEACHER_VERSION}-seed{seed}"
-    if (target / "teacher.json").is_file():
-        return target
+    return cached_model(
+        target, lambda out: _train_teacher(task, seed, out, console), "teacher model", console, marker="teacher.json"
+    )
     if console is not None:
         console.print(f"Preparing the embedded teacher model (one time, cached in {target}) ...")
     target.parent.mkdir(parents=True, exist_ok=True)
