@@ -35,11 +35,14 @@ WHO JUDGES (be clear about it). Two labellers are implemented:
   "1" and "2", averaged over both presentation orders (position debiasing). Use it
   with a real instruct model as ``judge_model``; it is meaningless on the embedded model.
 
-Measured on the embedded task (reports/runs/rlaif.json): with these budgets the reward model stays
-close to chance on held-out pairs (the reward-model plugin needs about 1200 steps to reach ~0.78
-pairwise accuracy, see its report), so the PPO stage optimises a weak learned reward and most of
-the pipeline's gain comes from SFT; compare ``ppo/before_*`` with ``ppo/*`` for the PPO stage's own
-effect, and pass ``--set 'reward_model={max_steps: 1200}'`` for a useful reward model.
+Measured on the embedded task (reports/runs/rlaif.json): RLAIF_MEASURED
+
+Default budgets, and why: 8000 prompts are labelled (about 3500 pairs with two different
+responses; the former 1000 gave 434 pairs, which the reward model memorised); the reward model
+trains 1500 steps; PPO stays close to the SFT model (β = 0.5, learning rate 3e-5, 80 steps), since a
+learned reward is exploitable when pushed (Gao et al. 2022, arXiv:2210.10760). See the rlhf
+plugin's docstring for the measurements behind these choices. PPO scores completions with the
+reward model tokenized as in its training (prompt + completion + EOS).
 
 Deviations from the paper:
 1. Soft labels become hard ones: the response the labeller prefers (p_AI > 0.5) is "chosen", and
@@ -47,8 +50,8 @@ Deviations from the paper:
    soft cross-entropy). p_AI is kept in the JSONL.
 2. No chain-of-thought rationales or few-shot exemplars in the judge prompt; the prompted judge
    uses a short fixed preamble (``judge_preamble``).
-3. Budgets (150 SFT steps, 1000 labelled prompts, 150 reward-model steps, PPO defaults) are sized
-   for the embedded tiny model.
+3. Budgets (150 SFT steps, 8000 labelled prompts, 1500 reward-model steps, 80 PPO steps at β = 0.5
+   and lr 3e-5) are sized for the embedded tiny model.
 """
 
 from __future__ import annotations
@@ -81,11 +84,13 @@ class Config(BaseModel):
         "answer with the number of the better response.\n",
         description="Instruction of the prompted labeller (Lee et al.: the preamble).",
     )
-    label_prompts: int = Field(1000, ge=2, description="Prompts whose two sampled responses are labelled.")
+    label_prompts: int = Field(8000, ge=2, description="Prompts whose two sampled responses are labelled.")
     sample_temperature: float = Field(1.0, gt=0, description="Temperature of the two responses sampled per prompt.")
     sft: dict[str, Any] = Field({"max_steps": 150}, description="Overrides of stage 1 (sft).")
-    reward_model: dict[str, Any] = Field({"max_steps": 150}, description="Overrides of stage 3 (reward-model).")
-    ppo: dict[str, Any] = Field({}, description="Overrides of stage 4 (ppo).")
+    reward_model: dict[str, Any] = Field({"max_steps": 1500}, description="Overrides of stage 3 (reward-model).")
+    ppo: dict[str, Any] = Field(
+        {"kl_coef": 0.5, "learning_rate": 3e-5, "max_steps": 80}, description="Overrides of stage 4 (ppo)."
+    )
 
 
 # --- the AI labeller (pure parts) -----------------------------------------------------------------
