@@ -24,7 +24,12 @@ On the embedded task the "human" preference pairs are the task's pairs: the corr
 preferred over a plausible mistake (a dropped carry, a digit off by one). They stand in for human
 labels; they are noiseless, which real human labels are not.
 
-Measured on the embedded task (reports/runs/rlhf.json): RLHF_MEASURED
+Measured on the embedded task (reports/runs/rlhf.json, defaults, seed 0): held-out exact match
+0.640 (base) -> 0.894 (SFT) -> 0.882 (PPO); the reward model reaches 0.808 held-out pairwise
+accuracy (from 0.476); the PPO stage moves exact match 0.874 -> 0.882 and the held-out reward-model
+score 2.90 -> 2.97 (PPO's "before" is greedy exact match on its own held-out prompts, hence 0.874, not
+SFT's 0.894; the score is the reward model's on one sampled answer per prompt):
+no loss and a small gain, within the noise of 500 held-out prompts. The gain of the pipeline is SFT's.
 
 Default budgets, and why (RLHF practice for a learned reward that is far from perfect):
 - the reward model trains 1500 steps (the reward-model plugin's 1200 reach ~0.78 held-out pairwise
