@@ -16,10 +16,7 @@ from posttrain.runner import execute, prepare
 from posttrain_plugins.rlaif import likelihood_preference, option_probability, position_debiased
 
 TRAINERS = ["ppo", "rloo", "reinforce-pp", "remax", "reinforce", "scst"]
-WEAK_REWARD_MODEL = pytest.mark.xfail(
-    reason="default reward-model budget (150 steps) leaves it near chance; PPO then lowers exact match (reported)"
-)
-PIPELINES = [pytest.param("rlhf", marks=WEAK_REWARD_MODEL), pytest.param("rlaif", marks=WEAK_REWARD_MODEL), "r1-recipe"]
+PIPELINES = ["rlhf", "rlaif", "r1-recipe"]
 
 
 @pytest.mark.slow

@@ -35,11 +35,23 @@ WHO JUDGES (be clear about it). Two labellers are implemented:
   "1" and "2", averaged over both presentation orders (position debiasing). Use it
   with a real instruct model as ``judge_model``; it is meaningless on the embedded model.
 
-Measured on the embedded task (reports/runs/rlaif.json): with these budgets the reward model stays
-close to chance on held-out pairs (the reward-model plugin needs about 1200 steps to reach ~0.78
-pairwise accuracy, see its report), so the PPO stage optimises a weak learned reward and most of
-the pipeline's gain comes from SFT; compare ``ppo/before_*`` with ``ppo/*`` for the PPO stage's own
-effect, and pass ``--set 'reward_model={max_steps: 1200}'`` for a useful reward model.
+Measured on the embedded task (reports/runs/rlaif.json, defaults, seed 0): held-out exact match
+0.640 (base) -> 0.894 (SFT) -> 0.852 (PPO). The AI labels agree with the checker on 94% of the
+2893 pairs with exactly one correct response (3472 pairs in all), yet the reward model trained on
+them orders only 0.605 of the task's held-out pairs (correct sum vs a plausible mistake) correctly:
+the SFT model's own mistakes are a different distribution, and ~580 pairs have two wrong answers.
+PPO cannot raise that reward model's held-out score (0.588 -> 0.591) and loses some exact match
+(0.874 -> 0.852, greedy on PPO's own held-out prompts): on this task RLAIF with the model as its
+own labeller does not help after SFT; the defaults only limit the damage.
+
+Default budgets, and why: 8000 prompts are labelled (3472 pairs with two different responses; the
+former 1000 gave 434 pairs, which the reward model memorised: 0.515 held-out accuracy); the reward
+model trains 400 steps (~7 epochs), chosen by its held-out pairwise accuracy (1500 steps, ~28 epochs,
+overfit the AI labels: 0.54, and PPO then fell to 0.816); PPO stays close to the SFT model (β = 0.5,
+learning rate 3e-5, 80 steps), since a learned reward is exploitable when pushed (Gao et al. 2022,
+arXiv:2210.10760; with the former budgets, 150 reward-model steps and PPO's own β = 0.05, lr 3e-4,
+240 steps, exact match fell to 0.240). See the rlhf plugin's docstring for more. PPO scores
+completions with the reward model tokenized as in its training (prompt + completion + EOS).
 
 Deviations from the paper:
 1. Soft labels become hard ones: the response the labeller prefers (p_AI > 0.5) is "chosen", and
@@ -47,8 +59,8 @@ Deviations from the paper:
    soft cross-entropy). p_AI is kept in the JSONL.
 2. No chain-of-thought rationales or few-shot exemplars in the judge prompt; the prompted judge
    uses a short fixed preamble (``judge_preamble``).
-3. Budgets (150 SFT steps, 1000 labelled prompts, 150 reward-model steps, PPO defaults) are sized
-   for the embedded tiny model.
+3. Budgets (150 SFT steps, 8000 labelled prompts, 400 reward-model steps, 80 PPO steps at β = 0.5
+   and lr 3e-5) are sized for the embedded tiny model.
 """
 
 from __future__ import annotations
@@ -81,11 +93,13 @@ class Config(BaseModel):
         "answer with the number of the better response.\n",
         description="Instruction of the prompted labeller (Lee et al.: the preamble).",
     )
-    label_prompts: int = Field(1000, ge=2, description="Prompts whose two sampled responses are labelled.")
+    label_prompts: int = Field(8000, ge=2, description="Prompts whose two sampled responses are labelled.")
     sample_temperature: float = Field(1.0, gt=0, description="Temperature of the two responses sampled per prompt.")
     sft: dict[str, Any] = Field({"max_steps": 150}, description="Overrides of stage 1 (sft).")
-    reward_model: dict[str, Any] = Field({"max_steps": 150}, description="Overrides of stage 3 (reward-model).")
-    ppo: dict[str, Any] = Field({}, description="Overrides of stage 4 (ppo).")
+    reward_model: dict[str, Any] = Field({"max_steps": 400}, description="Overrides of stage 3 (reward-model).")
+    ppo: dict[str, Any] = Field(
+        {"kl_coef": 0.5, "learning_rate": 3e-5, "max_steps": 80}, description="Overrides of stage 4 (ppo)."
+    )
 
 
 # --- the AI labeller (pure parts) -----------------------------------------------------------------

@@ -93,13 +93,19 @@ def render_for_classifier(tokenizer, prompt: Any, completion: str) -> str:
 def reward_model_reward(path: str, device: str = "cpu", batch_size: int = 32) -> RewardFn:
     """Scores of a sequence-classification model (logit 0, or logit 1 - logit 0 with two labels).
 
-    A minimal loader of its own: posttrain.reward_models (the reward-model plugin's) was not on
-    main when this was written; switch to its loader once it lands."""
+    One-label models (the reward-model plugin's) are scored with ``posttrain.reward_models.score``,
+    i.e. tokenized as in their training; two-label classifiers read the plain prompt + completion text."""
     model, tokenizer = _load_classifier(path, device)
 
     def reward(prompts, completions, records) -> list[float]:
         import torch
 
+        if model.config.num_labels == 1:
+            # Tokenize exactly as reward-model training did (prompt ids + completion ids + EOS, score read
+            # at EOS); scoring the plain text without EOS reads the head at a position it never saw.
+            from posttrain.reward_models import score
+
+            return score(model, tokenizer, list(prompts), list(completions), batch_size).tolist()
         texts = [render_for_classifier(tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
         out: list[float] = []
         with torch.no_grad():
