@@ -5,7 +5,7 @@ Papers: Stiennon et al. 2020, "Learning to summarize from human feedback", arXiv
 log N - (N-1)/N is from Beirami et al. 2024, arXiv:2401.01879. Catalog entry:
 catalog/methods/best-of-n.yaml.
 
-    catalog run best-of-n                                   # embedded tiny model, addition task
+    catalog run best-of-n                                   # embedded reasoning model and task
     catalog run best-of-n --set n=1,4,16,64                 # budget sweep: sweep.json + sweep.png
     catalog run best-of-n --set reward_model=runs/reward-model/.../model   # an outcome reward model
     catalog run best-of-n --model Qwen/Qwen2.5-0.5B-Instruct --dataset prompts.jsonl \\
@@ -22,8 +22,9 @@ shared by its N samples. The scorer R(x, y) is, in order of preference:
 The task's checker is never used to choose; it only measures accuracy.
 
 Deviations from the papers:
-1. The embedded run's verifier is the same small model's verify sub-skill, not a separate reward
-   model; with ``reward_model`` it is the paper's setting.
+1. Without ``reward_model`` the scorer is the policy itself (its mean log-likelihood, or with
+   ``scorer=verifier`` its verify sub-skill), not a separate reward model; with ``reward_model``
+   it is the papers' setting.
 2. Default N = 16 (Stiennon 2020 reports N up to 64; WebGPT 4-64): sweep ``n`` for the curve.
 3. Ties go to the earliest sample.
 """

@@ -6,7 +6,7 @@ arXiv:2305.11860: stop sampling once the answer is settled) and DeepConf (Fu et 
 Think with Confidence", arXiv:2508.15260: weight or filter traces by the model's token
 confidence). Catalog entry: catalog/methods/confidence-sampling.yaml.
 
-    catalog run confidence-sampling                            # embedded tiny model, addition task
+    catalog run confidence-sampling                            # embedded reasoning model and task
     catalog run confidence-sampling --set threshold=0.5,0.8,0.95,0.99   # sweep: compute vs accuracy
     catalog run confidence-sampling --set selection=most_confident      # select instead of vote
 

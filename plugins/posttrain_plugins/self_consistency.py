@@ -4,7 +4,7 @@ Paper: Wang, Wei, Schuurmans, Le, Chi, Narang, Chowdhery, Zhou 2022, "Self-Consi
 Chain of Thought Reasoning in Language Models", arXiv:2203.11171. Catalog entry:
 catalog/methods/self-consistency.yaml.
 
-    catalog run self-consistency                          # embedded tiny model, addition task
+    catalog run self-consistency                          # embedded reasoning model and task
     catalog run self-consistency --set n=1,4,16,64        # budget sweep: sweep.json + sweep.png
     catalog run self-consistency --set vote=weighted      # weighted majority vote (sum of p(y|x))
     catalog run self-consistency --model Qwen/Qwen2.5-0.5B-Instruct --dataset gsm8k.jsonl
@@ -18,7 +18,7 @@ computed once and shared by its N samples); the final answer of each sample is p
 Deviations from the paper:
 1. Sampling at T = 0.7 with no top-k truncation (the paper: T = 0.5-0.7 with top-k 40); N = 40
    as in the paper (§3.1).
-3. Ties are broken by the answer that appeared first among the samples (the paper does not say).
+2. Ties are broken by the answer that appeared first among the samples (the paper does not say).
 """
 
 from __future__ import annotations
