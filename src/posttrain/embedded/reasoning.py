@@ -28,6 +28,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from posttrain.embedded.task import AdditionTask
+
 STEP_END = ";"
 ANSWER_MARK = "#"
 VERIFY, REFINE, POLISH = "V:", "R:", "P:"
@@ -36,33 +38,19 @@ _ANSWER = re.compile(r"#\s*(\d+)")
 
 
 @dataclass(frozen=True)
-class ScratchpadTask:
+class ScratchpadTask(AdditionTask):
+    """Problems, prompts and answers as in :class:`AdditionTask` (3 digits, two operands: the
+    scratchpad is written for two); a held-out split of its own; scratchpad data below."""
+
     digits: int = 3
-    heldout_share: float = 0.1
-    operands: int = 2  # the scratchpad is written for two operands
 
     @property
     def name(self) -> str:
         return f"scratch2x{self.digits}"
 
-    # --- problems -----------------------------------------------------------------------------
     def is_heldout(self, numbers: tuple[int, ...]) -> bool:
         digest = hashlib.sha256(("scratch:" + ",".join(map(str, numbers))).encode()).digest()
         return digest[0] / 256 < self.heldout_share
-
-    def sample(self, rng: random.Random, split: str) -> tuple[int, ...]:
-        while True:
-            numbers = tuple(rng.randrange(10**self.digits) for _ in range(self.operands))
-            if self.is_heldout(numbers) == (split == "test"):
-                return numbers
-
-    @staticmethod
-    def prompt(numbers: tuple[int, ...]) -> str:
-        return "+".join(map(str, numbers)) + "="
-
-    @staticmethod
-    def answer(numbers: tuple[int, ...]) -> str:
-        return str(sum(numbers))
 
     def steps(self, numbers: tuple[int, ...]) -> list[str]:
         """The correct scratchpad as a list of steps, the last one being the answer ``#632``."""
