@@ -30,22 +30,10 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.config import TrainingConfig
-from posttrain.data import batch_indices
-from posttrain.hf import load_policy, lora_settings, parameter_counts
-from posttrain.preference import (
-    PairLogps,
-    evaluate_pairs,
-    load_pairs,
-    pair_batch,
-    pair_logps,
-    reference_logps,
-    reward_metrics,
-)
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.preference import PAIRWISE_SMOKE, PairLogps, PairwiseConfig, train_pairwise
 
 
-class Config(TrainingConfig):
+class Config(PairwiseConfig):
     beta: float = Field(0.1, gt=0, description="β, strength of the KL penalty to the reference (as in DPO).")
     epsilon: float = Field(
         0.1, ge=0, lt=0.5, description="ε, assumed probability that a preference label is flipped (below 1/2)."
@@ -53,11 +41,6 @@ class Config(TrainingConfig):
     variant: Literal["cdpo", "robust"] = Field(
         "cdpo", description="cdpo: Mitchell's label-smoothed loss; robust: Chowdhury et al.'s unbiased rDPO loss."
     )
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
-    max_steps: int = Field(150, ge=1, description="Optimizer steps.")
-    batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch.")
-    warmup_steps: int = Field(10, ge=0, description="Linear warmup steps.")
-    train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
 # --- losses ---------------------------------------------------------------------------------
@@ -111,27 +94,15 @@ LOSSES = {"cdpo": cdpo_loss, "robust": robust_dpo_loss}
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     loss_of = LOSSES[cfg.variant]
-    policy, tokenizer = load_policy(ctx, lora_settings(cfg))
-    data = load_pairs(ctx, cfg, tokenizer)
-    counts = parameter_counts(policy)
-    ctx.log(0, counts)
-    ref_train, ref_heldout = reference_logps(policy, data, ctx.device)
 
     def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
         return cfg.beta * (pol.chosen - ref.chosen), cfg.beta * (pol.rejected - ref.rejected)
 
-    before = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
-
-    def loss_fn(step: int, micro: int):
-        idx = batch_indices(len(data.train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
-        batch = pair_batch([data.train[i] for i in idx], data.pad_id, ctx.device)
-        pol, ref = pair_logps(policy, batch), ref_train[idx]
+    def pair_loss(pol: PairLogps, ref: PairLogps | None):
         losses, c_rew, r_rew = loss_of(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.beta, cfg.epsilon)
-        return losses.mean(), {**reward_metrics(c_rew, r_rew, pol), "tokens": int(batch["attention_mask"].sum())}
+        return losses.mean(), c_rew, r_rew, {}
 
-    loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"{cfg.variant} dpo on {data.source}")
-    after = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
-    return finish(ctx, policy, tokenizer, loop, before, after, data=data.source, variant=cfg.variant, **counts)
+    return train_pairwise(cfg, ctx, f"{cfg.variant} dpo", pair_loss, rewards, reference=True, variant=cfg.variant)
 
 
 plugin = Plugin(
@@ -139,5 +110,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Conservative / robust DPO for noisy preference labels (label smoothing ε).",
-    smoke={"max_steps": 2, "train_examples": 32, "eval_examples": 16, "batch_size": 8, "log_every": 1},
+    smoke=PAIRWISE_SMOKE,
 )

@@ -31,33 +31,16 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.config import TrainingConfig
-from posttrain.data import batch_indices
-from posttrain.hf import load_policy, lora_settings, parameter_counts
-from posttrain.preference import (
-    PairLogps,
-    evaluate_pairs,
-    load_pairs,
-    pair_batch,
-    pair_logps,
-    reference_logps,
-    reward_metrics,
-)
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.preference import PAIRWISE_SMOKE, PairLogps, PairwiseConfig, chosen_nll_per_token, train_pairwise
 
 
-class Config(TrainingConfig):
+class Config(PairwiseConfig):
     variant: Literal["slic", "hinge"] = Field(
         "slic", description="slic: the paper's loss on raw log-likelihoods; hinge: TRL's reference-normalised hinge."
     )
     delta: float = Field(1.0, gt=0, description="δ, the rank margin in log-likelihood (slic).")
     reg_weight: float = Field(0.1, ge=0, description="λ, weight of the cross-entropy regulariser on y_ref (slic).")
     beta: float = Field(0.1, gt=0, description="β of TRL's hinge: the margin is 1/β in log-ratio units (hinge).")
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
-    max_steps: int = Field(150, ge=1, description="Optimizer steps.")
-    batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch.")
-    warmup_steps: int = Field(10, ge=0, description="Linear warmup steps.")
-    train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
 # --- losses ---------------------------------------------------------------------------------
@@ -88,48 +71,27 @@ def hinge_loss(
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
 
 
-def nll_per_token(logps: PairLogps) -> torch.Tensor:
-    """Mean negative log-likelihood per chosen token over the batch (the regulariser)."""
-    return -logps.chosen.sum() / logps.chosen_tokens.sum().clamp(min=1)
-
-
 # --- run ------------------------------------------------------------------------------------
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    policy, tokenizer = load_policy(ctx, lora_settings(cfg))
-    data = load_pairs(ctx, cfg, tokenizer)
-    counts = parameter_counts(policy)
-    ctx.log(0, counts)
-    slic = cfg.variant == "slic"
-    ref_train, ref_heldout = (None, None) if slic else reference_logps(policy, data, ctx.device)
-
     def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
         if ref is None:  # slic: the calibrated quantity is the sequence log-likelihood
             return pol.chosen, pol.rejected
         return cfg.beta * (pol.chosen - ref.chosen), cfg.beta * (pol.rejected - ref.rejected)
 
-    before = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
+    def slic_pair_loss(pol: PairLogps, ref: PairLogps | None):
+        losses, c_rew, r_rew = slic_loss(pol.chosen, pol.rejected, cfg.delta)
+        nll = chosen_nll_per_token(pol)
+        return losses.mean() + cfg.reg_weight * nll, c_rew, r_rew, {"nll_loss": nll.item()}
 
-    def loss_fn(step: int, micro: int):
-        idx = batch_indices(len(data.train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
-        batch = pair_batch([data.train[i] for i in idx], data.pad_id, ctx.device)
-        pol = pair_logps(policy, batch)
-        metrics = {"tokens": int(batch["attention_mask"].sum())}
-        if slic:
-            losses, c_rew, r_rew = slic_loss(pol.chosen, pol.rejected, cfg.delta)
-            nll = nll_per_token(pol)
-            loss = losses.mean() + cfg.reg_weight * nll
-            metrics["nll_loss"] = nll.item()
-        else:
-            ref = ref_train[idx]
-            losses, c_rew, r_rew = hinge_loss(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.beta)
-            loss = losses.mean()
-        return loss, {**reward_metrics(c_rew, r_rew, pol), **metrics}
+    def hinge_pair_loss(pol: PairLogps, ref: PairLogps | None):
+        losses, c_rew, r_rew = hinge_loss(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.beta)
+        return losses.mean(), c_rew, r_rew, {}
 
-    loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"{cfg.variant} on {data.source}")
-    after = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
-    return finish(ctx, policy, tokenizer, loop, before, after, data=data.source, variant=cfg.variant, **counts)
+    slic = cfg.variant == "slic"
+    pair_loss = slic_pair_loss if slic else hinge_pair_loss
+    return train_pairwise(cfg, ctx, cfg.variant, pair_loss, rewards, reference=not slic, variant=cfg.variant)
 
 
 plugin = Plugin(
@@ -137,5 +99,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="SLiC-HF hinge (rank calibration) loss on preference pairs; TRL's hinge as a variant.",
-    smoke={"max_steps": 2, "train_examples": 32, "eval_examples": 16, "batch_size": 8, "log_every": 1},
+    smoke=PAIRWISE_SMOKE,
 )

@@ -28,33 +28,16 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.config import TrainingConfig
-from posttrain.data import batch_indices
-from posttrain.hf import load_policy, lora_settings, parameter_counts
-from posttrain.preference import (
-    PairLogps,
-    evaluate_pairs,
-    load_pairs,
-    pair_batch,
-    pair_logps,
-    reference_logps,
-    reward_metrics,
-)
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.preference import PAIRWISE_SMOKE, PairLogps, PairwiseConfig, train_pairwise
 
 
-class Config(TrainingConfig):
+class Config(PairwiseConfig):
     tau: float = Field(
         0.1, gt=0, description="τ, regularisation towards the reference; target margin 1/(2τ) (paper Eq. 17; TRL beta)."
     )
     average_log_prob: bool = Field(
         True, description="Average log-probs over completion tokens (TRL / authors' advice) instead of summing."
     )
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
-    max_steps: int = Field(150, ge=1, description="Optimizer steps.")
-    batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch.")
-    warmup_steps: int = Field(10, ge=0, description="Linear warmup steps.")
-    train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
 # --- loss (paper Eq. 17) --------------------------------------------------------------------
@@ -86,28 +69,15 @@ def log_probs(logps: PairLogps, cfg: Config) -> tuple[torch.Tensor, torch.Tensor
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    policy, tokenizer = load_policy(ctx, lora_settings(cfg))
-    data = load_pairs(ctx, cfg, tokenizer)
-    counts = parameter_counts(policy)
-    ctx.log(0, counts)
-    ref_train, ref_heldout = reference_logps(policy, data, ctx.device)
-
     def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
         (pc, pr), (rc, rr) = log_probs(pol, cfg), log_probs(ref, cfg)
         return cfg.tau * (pc - rc), cfg.tau * (pr - rr)
 
-    before = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
+    def pair_loss(pol: PairLogps, ref: PairLogps | None):
+        losses, c_rew, r_rew = ipo_loss(*log_probs(pol, cfg), *log_probs(ref, cfg), cfg.tau)
+        return losses.mean(), c_rew, r_rew, {}
 
-    def loss_fn(step: int, micro: int):
-        idx = batch_indices(len(data.train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
-        batch = pair_batch([data.train[i] for i in idx], data.pad_id, ctx.device)
-        pol = pair_logps(policy, batch)
-        losses, c_rew, r_rew = ipo_loss(*log_probs(pol, cfg), *log_probs(ref_train[idx], cfg), cfg.tau)
-        return losses.mean(), {**reward_metrics(c_rew, r_rew, pol), "tokens": int(batch["attention_mask"].sum())}
-
-    loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"ipo on {data.source}")
-    after = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
-    return finish(ctx, policy, tokenizer, loop, before, after, data=data.source, **counts)
+    return train_pairwise(cfg, ctx, "ipo", pair_loss, rewards, reference=True)
 
 
 plugin = Plugin(
@@ -115,5 +85,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Identity Preference Optimisation (squared loss towards a target margin).",
-    smoke={"max_steps": 2, "train_examples": 32, "eval_examples": 16, "batch_size": 8, "log_every": 1},
+    smoke=PAIRWISE_SMOKE,
 )

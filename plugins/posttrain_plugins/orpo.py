@@ -26,20 +26,11 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.config import TrainingConfig
-from posttrain.data import batch_indices
-from posttrain.hf import load_policy, lora_settings, parameter_counts
-from posttrain.preference import PairLogps, evaluate_pairs, load_pairs, pair_batch, pair_logps, reward_metrics
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.preference import PAIRWISE_SMOKE, PairLogps, PairwiseConfig, chosen_nll_per_token, train_pairwise
 
 
-class Config(TrainingConfig):
+class Config(PairwiseConfig):
     lam: float = Field(0.1, gt=0, description="λ, weight of the odds-ratio term L_OR (paper: 0.1; TRL beta).")
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
-    max_steps: int = Field(150, ge=1, description="Optimizer steps.")
-    batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch.")
-    warmup_steps: int = Field(10, ge=0, description="Linear warmup steps.")
-    train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
 # --- loss (paper Eq. 4, 7) ------------------------------------------------------------------
@@ -67,45 +58,27 @@ def orpo_loss(
     return chosen_nll + lam * odds_losses.mean(), odds_losses, ratio.detach()
 
 
-def nll_per_token(logps: PairLogps) -> torch.Tensor:
-    """Mean negative log-likelihood per chosen token over the batch (L_SFT)."""
-    return -logps.chosen.sum() / logps.chosen_tokens.sum().clamp(min=1)
-
-
 # --- run ------------------------------------------------------------------------------------
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    policy, tokenizer = load_policy(ctx, lora_settings(cfg))
-    data = load_pairs(ctx, cfg, tokenizer)
-    counts = parameter_counts(policy)
-    ctx.log(0, counts)
-
     def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
         chosen_avg, rejected_avg = pol.averaged()  # TRL's ORPO rewards: λ · mean log-prob
         return cfg.lam * chosen_avg, cfg.lam * rejected_avg
 
-    before = evaluate_pairs(policy, tokenizer, data, rewards, None, cfg)
-
-    def loss_fn(step: int, micro: int):
-        idx = batch_indices(len(data.train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
-        batch = pair_batch([data.train[i] for i in idx], data.pad_id, ctx.device)
-        pol = pair_logps(policy, batch)
+    def pair_loss(pol: PairLogps, ref: PairLogps | None):
         chosen_avg, rejected_avg = pol.averaged()
-        nll = nll_per_token(pol)
+        nll = chosen_nll_per_token(pol)
         loss, odds_losses, ratio = orpo_loss(chosen_avg, rejected_avg, nll, cfg.lam)
         c_rew, r_rew = cfg.lam * chosen_avg.detach(), cfg.lam * rejected_avg.detach()
         metrics = {
-            **reward_metrics(c_rew, r_rew, pol),
             "nll_loss": nll.item(),
             "log_odds_ratio": ratio.mean().item(),
             "odds_ratio_loss": odds_losses.mean().item(),
         }
-        return loss, {**metrics, "tokens": int(batch["attention_mask"].sum())}
+        return loss, c_rew, r_rew, metrics
 
-    loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"orpo on {data.source}")
-    after = evaluate_pairs(policy, tokenizer, data, rewards, None, cfg)
-    return finish(ctx, policy, tokenizer, loop, before, after, data=data.source, **counts)
+    return train_pairwise(cfg, ctx, "orpo", pair_loss, rewards, reference=False)
 
 
 plugin = Plugin(
@@ -113,5 +86,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="ORPO: NLL on the chosen response plus an odds-ratio preference term; no reference.",
-    smoke={"max_steps": 2, "train_examples": 32, "eval_examples": 16, "batch_size": 8, "log_every": 1},
+    smoke=PAIRWISE_SMOKE,
 )

@@ -26,21 +26,14 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.config import TrainingConfig
-from posttrain.data import batch_indices
-from posttrain.hf import load_policy, lora_settings, parameter_counts
-from posttrain.preference import PairLogps, evaluate_pairs, load_pairs, pair_batch, pair_logps, reward_metrics
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.preference import PAIRWISE_SMOKE, PairLogps, PairwiseConfig, train_pairwise
 
 
-class Config(TrainingConfig):
+class Config(PairwiseConfig):
     beta: float = Field(2.0, gt=0, description="β, scale of the length-normalised reward (paper: 2.0-2.5 by setup).")
     gamma: float = Field(1.0, ge=0, description="γ, target reward margin (paper: 0.3-1.6 by setup).")
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
-    max_steps: int = Field(150, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch (paper: 128).")
     warmup_steps: int = Field(10, ge=0, description="Linear warmup steps (paper: 10% of training).")
-    train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
 # --- loss ------------------------------------------------------------------------------------
@@ -64,27 +57,15 @@ def simpo_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    policy, tokenizer = load_policy(ctx, lora_settings(cfg))
-    data = load_pairs(ctx, cfg, tokenizer)
-    counts = parameter_counts(policy)
-    ctx.log(0, counts)
-
     def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
         chosen_avg, rejected_avg = pol.averaged()
         return cfg.beta * chosen_avg, cfg.beta * rejected_avg
 
-    before = evaluate_pairs(policy, tokenizer, data, rewards, None, cfg)
-
-    def loss_fn(step: int, micro: int):
-        idx = batch_indices(len(data.train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
-        batch = pair_batch([data.train[i] for i in idx], data.pad_id, ctx.device)
-        pol = pair_logps(policy, batch)
+    def pair_loss(pol: PairLogps, ref: PairLogps | None):
         losses, c_rew, r_rew = simpo_loss(*pol.averaged(), cfg.beta, cfg.gamma)
-        return losses.mean(), {**reward_metrics(c_rew, r_rew, pol), "tokens": int(batch["attention_mask"].sum())}
+        return losses.mean(), c_rew, r_rew, {}
 
-    loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"simpo on {data.source}")
-    after = evaluate_pairs(policy, tokenizer, data, rewards, None, cfg)
-    return finish(ctx, policy, tokenizer, loop, before, after, data=data.source, **counts)
+    return train_pairwise(cfg, ctx, "simpo", pair_loss, rewards, reference=False)
 
 
 plugin = Plugin(
@@ -92,5 +73,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="SimPO: reference-free, length-normalised reward with a target margin.",
-    smoke={"max_steps": 2, "train_examples": 32, "eval_examples": 16, "batch_size": 8, "log_every": 1},
+    smoke=PAIRWISE_SMOKE,
 )

@@ -2,8 +2,9 @@
 mdpo, kto): paired batches with chosen and rejected in one forward pass, reference log-probs
 computed once before training, and the held-out preference metrics.
 
-No algorithm lives here: each plugin keeps its loss, its implicit reward and its run() in its own
-file and calls these helpers for data, log-probs and evaluation.
+No algorithm lives here: each plugin keeps its loss and its implicit reward in its own file and
+either calls these helpers for data, log-probs and evaluation, or hands both functions to
+``train_pairwise`` (load, reference, evaluate, train, evaluate, finish: the same for every method).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from pydantic import Field
 
-from posttrain.data import iterate_batches, pad_sequences, task_records, tokenize_preference
+from posttrain.config import TrainingConfig
+from posttrain.data import batch_indices, iterate_batches, pad_sequences, task_records, tokenize_preference
 from posttrain.evaluation import exact_match
 from posttrain.logprobs import sequence_logprobs, split_pairs
 
@@ -133,3 +136,51 @@ def reference_logps(policy, data: PreferenceData, device: str) -> tuple[PairLogp
         out = dataset_logps(ref, data.train, data.pad_id, device), dataset_logps(ref, data.heldout, data.pad_id, device)
     del reference
     return out
+
+
+def chosen_nll_per_token(logps: PairLogps) -> torch.Tensor:
+    """Mean negative log-likelihood per chosen token over the batch (the SFT / NLL regulariser)."""
+    return -logps.chosen.sum() / logps.chosen_tokens.sum().clamp(min=1)
+
+
+class PairwiseConfig(TrainingConfig):
+    """Training defaults shared by the offline pairwise trainers, sized for the embedded model."""
+
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
+    max_steps: int = Field(150, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(32, ge=1, description="Preference pairs per micro-batch.")
+    warmup_steps: int = Field(10, ge=0, description="Linear warmup steps.")
+    train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
+
+
+PAIRWISE_SMOKE = {"max_steps": 2, "train_examples": 32, "eval_examples": 16, "batch_size": 8, "log_every": 1}
+
+# (policy log-probs of a batch, reference log-probs or None) -> (loss, chosen rewards, rejected rewards, metrics)
+PairLoss = Callable[[PairLogps, "PairLogps | None"], tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]]
+
+
+def train_pairwise(cfg, ctx, name: str, pair_loss: PairLoss, rewards: RewardFn, reference: bool, **summary):
+    """Train a policy on preference pairs with a method's ``pair_loss`` and report its implicit
+    ``rewards`` before and after. With ``reference`` the reference log-probs are computed once
+    before training and passed to both functions (else they get None)."""
+    from posttrain.hf import load_policy, lora_settings, parameter_counts
+    from posttrain.train import finish, loop_settings, train_loop
+
+    policy, tokenizer = load_policy(ctx, lora_settings(cfg))
+    data = load_pairs(ctx, cfg, tokenizer)
+    counts = parameter_counts(policy)
+    ctx.log(0, counts)
+    ref_train, ref_heldout = reference_logps(policy, data, ctx.device) if reference else (None, None)
+    before = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
+
+    def loss_fn(step: int, micro: int):
+        idx = batch_indices(len(data.train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
+        batch = pair_batch([data.train[i] for i in idx], data.pad_id, ctx.device)
+        pol = pair_logps(policy, batch)
+        loss, c_rew, r_rew, metrics = pair_loss(pol, None if ref_train is None else ref_train[idx])
+        tokens = int(batch["attention_mask"].sum())
+        return loss, {**reward_metrics(c_rew, r_rew, pol), **metrics, "tokens": tokens}
+
+    loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"{name} on {data.source}")
+    after = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
+    return finish(ctx, policy, tokenizer, loop, before, after, data=data.source, **summary, **counts)
