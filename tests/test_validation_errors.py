@@ -83,39 +83,108 @@ def test_fixture_is_valid(root):
     assert problems(root) == []
 
 
-def test_unknown_family(root):
-    edit(root / "methods" / "alpha.yaml", "family: preference-optimization", "family: prefs")
-    assert "unknown family 'prefs'" in only(root, "catalog/methods/alpha.yaml:4: family:")
+# (file under the catalog, text to replace, replacement, expected location prefix, expected message part)
+ONE_EDIT_MISTAKES = [
+    pytest.param(
+        "methods/alpha.yaml",
+        "family: preference-optimization",
+        "family: prefs",
+        "catalog/methods/alpha.yaml:4: family:",
+        "unknown family 'prefs'",
+        id="unknown_family",
+    ),
+    pytest.param(
+        "methods/alpha.yaml",
+        "related: [beta]",
+        "related: [beta, gamma]",
+        "catalog/methods/alpha.yaml:13: related.1:",
+        "unknown method id 'gamma'",
+        id="unknown_related_id",
+    ),
+    pytest.param(
+        "methods/beta.yaml",
+        "name: Beta\n",
+        "name: Beta\naliases: [a1]\n",
+        "catalog/methods/beta.yaml:3: aliases.0:",
+        "already used by 'alpha'",
+        id="duplicate_alias",
+    ),
+    pytest.param(
+        "papers/paper-one-2024.yaml",
+        '"2402.00001"',
+        '"2402.1"',
+        "catalog/papers/paper-one-2024.yaml:4: arxiv:",
+        "not an arXiv id",
+        id="malformed_arxiv_id_in_paper_record",
+    ),
+    pytest.param(
+        "methods/beta.yaml",
+        '"2001.00001"',
+        '"arXiv:2001"',
+        "catalog/methods/beta.yaml:10: papers.0.arxiv:",
+        "not an arXiv id",
+        id="malformed_arxiv_id_inline",
+    ),
+    pytest.param(
+        "papers/paper-one-2024.yaml",
+        "sections:",
+        "url: www.example.com/paper\nsections:",
+        "catalog/papers/paper-one-2024.yaml:5: url:",
+        "",
+        id="malformed_url",
+    ),
+    pytest.param(
+        "methods/beta.yaml",
+        '"2001.00001"',
+        '"2402.00001"',
+        "catalog/methods/beta.yaml:8: papers.0:",
+        "cite it by its id 'paper-one-2024'",
+        id="inline_paper_that_has_a_record",
+    ),
+    pytest.param(
+        "methods/alpha.yaml",
+        "  - paper-one-2024",
+        "  - paper-one-2024\n  - no-such-paper",
+        "catalog/methods/alpha.yaml:10: papers.1:",
+        "unknown paper id 'no-such-paper'",
+        id="unresolvable_paper_reference",
+    ),
+    pytest.param(
+        "papers/paper-one-2024.yaml",
+        "sections: [Survey]",
+        "sections: [Survey]\nmethods: [gamma]",
+        "catalog/papers/paper-one-2024.yaml:6: methods.0:",
+        "unknown method id 'gamma'",
+        id="paper_links_to_unknown_method",
+    ),
+    pytest.param(
+        "methods/alpha.yaml",
+        "name: Alpha\n",
+        "name: Alpha\nnmae: typo\n",
+        "catalog/methods/alpha.yaml:3: nmae:",
+        "unknown field",
+        id="unknown_field",
+    ),
+    pytest.param(
+        "papers/paper-one-2024.yaml",
+        "sections:",
+        "year: 2024\nsections:",
+        "catalog/papers/paper-one-2024.yaml:5: year:",
+        "unknown field",
+        id="unknown_field_in_paper",
+    ),
+]
 
 
-def test_unknown_related_id(root):
-    edit(root / "methods" / "alpha.yaml", "related: [beta]", "related: [beta, gamma]")
-    assert "unknown method id 'gamma'" in only(root, "catalog/methods/alpha.yaml:13: related.1:")
+@pytest.mark.parametrize(("file", "old", "new", "where", "message"), ONE_EDIT_MISTAKES)
+def test_one_edit_mistake(root, file, old, new, where, message):
+    edit(root / file, old, new)
+    assert message in only(root, where)
 
 
 def test_file_name_differs_from_id(root):
     (root / "methods" / "alpha.yaml").rename(root / "methods" / "alfa.yaml")
     assert "must equal the file name 'alfa'" in only(root, "catalog/methods/alfa.yaml:1: id:")
-
-
-def test_duplicate_alias(root):
-    edit(root / "methods" / "beta.yaml", "name: Beta\n", "name: Beta\naliases: [a1]\n")
-    assert "already used by 'alpha'" in only(root, "catalog/methods/beta.yaml:3: aliases.0:")
-
-
-def test_malformed_arxiv_id_in_paper_record(root):
-    edit(root / "papers" / "paper-one-2024.yaml", '"2402.00001"', '"2402.1"')
-    assert "not an arXiv id" in only(root, "catalog/papers/paper-one-2024.yaml:4: arxiv:")
-
-
-def test_malformed_arxiv_id_inline(root):
-    edit(root / "methods" / "beta.yaml", '"2001.00001"', '"arXiv:2001"')
-    assert "not an arXiv id" in only(root, "catalog/methods/beta.yaml:10: papers.0.arxiv:")
-
-
-def test_malformed_url(root):
-    edit(root / "papers" / "paper-one-2024.yaml", "sections:", "url: www.example.com/paper\nsections:")
-    only(root, "catalog/papers/paper-one-2024.yaml:5: url:")
 
 
 @pytest.mark.parametrize("bad", ["2024-13", "2023-02-30", "24-02", "spring 2024"])
@@ -138,21 +207,6 @@ def test_duplicate_paper_same_title(root):
     assert "same title as 'paper-one-2024'" in only(root, "catalog/papers/paper-three-2024.yaml:2: title:")
 
 
-def test_inline_paper_that_has_a_record(root):
-    edit(root / "methods" / "beta.yaml", '"2001.00001"', '"2402.00001"')
-    assert "cite it by its id 'paper-one-2024'" in only(root, "catalog/methods/beta.yaml:8: papers.0:")
-
-
-def test_unresolvable_paper_reference(root):
-    edit(root / "methods" / "alpha.yaml", "  - paper-one-2024", "  - paper-one-2024\n  - no-such-paper")
-    assert "unknown paper id 'no-such-paper'" in only(root, "catalog/methods/alpha.yaml:10: papers.1:")
-
-
-def test_paper_links_to_unknown_method(root):
-    edit(root / "papers" / "paper-one-2024.yaml", "sections: [Survey]", "sections: [Survey]\nmethods: [gamma]")
-    assert "unknown method id 'gamma'" in only(root, "catalog/papers/paper-one-2024.yaml:6: methods.0:")
-
-
 def test_one_way_related_without_marker(root):
     edit(root / "methods" / "beta.yaml", "related: [alpha]", "related: []")
     msg = only(root, "catalog/methods/alpha.yaml:13: related.0:")
@@ -168,16 +222,6 @@ def test_one_way_related_with_marker_is_fine(root):
 def test_invalid_yaml(root):
     (root / "methods" / "alpha.yaml").write_text(METHOD_A.replace("aliases: [A1]", "aliases: [A1"))
     assert "invalid YAML" in only(root, "catalog/methods/alpha.yaml:4: (yaml):")
-
-
-def test_unknown_field(root):
-    edit(root / "methods" / "alpha.yaml", "name: Alpha\n", "name: Alpha\nnmae: typo\n")
-    assert "unknown field" in only(root, "catalog/methods/alpha.yaml:3: nmae:")
-
-
-def test_unknown_field_in_paper(root):
-    edit(root / "papers" / "paper-one-2024.yaml", "sections:", "year: 2024\nsections:")
-    assert "unknown field" in only(root, "catalog/papers/paper-one-2024.yaml:5: year:")
 
 
 def test_cli_prints_one_line_per_problem_and_fails(root, monkeypatch):
