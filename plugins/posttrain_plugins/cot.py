@@ -17,20 +17,41 @@ catalog/methods/cot.yaml and catalog/methods/zero-shot-cot.yaml (the ``zero-shot
   ("Let's think step by step."), the generated reasoning, then the answer trigger and the answer.
 Greedy decoding, as in both papers.
 
-Deviations: on the embedded reasoning model the rationale format is its scratchpad (column sums
-``12;13;6;``), the answer trigger is its answer mark ``#``, the separator between exemplars is a
-newline, and the zero-shot trigger is empty (the model reads no English; its scratchpad is its
-"step by step" mode). Exemplars come from the task's training split (Wei wrote 8 by hand).
+Deviations: on the embedded task the model is ``embedded:reasoning-fewshot``, the reasoning model
+trained further on pages of several problems in one format (worked or answer-only), because the
+plain reasoning model never saw two problems in one context and stops at once after any
+exemplar (0%); see ``posttrain.embedded.fewshot``. The rationale format is its scratchpad
+(column sums ``12;13;6;``), the answer trigger is its answer mark ``#``, the separator between
+exemplars is a newline, and the zero-shot trigger is empty (the model reads no English; its
+scratchpad is its "step by step" mode). Exemplars come from the task's training split (Wei wrote
+8 by hand).
+
+Measured (reports/runs/cot.json, 200 held-out problems, 4 exemplars): standard prompting 16.0%,
+chain of thought 81.5%; exemplars 0, 1, 2, 4 give 88.0, 78.5, 78.0, 81.5% (the tiny model needs
+no exemplar to start its scratchpad).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, sample, setup, step_stop
+from posttrain.inference import (
+    REASONING_MODEL,
+    SWEEP,
+    InferenceConfig,
+    PerProblem,
+    finish,
+    new_tokens,
+    sample,
+    setup,
+    step_stop,
+)
+
+FEWSHOT_MODEL = "embedded:reasoning-fewshot"
 
 
 class Config(InferenceConfig):
@@ -102,10 +123,19 @@ def exemplar_pairs(cfg: Config, ctx: RunContext, problems) -> list[tuple[str, st
     return [(r["prompt"], r["completion"]) for r in worked[: cfg.exemplars]]
 
 
+def embedded_model(cfg: Config, ctx: RunContext) -> RunContext:
+    """On the embedded reasoning task the default model is the few-shot variant of the reasoning
+    model (trained on pages of several problems, see posttrain.embedded.fewshot)."""
+    if ctx.model is None and ctx.dataset is None and cfg.task == "reasoning":
+        return replace(ctx, model=FEWSHOT_MODEL)
+    return ctx
+
+
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     cfg = cfg.model_copy(update={"baseline": False})  # `before` is standard prompting, computed below
+    ctx = embedded_model(cfg, ctx)
     model, tokenizer, problems, _, meter = setup(cfg, ctx)
-    embedded = ctx.dataset is None and ctx.model in (None, "embedded:reasoning")
+    embedded = ctx.dataset is None and ctx.model in (None, REASONING_MODEL, FEWSHOT_MODEL)
     trigger, answer_trigger = embedded_defaults(cfg, embedded)
     questions = [str(r["prompt"]) for r in problems.records]
     tokens = new_tokens(cfg, problems)

@@ -3,7 +3,7 @@
 Paper: Kojima, Gu, Reid, Matsuo, Iwasawa 2022, "Large Language Models are Zero-Shot Reasoners",
 arXiv:2205.11916. Catalog entry: catalog/methods/zero-shot-cot.yaml.
 
-    catalog run zero-shot-cot                                   # embedded reasoning model
+    catalog run zero-shot-cot                                   # embedded:reasoning-fewshot
     catalog run zero-shot-cot --model Qwen/Qwen2.5-0.5B --dataset gsm8k.jsonl
 
 The method is ``posttrain_plugins.cot`` in its zero-shot mode (one run function, the prompt
@@ -11,7 +11,7 @@ builders ``zero_shot_prompt`` and ``answer_prompt`` there): stage 1 generates th
 "Let's think step by step.", stage 2 appends "Therefore, the answer is" and decodes the answer.
 ``before`` is standard zero-shot prompting (the question, then the answer trigger).
 
-Deviations: as in ``cot``: on the embedded reasoning model the trigger is empty (it reads no
+Deviations: as in ``cot`` (the embedded model is ``embedded:reasoning-fewshot``): the trigger is empty (it reads no
 English and writes its scratchpad unprompted) and the answer trigger is its answer mark ``#``.
 """
 

@@ -51,6 +51,10 @@ def model_source(ctx: RunContext, console=None) -> str:
         from posttrain.embedded.model import reasoning_model_dir
 
         return str(reasoning_model_dir(seed=0, console=console))
+    if ctx.model == "embedded:reasoning-fewshot":  # the same, trained on few-shot pages (embedded/fewshot.py)
+        from posttrain.embedded.fewshot import fewshot_model_dir
+
+        return str(fewshot_model_dir(seed=0, console=console))
     path = Path(ctx.model).expanduser()
     if ctx.model.startswith((".", "/", "~")) and not path.exists():
         raise UserError(f"--model {ctx.model}: folder does not exist")
