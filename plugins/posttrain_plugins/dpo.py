@@ -110,6 +110,25 @@ def evaluate(policy, tokenizer, pairs, records, ref_logps, cfg: Config, embedded
     }
 
 
+def batch_loss(policy, batch: dict, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, cfg: Config):
+    """DPO (plus RPO's NLL term when ``rpo_alpha``) on a ``pair_batch``, and TRL's step metrics."""
+    logps, n_tokens = sequence_logprobs(policy, batch)
+    pol_c, pol_r = split_pairs(logps)
+    losses, c_rew, r_rew = dpo_loss(pol_c, pol_r, ref_chosen, ref_rejected, cfg.beta)
+    loss = losses.mean()
+    if cfg.rpo_alpha:
+        loss = loss + cfg.rpo_alpha * (-pol_c / split_pairs(n_tokens)[0]).mean()
+    return loss, {
+        "rewards/chosen": c_rew.mean().item(),
+        "rewards/rejected": r_rew.mean().item(),
+        "rewards/margins": (c_rew - r_rew).mean().item(),
+        "rewards/accuracies": preference_accuracy(c_rew, r_rew).item(),
+        "logps/chosen": pol_c.detach().mean().item(),
+        "logps/rejected": pol_r.detach().mean().item(),
+        "tokens": int(batch["attention_mask"].sum()),
+    }
+
+
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     policy, tokenizer = load_policy(ctx, lora_settings(cfg))
     reference = frozen_reference(policy)
@@ -129,21 +148,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     def loss_fn(step: int, micro: int):
         idx = batch_indices(len(train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
         batch = pair_batch([train[i] for i in idx], pad, ctx.device)
-        logps, n_tokens = sequence_logprobs(policy, batch)
-        pol_c, pol_r = split_pairs(logps)
-        losses, c_rew, r_rew = dpo_loss(pol_c, pol_r, ref_train[0][idx], ref_train[1][idx], cfg.beta)
-        loss = losses.mean()
-        if cfg.rpo_alpha:
-            loss = loss + cfg.rpo_alpha * (-pol_c / split_pairs(n_tokens)[0]).mean()
-        return loss, {
-            "rewards/chosen": c_rew.mean().item(),
-            "rewards/rejected": r_rew.mean().item(),
-            "rewards/margins": (c_rew - r_rew).mean().item(),
-            "rewards/accuracies": preference_accuracy(c_rew, r_rew).item(),
-            "logps/chosen": pol_c.mean().item(),
-            "logps/rejected": pol_r.mean().item(),
-            "tokens": int(batch["attention_mask"].sum()),
-        }
+        return batch_loss(policy, batch, ref_train[0][idx], ref_train[1][idx], cfg)
 
     loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"dpo on {source}")
     after = evaluate(policy, tokenizer, heldout, heldout_records, ref_heldout, cfg, embedded)

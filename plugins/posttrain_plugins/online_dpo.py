@@ -48,9 +48,8 @@ from posttrain.data import batch_indices, task_records, tokenize_preference
 from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, generate, reference_of, score
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
-from posttrain.logprobs import sequence_logprobs, split_pairs
 from posttrain.train import finish, loop_settings, train_loop
-from posttrain_plugins.dpo import all_logps, dpo_loss, pair_batch, preference_accuracy
+from posttrain_plugins.dpo import all_logps, batch_loss, pair_batch, preference_accuracy
 
 
 class Config(TrainingConfig):
@@ -200,19 +199,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             return zero, {"tokens": 0}
         idx = batch_indices(len(pairs), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
         batch = pair_batch([pairs[i] for i in idx], pad, ctx.device)
-        logps, n_tokens = sequence_logprobs(policy, batch)
-        pol_c, pol_r = split_pairs(logps)
-        losses, c_rew, r_rew = dpo_loss(pol_c, pol_r, ref[0][idx], ref[1][idx], cfg.beta)
-        loss = losses.mean()
-        if cfg.rpo_alpha:
-            loss = loss + cfg.rpo_alpha * (-pol_c / split_pairs(n_tokens)[0]).mean()
-        return loss, {
-            "rewards/chosen": c_rew.mean().item(),
-            "rewards/rejected": r_rew.mean().item(),
-            "rewards/margins": (c_rew - r_rew).mean().item(),
-            "rewards/accuracies": preference_accuracy(c_rew, r_rew).item(),
-            "tokens": int(batch["attention_mask"].sum()),
-        }
+        return batch_loss(policy, batch, ref[0][idx], ref[1][idx], cfg)
 
     before = evaluate()
     settings = loop_settings(cfg)
