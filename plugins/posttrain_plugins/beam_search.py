@@ -16,10 +16,11 @@ Each expansion is one batched generate over all problems' beams, each beam's pre
 once and its KV cache shared by its M children.
 
 Deviations from the paper:
-1. Without ``reward_model`` the PRM is the policy's own mean log-likelihood of the partial
-   solution (``scorer=verifier`` uses the embedded reasoning model's ``V:`` sub-skill instead, which
-   is near chance on this model); Snell uses a separately trained PRM. The task's checker is never
-   used to score.
+1. On the embedded reasoning task the PRM is the embedded PRM (``posttrain.embedded.prm``: a separate token-classification model trained once on training-split scratchpads with exact step labels; an attempt's score is its last step's probability, Snell 2024 §5 / App.; ``prm.json`` in its cache folder has its held-out step accuracy), as in the paper a separately
+   trained PRM, but trained with exact (PRM800K-style) step labels rather than Snell's
+   Monte-Carlo ones. With your own ``--model``/``--dataset`` and no ``prm``/``reward_model`` the
+   score is the policy's mean log-likelihood (``scorer=likelihood``; ``scorer=verifier``: the
+   reasoning model's ``V:`` sub-skill, near chance). The task's checker is never used to score.
 2. The final answer is the highest-scoring complete beam (Snell also reports a weighted vote).
 3. Default N = 16, M = 4 (Snell sweeps N in 4..256 with M = 4); sweep ``n``.
 """
@@ -79,7 +80,7 @@ class Beam:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer, meter)
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     keep = beams_kept(cfg.n, cfg.beam_width)

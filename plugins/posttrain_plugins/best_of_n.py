@@ -13,8 +13,14 @@ catalog/methods/best-of-n.yaml.
 
 The N samples of every prompt come from batched ``generate`` calls with the prompt's KV cache
 shared by its N samples. The scorer R(x, y) is, in order of preference:
+- ``prm``: a process reward model (a ``prm``-plugin folder, or ``embedded``); R(x, y) is its
+  probability at y's last step (Snell 2024 compare last-step, min and product aggregation of PRM
+  scores for best-of-N and use the last step; ``posttrain.inference.aggregate_steps``);
 - ``reward_model``: an outcome reward model (a transformers sequence classifier, or the project's
-  ``posttrain.reward_models`` loader when installed), scoring prompt + response;
+  ``posttrain.reward_models`` loader), scoring prompt + response;
+- on the embedded reasoning task (no ``--model``/``--dataset``): the embedded PRM
+  (``posttrain.embedded.prm``, trained once on training-split scratchpads with exact step labels),
+  as above;
 - otherwise the policy's length-normalised log-likelihood (mean log p per token);
 - ``scorer=verifier``: the embedded reasoning model's verify sub-skill, P(y) for
   ``V:<problem><solution>`` (a verifier as in Cobbe et al. 2021). It is near chance on this
@@ -22,9 +28,10 @@ shared by its N samples. The scorer R(x, y) is, in order of preference:
 The task's checker is never used to choose; it only measures accuracy.
 
 Deviations from the papers:
-1. Without ``reward_model`` the scorer is the policy itself (its mean log-likelihood, or with
-   ``scorer=verifier`` its verify sub-skill), not a separate reward model; with ``reward_model``
-   it is the papers' setting.
+1. The embedded default verifier is a PRM read at the last step (an outcome score of a process
+   model, as in Lightman 2023 / Snell 2024), not an outcome reward model trained on final
+   answers; with your own ``--model``/``--dataset`` and no ``prm``/``reward_model`` the scorer
+   is the policy itself (mean log-likelihood), not a separate reward model.
 2. Default N = 16 (Stiennon 2020 reports N up to 64; WebGPT 4-64): sweep ``n`` for the curve.
 3. Ties go to the earliest sample.
 """
@@ -106,7 +113,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         top_p=cfg.top_p,
         batch_size=cfg.batch_size,
     )
-    reward, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
+    reward, scorer = attempt_scorer(cfg, ctx, model, tokenizer, meter)
     flat = reward([p for p in prompts for _ in range(cfg.n)], [t for row in samples.texts for t in row])
     scores = [flat[i * cfg.n : (i + 1) * cfg.n] for i in range(len(prompts))]
     per_problem = PerProblem.of(len(prompts))

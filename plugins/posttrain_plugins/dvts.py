@@ -13,9 +13,10 @@ subtree's path is complete; return the complete path the PRM scores highest. Kee
 per subtree (instead of the global top N/M of beam search) stops one strong prefix from taking
 over every beam, which is where DVTS beats beam search at large N.
 
-Deviations: without ``reward_model`` the PRM is the policy's mean log-likelihood of the partial
-solution (``scorer=verifier``: the reasoning model's ``V:`` sub-skill); search-and-learn uses a
-trained PRM; final selection is by the PRM's
+Deviations: on the embedded reasoning task the PRM is the embedded PRM (``posttrain.embedded.prm``: a separate token-classification model trained once on training-split scratchpads with exact step labels; an attempt's score is its last step's probability, Snell 2024 §5 / App.; ``prm.json`` in its cache folder has its held-out step accuracy) (search-and-learn uses a
+trained PRM too, with Monte-Carlo labels); with your own ``--model``/``--dataset`` and no
+``prm``/``reward_model`` it is the policy's mean log-likelihood (``scorer=verifier``: the
+reasoning model's ``V:`` sub-skill); final selection is by the PRM's
 last score (search-and-learn also offers weighted voting). Default N = 16, M = 4.
 """
 
@@ -67,7 +68,7 @@ def subtrees(n: int, width: int) -> int:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer, meter)
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     trees = subtrees(cfg.n, cfg.beam_width)

@@ -20,8 +20,9 @@ Each problem has a tree whose nodes are partial solutions (a node adds one step)
 After the simulations, the answer follows the most visited child from the root down, then is
 completed greedily if the path is not finished.
 
-Deviations: without ``reward_model`` the PRM is the policy's mean log-likelihood of the partial
-solution (``scorer=verifier``: the reasoning model's ``V:`` sub-skill; ReST-MCTS* trains a PRM);
+Deviations: on the embedded reasoning task the value is the embedded PRM (``posttrain.embedded.prm``: a separate token-classification model trained once on training-split scratchpads with exact step labels; an attempt's score is its last step's probability, Snell 2024 §5 / App.; ``prm.json`` in its cache folder has its held-out step accuracy) (ReST-MCTS* trains its PRM
+from tree-search labels); with your own ``--model``/``--dataset`` and no ``prm``/``reward_model`` it
+is the policy's mean log-likelihood (``scorer=verifier``: the reasoning model's ``V:`` sub-skill);
 c = 1.0 and ``expand`` = 4 (RAP uses c = 1, 4 actions per node); the best path is chosen by
 visits (RAP by max reward); the simulation count is small (8) for the tiny task.
 """
@@ -115,7 +116,7 @@ def most_visited_path(root: Node) -> Node:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer, meter)
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     roots = [Node("") for _ in prompts]

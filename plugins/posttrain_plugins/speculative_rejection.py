@@ -15,8 +15,10 @@ until every survivor is finished; return the finished response with the highest 
 rewards correlate with final rewards, so early rejection rarely drops the eventual winner.
 
 Deviations: decision points are fixed token chunks (the paper decides when GPU memory fills);
-without ``reward_model`` the score is the policy's mean log-likelihood of the partial response
-(``scorer=verifier``: the reasoning model's ``V:`` sub-skill); alpha = 0.5 as a default (the paper sweeps 0.5-0.9); N = 16 (the paper uses 120-3840 on
+on the embedded reasoning task the score of a partial or finished response is the embedded PRM (``posttrain.embedded.prm``: a separate token-classification model trained once on training-split scratchpads with exact step labels; an attempt's score is its last step's probability, Snell 2024 §5 / App.; ``prm.json`` in its cache folder has its held-out step accuracy)
+(the paper uses an outcome reward model on partial responses; a PRM is made for prefixes); with
+your own ``--model``/``--dataset`` and no ``prm``/``reward_model`` it is the policy's mean
+log-likelihood (``scorer=verifier``: the reasoning model's ``V:`` sub-skill); alpha = 0.5 as a default (the paper sweeps 0.5-0.9); N = 16 (the paper uses 120-3840 on
 8B models, out of reach here).
 """
 
@@ -65,7 +67,7 @@ def survivors(scores: Sequence[float], rejection_rate: float) -> list[int]:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer, meter)
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     budget = new_tokens(cfg, problems)

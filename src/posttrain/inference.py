@@ -152,6 +152,10 @@ class ComputeMeter:
         self.start = time.perf_counter()
         self._hooks = [m.register_forward_hook(self._hook, with_kwargs=True) for m in models if m is not None]
 
+    def watch(self, model) -> None:
+        """Count another model's calls too (a reward model or PRM scoring the attempts)."""
+        self._hooks.append(model.register_forward_hook(self._hook, with_kwargs=True))
+
     def _hook(self, module, args, kwargs, output) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
         self.forward_passes += 1
@@ -669,13 +673,15 @@ def resolve_prm(path: str, console=None) -> str:
     return str(prm_model_dir(console=console)) if path == EMBEDDED_PRM else path
 
 
-def load_prm_scorer(path: str, device: str, delimiter: str, aggregate: str = "last"):
+def load_prm_scorer(path: str, device: str, delimiter: str, aggregate: str = "last", meter: ComputeMeter | None = None):
     """A process reward model (``posttrain.reward_models.load_prm``; ``embedded`` = the embedded
     reasoning PRM): an attempt's score is the PRM's score of its last step (``aggregate``: or the
     min / product over its steps). The steps are split at ``delimiter``; batched."""
     from posttrain import reward_models
 
     prm, prm_tokenizer = reward_models.load_prm(resolve_prm(path), device, what="--set prm")
+    if meter is not None:
+        meter.watch(prm)
 
     def score(prompts: Sequence[str], attempts: Sequence[str]) -> list[float]:
         steps = [split_attempt(a, delimiter) for a in attempts]
@@ -691,23 +697,24 @@ def embedded_prm_applies(cfg: InferenceConfig, ctx: RunContext) -> bool:
     return ctx.dataset is None and ctx.model in (None, REASONING_MODEL) and task_of(cfg, ctx) == "reasoning"
 
 
-def attempt_scorer(cfg: InferenceConfig, ctx: RunContext, model, tokenizer):
+def attempt_scorer(cfg: InferenceConfig, ctx: RunContext, model, tokenizer, meter: ComputeMeter | None = None):
     """(score(prompts, attempts) -> list[float], name) of a search or selection method, in order:
     ``prm`` (a PRM folder or ``embedded``), ``reward_model`` (an ORM), ``scorer=prm`` (the embedded
     PRM), ``scorer=auto`` on the embedded reasoning task (the embedded PRM), else ``make_scorer``
-    (likelihood, or verifier). The task's checker is never a scorer."""
+    (likelihood, or verifier). The task's checker is never a scorer. With ``meter``, the PRM's
+    forward passes are counted too."""
     prm = getattr(cfg, "prm", None)
     reward_model = getattr(cfg, "reward_model", None)
     kind = getattr(cfg, "scorer", "auto")
     delimiter = getattr(cfg, "step_delimiter", ";")
     if prm:
-        return load_prm_scorer(prm, ctx.device, delimiter), f"prm:{prm}"
+        return load_prm_scorer(prm, ctx.device, delimiter, meter=meter), f"prm:{prm}"
     if reward_model:
         return load_reward_model(reward_model, ctx.device), "reward_model"
     if kind == "prm" or (kind == "auto" and embedded_prm_applies(cfg, ctx)):
         from posttrain.embedded.prm import EMBEDDED_PRM
 
-        return load_prm_scorer(EMBEDDED_PRM, ctx.device, delimiter), "prm:embedded"
+        return load_prm_scorer(EMBEDDED_PRM, ctx.device, delimiter, meter=meter), "prm:embedded"
     name = "likelihood" if kind == "auto" else kind
     return make_scorer(kind, None, task_of(cfg, ctx), model, tokenizer, ctx.device), name
 
