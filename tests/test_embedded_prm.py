@@ -114,3 +114,26 @@ def test_cached_prm_discriminates_correct_from_wrong_heldout_solutions():
     assert auc(correct, wrong) >= 0.93  # measured 0.956
     hits = sum(c > 0.5 for c in correct), sum(w < 0.5 for w in wrong)
     assert min(hits) >= 75, hits  # accuracy at 0.5: measured 0.88 on all held-out complete solutions (prm.json)
+
+
+def test_the_embedded_prm_is_the_default_only_on_the_embedded_reasoning_task(tmp_path):
+    from posttrain.inference import REASONING_MODEL, StepSearchConfig, embedded_prm_applies
+    from posttrain.interface import RunContext
+
+    cfg = StepSearchConfig()
+    assert cfg.scorer == "auto"
+    assert embedded_prm_applies(cfg, RunContext(tmp_path))
+    assert embedded_prm_applies(cfg, RunContext(tmp_path, model=REASONING_MODEL))
+    # a user's model or data: never silently another model's PRM (auto stays likelihood)
+    assert not embedded_prm_applies(cfg, RunContext(tmp_path, model="./my-model"))
+    assert not embedded_prm_applies(cfg, RunContext(tmp_path, dataset="problems.jsonl"))
+    assert not embedded_prm_applies(StepSearchConfig(task="addition"), RunContext(tmp_path))
+
+
+def test_user_model_keeps_the_likelihood_scorer(tmp_path):
+    from posttrain.inference import StepSearchConfig, attempt_scorer
+    from posttrain.interface import RunContext
+
+    ctx = RunContext(tmp_path, model="./my-model", dataset="problems.jsonl")
+    _, name = attempt_scorer(StepSearchConfig(), ctx, model=None, tokenizer=None)
+    assert name == "likelihood"
