@@ -35,11 +35,19 @@ from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_
 
 
 class Config(InferenceConfig):
+    eval_examples: int = Field(
+        1000,
+        ge=1,
+        description="Problems to solve: 1000 embedded held-out prompts (gains of 1-2 points are noise on 200), or the first N records of --dataset.",
+    )
     task: str = Field(
         "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
     )
     temperature: float = Field(
         0.7, gt=0, description="Sampling temperature T (0.7 gives the tiny model diverse answers)."
+    )
+    top_k: int = Field(
+        40, ge=0, description="Top-k truncation of the sampling distribution (Wang 2022 §3.1: k = 40; 0 = none)."
     )
     n: int = Field(
         40, ge=1, description="Sampled solutions per problem, N (Wang 2022 §3.1: 40).", json_schema_extra=SWEEP
@@ -109,6 +117,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         batch_size=cfg.batch_size,
+        extra_generate={"top_k": cfg.top_k},
     )
     per_problem = PerProblem.of(len(prompts))
     per_problem.add_tokens(range(len(prompts)), [sum(row) for row in samples.lengths()])
