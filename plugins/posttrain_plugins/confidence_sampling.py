@@ -34,6 +34,11 @@ from posttrain_plugins.self_consistency import answer_of
 
 
 class Config(InferenceConfig):
+    eval_examples: int = Field(
+        1000,
+        ge=1,
+        description="Problems to solve: 1000 embedded held-out prompts (gains of 1-2 points are noise on 200), or the first N records of --dataset.",
+    )
     task: str = Field(
         "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
     )
