@@ -36,12 +36,10 @@ from posttrain.inference import (
     SWEEP,
     PerProblem,
     StepSearchConfig,
+    attempt_scorer,
     extend_steps,
     finish,
-    load_prm_scorer,
-    make_scorer,
     setup,
-    task_of,
     text_prompt,
 )
 
@@ -81,11 +79,7 @@ class Beam:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score = (
-        load_prm_scorer(cfg.prm, ctx.device, cfg.step_delimiter)
-        if cfg.prm
-        else make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
-    )
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     keep = beams_kept(cfg.n, cfg.beam_width)
@@ -123,7 +117,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         if b.owner not in best or b.score > best[b.owner].score:
             best[b.owner] = b
     predictions = [best[i].text if i in best else "" for i in range(len(prompts))]
-    return finish(ctx, problems, predictions, meter, before, per_problem.rows, n=cfg.n, beam_width=cfg.beam_width)
+    return finish(
+        ctx, problems, predictions, meter, before, per_problem.rows, scorer=scorer, n=cfg.n, beam_width=cfg.beam_width
+    )
 
 
 plugin = Plugin(

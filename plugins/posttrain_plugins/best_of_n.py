@@ -41,12 +41,11 @@ from posttrain.inference import (
     SWEEP,
     InferenceConfig,
     PerProblem,
+    attempt_scorer,
     finish,
-    make_scorer,
     new_tokens,
     sample,
     setup,
-    task_of,
 )
 
 
@@ -60,10 +59,17 @@ class Config(InferenceConfig):
     n: int = Field(16, ge=1, description="Samples per prompt, N.", json_schema_extra=SWEEP)
     scorer: str = Field(
         "auto",
-        pattern="^(auto|verifier|likelihood)$",
-        description="R(x, y) when no reward_model is given: the reasoning model's verify sub-skill P(y), or the mean log-likelihood.",
+        pattern="^(auto|prm|verifier|likelihood)$",
+        description="R(x, y) when neither prm nor reward_model is given: auto = the embedded PRM's last-step score on the embedded reasoning task (the mean log-likelihood with your own --model/--dataset), prm, likelihood, or verifier (the reasoning model's V: sub-skill P(y)).",
     )
     reward_model: str | None = Field(None, description="Outcome reward model R(x, y): HF id or local folder.")
+    prm: str | None = Field(
+        None,
+        description="Process reward model: R(x, y) = its score of y's last step (Snell 2024); a prm-plugin folder or 'embedded'.",
+    )
+    step_delimiter: str = Field(
+        ";", description="Text that ends a reasoning step, for the PRM (';' on the scratchpad)."
+    )
 
 
 # --- selection rule -----------------------------------------------------------------------------------
@@ -100,10 +106,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         top_p=cfg.top_p,
         batch_size=cfg.batch_size,
     )
-    reward = make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
+    reward, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
     flat = reward([p for p in prompts for _ in range(cfg.n)], [t for row in samples.texts for t in row])
     scores = [flat[i * cfg.n : (i + 1) * cfg.n] for i in range(len(prompts))]
-    scorer = "reward_model" if cfg.reward_model else cfg.scorer
     per_problem = PerProblem.of(len(prompts))
     per_problem.add_tokens(range(len(prompts)), [sum(row) for row in samples.lengths()])
     predictions = [texts[best_of_n(s)] for texts, s in zip(samples.texts, scores, strict=True)]

@@ -30,12 +30,10 @@ from posttrain.inference import (
     SWEEP,
     PerProblem,
     StepSearchConfig,
+    attempt_scorer,
     extend_steps,
     finish,
-    load_prm_scorer,
-    make_scorer,
     setup,
-    task_of,
     text_prompt,
 )
 
@@ -69,11 +67,7 @@ def subtrees(n: int, width: int) -> int:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score = (
-        load_prm_scorer(cfg.prm, ctx.device, cfg.step_delimiter)
-        if cfg.prm
-        else make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
-    )
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     trees = subtrees(cfg.n, cfg.beam_width)
@@ -109,7 +103,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         if p[0] not in best or p[2] > best[p[0]][2]:
             best[p[0]] = p
     predictions = [best[i][1] for i in range(len(prompts))]
-    return finish(ctx, problems, predictions, meter, before, per_problem.rows, n=cfg.n, subtrees=trees)
+    return finish(ctx, problems, predictions, meter, before, per_problem.rows, scorer=scorer, n=cfg.n, subtrees=trees)
 
 
 plugin = Plugin(

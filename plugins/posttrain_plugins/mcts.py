@@ -39,13 +39,11 @@ from posttrain.inference import (
     SWEEP,
     PerProblem,
     StepSearchConfig,
+    attempt_scorer,
     extend_steps,
     finish,
-    load_prm_scorer,
-    make_scorer,
     sample,
     setup,
-    task_of,
     text_prompt,
 )
 
@@ -117,11 +115,7 @@ def most_visited_path(root: Node) -> Node:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score = (
-        load_prm_scorer(cfg.prm, ctx.device, cfg.step_delimiter)
-        if cfg.prm
-        else make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
-    )
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     roots = [Node("") for _ in prompts]
@@ -198,7 +192,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         per_problem.add_tokens(unfinished, [r[0] for r in out.lengths()])
         for i, row in zip(unfinished, out.texts, strict=True):
             predictions[i] += row[0]
-    return finish(ctx, problems, predictions, meter, before, per_problem.rows, simulations=cfg.simulations)
+    return finish(
+        ctx, problems, predictions, meter, before, per_problem.rows, scorer=scorer, simulations=cfg.simulations
+    )
 
 
 def progress_range(ctx: RunContext, n: int):

@@ -35,12 +35,10 @@ from posttrain.inference import (
     SWEEP,
     PerProblem,
     StepSearchConfig,
+    attempt_scorer,
     extend_steps,
     finish,
-    load_prm_scorer,
-    make_scorer,
     setup,
-    task_of,
     text_prompt,
 )
 
@@ -81,11 +79,7 @@ def effective_sample_size(weights: Sequence[float]) -> float:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score = (
-        load_prm_scorer(cfg.prm, ctx.device, cfg.step_delimiter)
-        if cfg.prm
-        else make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
-    )
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     rng = random.Random(ctx.seed)
@@ -116,7 +110,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             ess_log.append(effective_sample_size(weights))
             particles[i] = [ps[k] for k in multinomial_resample(weights, cfg.n, rng)]
     predictions = [max(ps, key=lambda p: p[1])[0] for ps in particles]
-    result = finish(ctx, problems, predictions, meter, before, per_problem.rows, n=cfg.n)
+    result = finish(ctx, problems, predictions, meter, before, per_problem.rows, scorer=scorer, n=cfg.n)
     result.metrics["after"]["effective_sample_size"] = sum(ess_log) / max(len(ess_log), 1)
     return result
 

@@ -32,13 +32,11 @@ from posttrain.inference import (
     SWEEP,
     PerProblem,
     StepSearchConfig,
+    attempt_scorer,
     finish,
-    load_prm_scorer,
-    make_scorer,
     new_tokens,
     sample,
     setup,
-    task_of,
     text_prompt,
 )
 
@@ -67,11 +65,7 @@ def survivors(scores: Sequence[float], rejection_rate: float) -> list[int]:
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score = (
-        load_prm_scorer(cfg.prm, ctx.device, cfg.step_delimiter)
-        if cfg.prm
-        else make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
-    )
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     budget = new_tokens(cfg, problems)
@@ -107,7 +101,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
                 rejected += len(unfinished) - len(keep)
                 responses[i] = [r for r in rs if r[2] or id(r) in keep]
     predictions = [max(rs, key=lambda r: r[1])[0] for rs in responses]
-    result = finish(ctx, problems, predictions, meter, before, per_problem.rows, n=cfg.n)
+    result = finish(ctx, problems, predictions, meter, before, per_problem.rows, scorer=scorer, n=cfg.n)
     result.metrics["after"]["rejected_share"] = rejected / max(cfg.n * len(prompts), 1)
     return result
 

@@ -63,12 +63,13 @@ class StepSearchConfig(InferenceConfig):
     temperature: float = Field(0.8, gt=0, description="Sampling temperature T of proposed steps.")
     scorer: str = Field(
         "auto",
-        pattern="^(auto|verifier|likelihood)$",
-        description="Scorer (PRM / ORM) without a reward_model: auto = likelihood (mean log p of the attempt), or the reasoning model's verify sub-skill.",
+        pattern="^(auto|prm|verifier|likelihood)$",
+        description="PRM of the partial solutions when neither prm nor reward_model is given: auto = the embedded PRM on the embedded reasoning task (the policy's mean log-likelihood with your own --model/--dataset), prm = the embedded PRM, likelihood, or verifier (the reasoning model's V: sub-skill).",
     )
     reward_model: str | None = Field(None, description="A reward model (HF id or folder) to score attempts instead.")
     prm: str | None = Field(
-        None, description="A process reward model (from the prm plugin) scoring each attempt's last step."
+        None,
+        description="A process reward model scoring each attempt by its last step (Snell 2024): a folder from the prm plugin, or 'embedded' (the embedded reasoning task's PRM).",
     )
     step_delimiter: str = Field(";", description="Text that ends a reasoning step (';' on the scratchpad task).")
     max_steps: int = Field(8, ge=1, description="Most steps per solution.")
@@ -635,26 +636,80 @@ def verify_scores(model, tokenizer, prompts: Sequence[str], attempts: Sequence[s
     return out
 
 
-SCORERS = "auto|verifier|likelihood"
+SCORERS = "auto|prm|verifier|likelihood"
+PRM_AGGREGATES = ("last", "min", "prod")
 
 
-def load_prm_scorer(path: str, device: str, delimiter: str):
-    """A process reward model (``posttrain.reward_models.load_prm``): an attempt's score is the
-    PRM's score of its last step (the steps are split at ``delimiter``)."""
+def split_attempt(attempt: str, delimiter: str) -> list[str]:
+    """Steps of an attempt, each keeping its delimiter; a trailing unfinished piece is the last step.
+
+    split_attempt("12;13;6;#632", ";") -> ["12;", "13;", "6;", "#632"]; "" -> []."""
+    pieces = attempt.split(delimiter)
+    return [x + delimiter for x in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+
+
+def aggregate_steps(probs: Sequence[float], how: str = "last") -> float:
+    """One score from per-step PRM probabilities: the last step's (Snell 2024, the default), the
+    minimum or the product (Lightman 2023). No step -> 0.0. [0.9, 0.5, 0.8]: last 0.8, min 0.5, prod 0.36."""
+    if not probs:
+        return 0.0
+    if how == "last":
+        return float(probs[-1])
+    if how == "min":
+        return float(min(probs))
+    if how == "prod":
+        return float(math.prod(probs))
+    raise ValueError(f"unknown PRM aggregate {how!r}; expected one of {', '.join(PRM_AGGREGATES)}")
+
+
+def resolve_prm(path: str, console=None) -> str:
+    """A --set prm value as a folder: ``embedded`` is the embedded reasoning task's PRM (built once)."""
+    from posttrain.embedded.prm import EMBEDDED_PRM, prm_model_dir
+
+    return str(prm_model_dir(console=console)) if path == EMBEDDED_PRM else path
+
+
+def load_prm_scorer(path: str, device: str, delimiter: str, aggregate: str = "last"):
+    """A process reward model (``posttrain.reward_models.load_prm``; ``embedded`` = the embedded
+    reasoning PRM): an attempt's score is the PRM's score of its last step (``aggregate``: or the
+    min / product over its steps). The steps are split at ``delimiter``; batched."""
     from posttrain import reward_models
 
-    prm, prm_tokenizer = reward_models.load_prm(path, device, what="--set prm")
+    prm, prm_tokenizer = reward_models.load_prm(resolve_prm(path), device, what="--set prm")
 
     def score(prompts: Sequence[str], attempts: Sequence[str]) -> list[float]:
-        out = []
-        for p, a in zip(prompts, attempts, strict=True):
-            steps = [x + delimiter for x in a.split(delimiter)[:-1]] + (
-                [a.split(delimiter)[-1]] if a.split(delimiter)[-1] else []
-            )
-            out.append(reward_models.score_steps(prm, prm_tokenizer, p, steps)[-1] if steps else 0.0)
-        return out
+        steps = [split_attempt(a, delimiter) for a in attempts]
+        probs = reward_models.score_step_lists(prm, prm_tokenizer, list(prompts), steps)
+        return [aggregate_steps(p, aggregate) for p in probs]
 
     return score
+
+
+def embedded_prm_applies(cfg: InferenceConfig, ctx: RunContext) -> bool:
+    """The embedded PRM is the default scorer only on the embedded reasoning task with the embedded
+    reasoning model (never silently on a user's --model / --dataset)."""
+    return ctx.dataset is None and ctx.model in (None, REASONING_MODEL) and task_of(cfg, ctx) == "reasoning"
+
+
+def attempt_scorer(cfg: InferenceConfig, ctx: RunContext, model, tokenizer):
+    """(score(prompts, attempts) -> list[float], name) of a search or selection method, in order:
+    ``prm`` (a PRM folder or ``embedded``), ``reward_model`` (an ORM), ``scorer=prm`` (the embedded
+    PRM), ``scorer=auto`` on the embedded reasoning task (the embedded PRM), else ``make_scorer``
+    (likelihood, or verifier). The task's checker is never a scorer."""
+    prm = getattr(cfg, "prm", None)
+    reward_model = getattr(cfg, "reward_model", None)
+    kind = getattr(cfg, "scorer", "auto")
+    delimiter = getattr(cfg, "step_delimiter", ";")
+    if prm:
+        return load_prm_scorer(prm, ctx.device, delimiter), f"prm:{prm}"
+    if reward_model:
+        return load_reward_model(reward_model, ctx.device), "reward_model"
+    if kind == "prm" or (kind == "auto" and embedded_prm_applies(cfg, ctx)):
+        from posttrain.embedded.prm import EMBEDDED_PRM
+
+        return load_prm_scorer(EMBEDDED_PRM, ctx.device, delimiter), "prm:embedded"
+    name = "likelihood" if kind == "auto" else kind
+    return make_scorer(kind, None, task_of(cfg, ctx), model, tokenizer, ctx.device), name
 
 
 def make_scorer(kind: str, reward_model: str | None, task: str, model, tokenizer, device: str):

@@ -27,6 +27,10 @@ Process reward models (``catalog run prm``), same conventions:
   solution is still on track after that step (sigmoid of the logit at the step's last token).
   The prompt (string) and each step are tokenized separately and concatenated, as in training
   (``encode_steps``); aggregate with ``min`` or the product for a solution score (Lightman et al.).
+- ``score_step_lists(model, tokenizer, prompts, step_lists)`` does the same for many solutions in
+  right-padded batches: one list of per-step probabilities per solution (``[]`` for no step).
+- The embedded reasoning task has a ready PRM in this format:
+  ``posttrain.embedded.prm.prm_model_dir()`` (``--set prm=embedded``).
 
 No torch import at module level: the CLI's catalog commands may import this module's neighbours.
 """
@@ -183,3 +187,34 @@ def score_steps(model, tokenizer, prompt: Any, steps: list[str], max_length: int
         logits = step_logits(model, batch)[0, ends]
     model.train(was_training)
     return torch.sigmoid(logits).tolist()
+
+
+def score_step_lists(
+    model, tokenizer, prompts: list[Any], step_lists: list[list[str]], batch_size: int = 256, max_length: int = 1024
+) -> list[list[float]]:
+    """``score_steps`` of many (prompt, steps) at once: right-padded batches, one forward each."""
+    import torch
+
+    if len(prompts) != len(step_lists):
+        raise ValueError(f"{len(prompts)} prompts but {len(step_lists)} step lists")
+    encoded = [encode_steps(tokenizer, p, s, max_length) for p, s in zip(prompts, step_lists, strict=True)]
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    was_training = model.training
+    model.eval()
+    out: list[list[float]] = [[] for _ in encoded]
+    todo = [i for i, (_, ends) in enumerate(encoded) if ends]
+    with torch.no_grad():
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            width = max(len(encoded[i][0]) for i in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            attn = torch.zeros_like(ids)
+            for row, i in enumerate(chunk):
+                n = len(encoded[i][0])
+                ids[row, :n], attn[row, :n] = torch.tensor(encoded[i][0]), 1
+            probs = torch.sigmoid(step_logits(model, {"input_ids": ids.to(device), "attention_mask": attn.to(device)}))
+            for row, i in enumerate(chunk):
+                out[i] = probs[row, encoded[i][1]].tolist()
+    model.train(was_training)
+    return out
