@@ -58,6 +58,9 @@ class Config(InferenceConfig):
         description="Feedback judge: prm (the embedded PRM, or --set prm=FOLDER) or self (the model's V: sub-skill, Madaan).",
     )
     prm: str | None = Field(None, description="A process reward model folder (default: the embedded PRM).")
+    refine_temperature: float = Field(
+        0.0, ge=0, description="Temperature of the rewrites: 0 = greedy (Madaan); above 0 samples each rewrite."
+    )
     keep: str = Field(
         "last", pattern="^(last|best)$", description="Return the last refinement (Madaan) or the best-rated."
     )
@@ -129,7 +132,8 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             1,
             tokens,
             meter,
-            greedy=True,
+            greedy=cfg.refine_temperature == 0,
+            temperature=cfg.refine_temperature or 1.0,
             batch_size=cfg.batch_size,
         )
         per_problem.add_tokens(open_, [r[0] for r in out.lengths()])
