@@ -8,7 +8,16 @@ import pytest
 from posttrain_plugins.beam_search import beams_kept, prune
 from posttrain_plugins.budget_forcing import Config as BudgetConfig
 from posttrain_plugins.budget_forcing import forcing_action
-from posttrain_plugins.compute_optimal import allocate, difficulty, quantile_bins, sequential_share
+from posttrain_plugins.compute_optimal import (
+    allocate,
+    assign_bin,
+    bin_edges,
+    choose_shares,
+    difficulty,
+    quantile_bins,
+    sequential_share,
+    weighted_best,
+)
 from posttrain_plugins.cot import answer_only, answer_prompt, few_shot_prompt, zero_shot_prompt
 from posttrain_plugins.dvts import best_per_subtree, subtrees
 from posttrain_plugins.graph_of_thoughts import aggregate_steps, keep_best
@@ -166,9 +175,30 @@ def test_difficulty_bins_and_allocation():
     assert quantile_bins([0.1, 0.9, 0.5, 0.3], 2) == [0, 1, 1, 0]
     assert quantile_bins([0.5, 0.2], 1) == [0, 0]
     assert sequential_share(0, 5) == 1.0 and sequential_share(4, 5) == 0.0 and sequential_share(2, 5) == 0.5
-    assert allocate(6, 1, 3) == (3, 3)
-    assert allocate(6, 0, 3) == (6, 0)
-    assert allocate(6, 2, 3) == (0, 6)
+    assert allocate(6, 0.5) == (3, 3)
+    assert allocate(6, 1.0) == (6, 0)
+    assert allocate(6, 0.0) == (0, 6)
+    assert allocate(6, 0.25) == (2, 4)  # round(1.5) = 2
+
+
+def test_bin_edges_and_assignment():
+    assert bin_edges([0.1, 0.9, 0.5, 0.3], 2) == [0.3]
+    assert bin_edges([0.4, 0.2], 1) == []
+    edges = bin_edges([0.1, 0.2, 0.3, 0.6, 0.7, 0.9], 3)  # bins {0.1, 0.2}, {0.3, 0.6}, {0.7, 0.9}
+    assert edges == [0.2, 0.6]
+    assert [assign_bin(v, edges) for v in [0.0, 0.2, 0.25, 0.6, 0.65, 1.0]] == [0, 0, 1, 1, 2, 2]
+    assert assign_bin(0.5, []) == 0
+
+
+def test_choose_shares_per_bin():
+    assert choose_shares([[0.5, 0.7, 0.7], [0.4, 0.2, 0.1]], [0.0, 0.5, 1.0]) == [0.5, 0.0]
+    assert choose_shares([[0.3, 0.3]], [0.0, 1.0]) == [0.0]  # a tie goes to the earlier (parallel) share
+
+
+def test_weighted_best_of_n():
+    assert weighted_best(["3", "5", "5"], [0.9, 0.5, 0.6]) == 2  # "5": 1.1 > 0.9, its best candidate
+    assert weighted_best(["3", "5", "5"], [0.9, 0.4, 0.4]) == 0  # "3": 0.9 > 0.8
+    assert weighted_best(["7", "7"], [0.2, 0.2]) == 0  # equal scores: the earlier candidate
 
 
 # --- chain of thought ---------------------------------------------------------------------------------------------

@@ -34,6 +34,11 @@ from posttrain_plugins.self_consistency import answer_of
 
 
 class Config(InferenceConfig):
+    eval_examples: int = Field(
+        1000,
+        ge=1,
+        description="Problems to solve: 1000 embedded held-out prompts (gains of 1-2 points are noise on 200), or the first N records of --dataset.",
+    )
     task: str = Field(
         "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
     )
@@ -49,9 +54,12 @@ class Config(InferenceConfig):
         json_schema_extra=SWEEP,
     )
     selection: str = Field(
-        "weighted_vote",
-        pattern="^(weighted_vote|most_confident)$",
-        description="How an expanded problem is answered: confidence-weighted vote or the most confident trace.",
+        "prm",
+        pattern="^(weighted_vote|most_confident|prm)$",
+        description="How an expanded problem is answered: confidence-weighted vote, the most confident trace, or prm (the vote weighted by a process reward model's scores).",
+    )
+    prm: str | None = Field(
+        None, description="selection=prm: a process reward model folder (default: the embedded PRM)."
     )
 
 
@@ -118,16 +126,41 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             batch_size=cfg.batch_size,
         )
         per_problem.add_tokens(unsure, [sum(row) for row in more.lengths()])
-        for i, texts, logps in zip(unsure, more.texts, more.token_logprobs, strict=True):
+        prm_scores = None
+        if cfg.selection == "prm":
+            from posttrain.embedded.prm import EMBEDDED_PRM
+            from posttrain.inference import load_prm_scorer
+
+            score = load_prm_scorer(cfg.prm or EMBEDDED_PRM, ctx.device, ";")
+            flat = score(
+                [prompts[i] for i in unsure for _ in range(cfg.n + 1)],
+                [t for i, texts in zip(unsure, more.texts, strict=True) for t in [predictions[i], *texts]],
+            )
+            prm_scores = [flat[k * (cfg.n + 1) : (k + 1) * (cfg.n + 1)] for k in range(len(unsure))]
+        for k, (i, texts, logps) in enumerate(zip(unsure, more.texts, more.token_logprobs, strict=True)):
             traces = [predictions[i], *texts]
             confs = [greedy_conf[i], *(trace_confidence(lp) for lp in logps)]
-            if cfg.selection == "most_confident":
+            if prm_scores is not None:
+                answers = [answer_of(t) for t in traces]
+                winner = confidence_weighted_vote(answers, prm_scores[k])
+                predictions[i] = next(t for t, a in zip(traces, answers, strict=True) if a == winner)
+            elif cfg.selection == "most_confident":
                 predictions[i] = traces[most_confident(confs)]
             else:
                 answers = [answer_of(t) for t in traces]
                 winner = confidence_weighted_vote(answers, confs)
                 predictions[i] = next(t for t, a in zip(traces, answers, strict=True) if a == winner)
-    result = finish(ctx, problems, predictions, meter, before, per_problem.rows, n=cfg.n, threshold=cfg.threshold)
+    result = finish(
+        ctx,
+        problems,
+        predictions,
+        meter,
+        before,
+        per_problem.rows,
+        n=cfg.n,
+        threshold=cfg.threshold,
+        selection=cfg.selection,
+    )
     result.metrics["after"]["expanded_share"] = len(unsure) / max(len(prompts), 1)
     return result
 

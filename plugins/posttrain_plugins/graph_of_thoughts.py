@@ -6,10 +6,12 @@ arXiv:2308.09687. Catalog entry: catalog/methods/graph-of-thoughts.yaml.
 
     catalog run graph-of-thoughts                          # embedded reasoning model
     catalog run graph-of-thoughts --set generate=2,4,8,16  # budget sweep
+    catalog run graph-of-thoughts --set scorer=verifier    # the model's own scoring
 
 The graph of operations (Besta's GoO), per problem, all problems batched:
 1. Generate: ``generate`` complete solutions (thoughts) by sampling;
-2. Score: the model's own evaluation of each (the reasoning model's ``V:`` sub-skill);
+2. Score: rate each thought (the embedded process reward model by default; ``scorer=verifier``:
+   the model's own evaluation, the reasoning model's ``V:`` sub-skill);
 3. Aggregate: merge the ``aggregate`` best thoughts into a new one, step by step
    (``aggregate_steps``: at each step position the most frequent step among the merged thoughts;
    the answer step is re-derived from the merged column sums by the model, which continues the
@@ -17,8 +19,13 @@ The graph of operations (Besta's GoO), per problem, all problems batched:
 4. Refine: rewrite the best-scored thought with the model's refine sub-skill (``R:``);
 5. Score the new thoughts and KeepBest(1).
 
-Deviations: one fixed GoO for the scratchpad task (Besta builds one per task); scores are
-P(correct) from the model, not task-specific scoring functions; aggregation is by per-step vote.
+Deviations:
+1. One fixed GoO for the scratchpad task (Besta builds one per task); aggregation is by per-step vote.
+2. Scores are P(correct) from the embedded process reward model (``posttrain.embedded.prm``,
+   trained on training-split traces with exact step labels; a thought's score is its last step's
+   probability), not a task-specific scoring function or the model's own judgement: the tiny
+   model's ``V:`` verdicts are 53.5% accurate (chance). ``scorer=verifier`` scores with them.
+   The Generate, Aggregate and Refine operations stay the model's own.
 """
 
 from __future__ import annotations
@@ -34,11 +41,11 @@ from posttrain.inference import (
     SWEEP,
     PerProblem,
     StepSearchConfig,
+    attempt_scorer,
     finish,
     new_tokens,
     sample,
     setup,
-    verify_scores,
 )
 
 
@@ -46,6 +53,11 @@ class Config(StepSearchConfig):
     task: str = Field("reasoning", pattern="^(reasoning)$", description="Embedded task (needs verify and refine).")
     generate: int = Field(8, ge=1, description="Thoughts made by the Generate operation.", json_schema_extra=SWEEP)
     aggregate: int = Field(4, ge=1, description="Best thoughts merged by the Aggregate operation.")
+    scorer: str = Field(
+        "auto",
+        pattern="^(auto|prm|verifier|likelihood)$",
+        description="Score operation: auto = prm (the embedded PRM), verifier (the model's own V: verdict) or likelihood.",
+    )
 
 
 # --- graph operations (pure) ----------------------------------------------------------------------------
@@ -82,6 +94,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     from posttrain.embedded.reasoning import ANSWER_MARK, refine_prompt, split_steps
 
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
     prompts = [r["prompt"] for r in problems.records]
     tokens = new_tokens(cfg, problems)
     per_problem = PerProblem.of(len(prompts))
@@ -99,9 +112,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         batch_size=cfg.batch_size,
     )
     per_problem.add_tokens(range(n), [sum(r) for r in gen.lengths()])
-    flat = verify_scores(
-        model, tokenizer, [p for p in prompts for _ in range(cfg.generate)], [t for row in gen.texts for t in row]
-    )
+    flat = score([p for p in prompts for _ in range(cfg.generate)], [t for row in gen.texts for t in row])
     scores = [flat[i * cfg.generate : (i + 1) * cfg.generate] for i in range(n)]
     # 3. Aggregate: merge the best thoughts' reasoning steps, let the model write the answer step
     merged_prefix = []
@@ -136,13 +147,13 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     per_problem.add_tokens(range(n), [r[0] for r in ref.lengths()])
     refined = [row[0] for row in ref.texts]
     # 5. Score the new thoughts, KeepBest(1) over all
-    new_scores = verify_scores(model, tokenizer, prompts * 2, aggregated + refined)
+    new_scores = score(prompts * 2, aggregated + refined)
     predictions = []
     for i in range(n):
         pool = [*gen.texts[i], aggregated[i], refined[i]]
         pool_scores = [*scores[i], new_scores[i], new_scores[n + i]]
         predictions.append(pool[keep_best(pool_scores, 1)[0]])
-    return finish(ctx, problems, predictions, meter, before, per_problem.rows, generate=cfg.generate)
+    return finish(ctx, problems, predictions, meter, before, per_problem.rows, generate=cfg.generate, scorer=scorer)
 
 
 plugin = Plugin(

@@ -6,15 +6,24 @@ Self-Feedback", arXiv:2303.17651. Catalog entry: catalog/methods/self-refine.yam
 
     catalog run self-refine                             # embedded reasoning model
     catalog run self-refine --set iterations=0,1,2,4    # budget sweep (0 = the first answer)
+    catalog run self-refine --set evaluator=self        # the model's own V: verdicts as the feedback
 
 Loop (Madaan Alg. 1), all problems batched: y0 = generate(x); then for t = 0..iterations-1:
-FEEDBACK: the same model judges y_t (the reasoning model's ``V:`` sub-skill, P(correct));
+FEEDBACK: a judge rates y_t with P(correct) (``evaluator``: the embedded process reward model by
+default, or the same model's ``V:`` sub-skill, Madaan's self-feedback);
 stop when P(correct) >= ``stop_threshold`` (Madaan's stop indicator); REFINE: y_{t+1} =
 generate(``R:`` x y_t |), the model's refine sub-skill, which rewrites a wrong attempt.
 Returns the last refinement (Madaan), or with ``keep=best`` the attempt the feedback rated highest.
 
-Deviations: the feedback is a yes/no verdict, not free-text critique (the tiny model has no
-language); decoding is greedy as in Madaan; at most 2 refinements by default (Madaan: up to 4).
+Deviations:
+1. The feedback is a yes/no verdict, not free-text critique (the tiny model has no language).
+2. By default the verdict comes from the embedded process reward model
+   (``posttrain.embedded.prm``: trained on training-split traces with exact step labels; the
+   attempt's score is its last step's probability), not from the model itself: the tiny model's
+   own ``V:`` verdicts are 53.5% accurate (chance), so self-feedback cannot tell which attempts
+   to rewrite. The rewrite is still the model's own (its ``R:`` sub-skill). ``evaluator=self``
+   is Madaan's self-feedback.
+3. Decoding is greedy as in Madaan; at most 2 refinements by default (Madaan: up to 4).
 """
 
 from __future__ import annotations
@@ -43,6 +52,15 @@ class Config(InferenceConfig):
     stop_threshold: float = Field(
         0.5, ge=0, le=1, description="Stop refining once the feedback's P(correct) reaches this."
     )
+    evaluator: str = Field(
+        "prm",
+        pattern="^(prm|self)$",
+        description="Feedback judge: prm (the embedded PRM, or --set prm=FOLDER) or self (the model's V: sub-skill, Madaan).",
+    )
+    prm: str | None = Field(None, description="A process reward model folder (default: the embedded PRM).")
+    refine_temperature: float = Field(
+        0.0, ge=0, description="Temperature of the rewrites: 0 = greedy (Madaan); above 0 samples each rewrite."
+    )
     keep: str = Field(
         "last", pattern="^(last|best)$", description="Return the last refinement (Madaan) or the best-rated."
     )
@@ -69,6 +87,17 @@ def pick_attempt(ratings: Sequence[float], keep: str) -> int:
 # --- run ------------------------------------------------------------------------------------------------
 
 
+def make_judge(cfg: Config, ctx: RunContext, model, tokenizer):
+    """(judge(prompts, attempts) -> P(correct) list, name): the PRM, or the model's own V: verdicts."""
+    if cfg.evaluator == "self":
+        return (lambda prompts, attempts: verify_scores(model, tokenizer, prompts, attempts)), "self"
+    from posttrain.embedded.prm import EMBEDDED_PRM
+    from posttrain.inference import load_prm_scorer
+
+    path = cfg.prm or EMBEDDED_PRM
+    return load_prm_scorer(path, ctx.device, ";"), f"prm:{path}"
+
+
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     if ctx.dataset is not None:
         raise UserError(
@@ -77,6 +106,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     from posttrain.embedded.reasoning import refine_prompt
 
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
+    judge, evaluator = make_judge(cfg, ctx, model, tokenizer)
     prompts = [r["prompt"] for r in problems.records]
     tokens = new_tokens(cfg, problems)
     per_problem = PerProblem.of(len(prompts))
@@ -89,7 +119,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     for _ in range(cfg.iterations):
         if not open_:
             break
-        verdicts = verify_scores(model, tokenizer, [prompts[i] for i in open_], [history[i][-1] for i in open_])
+        verdicts = judge([prompts[i] for i in open_], [history[i][-1] for i in open_])
         for i, v in zip(open_, verdicts, strict=True):
             ratings[i].append(v)
         open_ = [i for i, v in zip(open_, verdicts, strict=True) if not should_stop(v, cfg.stop_threshold)]
@@ -102,7 +132,8 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             1,
             tokens,
             meter,
-            greedy=True,
+            greedy=cfg.refine_temperature == 0,
+            temperature=cfg.refine_temperature or 1.0,
             batch_size=cfg.batch_size,
         )
         per_problem.add_tokens(open_, [r[0] for r in out.lengths()])
@@ -112,13 +143,15 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     if cfg.keep == "best":  # rate the last refinements too
         unrated = [i for i in range(len(prompts)) if len(ratings[i]) < len(history[i])]
         if unrated:
-            verdicts = verify_scores(model, tokenizer, [prompts[i] for i in unrated], [history[i][-1] for i in unrated])
+            verdicts = judge([prompts[i] for i in unrated], [history[i][-1] for i in unrated])
             for i, v in zip(unrated, verdicts, strict=True):
                 ratings[i].append(v)
     predictions = [
         h[pick_attempt(r + [0.0] * (len(h) - len(r)), cfg.keep)] for h, r in zip(history, ratings, strict=True)
     ]
-    result = finish(ctx, problems, predictions, meter, before, per_problem.rows, iterations=cfg.iterations)
+    result = finish(
+        ctx, problems, predictions, meter, before, per_problem.rows, iterations=cfg.iterations, evaluator=evaluator
+    )
     result.metrics["after"]["refinements_per_problem"] = refined / max(len(prompts), 1)
     return result
 

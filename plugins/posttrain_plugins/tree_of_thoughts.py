@@ -7,20 +7,29 @@ catalog/methods/tree-of-thoughts.yaml.
     catalog run tree-of-thoughts                          # BFS on the embedded reasoning model
     catalog run tree-of-thoughts --set search=dfs         # DFS with a value threshold and backtracking
     catalog run tree-of-thoughts --set breadth=1,2,4,8    # budget sweep
+    catalog run tree-of-thoughts --set scorer=verifier    # the model's own evaluation (Yao)
 
 A thought is one scratchpad step. The generator samples ``proposals`` thoughts per state
-(Yao's "sample" generator); the state evaluator is the model itself, asked whether the partial
-solution is right so far (the reasoning model's ``V:`` sub-skill: value = P(y); Yao's "value"
-prompt with sure/likely/impossible).
+(Yao's "sample" generator); the state evaluator V(s) rates whether the partial solution is right
+so far: by default the embedded process reward model, with ``scorer=verifier`` the model itself
+(the reasoning model's ``V:`` sub-skill: value = P(y); Yao's "value" prompt with
+sure/likely/impossible).
 - BFS (Yao Alg. 1): keep the ``breadth`` best states (b) at every depth, each expanded with k
   proposals; return the best complete state.
 - DFS (Yao Alg. 2): expand the most promising child first; prune a child whose value is below
   ``value_threshold`` (v_th) and backtrack; stop at the first complete solution, or return the
   best complete one found within the ``max_visits`` budget.
 
-Deviations: the evaluator reads one next-token probability instead of sampling a verbal
-evaluation 3 times; DFS processes problems one by one (BFS batches all problems per depth);
-b = 4 and k = 4 by default (Yao: b = 5 for Game of 24, k per state varies).
+Deviations:
+1. On the embedded reasoning task the default state evaluator is the embedded process reward
+   model (``posttrain.embedded.prm``, trained on training-split traces with exact step labels;
+   a state's value is its last step's probability), not the model's own evaluation: the tiny
+   model's ``V:`` verdicts are 53.5% accurate (chance), and with them the search falls below
+   greedy decoding. ``scorer=verifier`` is Yao's self-evaluation (and the default with your own
+   --model/--dataset is the likelihood unless --set prm=... is given).
+2. The self-evaluator reads one next-token probability instead of sampling a verbal evaluation 3
+   times; DFS processes problems one by one (BFS batches all problems per depth); b = 4 and k = 4
+   by default (Yao: b = 5 for Game of 24, k per state varies).
 """
 
 from __future__ import annotations
@@ -35,21 +44,19 @@ from posttrain.inference import (
     SWEEP,
     PerProblem,
     StepSearchConfig,
+    attempt_scorer,
     extend_steps,
     finish,
-    load_prm_scorer,
-    make_scorer,
     setup,
-    task_of,
     text_prompt,
 )
 
 
 class Config(StepSearchConfig):
     scorer: str = Field(
-        "verifier",
-        pattern="^(auto|verifier|likelihood)$",
-        description="State evaluator V(s): the model's own verdict (Yao's value prompt), or its likelihood.",
+        "auto",
+        pattern="^(auto|prm|verifier|likelihood)$",
+        description="State evaluator V(s): auto = the embedded PRM on the embedded reasoning task (else likelihood), prm, verifier (the model's own verdict, Yao's value prompt) or likelihood.",
     )
     search: str = Field("bfs", pattern="^(bfs|dfs)$", description="BFS (Yao Alg. 1) or DFS with pruning (Alg. 2).")
     breadth: int = Field(4, ge=1, description="b: states kept per depth (BFS).", json_schema_extra=SWEEP)
@@ -145,23 +152,19 @@ def dfs(cfg: Config, model, tokenizer, prompts, score, meter, per_problem) -> li
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score = (
-        load_prm_scorer(cfg.prm, ctx.device, cfg.step_delimiter)
-        if cfg.prm
-        else make_scorer(cfg.scorer, cfg.reward_model, task_of(cfg, ctx), model, tokenizer, ctx.device)
-    )
+    score, scorer = attempt_scorer(cfg, ctx, model, tokenizer)
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     search = bfs if cfg.search == "bfs" else dfs
     predictions = search(cfg, model, tokenizer, prompts, score, meter, per_problem)
-    return finish(ctx, problems, predictions, meter, before, per_problem.rows, search=cfg.search)
+    return finish(ctx, problems, predictions, meter, before, per_problem.rows, search=cfg.search, scorer=scorer)
 
 
 plugin = Plugin(
     id="tree-of-thoughts",
     config=Config,
     run=run,
-    summary="Search over thoughts (BFS or DFS) with the model's own evaluation of each partial solution.",
+    summary="Search over thoughts (BFS or DFS) with an evaluation of each partial solution (the PRM, or the model's own).",
     smoke={"breadth": 2, "proposals": 2, "eval_examples": 4},
     kind="inference",
 )
