@@ -318,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "beta": 0.0,
             "learning_rate": 2e-4,
+            "ours_backend": "native (posttrain.rollout.native_generate)",
+            "trl_backend": "transformers generate",
         },
         "ours": ours,
         "trl": trl,
