@@ -323,6 +323,20 @@ def test_attach_logprobs_reference_and_old(tiny):
     assert torch.allclose(r.old_logps, r.ref_logps)  # policy = reference at the start
 
 
+def test_native_rollout_brings_its_old_logprobs(tiny):
+    """attach_logprobs(old=True) takes the native sampler's log-probs instead of a forward pass,
+    and they equal that forward pass."""
+    from posttrain.rollout import batched_logprobs
+
+    model, tok = tiny
+    torch.manual_seed(6)
+    r = sample_completions(model, tok, RECORDS, 3, Sampling(max_new_tokens=5, temperature=0.8, backend="native"))
+    expected = batched_logprobs(model, r, 4, temperature=0.8) * r.completion_mask
+    attach_logprobs(r, model, None, old=True, ref=False, micro_batch=4, temperature=0.8)
+    assert r.old_logps is r.sample_logps
+    assert torch.allclose(r.old_logps, expected, atol=1e-5)
+
+
 def test_select_and_concat_rollouts(tiny):
     model, tok = tiny
     torch.manual_seed(4)
