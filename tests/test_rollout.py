@@ -15,9 +15,13 @@ from posttrain.rollout import (
     completion_masks,
     concat_rollouts,
     cut_at_stop,
+    draw,
+    native_generate,
     position_ids,
     sample_completions,
+    sampling_scores,
     score_rollout,
+    single_token_stops,
 )
 
 
@@ -119,11 +123,12 @@ def test_sample_completions_layout(tiny):
     assert len(r.texts) == 12 and "generate" in r.timings
 
 
-def test_logprobs_equal_the_samplers(tiny):
+@pytest.mark.parametrize("backend", ["hf", "native"])
+def test_logprobs_equal_the_samplers(tiny, backend):
     """The log-probs we train on are those of the distribution the tokens were sampled from."""
     model, tok = tiny
     torch.manual_seed(1)
-    sampling = Sampling(max_new_tokens=6, temperature=0.7)
+    sampling = Sampling(max_new_tokens=6, temperature=0.7, backend=backend)
     r = sample_completions(model, tok, RECORDS, 3, sampling)
     from posttrain.rollout import eos_ids, generation_config, left_pad
 
@@ -145,6 +150,9 @@ def test_logprobs_equal_the_samplers(tiny):
     got = completion_logprobs(model, r, temperature=0.7)
     m = r.completion_mask.bool()
     assert torch.allclose(got[m], expected[m], atol=1e-5)
+    if backend == "native":  # the sampler's own log-probs are the same numbers, 0 off the mask
+        assert torch.allclose(r.sample_logps[m], expected[m], atol=1e-5)
+        assert not r.sample_logps[~m].any()
 
 
 def test_logprobs_match_generate_output_logits(tiny):
@@ -178,6 +186,131 @@ def test_logprobs_match_generate_output_logits(tiny):
     assert torch.allclose(got[mask.bool()], gen_logps[mask.bool()], atol=1e-5)
 
 
+# --- the native sampling loop ---------------------------------------------------------------------
+
+
+def test_sampling_scores_hand_worked():
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    inf = float("-inf")
+    assert sampling_scores(logits, 1.0, 0, 1.0).tolist() == [[2.0, 1.0, 0.0]]
+    assert sampling_scores(logits, 2.0, 0, 1.0).tolist() == [[1.0, 0.5, 0.0]]
+    assert sampling_scores(logits, 1.0, 2, 1.0).tolist() == [[2.0, 1.0, inf]]
+    # softmax([2, 1, 0]) = [0.665, 0.245, 0.090]: top_p 0.6 keeps the first, 0.7 the first two
+    assert sampling_scores(logits, 1.0, 0, 0.6).tolist() == [[2.0, inf, inf]]
+    assert sampling_scores(logits, 1.0, 0, 0.7).tolist() == [[2.0, 1.0, inf]]
+    assert sampling_scores(logits, 1.0, 1, 1.0).tolist() == [[2.0, inf, inf]]  # top_k 1: argmax only
+    assert sampling_scores(torch.tensor([[1.0, 1.0, 0.0]]), 1.0, 1, 1.0).tolist() == [[1.0, 1.0, inf]]  # ties kept
+
+
+def test_sampling_scores_match_transformers_warpers():
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 50)
+    for temperature, k, p in [(0.7, 0, 0.9), (1.3, 10, 1.0), (1.0, 5, 0.5), (0.5, 0, 0.3)]:
+        expected = TemperatureLogitsWarper(temperature)(None, logits.clone())
+        if k:
+            expected = TopKLogitsWarper(k)(None, expected)
+        if p < 1:
+            expected = TopPLogitsWarper(p)(None, expected)
+        assert torch.equal(sampling_scores(logits, temperature, k, p), expected)
+
+
+def test_draw_follows_the_distribution():
+    torch.manual_seed(0)
+    scores = torch.log(torch.tensor([0.5, 0.3, 0.2, 0.0])).expand(20000, 4)
+    freq = torch.bincount(draw(scores), minlength=4).float() / 20000
+    assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.015)
+    assert freq[3] == 0  # a token with probability 0 (filtered: -inf) is never drawn
+
+
+def test_native_greedy_equals_generate_greedy(tiny):
+    model, tok = tiny
+    from posttrain.rollout import eos_ids, left_pad
+
+    prompts = [tok(rec["prompt"])["input_ids"] for rec in RECORDS]
+    ids, _ = native_generate(model, prompts, 1, Sampling(max_new_tokens=7, top_k=1), eos_ids(tok, model), 0)
+    prompt, attn = left_pad(prompts, tok.pad_token_id)
+    out = model.generate(
+        input_ids=prompt, attention_mask=attn, do_sample=False, max_new_tokens=7,
+        pad_token_id=tok.pad_token_id, eos_token_id=eos_ids(tok, model),
+    )  # fmt: skip
+    expected = out[:, prompt.shape[1] :]
+    assert torch.equal(ids[:, : expected.shape[1]], expected)
+    assert not ids[:, expected.shape[1] :].any()  # only padding beyond generate's (early-stopped) width
+
+
+def test_native_rows_share_their_prompt_and_low_temperature_is_greedy(tiny):
+    """G rows per prompt, contiguous; temperature -> 0 concentrates every row on the greedy tokens."""
+    model, tok = tiny
+    from posttrain.rollout import eos_ids
+
+    prompts = [tok(rec["prompt"])["input_ids"] for rec in RECORDS]
+    stops = eos_ids(tok, model)
+    greedy, _ = native_generate(model, prompts, 1, Sampling(max_new_tokens=5, top_k=1), stops, 0)
+    torch.manual_seed(0)
+    cold, logps = native_generate(model, prompts, 4, Sampling(max_new_tokens=5, temperature=1e-4), stops, 0)
+    assert cold.shape[0] == 12 and torch.equal(cold, greedy.repeat_interleave(4, 0))
+    assert torch.allclose(logps, torch.zeros_like(logps), atol=1e-4)  # log p of the argmax at T -> 0 is 0
+    torch.manual_seed(0)
+    hot, _ = native_generate(model, prompts, 4, Sampling(max_new_tokens=5, temperature=3.0), stops, 0)
+    assert not torch.equal(hot, cold)
+
+
+def test_native_finished_rows_get_pad_and_mask_zero(tiny):
+    model, tok = tiny
+    eos = tok.eos_token_id
+    torch.manual_seed(5)
+    # a large eos bias makes most rows stop at once, others a little later
+    bias = torch.zeros(len(tok))
+    bias[eos] = 6.0  # p(eos) about 0.6 per step
+    original = model.lm_head.forward
+    model.lm_head.forward = lambda x: original(x) + bias
+    try:
+        ids, logps = native_generate(model, [tok("12+30=")["input_ids"]], 16, Sampling(max_new_tokens=12), [eos], 0)
+    finally:
+        del model.lm_head.forward
+    ends = (ids == eos).float().argmax(-1)
+    assert (ids == eos).any(-1).all()
+    for row, end in enumerate(ends.tolist()):
+        assert (ids[row, end + 1 :] == 0).all() and (logps[row, end + 1 :] == 0).all()
+        assert (logps[row, : end + 1] < 0).all()
+    assert ends.min() < ends.max()  # rows finish at different steps
+    assert ids.shape[1] == int(ends.max()) + 1 < 12  # early exit once every row has finished
+    mask, truncated = completion_masks(ids, [eos])
+    assert mask.sum(-1).tolist() == (ends + 1).tolist() and not truncated.any()
+
+
+def test_native_stop_strings(tiny):
+    model, tok = tiny
+    one = tok("1", add_special_tokens=False)["input_ids"][0]
+    assert single_token_stops(tok, ["\n", "1"]) == [tok("\n", add_special_tokens=False)["input_ids"][0], one]
+    assert single_token_stops(tok, ["ab"]) is None  # two tokens: sample_completions uses generate
+    bias = torch.zeros(len(tok))
+    bias[one] = 5.0  # make the stop string likely
+    original = model.lm_head.forward
+    model.lm_head.forward = lambda x: original(x) + bias
+    try:
+        for backend in ("native", "hf"):
+            torch.manual_seed(0)
+            r = sample_completions(model, tok, RECORDS, 4, Sampling(max_new_tokens=12, stop=("1",), backend=backend))
+            for text, truncated in zip(r.texts, r.truncated.tolist(), strict=True):
+                assert "1" not in text[:-1] and text.endswith("1") != truncated
+            assert not r.truncated.all()
+            assert (r.sample_logps is not None) == (backend == "native")
+            if backend == "native":  # every row ended at its stop token: nothing but pad after it
+                ends = r.lengths.long()
+                ids = r.completion_ids
+                for row, end in enumerate(ends.tolist()):
+                    assert (ids[row, end:] == tok.pad_token_id).all()
+    finally:
+        del model.lm_head.forward
+
+
 def test_attach_logprobs_reference_and_old(tiny):
     import copy
 
@@ -188,6 +321,20 @@ def test_attach_logprobs_reference_and_old(tiny):
     attach_logprobs(r, model, reference, old=True, ref=True, micro_batch=4)
     assert r.old_logps.shape == r.completion_mask.shape and not r.old_logps.requires_grad
     assert torch.allclose(r.old_logps, r.ref_logps)  # policy = reference at the start
+
+
+def test_native_rollout_brings_its_old_logprobs(tiny):
+    """attach_logprobs(old=True) takes the native sampler's log-probs instead of a forward pass,
+    and they equal that forward pass."""
+    from posttrain.rollout import batched_logprobs
+
+    model, tok = tiny
+    torch.manual_seed(6)
+    r = sample_completions(model, tok, RECORDS, 3, Sampling(max_new_tokens=5, temperature=0.8, backend="native"))
+    expected = batched_logprobs(model, r, 4, temperature=0.8) * r.completion_mask
+    attach_logprobs(r, model, None, old=True, ref=False, micro_batch=4, temperature=0.8)
+    assert r.old_logps is r.sample_logps
+    assert torch.allclose(r.old_logps, expected, atol=1e-5)
 
 
 def test_select_and_concat_rollouts(tiny):

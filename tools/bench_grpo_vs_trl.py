@@ -7,7 +7,8 @@ of step time spent generating, and peak memory, on the same model, prompts, grou
 
 Each side runs in its own subprocess (so ru_maxrss is its own peak), and the sides alternate
 (ours, TRL, ours, TRL, ...) so machine load affects both alike. Both sides are measured by the same
-instruments: a wrapper around ``GenerationMixin.generate`` (time and non-pad generated tokens) and
+instruments: a wrapper around ``GenerationMixin.generate`` and our ``posttrain.rollout.native_generate``
+(time and non-pad generated tokens) and
 a wrapper around ``torch.optim.AdamW.step`` (the time between consecutive optimizer steps is the
 step time, so setup, evaluation and checkpointing are excluded). Under machine load wall times are noisy, so the CPU time
 (user + system) per step of each single-threaded process (OMP_NUM_THREADS=1) is reported too. Both use 8 prompts x 8
@@ -87,6 +88,19 @@ class Probe:
 
         GenerationMixin.generate = generate
         torch.optim.AdamW.step = step
+
+        import posttrain.rollout as rollout
+
+        original_native = rollout.native_generate
+
+        def native_generate(model, prompts, num_generations, sampling, stop_ids, pad_id):
+            start = time.perf_counter()
+            ids, logps = original_native(model, prompts, num_generations, sampling, stop_ids, pad_id)
+            sync()
+            probe.generate.append((start, time.perf_counter(), int((ids != pad_id).sum())))
+            return ids, logps
+
+        rollout.native_generate = native_generate
 
     def summary(self) -> dict:
         """Steady-state numbers: from the end of the first optimizer step to the end of the last."""
@@ -304,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "beta": 0.0,
             "learning_rate": 2e-4,
+            "ours_backend": "native (posttrain.rollout.native_generate)",
+            "trl_backend": "transformers generate",
         },
         "ours": ours,
         "trl": trl,

@@ -57,6 +57,9 @@ from posttrain_plugins.grpo import (
 
 
 class Config(RolloutConfig):
+    learning_rate: float = Field(
+        5e-5, gt=0, description="Peak learning rate of AdamW (sized for the embedded model; paper 1e-6)."
+    )
     epsilon_low: float = Field(0.2, gt=0, description="eps_low, lower clip range of the ratio (§3.1: 0.2).")
     epsilon_high: float = Field(0.28, gt=0, description="eps_high, upper clip range (§3.1 clip-higher: 0.28).")
     batch_size: int = Field(

@@ -35,6 +35,9 @@ from posttrain_plugins.grpo import SMOKE, Objective, clipped_surrogate, k3_kl, t
 
 
 class Config(RolloutConfig):
+    learning_rate: float = Field(
+        5e-5, gt=0, description="Peak learning rate of AdamW (sized for the embedded model; paper 1e-6)."
+    )
     epsilon: float = Field(0.2, gt=0, description="epsilon, clipping range of the ratio (paper: 0.2, as GRPO).")
     beta: float = Field(0.0, ge=0, description="beta, coefficient of the k3 KL to the reference (paper: 0).")
 

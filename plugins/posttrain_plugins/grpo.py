@@ -16,9 +16,10 @@ tokens. The loss is the clipped PPO surrogate per token minus beta times the k3 
 KL(pi_theta || pi_ref), averaged over each completion's tokens (1/|o_i|) and then over completions.
 
 Deviations from the paper:
-1. The learning rate (2e-4, paper 1e-6), group size (G = 8, paper 64), prompts per rollout (8,
+1. The learning rate (5e-5, paper 1e-6), group size (G = 8, paper 64), prompts per rollout (8,
    paper 1024 / 64 = 16 questions per step) and step count are sized for the embedded tiny model,
-   as TRL's GRPOTrainer reference run on the same model (8 x 8, lr 2e-4, 200 steps).
+   as TRL's GRPOTrainer reference run on the same model (8 x 8, 200 steps; it used lr 2e-4, which
+   on the current embedded base lowers held-out exact match, 0.794 -> 0.728, while 5e-5 raises it).
 2. beta defaults to 0.04 as in the paper; the reference is the policy at the start of training
    (the paper's SFT model when you pass one), or the adapter-disabled base with ``lora=true``.
 3. The group std is the unbiased sample std (as TRL), with 1e-4 added to the denominator so
@@ -59,6 +60,9 @@ from posttrain.train import finish, loop_settings, train_loop
 
 
 class Config(RolloutConfig):
+    learning_rate: float = Field(
+        5e-5, gt=0, description="Peak learning rate of AdamW (sized for the embedded model; paper 1e-6)."
+    )
     epsilon: float = Field(0.2, gt=0, description="epsilon, clipping range of the ratio (Eq. 3; PPO's 0.2).")
     beta: float = Field(0.04, ge=0, description="beta, coefficient of the k3 KL to the reference (§4.2: 0.04).")
     std_epsilon: float = Field(1e-4, gt=0, description="Added to the group std in the advantage denominator.")

@@ -38,6 +38,11 @@ from posttrain_plugins.grpo import SMOKE, Objective, group_advantages, k3_kl, tr
 
 
 class Config(RolloutConfig):
+    learning_rate: float = Field(
+        5e-5,
+        gt=0,
+        description="Peak learning rate of AdamW (sized for the embedded model; the paper does not publish it).",
+    )
     epsilon_low: float = Field(3e-4, gt=0, description="eps_low, lower clip range of s_i (§5.1: 3e-4).")
     epsilon_high: float = Field(4e-4, gt=0, description="eps_high, upper clip range of s_i (§5.1: 4e-4).")
     batch_size: int = Field(

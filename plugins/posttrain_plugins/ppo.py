@@ -29,7 +29,7 @@ reloads with ``AutoModelForSequenceClassification.from_pretrained``. Policy and 
 by one AdamW optimizer on the summed loss (as TRL does).
 
 Deviations from the papers:
-1. Learning rate (3e-4; billion-parameter RLHF runs use far smaller rates), 64 prompts per rollout, one mini-batch x
+1. Learning rate (7.5e-5; billion-parameter RLHF runs use far smaller rates), 64 prompts per rollout, one mini-batch x
    2 epochs per rollout (Schulman et al. Table 3: 10 epochs for MuJoCo; TRL: 4) and the step count
    are sized for the embedded tiny model; the default reward is the exact-match checker (RLHF
    uses a reward model: pass ``rewards=[reward-model:PATH]``).
@@ -70,7 +70,7 @@ class Config(RolloutConfig):
     critic_model: str | None = Field(
         None, description="Folder or hub id to initialise the critic from (e.g. the reward model); default: the policy."
     )
-    learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate of policy and critic.")
+    learning_rate: float = Field(7.5e-5, gt=0, description="Peak learning rate of policy and critic.")
     max_steps: int = Field(240, ge=1, description="Optimizer steps (mini-batch updates; 2 per rollout by default).")
 
 

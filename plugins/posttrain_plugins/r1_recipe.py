@@ -53,7 +53,7 @@ class Config(BaseModel):
         description="Overrides of stage 1 (sft): a small cold-start set.",
     )
     grpo: dict[str, Any] = Field(
-        {"rewards": ["exact-match", "format"], "max_steps": 150},
+        {"rewards": ["exact-match", "format"], "max_steps": 150, "learning_rate": 2e-4},
         description="Overrides of stage 2 (grpo); rule rewards only.",
     )
     rejection_sampling: dict[str, Any] = Field(

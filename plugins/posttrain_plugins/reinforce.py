@@ -46,7 +46,7 @@ class Config(RolloutConfig):
         description="d, decay of the moving-average baseline b (Williams' reinforcement comparison).",
     )
     use_baseline: bool = Field(True, description="Subtract the baseline b (false: plain REINFORCE, b = 0).")
-    learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate α.")
+    learning_rate: float = Field(7.5e-5, gt=0, description="Peak learning rate α.")
     max_steps: int = Field(150, ge=1, description="Optimizer steps (one per batch of episodes).")
 
 

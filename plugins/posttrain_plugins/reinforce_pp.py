@@ -22,7 +22,7 @@ The clipped surrogate and the masked whitening are the PPO plugin's (posttrain_p
 REINFORCE++ is defined as REINFORCE plus those PPO pieces, so they are imported, not copied.
 
 Deviations from the paper:
-1. Learning rate (3e-4; billion-parameter runs use far smaller rates), 16 prompts x 4 samples per rollout split
+1. Learning rate (7.5e-5; billion-parameter runs use far smaller rates), 16 prompts x 4 samples per rollout split
    into 2 mini-batches, and the step count are sized for the embedded tiny model; the default
    reward is the exact-match checker (the paper uses reward models and rule rewards).
 2. β = 0.01 is our choice for the tiny model (tune it); ε = 0.2 is PPO's value. The KL estimator in
@@ -53,7 +53,7 @@ class Config(RolloutConfig):
     baseline: Literal["none", "group-mean"] = Field(
         "none", description="none: REINFORCE++; group-mean: REINFORCE++-baseline (subtract each prompt's mean reward)."
     )
-    learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
+    learning_rate: float = Field(7.5e-5, gt=0, description="Peak learning rate (sized for the embedded model).")
     max_steps: int = Field(150, ge=1, description="Optimizer steps (mini-batch updates).")
 
 

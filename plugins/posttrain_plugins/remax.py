@@ -24,7 +24,7 @@ and the paper proves the baseline keeps the gradient unbiased while cutting its 
 embedded task both plugins use the exact-match checker; ``scst`` has no KL term and no clipping.
 
 Deviations from the paper:
-1. Learning rate (3e-4; billion-parameter runs use far smaller rates), 64 prompts per step and the step
+1. Learning rate (7.5e-5; billion-parameter runs use far smaller rates), 64 prompts per step and the step
    count are sized for the embedded tiny model; the default reward is the task's exact-match
    checker (the paper uses a reward model: pass ``rewards=[reward-model:PATH]``).
 2. β = 0.05 is our choice for the tiny model (the ReMax scripts set ``kl_ctl`` per model); the
@@ -51,7 +51,7 @@ class Config(RolloutConfig):
     prompts_per_step: int = Field(64, ge=1, description="Prompts per optimizer step.")
     kl_coef: float = Field(0.05, ge=0, description="β, per-token KL penalty to the reference (code: kl_ctl).")
     reward_clip: float = Field(5.0, gt=0, description="c, clip of r(y) - r(ȳ) (code: clip_reward_value = 5).")
-    learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
+    learning_rate: float = Field(7.5e-5, gt=0, description="Peak learning rate (sized for the embedded model).")
     max_steps: int = Field(150, ge=1, description="Optimizer steps (one per rollout).")
 
 

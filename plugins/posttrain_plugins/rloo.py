@@ -16,7 +16,7 @@ reward of the other k - 1 responses. The loss is REINFORCE's -A log π(y|x) with
 over the response's tokens. No critic, no clipping, no importance ratio.
 
 Deviations from the paper:
-1. The learning rate (3e-4; billion-parameter RLHF runs use far smaller rates), k = 4 (paper k = 2 and 4), 16 prompts per rollout and the
+1. The learning rate (7.5e-5; billion-parameter RLHF runs use far smaller rates), k = 4 (paper k = 2 and 4), 16 prompts per rollout and the
    step count are sized for the embedded tiny model; the default reward is the task's exact-match
    checker (the paper uses a learned reward model: pass ``rewards=[reward-model:PATH]``).
 2. β = 0.05 as TRL's RLOOTrainer (the paper tunes β per task); the reference is the policy at the
@@ -42,7 +42,7 @@ class Config(RolloutConfig):
     num_generations: int = Field(4, ge=2, description="k, responses sampled per prompt (paper: k = 2 and 4).")
     prompts_per_step: int = Field(16, ge=1, description="Prompts per rollout; k x this = completions per step.")
     kl_coef: float = Field(0.05, ge=0, description="β, KL penalty folded into the sequence reward (TRL: 0.05).")
-    learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
+    learning_rate: float = Field(7.5e-5, gt=0, description="Peak learning rate (sized for the embedded model).")
     max_steps: int = Field(150, ge=1, description="Optimizer steps (one per rollout by default).")
 
 

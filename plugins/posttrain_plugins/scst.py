@@ -24,7 +24,7 @@ used reference implementation does (self-critical.pytorch, RewardCriterion).
 Deviations from the paper:
 1. The paper optimises CIDEr-D of image captions with an LSTM captioner (Adam); here the
    reward is exact match on the embedded task (any reward of posttrain.rewards can be chosen), and
-   the learning rate (3e-4), prompts per step (64) and step count are sized for the tiny model.
+   the learning rate (7.5e-5), prompts per step (64) and step count are sized for the tiny model.
 2. The greedy decode is top-k = 1 sampling (identical to argmax except on exact probability ties).
 """
 
@@ -43,7 +43,7 @@ from posttrain.train import loop_settings, train_loop
 class Config(RolloutConfig):
     num_generations: int = Field(1, ge=1, le=1, description="Sampled sequences w^s per input (paper: one).")
     prompts_per_step: int = Field(64, ge=1, description="Inputs per optimizer step.")
-    learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
+    learning_rate: float = Field(7.5e-5, gt=0, description="Peak learning rate (sized for the embedded model).")
     max_steps: int = Field(150, ge=1, description="Optimizer steps (one per batch).")
 
 

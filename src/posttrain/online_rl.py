@@ -73,7 +73,8 @@ class OnlineRun:
 
         Used as the baseline by SCST and ReMax; ties between equally likely tokens are broken at random.
         """
-        greedy = replace(self.sampling, temperature=1.0, top_p=1.0, top_k=1, backend="hf")
+        backend = "hf" if self.sampling.backend == "hf" else "native"
+        greedy = replace(self.sampling, temperature=1.0, top_p=1.0, top_k=1, backend=backend)
         rollout = sample_completions(self.policy, self.tokenizer, prompts, 1, greedy)
         return score_rollout(rollout, self.reward_fn)
 

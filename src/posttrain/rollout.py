@@ -9,7 +9,11 @@ Layout of a rollout (``Rollout``), N = prompts x G rows, the G completions of a 
     *_logps          (N, C)       log p(completion token j | prefix), aligned with completion_mask
 
 Answers to the usual complaints about RL libraries:
-- generation is one batched ``generate`` call with KV cache (prompts repeated G times, left padding);
+- generation is one batched call with KV cache (left padding): by default our own sampling loop
+  (``native_generate``: each prompt is prefilled once and its KV cache shared by its G samples, then
+  one cached forward per new token, exiting as soon as every row has finished), else transformers'
+  ``generate`` (backend=hf) or vLLM (backend=vllm). The native loop also returns the sampler's
+  log-probs, which serve as the old-policy log-probs (one forward pass fewer per rollout);
 - sampling uses an explicit generation config (temperature, top-p, top-k, no repetition penalty),
   not whatever the checkpoint's generation_config.json says, and log-probs are computed with the
   same temperature and the same left-padding position ids, so the old-policy log-probs equal the
@@ -107,17 +111,17 @@ class Sampling:
     top_p: float = 1.0
     top_k: int = 0
     stop: tuple[str, ...] = ()
-    backend: str = "hf"  # "hf" | "vllm" (resolved from "auto" by resolve_backend)
+    backend: str = "native"  # "native" | "hf" | "vllm" (resolved from "auto" by resolve_backend)
 
 
 def resolve_backend(name: str, device: str) -> str:
-    """'auto' -> 'vllm' when vllm imports and the device is CUDA, else 'hf'."""
-    if name == "hf":
-        return "hf"
+    """'auto' -> 'vllm' when vllm imports and the device is CUDA, else 'native' (our sampling loop)."""
+    if name in ("hf", "native"):
+        return name
     available = _vllm_available() and device.startswith("cuda")
     if name == "vllm" and not available:
-        raise UserError("backend=vllm: needs `pip install vllm` and a CUDA device (use backend=hf or auto)")
-    return "vllm" if available else "hf"
+        raise UserError("backend=vllm: needs `pip install vllm` and a CUDA device (use backend=native, hf or auto)")
+    return "vllm" if available else "native"
 
 
 def _vllm_available() -> bool:
@@ -151,6 +155,7 @@ class Rollout:
     completion_mask: torch.Tensor  # (N, C), float
     texts: list[str]
     truncated: torch.Tensor  # (N,) bool: no EOS or stop string within max_new_tokens
+    sample_logps: torch.Tensor | None = None  # (N, C), the native sampler's log-probs (0 off the mask)
     old_logps: torch.Tensor | None = None  # (N, C), no grad
     ref_logps: torch.Tensor | None = None  # (N, C), no grad
     rewards: torch.Tensor | None = None  # (N,)
@@ -204,6 +209,7 @@ class Rollout:
             completion_mask=self.completion_mask[idx],
             texts=[self.texts[i] for i in rows],
             truncated=self.truncated[idx],
+            sample_logps=pick(self.sample_logps),
             old_logps=pick(self.old_logps),
             ref_logps=pick(self.ref_logps),
             rewards=pick(self.rewards),
@@ -293,11 +299,111 @@ def generation_config(tokenizer, sampling: Sampling, stop_ids: list[int]):
     )
 
 
+# --- the native sampling loop -----------------------------------------------------------------------
+
+
+def single_token_stops(tokenizer, stop: Sequence[str]) -> list[int] | None:
+    """Token ids of the stop strings when each one is exactly one token, else None (the native loop
+    then hands over to generate's StopStringCriteria). A stop string that also occurs inside longer
+    tokens is still cut correctly afterwards by ``completion_masks``, only without the early exit."""
+    ids = []
+    for text in stop:
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1 or tokenizer.decode(encoded) != text:
+            return None
+        ids.append(encoded[0])
+    return ids
+
+
+def sampling_scores(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """The scores tokens are drawn from (softmax): logits / temperature, then top-k, then top-p
+    (nucleus) filtering with -inf, in transformers' order and with its tie rules (TopK keeps every
+    token tied with the k-th; TopP keeps the smallest set whose probability exceeds top_p, at least 1).
+
+    Logits [2, 1, 0] with top_k 2 -> [2, 1, -inf]; with top_p 0.6 -> [2, -inf, -inf] (p = 0.665, ...).
+    """
+    scores = logits.float() / temperature
+    if 0 < top_k < scores.shape[-1]:
+        kth = torch.topk(scores, top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p < 1.0:
+        ordered, order = torch.sort(scores, dim=-1)  # ascending
+        cumulative = ordered.softmax(-1).cumsum(-1)
+        drop = cumulative <= 1 - top_p
+        drop[..., -1] = False  # keep the most likely token
+        scores = scores.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return scores
+
+
+def draw(scores: torch.Tensor) -> torch.Tensor:
+    """One token per row from softmax(scores): argmax of p / E with E = -log U ~ Exp(1), U uniform
+    (the exponential race, as vLLM samples; several times cheaper than torch.multinomial on CPU)."""
+    return (scores.softmax(-1) / -torch.rand_like(scores).log()).argmax(-1)
+
+
+@torch.no_grad()
+def native_generate(
+    model, prompts: list[list[int]], num_generations: int, sampling: Sampling, stop_ids: Sequence[int], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(completion ids (N, C), sampler log-probs (N, C)) for N = len(prompts) x G, the G rows of a
+    prompt contiguous; C <= max_new_tokens.
+
+    Each prompt is prefilled once (left padding, generate's position ids) and its KV cache repeated
+    for its G samples; then one cached forward per new token. A row finishes at its first stop id
+    (included); after that it gets ``pad_id`` and log-prob 0, and the loop exits as soon as every
+    row has finished. The log-probs are log softmax(logits / temperature) of the drawn tokens, the
+    quantity ``completion_logprobs`` recomputes (top-k / top-p shape the draw, not the log-prob,
+    as in training). The model is put in eval mode (no dropout) for the loop.
+    """
+    device = next(model.parameters()).device
+    g = num_generations
+    ids, attn = (t.to(device) for t in left_pad(prompts, pad_id))
+    positions = position_ids(attn)
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1)
+        cache = out.cache
+        logits = out.logits[:, -1]
+        if g > 1:
+            cache.batch_repeat_interleave(g)
+            logits = logits.repeat_interleave(g, 0)
+            attn = attn.repeat_interleave(g, 0)
+            positions = positions.repeat_interleave(g, 0)
+        n = attn.shape[0]
+        position = positions[:, -1:] + 1
+        stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
+        finished = torch.zeros(n, dtype=torch.bool, device=device)
+        one = torch.ones(n, 1, dtype=attn.dtype, device=device)
+        tokens, logps = [], []
+        for step in range(sampling.max_new_tokens):
+            scores = sampling_scores(logits, sampling.temperature, sampling.top_k, sampling.top_p)
+            token = draw(scores)
+            logp = torch.log_softmax(logits.float() / sampling.temperature, -1).gather(-1, token[:, None]).squeeze(-1)
+            token = token.masked_fill(finished, pad_id)
+            tokens.append(token)
+            logps.append(logp.masked_fill(finished, 0.0))
+            finished = finished | torch.isin(token, stops)
+            if step + 1 == sampling.max_new_tokens or bool(finished.all()):
+                break
+            attn = torch.cat([attn, one], 1)
+            out = model(
+                input_ids=token[:, None], attention_mask=attn, position_ids=position, cache=cache, use_cache=True
+            )
+            position = position + 1
+            logits = out.logits[:, -1]
+    finally:
+        model.train(was_training)
+    return torch.stack(tokens, 1), torch.stack(logps, 1)
+
+
 @torch.no_grad()
 def sample_completions(
     model, tokenizer, records: list[dict], num_generations: int, sampling: Sampling, vllm_engine=None
 ) -> Rollout:
-    """G completions per record's ``prompt`` in one batched generate call (KV cache, left padding)."""
+    """G completions per record's ``prompt`` in one batched call with KV cache (left padding): the
+    native loop (``sampling.backend`` native; it hands multi-token stop strings to generate),
+    transformers' ``generate`` (hf), or ``vllm_engine``."""
     t0 = time.perf_counter()
     device = next(model.parameters()).device
     stop_ids = eos_ids(tokenizer, model)
@@ -305,10 +411,17 @@ def sample_completions(
         raise UserError("the tokenizer has no eos_token_id: completions could never end (set one)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     rows = [r for r in records for _ in range(num_generations)]
-    encoded = [ids for r in records for ids in [prompt_ids(tokenizer, r["prompt"])] * num_generations]
+    unique = [prompt_ids(tokenizer, r["prompt"]) for r in records]
+    encoded = [ids for ids in unique for _ in range(num_generations)]
     prompt, prompt_attn = left_pad(encoded, pad)
+    native_stops = single_token_stops(tokenizer, sampling.stop) if sampling.backend == "native" else None
+    sample_logps = None
     if vllm_engine is not None:
         completion = vllm_engine.generate(model, encoded, sampling, pad).to(device)
+    elif native_stops is not None:
+        completion, sample_logps = native_generate(
+            model, unique, num_generations, sampling, sorted(set(stop_ids) | set(native_stops)), pad
+        )
     else:
         was_training = model.training
         model.eval()
@@ -324,6 +437,8 @@ def sample_completions(
     width = max(1, int(mask.sum(-1).max()))  # drop columns that are padding in every row
     completion, mask = completion[:, :width], mask[:, :width]
     completion = torch.where(mask.bool(), completion, torch.full_like(completion, pad))
+    if sample_logps is not None:
+        sample_logps = sample_logps[:, :width] * mask
     texts = [
         cut_at_stop(t, sampling.stop)
         for t in tokenizer.batch_decode(completion * mask.long() + pad * (1 - mask.long()), skip_special_tokens=True)
@@ -337,6 +452,7 @@ def sample_completions(
         completion_mask=mask,
         texts=texts,
         truncated=truncated,
+        sample_logps=sample_logps,
         timings={"generate": time.perf_counter() - t0},
         pad_id=pad,
     )
@@ -366,11 +482,12 @@ def concat_rollouts(rollouts: Sequence[Rollout], pad_id: int | None = None) -> R
                 widen(r, r.completion_mask, 0.0),
                 widen(r, r.old_logps, 0.0),
                 widen(r, r.ref_logps, 0.0),
+                widen(r, r.sample_logps, 0.0),
             )
         )
 
     def cat(i: int) -> torch.Tensor | None:
-        return None if parts[0][i] is None else torch.cat([p[i] for p in parts])
+        return None if any(p[i] is None for p in parts) else torch.cat([p[i] for p in parts])
 
     first = rollouts[0]
     keys = set(first.reward_components)
@@ -383,6 +500,7 @@ def concat_rollouts(rollouts: Sequence[Rollout], pad_id: int | None = None) -> R
         completion_mask=cat(2),
         texts=[t for r in rollouts for t in r.texts],
         truncated=torch.cat([r.truncated for r in rollouts]),
+        sample_logps=cat(5),
         old_logps=cat(3),
         ref_logps=cat(4),
         rewards=None if first.rewards is None else torch.cat([r.rewards for r in rollouts]),
@@ -451,12 +569,17 @@ def attach_logprobs(
 
     ``reference`` is a frozen copy (posttrain.hf.frozen_reference) or None for a LoRA policy,
     whose adapter-disabled base is the reference. Skip ``old`` when the rollout feeds a single
-    optimizer step: the old policy then equals the policy, and ratios are exactly 1.
+    optimizer step: the old policy then equals the policy, and ratios are exactly 1. A rollout from
+    the native sampler brings its old-policy log-probs along (``sample_logps``, computed by the
+    sampler with the same temperature), so no forward pass is spent on them; ``temperature`` must
+    then be the sampling temperature, as it is for every caller.
     """
     from posttrain.hf import reference_mode
 
     t0 = time.perf_counter()
-    if old:
+    if old and rollout.sample_logps is not None:  # the native sampler's: the same quantity, no extra pass
+        rollout.old_logps = rollout.sample_logps
+    elif old:
         rollout.old_logps = batched_logprobs(policy, rollout, micro_batch, temperature)
     if ref:
         with reference_mode(policy, reference) as ref_model:
@@ -538,10 +661,10 @@ def evaluate_policy(
     from posttrain.evaluation import exact_match
 
     em = exact_match(model, tokenizer, records, max_new_tokens=eval_max_new_tokens)["exact_match"]
-    hf_sampling = replace(sampling, backend="hf")
+    local = replace(sampling, backend="hf" if sampling.backend == "hf" else "native")  # not vLLM's stale weights
     rewards: list[float] = []
     for start in range(0, len(records), 256):
-        chunk = sample_completions(model, tokenizer, records[start : start + 256], 1, hf_sampling)
+        chunk = sample_completions(model, tokenizer, records[start : start + 256], 1, local)
         rewards += reward_fn(chunk.prompts, chunk.texts, chunk.records)[0]
     return {"exact_match": em, "reward": sum(rewards) / max(1, len(rewards))}
 

@@ -44,8 +44,10 @@ class RolloutConfig(TrainingConfig):
         None, ge=1, description="Max new tokens per rollout completion (default 8 on the embedded task, else 256)."
     )
     stop: list[str] = Field([], description="Stop strings that end a completion early.")
-    backend: Literal["auto", "hf", "vllm"] = Field(
-        "auto", description="Rollout generation: transformers, vLLM, or auto (vLLM when importable and on CUDA)."
+    backend: Literal["auto", "native", "hf", "vllm"] = Field(
+        "auto",
+        description="Rollout generation: our sampling loop (native), transformers' generate (hf), vLLM, or auto "
+        "(vLLM when importable and on CUDA, else native).",
     )
     rewards: list[str] = Field(
         ["exact-match"],
