@@ -40,10 +40,11 @@ from posttrain_plugins import sft
 
 
 class Config(sft.Config):
-    embedded_rationale: Literal["columns", "scratchpad"] = Field(
-        "columns",
-        description="Embedded data: 2-digit sums with column rationales, or the reasoning task's 3-digit "
-        "scratchpads (posttrain.embedded.reasoning; pair with --model embedded:reasoning or the base).",
+    embedded_rationale: Literal["scratchpad", "columns", "direct"] = Field(
+        "scratchpad",
+        description="Embedded data: the reasoning task's 3-digit scratchpads (posttrain.embedded.reasoning), "
+        "2-digit sums with column rationales, or the 3-digit problems with the answer alone (the no-rationale "
+        "ablation, same problems and budget).",
     )
     max_steps: int = Field(200, ge=1, description="Optimizer steps.")
     max_new_tokens: int | None = Field(
@@ -63,8 +64,13 @@ def with_rationale(record: dict) -> dict:
     return {"prompt": record["prompt"], "completion": completion, "answer": str(record["answer"])}
 
 
+def answers_only(records: list[dict]) -> list[dict]:
+    """The same problems with the rationale dropped: completion = the answer (the ablation)."""
+    return [{"prompt": r["prompt"], "completion": r["answer"], "answer": r["answer"]} for r in records]
+
+
 def cot_data(cfg: Config, ctx: RunContext):
-    if ctx.dataset is None and cfg.embedded_rationale == "scratchpad":
+    if ctx.dataset is None and cfg.embedded_rationale in ("scratchpad", "direct"):
         from posttrain.embedded.reasoning import ScratchpadTask
 
         task = ScratchpadTask()
@@ -72,6 +78,9 @@ def cot_data(cfg: Config, ctx: RunContext):
             task.sft_examples(cfg.train_examples, ctx.seed),
             task.sft_examples(cfg.eval_examples, EVAL_SEED, "test"),
         )
+        if cfg.embedded_rationale == "direct":
+            train, heldout = answers_only(train), answers_only(heldout)
+            return train, heldout, f"{task.name}-answers"
         return train, heldout, f"{task.name}-scratchpads"
     if ctx.dataset is None:
         train = rationale_examples(cfg.train_examples, ctx.seed, "train")

@@ -24,18 +24,27 @@ Deviations from the papers:
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.data import EVAL_SEED, load_records, split_heldout, task_records
 from posttrain.embedded.formats import alpaca_prompt, instruction_examples
 from posttrain.errors import UserError
+from posttrain.evaluation import exact_match
 from posttrain.hf import load_policy, lora_settings
 from posttrain.train import train_loop
 from posttrain_plugins import sft
+from posttrain_plugins.dialogue_tuning import turn_end_tokenizer
 
 
 class Config(sft.Config):
+    embedded_format: Literal["chat", "flan", "alpaca"] = Field(
+        "chat",
+        description="Embedded prompts: the instruction as the user turn of the chat template, as plain text "
+        "(FLAN's templates), or inside the Alpaca template (### Instruction / ### Response).",
+    )
     max_steps: int = Field(200, ge=1, description="Optimizer steps (FLAN: 30K).")
 
 
@@ -52,8 +61,9 @@ def to_prompt_completion(record: dict) -> dict:
 def instruction_data(cfg: Config, ctx: RunContext):
     """(train, held-out, source): embedded instructions, an Alpaca-format file converted, or sft's formats."""
     if ctx.dataset is None:
-        train = instruction_examples(cfg.train_examples, ctx.seed, "train")
-        return train, instruction_examples(cfg.eval_examples, EVAL_SEED, "test"), "add2x2-instructions"
+        train = instruction_examples(cfg.train_examples, ctx.seed, "train", style=cfg.embedded_format)
+        heldout = instruction_examples(cfg.eval_examples, EVAL_SEED, "test", style=cfg.embedded_format)
+        return train, heldout, f"add2x2-instructions-{cfg.embedded_format}"
     records, source = load_records(ctx.dataset, "train")
     if "instruction" in records[0]:
         train, heldout = split_heldout([to_prompt_completion(r) for r in records], seed=ctx.seed)
@@ -61,9 +71,22 @@ def instruction_data(cfg: Config, ctx: RunContext):
     return task_records(ctx, "sft", cfg.train_examples, cfg.eval_examples)
 
 
+def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, embedded: bool) -> dict:
+    """sft's held-out metrics (on the embedded task: unseen templates) and, on the embedded task, the
+    exact match on the same kind of held-out problems phrased with the training templates."""
+    tokenizer = turn_end_tokenizer(tokenizer)  # chat prompts: a reply ends at the end-of-turn token
+    scores = sft.evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg, embedded)
+    if embedded:
+        seen = instruction_examples(cfg.eval_examples, EVAL_SEED, "test", style=cfg.embedded_format, templates="seen")
+        budget = cfg.max_new_tokens or 8
+        scores["seen_template_exact_match"] = exact_match(model, tokenizer, seen, max_new_tokens=budget)["exact_match"]
+    return scores
+
+
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
-    return sft.train_sft(cfg, ctx, model, tokenizer, data=instruction_data(cfg, ctx), loop_fn=train_loop)
+    data = instruction_data(cfg, ctx)
+    return sft.train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate, loop_fn=train_loop)
 
 
 plugin = Plugin(
