@@ -12,14 +12,25 @@ instruction data: records with ``instruction`` (+ optional ``input``) and ``outp
 LLaMA-Factory format) are rendered with the Alpaca template ``### Instruction: ... ### Response:``;
 ``prompt``/``completion`` and ``messages`` records pass through unchanged. The embedded data is
 the addition task phrased with 6 instruction templates around ``a+b`` (the model must find the
-sum inside the instruction); the held-out problems use 2 templates
-never trained on, so the held-out exact match measures following unseen phrasings (FLAN's
-zero-shot question at toy scale).
+sum inside the instruction), by default as the user turn of the chat template (the reply ends at
+the end-of-turn token, where evaluation stops); the held-out problems use 2 templates never
+trained on, so the held-out exact match measures following unseen phrasings (FLAN's zero-shot
+question at toy scale), and ``seen_template_exact_match`` scores the same kind of held-out problems
+phrased with the training templates.
+
+Measured on the embedded base (2,000 steps, ~110 s CPU time): chat format, seen templates
+0.0 -> 0.946, unseen 0.002 -> 0.444 (``Tell me a+b.`` 0.93, ``Please evaluate a+b`` 0.01: the one
+with no punctuation after the sum is not followed). ``embedded_format=alpaca`` (1,500 steps, ~175 s
+CPU: sequences 2.5x longer) reached only 0.27 seen / 0.20 unseen, ``flan`` (plain text, 1,500
+steps) 0.18 / 0.08: the 2-layer model relearns addition in each new format, and the chat format
+keeps the sum next to a fixed cue (``<|end|><|assistant|>``).
 
 Deviations from the papers:
 1. One task (addition) under many templates, not 60+ datasets; FLAN's held-out unit is a task
    cluster, ours is an instruction template.
 2. Step budget and learning rate for the embedded model (FLAN: 30K steps, Adafactor, 3e-5).
+3. The embedded prompts are the chat template's user turn by default (FLAN feeds the template text
+   to T5 directly: ``embedded_format=flan``).
 """
 
 from __future__ import annotations
@@ -45,7 +56,8 @@ class Config(sft.Config):
         description="Embedded prompts: the instruction as the user turn of the chat template, as plain text "
         "(FLAN's templates), or inside the Alpaca template (### Instruction / ### Response).",
     )
-    max_steps: int = Field(200, ge=1, description="Optimizer steps (FLAN: 30K).")
+    max_steps: int = Field(2000, ge=1, description="Optimizer steps (FLAN: 30K).")
+    learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (FLAN: 3e-5 with Adafactor).")
 
 
 def to_prompt_completion(record: dict) -> dict:
