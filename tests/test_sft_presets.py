@@ -42,12 +42,21 @@ def test_embedded_formats_keep_the_heldout_split():
     for record in rationale_examples(50, 0, "test"):
         a, b = map(int, record["prompt"].rstrip("=").split("+"))
         assert DEFAULT_TASK.is_heldout((a, b)) and record["completion"].endswith(f";#{a + b}")
-    heldout = instruction_examples(40, 0, "test")
+    heldout = instruction_examples(40, 0, "test", style="alpaca")
     phrasings = {t.split("{")[0] for t in HELDOUT_TEMPLATES}
     assert all(any(p in r["prompt"] for p in phrasings) for r in heldout)
     assert all(
         r["prompt"].startswith("### Instruction:\n") and r["prompt"].endswith("### Response:\n") for r in heldout
     )
+    chat = instruction_examples(40, 0, "test")
+    assert all(len(r["prompt"]) == 1 and r["prompt"][0]["role"] == "user" for r in chat)
+    assert all(any(r["prompt"][0]["content"].startswith(p) for p in phrasings) for r in chat)
+    seen = instruction_examples(40, 0, "test", templates="seen")
+    assert not any(any(r["prompt"][0]["content"].startswith(p) for p in phrasings) for r in seen)
+    for r in seen:
+        a, b = map(int, r["prompt"][0]["content"].rstrip(".?= ").split()[-1].split("+"))
+        assert DEFAULT_TASK.is_heldout((a, b)) and r["answer"] == str(a + b)
+    assert instruction_examples(1, 0, "train", style="flan")[0]["prompt"].endswith("\n")
 
 
 def test_conversations_are_running_sums():
@@ -91,6 +100,27 @@ def test_cot_record_joins_rationale_and_answer():
     assert rec == {"prompt": "q", "completion": "because;#4", "answer": "4"}
     with pytest.raises(UserError, match="rationale"):
         with_rationale({"prompt": "q"})
+
+
+def test_cot_direct_ablation_keeps_problems_drops_rationale():
+    from posttrain_plugins.cot_finetuning import answers_only
+
+    recs = [{"prompt": "347+285=", "completion": "12;13;6;#632", "answer": "632"}]
+    assert answers_only(recs) == [{"prompt": "347+285=", "completion": "632", "answer": "632"}]
+
+
+def test_greedy_decode_without_cache_matches_generate_on_a_plain_model():
+    import torch
+
+    from posttrain.embedded.model import build_model
+    from posttrain.embedded.tokenizer import build_tokenizer
+    from posttrain.evaluation import generate, greedy_full_forward
+
+    tok = build_tokenizer()
+    model = build_model(tok, seed=0)
+    prompts = ["12+3=", "4+5=", "77+18=", "1+1="]
+    torch.manual_seed(0)
+    assert greedy_full_forward(model, tok, prompts, max_new_tokens=5) == generate(model, tok, prompts, max_new_tokens=5)
 
 
 def test_completion_only_masks():

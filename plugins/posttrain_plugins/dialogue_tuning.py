@@ -15,6 +15,11 @@ two turns (``47+29=`` / ``76`` / ``plus 3`` / ``79`` / ...), so later answers ne
 Held-out score: exact match of the last assistant turn given the conversation before it,
 generated until the template's end-of-turn token.
 
+Measured on the embedded base: last-turn exact match 0.002 -> 0.068 (200 steps, lr 1e-3), 0.234
+(1,000 steps), 0.50 (1,500 steps, lr 3e-3), 0.656 (2,500 steps, lr 3e-3, the default, ~160 s CPU
+time). The base answers ``a+b=`` at 0.78 in its own format but ~0 inside the chat template: the
+2-layer model relearns addition at the new positions (first-turn accuracy 0.525 after 1,500 steps).
+
 Deviations from the papers:
 1. LaMDA also fine-tunes on quality and safety ratings (a classifier head); only the generative
    dialogue fine-tuning is here.
@@ -42,7 +47,8 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
 
 class Config(sft.Config):
     turns: int = Field(2, ge=1, description="Assistant turns per embedded conversation.")
-    max_steps: int = Field(200, ge=1, description="Optimizer steps.")
+    max_steps: int = Field(2500, ge=1, description="Optimizer steps.")
+    learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (sized for the embedded model).")
 
 
 def to_messages(record: dict) -> dict:

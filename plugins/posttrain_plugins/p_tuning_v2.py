@@ -17,16 +17,20 @@ classification head instead of a verbalizer for NLU. This is peft's
 ``PrefixTuningConfig(prefix_projection=False)``; loss and loop are the ``sft`` plugin's. The saved
 adapter is loaded by ``peft.AutoPeftModelForCausalLM.from_pretrained``.
 
-Note on the numbers: the prompts start random (peft's embedding init), so the held-out score
-*before* training is far below the bare base model's (0.64 on the embedded task); compare the
-result with both.
+Note on the numbers: the prompts start random (peft's embedding init), so the model with the
+untrained prompts (``initial`` in the summary) scores below the bare base model; ``before`` is the
+bare base (the model you have without the method). Held-out scores are greedy decodes without KV
+cache (``posttrain.evaluation.greedy_full_forward``): peft's cached ``generate`` does not reproduce
+the training-time forward for prefix models. Embedded, 3,000 steps at 1e-1 (~90 s CPU time):
+bare base 0.778, initial prompts 0.676, after 0.874.
 
 Deviations from the paper:
 1. The LM head stays (generation on the embedded task); the paper's [CLS]-style linear head is for
    classification and sequence labelling with encoders.
 2. No multi-task pre-training of the prompts (the paper's optional step).
-3. AdamW with learning rate 3e-2 (paper: 5e-3 to 1e-2 and 100 epochs on SuperGLUE): at 1e-2 the
-   embedded run reached 0.36, at 3e-2 0.57 held-out exact match in 200 steps.
+3. AdamW with learning rate 1e-1 and 3,000 steps (paper: 5e-3 to 1e-2 and 100 epochs on
+   SuperGLUE): at 3e-2 and 1,500 steps the held-out loss was 0.229, at 1e-1 and 3,000 steps 0.172
+   (bare base 0.214).
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from posttrain_plugins import sft
 
 class Config(sft.Config):
     num_virtual_tokens: int = Field(20, ge=1, description="Prompt length per layer (paper §4.2: 20 for simple tasks).")
-    max_steps: int = Field(200, ge=1, description="Optimizer steps (a short budget for the embedded model).")
-    learning_rate: float = Field(3e-2, gt=0, description="Peak learning rate (paper: 5e-3 to 1e-2).")
+    max_steps: int = Field(3000, ge=1, description="Optimizer steps (sized for the embedded model).")
+    learning_rate: float = Field(1e-1, gt=0, description="Peak learning rate (paper: 5e-3 to 1e-2).")
 
 
 def p_tuning_v2_config(cfg: Config):
@@ -54,7 +58,7 @@ def p_tuning_v2_config(cfg: Config):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     unused_lora_options(cfg, "p-tuning-v2")
     model, tokenizer = peft_policy(ctx, lambda model, tok: p_tuning_v2_config(cfg), "p-tuning-v2")
-    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
 
 
 plugin = Plugin(

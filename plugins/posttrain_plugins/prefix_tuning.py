@@ -59,7 +59,7 @@ def prefix_tuning_config(cfg: Config):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     unused_lora_options(cfg, "prefix-tuning")
     model, tokenizer = peft_policy(ctx, lambda model, tok: prefix_tuning_config(cfg), "prefix-tuning")
-    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
 
 
 plugin = Plugin(

@@ -63,7 +63,7 @@ def prompt_tuning_config(cfg: Config, model, tokenizer):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     unused_lora_options(cfg, "prompt-tuning")
     model, tokenizer = peft_policy(ctx, lambda model, tok: prompt_tuning_config(cfg, model, tok), "prompt-tuning")
-    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
 
 
 plugin = Plugin(

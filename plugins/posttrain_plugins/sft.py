@@ -83,13 +83,16 @@ def train_sft(
     loop_fn=None,
     regularizer=None,
     tokenize_train=None,
+    bare_base: bool = False,
 ) -> RunResult:
     """The SFT loop on a loaded (possibly adapter-wrapped) model, reused by PEFT plugins and SFT presets.
 
     ``data`` = (train records, held-out records, source) replaces the task's; ``evaluate`` the
     held-out metrics; ``loop_fn`` the training loop (the caller's ``train_loop``, so tests can spy on
     it); ``regularizer()`` -> (penalty tensor, metrics) is added to the loss (e.g. AdaLoRA's);
-    ``tokenize_train(record, tokenizer, max_length)`` replaces ``tokenize_sft`` for training examples.
+    ``tokenize_train(record, tokenizer, max_length)`` replaces ``tokenize_sft`` for training examples;
+    ``bare_base``: ``before`` is the peft model's base without its adapter (prompt methods, whose
+    untrained prompt already changes the outputs) and the untrained-prompt score is ``initial``.
     """
     train_records, heldout_records, source = data or task_records(ctx, "sft", cfg.train_examples, cfg.eval_examples)
     train = [(tokenize_train or tokenize_sft)(r, tokenizer, cfg.max_length) for r in train_records]
@@ -98,6 +101,10 @@ def train_sft(
     counts = parameter_counts(model)
     ctx.log(0, counts)
     before = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
+    extra = {}
+    if bare_base:
+        extra["initial"] = before
+        before = evaluate(model.get_base_model(), tokenizer, heldout_records, heldout, cfg, embedded)
 
     def loss_fn(step: int, micro: int):
         idx = batch_indices(len(train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
@@ -113,7 +120,7 @@ def train_sft(
 
     loop = (loop_fn or train_loop)(model, ctx, loop_settings(cfg), loss_fn, description=f"sft on {source}")
     after = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
-    return finish(ctx, model, tokenizer, loop, before, after, data=source, **counts)
+    return finish(ctx, model, tokenizer, loop, before, after, data=source, **counts, **extra)
 
 
 plugin = Plugin(

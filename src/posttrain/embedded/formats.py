@@ -38,16 +38,37 @@ def alpaca_prompt(instruction: str, input_text: str = "") -> str:
     return ALPACA_PROMPT.format(instruction=instruction)
 
 
-def instruction_examples(n: int, seed: int, split: str = "train", task: AdditionTask = DEFAULT_TASK) -> list[dict]:
-    """prompt (Alpaca template around an instruction) / completion (the sum) / answer records."""
+def flan_prompt(instruction: str) -> str:
+    """FLAN-style zero-shot input: the instruction text itself, then a newline before the answer."""
+    return instruction + "\n"
+
+
+def chat_prompt(instruction: str) -> list[dict]:
+    """The instruction as the user turn of a conversation (rendered by the tokenizer's chat template)."""
+    return [{"role": "user", "content": instruction}]
+
+
+def instruction_examples(
+    n: int,
+    seed: int,
+    split: str = "train",
+    task: AdditionTask = DEFAULT_TASK,
+    style: str = "chat",
+    templates: str | None = None,
+) -> list[dict]:
+    """prompt (an instruction around ``a+b``: a chat user turn, FLAN-style plain text, or the Alpaca template) /
+    completion (the sum) / answer records. ``templates``: ``"seen"`` (TRAIN_TEMPLATES) or
+    ``"unseen"`` (HELDOUT_TEMPLATES); default seen for the train split, unseen for the test split."""
     rng = random.Random(f"instruction-{split}-{seed}")
-    templates = TRAIN_TEMPLATES if split == "train" else HELDOUT_TEMPLATES
+    which = templates or ("seen" if split == "train" else "unseen")
+    pool = TRAIN_TEMPLATES if which == "seen" else HELDOUT_TEMPLATES
+    render = {"alpaca": alpaca_prompt, "flan": flan_prompt, "chat": chat_prompt}[style]
     out = []
     for _ in range(n):
         a, b = task.sample(rng, split)
-        instruction = rng.choice(templates).format(a=a, b=b)
+        instruction = rng.choice(pool).format(a=a, b=b)
         answer = str(a + b)
-        out.append({"prompt": alpaca_prompt(instruction), "completion": answer, "answer": answer})
+        out.append({"prompt": render(instruction), "completion": answer, "answer": answer})
     return out
 
 
