@@ -26,6 +26,10 @@ Deviations:
    probability), not a task-specific scoring function or the model's own judgement: the tiny
    model's ``V:`` verdicts are 53.5% accurate (chance). ``scorer=verifier`` scores with them.
    The Generate, Aggregate and Refine operations stay the model's own.
+
+Measured on the embedded reasoning model (200 held-out problems, greedy 58.0%,
+reports/runs/graph-of-thoughts.json): 71.5% with the PRM scores; 36.0% with the model's own
+(``scorer=verifier``).
 """
 
 from __future__ import annotations
