@@ -26,6 +26,11 @@ Deviations:
    probability), not a task-specific scoring function or the model's own judgement: the tiny
    model's ``V:`` verdicts are 53.5% accurate (chance). ``scorer=verifier`` scores with them.
    The Generate, Aggregate and Refine operations stay the model's own.
+
+Measured on the embedded reasoning model (200 held-out problems, greedy 58.0%,
+reports/tts/graph-of-thoughts.json): with the PRM scores 62.5% at generate=2, 68.0% at 4,
+71.5% at 8 (the default), 73.0% at 16; 36.0% with the model's own
+(``scorer=verifier``).
 """
 
 from __future__ import annotations

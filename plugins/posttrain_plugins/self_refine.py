@@ -24,6 +24,12 @@ Deviations:
    to rewrite. The rewrite is still the model's own (its ``R:`` sub-skill). ``evaluator=self``
    is Madaan's self-feedback.
 3. Decoding is greedy as in Madaan; at most 2 refinements by default (Madaan: up to 4).
+
+Measured on the embedded reasoning model (200 held-out problems, greedy 58.0%,
+reports/runs/self-refine.json): 58.0% with the PRM feedback (0.77 rewrites per problem), 58.5%
+with keep=best, 60.0% with 4 rounds of sampled rewrites (``refine_temperature=0.7``, keep=best):
+the feedback finds the wrong answers, but the model's own rewrite repeats its carry mistakes, so
+self-refine does not beat greedy decoding on this model.
 """
 
 from __future__ import annotations

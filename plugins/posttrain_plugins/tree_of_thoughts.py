@@ -30,6 +30,10 @@ Deviations:
 2. The self-evaluator reads one next-token probability instead of sampling a verbal evaluation 3
    times; DFS processes problems one by one (BFS batches all problems per depth); b = 4 and k = 4
    by default (Yao: b = 5 for Game of 24, k per state varies).
+
+Measured on the embedded reasoning model (200 held-out problems, greedy 58.0%,
+reports/tts/tree-of-thoughts.json): BFS with the PRM 70.5% at b=1, 72.5% at 2, 77.0% at 4 (the
+default), 76.5% at 8; with the model's own evaluation (``scorer=verifier``) 44.5%.
 """
 
 from __future__ import annotations
