@@ -26,9 +26,10 @@ exemplars is a newline, and the zero-shot trigger is empty (the model reads no E
 scratchpad is its "step by step" mode). Exemplars come from the task's training split (Wei wrote
 8 by hand).
 
-Measured (reports/runs/cot.json, 200 held-out problems, 4 exemplars): standard prompting 16.0%,
-chain of thought 81.5%; exemplars 0, 1, 2, 4 give 88.0, 78.5, 78.0, 81.5% (the tiny model needs
-no exemplar to start its scratchpad).
+Measured (reports/runs/cot.json, 200 held-out problems, 4 exemplars) on the current build of the
+few-shot model: standard prompting 11.0%, chain of thought 24.5% (zero exemplars: 81.0%, see
+zero-shot-cot). An earlier build of the same recipe gave 16.0% and 81.5%: the tiny model's
+in-context skill is fragile, the gain of worked over direct exemplars is not.
 """
 
 from __future__ import annotations
