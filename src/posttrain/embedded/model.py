@@ -30,8 +30,9 @@ def cache_root() -> Path:
     return Path(os.environ.get("POSTTRAIN_CACHE", Path.home() / ".cache" / "posttrain"))
 
 
-def build_model(tokenizer, seed: int = 0, shape: dict | None = None):
-    """A freshly initialised tiny Llama sized for the tokenizer (``MODEL_SHAPE`` unless given)."""
+def build_model(tokenizer, seed: int = 0, shape: dict | None = None, model_class=None, **config_extra):
+    """A freshly initialised tiny Llama sized for the tokenizer (``MODEL_SHAPE`` unless given);
+    ``model_class`` (default ``LlamaForCausalLM``) and ``config_extra`` serve other heads."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -43,9 +44,10 @@ def build_model(tokenizer, seed: int = 0, shape: dict | None = None):
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
         **(shape or MODEL_SHAPE),
+        **config_extra,
     )
     torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    return (model_class or LlamaForCausalLM)(config)
 
 
 def base_model_dir(task: AdditionTask = DEFAULT_TASK, seed: int = 0, console=None) -> Path:

@@ -45,7 +45,7 @@ import random
 import time
 from pathlib import Path
 
-from posttrain.embedded.model import cache_root, cached_model
+from posttrain.embedded.model import build_model, cache_root, cached_model
 
 PRM_SHAPE = dict(
     hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, intermediate_size=512
@@ -169,22 +169,9 @@ def _batch(encoded: list[dict], pad_id: int):
 
 def build_prm(tokenizer, seed: int):
     """A freshly initialised one-label token classifier (``PRM_SHAPE``) for the byte tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForTokenClassification
+    from transformers import LlamaForTokenClassification
 
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        max_position_embeddings=256,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-        num_labels=1,
-        classifier_dropout=0.0,
-        **PRM_SHAPE,
-    )
-    torch.manual_seed(seed)
-    return LlamaForTokenClassification(config)
+    return build_model(tokenizer, seed, PRM_SHAPE, LlamaForTokenClassification, num_labels=1, classifier_dropout=0.0)
 
 
 def prm_from_policy(folder: Path):

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from posttrain.embedded.model import cache_root, cached_model
+from posttrain.embedded.model import build_model, cache_root, cached_model
 from posttrain.embedded.task import DEFAULT_TASK, AdditionTask
 
 TEACHER_SHAPE = dict(
@@ -67,7 +67,6 @@ def teacher_examples(task: AdditionTask, n: int, seed: int, split: str = "train"
 
 def _train_teacher(task: AdditionTask, seed: int, out: Path, console=None) -> dict:
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from posttrain.data import pad_sequences, tokenize_prompt_completion
     from posttrain.embedded.formats import final_answer_correct, rationale_examples
@@ -76,17 +75,7 @@ def _train_teacher(task: AdditionTask, seed: int, out: Path, console=None) -> di
     from posttrain.logprobs import completion_nll
 
     tokenizer = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        max_position_embeddings=256,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-        **TEACHER_SHAPE,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = build_model(tokenizer, seed, TEACHER_SHAPE)
     examples = [tokenize_prompt_completion(r, tokenizer) for r in teacher_examples(task, 40000, seed)]
     plain_heldout = task.prompts(200, seed=seed + 1000, split="test")
     explained_heldout = [
