@@ -52,7 +52,9 @@ class Config(RolloutConfig):
     kl_coef: float = Field(0.05, ge=0, description="β, per-token KL penalty to the reference (code: kl_ctl).")
     reward_clip: float = Field(5.0, gt=0, description="c, clip of r(y) - r(ȳ) (code: clip_reward_value = 5).")
     learning_rate: float = Field(7.5e-5, gt=0, description="Peak learning rate (sized for the embedded model).")
-    max_steps: int = Field(150, ge=1, description="Optimizer steps (one per rollout).")
+    max_steps: int = Field(
+        300, ge=1, description="Optimizer steps (one per rollout; 150 gained only +0.002 exact match)."
+    )
 
 
 # --- advantage and loss (paper Algorithm 1) ------------------------------------------------------

@@ -35,14 +35,16 @@ WHO JUDGES (be clear about it). Two labellers are implemented:
   "1" and "2", averaged over both presentation orders (position debiasing). Use it
   with a real instruct model as ``judge_model``; it is meaningless on the embedded model.
 
-Measured on the embedded task (reports/runs/rlaif.json, defaults, seed 0): held-out exact match
-0.640 (base) -> 0.894 (SFT) -> 0.852 (PPO). The AI labels agree with the checker on 94% of the
-2893 pairs with exactly one correct response (3472 pairs in all), yet the reward model trained on
-them orders only 0.605 of the task's held-out pairs (correct sum vs a plausible mistake) correctly:
-the SFT model's own mistakes are a different distribution, and ~580 pairs have two wrong answers.
-PPO cannot raise that reward model's held-out score (0.588 -> 0.591) and loses some exact match
-(0.874 -> 0.852, greedy on PPO's own held-out prompts): on this task RLAIF with the model as its
-own labeller does not help after SFT; the defaults only limit the damage.
+Measured on the embedded task (reports/runs/rlaif.json, defaults, seed 0, embedded base rebuilt on
+2026-12-02): held-out exact match 0.778 (base) -> 0.896 (SFT) -> 0.842 (PPO), about 62 s of CPU
+time. The AI labels agree with the checker on 95% of the 2921 pairs with exactly one correct
+response (3520 pairs in all), yet the reward model trained on them orders only 0.520 of the task's
+held-out pairs (correct sum vs a plausible mistake) correctly, near chance: the SFT model's own
+mistakes are a different distribution, and ~600 pairs have two wrong answers. PPO barely moves that
+reward model's held-out score (-0.052 -> -0.030) and loses exact match (0.886 -> 0.842, greedy on
+PPO's own held-out prompts): on this task RLAIF with the model as its own labeller does not help
+after SFT; the defaults only limit the damage. (On the former base build, exact match 0.640: SFT
+0.894 -> PPO 0.852, reward model 0.605.)
 
 Default budgets, and why: 8000 prompts are labelled (3472 pairs with two different responses; the
 former 1000 gave 434 pairs, which the reward model memorised: 0.515 held-out accuracy); the reward

@@ -44,7 +44,9 @@ class Config(RolloutConfig):
     num_generations: int = Field(1, ge=1, le=1, description="Sampled sequences w^s per input (paper: one).")
     prompts_per_step: int = Field(64, ge=1, description="Inputs per optimizer step.")
     learning_rate: float = Field(7.5e-5, gt=0, description="Peak learning rate (sized for the embedded model).")
-    max_steps: int = Field(150, ge=1, description="Optimizer steps (one per batch).")
+    max_steps: int = Field(
+        300, ge=1, description="Optimizer steps (one per batch; 150 gained only +0.008 exact match)."
+    )
 
 
 # --- advantage and loss ------------------------------------------------------------------------
