@@ -584,6 +584,9 @@ def results_section(data: SiteData, info: MethodInfo) -> list[str]:
             for name in names:
                 out.append(f"| `{name}` | {fmt_number(before.get(name, ''))} | {fmt_number(after.get(name, ''))} |")
             out.append("")
+        if isinstance(run.get("initial"), dict) and run["initial"]:
+            shown = ", ".join(f"`{k}` {fmt_number(v)}" for k, v in run["initial"].items())
+            out += [f"Before is the bare base model; with the method's untrained parameters (`initial`): {shown}.", ""]
         out.append(f"From `reports/runs/{e.id}.json`, the `summary.json` of that run.")
     else:
         out.append("Run on the embedded task: not yet measured.")
