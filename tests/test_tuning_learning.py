@@ -27,9 +27,9 @@ METHODS = [
 ]
 
 
-# Prompt methods report the bare base as "before" and the untrained prompt as "initial". These
-# improve on their initial prompt but end below the bare base (recorded: prompt-tuning 0.074 ->
-# 0.734, bare base 0.778), as their status notes say; the others must beat the bare base.
+# Prompt methods report the bare base as "before" and the untrained prompt as "initial". Prompt
+# tuning ends within noise of the bare base (recorded: 1 virtual token 0.778 -> 0.79; 2 tokens
+# 0.074 initial -> 0.734), so it must beat its initial prompt; the others must beat the bare base.
 BELOW_BARE_BASE = {"prompt-tuning"}
 
 
@@ -42,8 +42,8 @@ def test_defaults_improve_heldout_exact_match(name, tmp_path):
     assert summary["after"]["exact_match"] > start["exact_match"] + 0.02, summary
 
 
-# Held-out exact match the distillation defaults reach with the embedded teacher (recorded runs:
-# kd 0.866, gkd 0.88, distill-step-by-step 0.836, cot-distill 0.862; the student base is 0.64).
+# Held-out exact match the distillation defaults reach with the embedded teacher (recorded runs,
+# 2026-12-02: kd 0.83, gkd 0.85, distill-step-by-step 0.814, cot-distill 0.962; student base 0.778).
 DISTILLATION_FLOOR = {"kd": 0.8, "gkd": 0.8, "distill-step-by-step": 0.78, "cot-distill": 0.8}
 
 

@@ -26,6 +26,8 @@ Deviations from the paper:
 2. No ``seq_kd`` (teacher-generated sequences as a third data source).
 3. Student samples are decoded to text and re-tokenized with an end-of-sequence token appended,
    also when the sample was cut at max_new_tokens.
+4. 600 optimizer steps, sized for the embedded model: on the current embedded base (0.778 held-out
+   exact match) 200 steps reached 0.792 and 600 steps 0.85 (about 38 CPU-seconds).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Config(sft.Config):
     beta: float = Field(0.5, ge=0, le=1, description="β of the generalized JSD (0: forward KL, 1: reverse KL).")
     temperature: float = Field(0.9, gt=0, description="τ: sampling temperature and softmax temperature of the loss.")
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
-    max_steps: int = Field(200, ge=1, description="Optimizer steps.")
+    max_steps: int = Field(600, ge=1, description="Optimizer steps.")
     batch_size: int = Field(32, ge=1, description="Prompts per micro-batch.")
 
 
