@@ -57,11 +57,11 @@ from posttrain.inference import (
     ComputeMeter,
     InferenceConfig,
     PerProblem,
+    evaluator_scorer,
     finish,
     new_tokens,
     sample,
     setup,
-    verify_scores,
 )
 from posttrain_plugins.self_consistency import answer_of
 
@@ -157,17 +157,6 @@ def weighted_best(answers: Sequence[str], scores: Sequence[float]) -> int:
 
 
 # --- run ------------------------------------------------------------------------------------------------
-
-
-def make_evaluator(cfg: Config, ctx: RunContext, model, tokenizer):
-    """(score(prompts, attempts) -> list[float], name): the PRM, or the model's own V: verdicts."""
-    if cfg.evaluator == "self":
-        return (lambda prompts, attempts: verify_scores(model, tokenizer, prompts, attempts)), "self"
-    from posttrain.embedded.prm import EMBEDDED_PRM
-    from posttrain.inference import load_prm_scorer
-
-    path = cfg.prm or EMBEDDED_PRM
-    return load_prm_scorer(path, ctx.device, ";"), f"prm:{path}"
 
 
 Candidates = list[list[tuple[float, str]]]  # per problem: (verifier score, text)
@@ -273,7 +262,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             "compute-optimal: --dataset is not supported yet (it uses the embedded model's refine skill and the embedded PRM)"
         )
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score, evaluator = make_evaluator(cfg, ctx, model, tokenizer)
+    score, evaluator = evaluator_scorer(cfg.evaluator, cfg.prm, ctx, model, tokenizer)
     prompts = [r["prompt"] for r in problems.records]
     n, tokens = len(prompts), new_tokens(cfg, problems)
     validation = None

@@ -46,7 +46,16 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, sample, setup
+from posttrain.inference import (
+    SWEEP,
+    InferenceConfig,
+    PerProblem,
+    evaluator_scorer,
+    finish,
+    new_tokens,
+    sample,
+    setup,
+)
 from posttrain_plugins.self_consistency import answer_of
 
 
@@ -145,10 +154,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         per_problem.add_tokens(unsure, [sum(row) for row in more.lengths()])
         prm_scores = None
         if cfg.selection == "prm":
-            from posttrain.embedded.prm import EMBEDDED_PRM
-            from posttrain.inference import load_prm_scorer
-
-            score = load_prm_scorer(cfg.prm or EMBEDDED_PRM, ctx.device, ";")
+            score, _ = evaluator_scorer("prm", cfg.prm, ctx, model, tokenizer)
             flat = score(
                 [prompts[i] for i in unsure for _ in range(cfg.n + 1)],
                 [t for i, texts in zip(unsure, more.texts, strict=True) for t in [predictions[i], *texts]],

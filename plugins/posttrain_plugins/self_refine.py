@@ -44,11 +44,11 @@ from posttrain.inference import (
     SWEEP,
     InferenceConfig,
     PerProblem,
+    evaluator_scorer,
     finish,
     new_tokens,
     sample,
     setup,
-    verify_scores,
 )
 
 
@@ -93,17 +93,6 @@ def pick_attempt(ratings: Sequence[float], keep: str) -> int:
 # --- run ------------------------------------------------------------------------------------------------
 
 
-def make_judge(cfg: Config, ctx: RunContext, model, tokenizer):
-    """(judge(prompts, attempts) -> P(correct) list, name): the PRM, or the model's own V: verdicts."""
-    if cfg.evaluator == "self":
-        return (lambda prompts, attempts: verify_scores(model, tokenizer, prompts, attempts)), "self"
-    from posttrain.embedded.prm import EMBEDDED_PRM
-    from posttrain.inference import load_prm_scorer
-
-    path = cfg.prm or EMBEDDED_PRM
-    return load_prm_scorer(path, ctx.device, ";"), f"prm:{path}"
-
-
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     if ctx.dataset is not None:
         raise UserError(
@@ -112,7 +101,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     from posttrain.embedded.reasoning import refine_prompt
 
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    judge, evaluator = make_judge(cfg, ctx, model, tokenizer)
+    judge, evaluator = evaluator_scorer(cfg.evaluator, cfg.prm, ctx, model, tokenizer)
     prompts = [r["prompt"] for r in problems.records]
     tokens = new_tokens(cfg, problems)
     per_problem = PerProblem.of(len(prompts))

@@ -716,18 +716,27 @@ def attempt_scorer(cfg: InferenceConfig, ctx: RunContext, model, tokenizer, mete
 
         return load_prm_scorer(EMBEDDED_PRM, ctx.device, delimiter, meter=meter), "prm:embedded"
     name = "likelihood" if kind == "auto" else kind
-    return make_scorer(kind, None, task_of(cfg, ctx), model, tokenizer, ctx.device), name
+    return make_scorer(kind, task_of(cfg, ctx), model, tokenizer), name
 
 
-def make_scorer(kind: str, reward_model: str | None, task: str, model, tokenizer, device: str):
-    """A function (prompts, attempts) -> scores, higher = better. The task's checker is never one.
+def evaluator_scorer(evaluator: str, prm: str | None, ctx: RunContext, model, tokenizer):
+    """(score(prompts, attempts) -> P(correct) list, name) of a method whose judge is selectable:
+    ``self`` (the model's own ``V:`` verdicts) or ``prm`` (``prm``, default the embedded PRM)."""
+    if evaluator == "self":
+        return (lambda prompts, attempts: verify_scores(model, tokenizer, prompts, attempts)), "self"
+    from posttrain.embedded.prm import EMBEDDED_PRM
 
-    auto: the reward model when given, else the policy's mean log-likelihood of the attempt.
-    verifier: the embedded reasoning model's verify sub-skill (its base.json reports 53.5%
-    verification accuracy, near chance, so searches that trust it do worse than greedy; see the
-    method pages)."""
-    if reward_model:
-        return load_reward_model(reward_model, device)
+    path = prm or EMBEDDED_PRM
+    return load_prm_scorer(path, ctx.device, ";"), f"prm:{path}"
+
+
+def make_scorer(kind: str, task: str, model, tokenizer):
+    """A function (prompts, attempts) -> scores of the policy itself, higher = better (reward models
+    and PRMs: ``attempt_scorer``). The task's checker is never one.
+
+    auto / likelihood: the policy's mean log-likelihood of the attempt. verifier: the embedded
+    reasoning model's verify sub-skill (its base.json reports 53.5% verification accuracy, near
+    chance, so searches that trust it do worse than greedy; see the method pages)."""
     if kind == "verifier":
         if task != "reasoning":
             raise UserError("scorer=verifier: needs the embedded reasoning task (its V: sub-skill); use likelihood")

@@ -171,22 +171,7 @@ def step_logits(model, batch: dict):
 
 def score_steps(model, tokenizer, prompt: Any, steps: list[str], max_length: int = 1024) -> list[float]:
     """Probability per step that the solution is still correct after it (one value per step that fits)."""
-    import torch
-
-    ids, ends = encode_steps(tokenizer, prompt, steps, max_length)
-    if not ends:
-        return []
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        batch = {
-            "input_ids": torch.tensor([ids], device=device),
-            "attention_mask": torch.ones(1, len(ids), dtype=torch.long, device=device),
-        }
-        logits = step_logits(model, batch)[0, ends]
-    model.train(was_training)
-    return torch.sigmoid(logits).tolist()
+    return score_step_lists(model, tokenizer, [prompt], [steps], max_length=max_length)[0]
 
 
 def score_step_lists(
