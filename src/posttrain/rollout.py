@@ -32,6 +32,7 @@ import torch
 
 from posttrain.data import batch_indices, prompt_ids
 from posttrain.errors import UserError
+from posttrain.fastpath import lean_decoder
 
 # --- batch semantics ----------------------------------------------------------------------------
 
@@ -341,6 +342,33 @@ def draw(scores: torch.Tensor) -> torch.Tensor:
     return (scores.softmax(-1) / -torch.rand_like(scores).log()).argmax(-1)
 
 
+def _lean_prefill(lean, ids, attn, positions, repeat: int, max_new_tokens: int):
+    """_hf_prefill with posttrain.fastpath's forward and preallocated cache."""
+    logits, cache = lean.prefill(ids, attn, positions, repeat, ids.shape[1] + max_new_tokens)
+    return logits, lambda token, position: lean.decode(token, position, cache)
+
+
+def _hf_prefill(model, ids, attn, positions, repeat: int):
+    """(last logits repeated per sample, step(token, position) -> next logits) with the model's own
+    forward and cache: the path for architectures posttrain.fastpath does not cover."""
+    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache, logits = out.cache, out.logits[:, -1]
+    if repeat > 1:
+        cache.batch_repeat_interleave(repeat)
+        logits, attn = logits.repeat_interleave(repeat, 0), attn.repeat_interleave(repeat, 0)
+    state = {"attn": attn}
+    one = torch.ones(attn.shape[0], 1, dtype=attn.dtype, device=attn.device)
+
+    def step(token, position):
+        state["attn"] = torch.cat([state["attn"], one], 1)
+        out = model(
+            input_ids=token[:, None], attention_mask=state["attn"], position_ids=position, cache=cache, use_cache=True
+        )
+        return out.logits[:, -1]
+
+    return logits, step
+
+
 @torch.no_grad()
 def native_generate(
     model, prompts: list[list[int]], num_generations: int, sampling: Sampling, stop_ids: Sequence[int], pad_id: int
@@ -349,34 +377,30 @@ def native_generate(
     prompt contiguous; C <= max_new_tokens.
 
     Each prompt is prefilled once (left padding, generate's position ids) and its KV cache repeated
-    for its G samples; then one cached forward per new token. A row finishes at its first stop id
+    for its G samples; then one cached forward per new token (posttrain.fastpath's lean forward
+    for Llama / Qwen2 models, else the model's own). A row finishes at its first stop id
     (included); after that it gets ``pad_id`` and log-prob 0, and the loop exits as soon as every
     row has finished. The log-probs are log softmax(logits / temperature) of the drawn tokens, the
     quantity ``completion_logprobs`` recomputes (top-k / top-p shape the draw, not the log-prob,
     as in training). The model is put in eval mode (no dropout) for the loop.
     """
     device = next(model.parameters()).device
-    g = num_generations
     ids, attn = (t.to(device) for t in left_pad(prompts, pad_id))
     positions = position_ids(attn)
     was_training = model.training
     model.eval()
     try:
-        out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1)
-        cache = out.cache
-        logits = out.logits[:, -1]
-        if g > 1:
-            cache.batch_repeat_interleave(g)
-            logits = logits.repeat_interleave(g, 0)
-            attn = attn.repeat_interleave(g, 0)
-            positions = positions.repeat_interleave(g, 0)
-        n = attn.shape[0]
-        position = positions[:, -1:] + 1
+        lean = lean_decoder(model)
+        if lean is not None:
+            logits, step = _lean_prefill(lean, ids, attn, positions, num_generations, sampling.max_new_tokens)
+        else:
+            logits, step = _hf_prefill(model, ids, attn, positions, num_generations)
+        position = positions.repeat_interleave(num_generations, 0)[:, -1:] + 1
+        n = position.shape[0]
         stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
         finished = torch.zeros(n, dtype=torch.bool, device=device)
-        one = torch.ones(n, 1, dtype=attn.dtype, device=device)
         tokens, logps = [], []
-        for step in range(sampling.max_new_tokens):
+        for index in range(sampling.max_new_tokens):
             scores = sampling_scores(logits, sampling.temperature, sampling.top_k, sampling.top_p)
             token = draw(scores)
             logp = torch.log_softmax(logits.float() / sampling.temperature, -1).gather(-1, token[:, None]).squeeze(-1)
@@ -384,14 +408,10 @@ def native_generate(
             tokens.append(token)
             logps.append(logp.masked_fill(finished, 0.0))
             finished = finished | torch.isin(token, stops)
-            if step + 1 == sampling.max_new_tokens or bool(finished.all()):
+            if index + 1 == sampling.max_new_tokens or bool(finished.all()):
                 break
-            attn = torch.cat([attn, one], 1)
-            out = model(
-                input_ids=token[:, None], attention_mask=attn, position_ids=position, cache=cache, use_cache=True
-            )
+            logits = step(token, position)
             position = position + 1
-            logits = out.logits[:, -1]
     finally:
         model.train(was_training)
     return torch.stack(tokens, 1), torch.stack(logps, 1)
@@ -531,15 +551,23 @@ def completion_logprobs(
     rows = slice(None) if rows is None else rows
     ids, attn = rollout.input_ids[rows], rollout.attention_mask[rows]
     width = ids.shape[1] - rollout.prompt_width
-    kwargs = dict(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn))
-    try:
-        logits = model(**kwargs, logits_to_keep=width + 1).logits
-    except TypeError:  # architectures without logits_to_keep
-        logits = model(**kwargs).logits
-    logits = logits[:, -(width + 1) : -1].float() / temperature
+    lean = lean_decoder(model)
+    if lean is not None:  # the prompt part once per run of rows sharing it
+        logits = lean.completion_logits(ids, attn, rollout.prompt_width)
+    else:
+        logits = _model_logits(model, ids, attn, width + 1)[:, :-1]
+    logits = logits.float() / temperature
     targets = ids[:, rollout.prompt_width :]
     picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
+
+
+def _model_logits(model, ids, attn, keep: int) -> torch.Tensor:
+    kwargs = dict(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn))
+    try:
+        return model(**kwargs, logits_to_keep=keep).logits[:, -keep:]
+    except TypeError:  # architectures without logits_to_keep
+        return model(**kwargs).logits[:, -keep:]
 
 
 @torch.no_grad()
