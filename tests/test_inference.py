@@ -10,6 +10,7 @@ import torch
 from posttrain.errors import UserError
 from posttrain.inference import (
     ComputeMeter,
+    evaluator_scorer,
     find_sweep,
     load_model,
     load_problems,
@@ -56,6 +57,51 @@ def test_compute_meter_counts_generated_tokens_and_model_calls(tiny):
     assert 2 <= meter.forward_passes <= 1 + 6  # one prefill + at most one call per new token
     snap = meter.snapshot(2)
     assert snap["generated_tokens_per_problem"] == meter.generated_tokens / 2
+
+
+def _tiny_prm(folder: Path) -> Path:
+    """A random one-layer token-classification PRM on the embedded byte tokenizer."""
+    from transformers import LlamaConfig, LlamaForTokenClassification
+
+    from posttrain.embedded.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForTokenClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_evaluator_scorer_counts_the_prms_forward_passes(tiny, tmp_path):
+    model, tok = tiny
+    prm = str(_tiny_prm(tmp_path / "prm"))
+    ctx = RunContext(output_dir=tmp_path)
+    meter = ComputeMeter(model)
+    score, name = evaluator_scorer("prm", prm, ctx, model, tok, meter)
+    assert name == f"prm:{prm}"
+    scores = score(["12+3=", "7+5="], ["5;1;#15", "12;#12"])  # one batch of 2 rows
+    assert len(scores) == 2 and all(0 < s < 1 for s in scores)
+    assert meter.forward_passes == 1  # the PRM's one batched forward; the policy was not called
+    # right-padded to the longer row: bos + "12+3=" + "5;1;#15" = 1 + 5 + 7 = 13 positions per row
+    assert meter.forward_tokens == 2 * 13
+    meter.reset()  # a new phase: counts start again from zero, the PRM is still watched
+    score(["12+3="], ["5;"])
+    assert (meter.forward_passes, meter.forward_tokens) == (1, 1 + 5 + 2)
+    meter.close()
+    score(["12+3="], ["5;"])
+    assert meter.forward_passes == 1  # closed: no longer counting
+    unmetered, _ = evaluator_scorer("prm", prm, ctx, model, tok)
+    assert unmetered(["12+3="], ["5;1;#15"]) == pytest.approx(scores[:1])
 
 
 def test_problems_from_a_jsonl_file(tmp_path):

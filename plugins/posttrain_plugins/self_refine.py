@@ -101,7 +101,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     from posttrain.embedded.reasoning import refine_prompt
 
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    judge, evaluator = evaluator_scorer(cfg.evaluator, cfg.prm, ctx, model, tokenizer)
+    judge, evaluator = evaluator_scorer(cfg.evaluator, cfg.prm, ctx, model, tokenizer, meter)
     prompts = [r["prompt"] for r in problems.records]
     tokens = new_tokens(cfg, problems)
     per_problem = PerProblem.of(len(prompts))

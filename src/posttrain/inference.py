@@ -164,6 +164,11 @@ class ComputeMeter:
         elif isinstance(kwargs.get("inputs_embeds"), torch.Tensor):
             self.forward_tokens += int(kwargs["inputs_embeds"].shape[0] * kwargs["inputs_embeds"].shape[1])
 
+    def reset(self) -> None:
+        """Zero the counts and restart the clock, still watching the same models (a phase reported apart)."""
+        self.forward_passes = self.forward_tokens = self.generated_tokens = 0
+        self.start = time.perf_counter()
+
     def snapshot(self, problems: int) -> dict[str, float]:
         seconds = time.perf_counter() - self.start
         return {
@@ -719,15 +724,19 @@ def attempt_scorer(cfg: InferenceConfig, ctx: RunContext, model, tokenizer, mete
     return make_scorer(kind, task_of(cfg, ctx), model, tokenizer), name
 
 
-def evaluator_scorer(evaluator: str, prm: str | None, ctx: RunContext, model, tokenizer):
+def evaluator_scorer(
+    evaluator: str, prm: str | None, ctx: RunContext, model, tokenizer, meter: ComputeMeter | None = None
+):
     """(score(prompts, attempts) -> P(correct) list, name) of a method whose judge is selectable:
-    ``self`` (the model's own ``V:`` verdicts) or ``prm`` (``prm``, default the embedded PRM)."""
+    ``self`` (the model's own ``V:`` verdicts) or ``prm`` (``prm``, default the embedded PRM).
+    With ``meter``, the PRM's forward passes are counted too (the ``V:`` verdicts are the model's
+    own calls, which the meter watching the model already counts)."""
     if evaluator == "self":
         return (lambda prompts, attempts: verify_scores(model, tokenizer, prompts, attempts)), "self"
     from posttrain.embedded.prm import EMBEDDED_PRM
 
     path = prm or EMBEDDED_PRM
-    return load_prm_scorer(path, ctx.device, ";"), f"prm:{path}"
+    return load_prm_scorer(path, ctx.device, ";", meter=meter), f"prm:{path}"
 
 
 def make_scorer(kind: str, task: str, model, tokenizer):
