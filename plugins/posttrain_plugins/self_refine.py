@@ -44,19 +44,32 @@ from posttrain.inference import (
     SWEEP,
     InferenceConfig,
     PerProblem,
+    aggregate_steps,
     evaluator_scorer,
+    evaluator_step_scorer,
     finish,
     new_tokens,
     sample,
     setup,
+    split_attempt,
 )
+
+STEP = ";"  # the scratchpad's step delimiter
 
 
 class Config(InferenceConfig):
     task: str = Field("reasoning", pattern="^(reasoning)$", description="Embedded task (needs the refine sub-skill).")
     iterations: int = Field(2, ge=0, description="Most feedback-refine rounds.", json_schema_extra=SWEEP)
+    feedback: str = Field(
+        "step",
+        pattern="^(step|whole)$",
+        description="step: the feedback names the first step the judge doubts and the model regenerates from it (localized, actionable feedback, Madaan §2); whole: a verdict on the whole answer and an R: rewrite of it (Madaan's loop as implemented before).",
+    )
     stop_threshold: float = Field(
-        0.5, ge=0, le=1, description="Stop refining once the feedback's P(correct) reaches this."
+        0.5,
+        ge=0,
+        le=1,
+        description="Stop refining once the feedback's P(correct) reaches this; with feedback=step, the first step scored below it is the flagged one.",
     )
     evaluator: str = Field(
         "prm",
@@ -64,8 +77,15 @@ class Config(InferenceConfig):
         description="Feedback judge: prm (the embedded PRM, or --set prm=FOLDER) or self (the model's V: sub-skill, Madaan).",
     )
     prm: str | None = Field(None, description="A process reward model folder (default: the embedded PRM).")
+    samples: int = Field(
+        4,
+        ge=1,
+        description="feedback=step: continuations sampled (at `temperature`) from the approved prefix per refinement; the judge keeps the best-rated (its scoring is counted).",
+    )
     refine_temperature: float = Field(
-        0.0, ge=0, description="Temperature of the rewrites: 0 = greedy (Madaan); above 0 samples each rewrite."
+        0.0,
+        ge=0,
+        description="feedback=whole: temperature of the R: rewrites: 0 = greedy (Madaan); above 0 samples each rewrite.",
     )
     keep: str = Field(
         "last", pattern="^(last|best)$", description="Return the last refinement (Madaan) or the best-rated."
@@ -90,6 +110,104 @@ def pick_attempt(ratings: Sequence[float], keep: str) -> int:
     return ratings.index(best)
 
 
+def flagged_step(step_scores: Sequence[float], threshold: float) -> int | None:
+    """Localized feedback: the index of the first step the judge doubts (score below ``threshold``),
+    or None when it approves every step (the stop indicator). An attempt with no step is flagged at 0.
+
+    [0.9, 0.8, 0.3, 0.2] at 0.5 -> 2; [0.9, 0.8, 0.7] -> None; [0.4, 0.9] -> 0; [] -> 0."""
+    if not step_scores:
+        return 0
+    return next((k for k, s in enumerate(step_scores) if not should_stop(s, threshold)), None)
+
+
+def approved_prefix(steps: Sequence[str], flagged: int) -> str:
+    """The steps before the flagged one, which the refinement keeps and continues from.
+
+    (["12;", "12;", "6;", "#622"], 1) -> "12;"; flagged 0 -> "" (regenerate the whole solution)."""
+    return "".join(steps[:flagged])
+
+
+# --- the two feedback-refine loops ----------------------------------------------------------------------
+
+
+def whole_loop(cfg: Config, model, tokenizer, prompts, first: list[str], tokens, meter, per_problem, judge):
+    """Madaan Alg. 1 with a yes/no verdict: rate y_t; stop once P(correct) >= stop_threshold;
+    else y_{t+1} = the model's ``R:`` rewrite of y_t. (history, ratings, refinements)."""
+    from posttrain.embedded.reasoning import refine_prompt
+
+    history = [[y] for y in first]
+    ratings: list[list[float]] = [[] for _ in prompts]
+    open_, refined = list(range(len(prompts))), 0
+    for _ in range(cfg.iterations):
+        verdicts = judge([prompts[i] for i in open_], [history[i][-1] for i in open_]) if open_ else []
+        for i, v in zip(open_, verdicts, strict=True):
+            ratings[i].append(v)
+        open_ = [i for i, v in zip(open_, verdicts, strict=True) if not should_stop(v, cfg.stop_threshold)]
+        if not open_:
+            break
+        out = sample(
+            model, tokenizer, [refine_prompt(prompts[i], history[i][-1]) for i in open_], 1, tokens, meter,
+            greedy=cfg.refine_temperature == 0, temperature=cfg.refine_temperature or 1.0, batch_size=cfg.batch_size,
+        )  # fmt: skip
+        per_problem.add_tokens(open_, [r[0] for r in out.lengths()])
+        refined += len(open_)
+        for i, row in zip(open_, out.texts, strict=True):
+            history[i].append(row[0])
+    if cfg.keep == "best":  # rate the last refinements too
+        unrated = [i for i in range(len(prompts)) if len(ratings[i]) < len(history[i])]
+        verdicts = judge([prompts[i] for i in unrated], [history[i][-1] for i in unrated]) if unrated else []
+        for i, v in zip(unrated, verdicts, strict=True):
+            ratings[i].append(v)
+    return history, ratings, refined
+
+
+def step_loop(cfg: Config, model, tokenizer, prompts, first: list[str], tokens, meter, per_problem, step_judge):
+    """Localized feedback: the judge scores every step of y_t; stop when it approves them all;
+    else keep the steps before the first flagged one and let the model solve on from there
+    (``samples`` sampled continuations, the best-rated kept). (history, ratings, refinements)."""
+    history = [[y] for y in first]
+    ratings: list[list[float]] = [[] for _ in prompts]
+    known: dict[int, list[float]] = {}  # step scores of a kept continuation (already paid for)
+    open_, refined = list(range(len(prompts))), 0
+    for _ in range(cfg.iterations):
+        steps = {i: split_attempt(history[i][-1], STEP) for i in open_}
+        todo = [i for i in open_ if i not in known]
+        fresh = step_judge([prompts[i] for i in todo], [steps[i] for i in todo]) if todo else []
+        known.update(zip(todo, fresh, strict=True))
+        flags = {i: flagged_step(known[i], cfg.stop_threshold) for i in open_}
+        for i in open_:
+            ratings[i].append(aggregate_steps(known.pop(i)))
+        open_ = [i for i in open_ if flags[i] is not None]
+        if not open_:
+            break
+        prefixes = [approved_prefix(steps[i], flags[i]) for i in open_]
+        out = sample(
+            model, tokenizer, [prompts[i] + pre for i, pre in zip(open_, prefixes, strict=True)], cfg.samples,
+            tokens, meter, temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
+        )  # fmt: skip
+        per_problem.add_tokens(open_, [sum(r) for r in out.lengths()])
+        refined += len(open_)
+        candidates = [[pre + t for t in row] for pre, row in zip(prefixes, out.texts, strict=True)]
+        flat = [c for row in candidates for c in row]
+        owners = [i for i in open_ for _ in range(cfg.samples)]
+        scored = (
+            step_judge([prompts[i] for i in owners], [split_attempt(c, STEP) for c in flat]) if cfg.samples > 1 else []
+        )
+        for k, (i, row) in enumerate(zip(open_, candidates, strict=True)):
+            rows = scored[k * cfg.samples : (k + 1) * cfg.samples]
+            best = pick_attempt([aggregate_steps(r) for r in rows], "best") if rows else 0
+            history[i].append(row[best])
+            if rows:
+                known[i] = rows[best]
+    unrated = [i for i in range(len(prompts)) if len(ratings[i]) < len(history[i])]
+    todo = [i for i in unrated if i not in known and cfg.keep == "best"]
+    fresh = step_judge([prompts[i] for i in todo], [split_attempt(history[i][-1], STEP) for i in todo]) if todo else []
+    known.update(zip(todo, fresh, strict=True))
+    for i in unrated:
+        ratings[i].append(aggregate_steps(known[i]) if i in known else 0.0)
+    return history, ratings, refined
+
+
 # --- run ------------------------------------------------------------------------------------------------
 
 
@@ -98,55 +216,24 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         raise UserError(
             "self-refine: --dataset is not supported yet (the feedback and refine prompts are the embedded reasoning model's)"
         )
-    from posttrain.embedded.reasoning import refine_prompt
-
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    judge, evaluator = evaluator_scorer(cfg.evaluator, cfg.prm, ctx, model, tokenizer, meter)
+    make_judge, loop = (evaluator_step_scorer, step_loop) if cfg.feedback == "step" else (evaluator_scorer, whole_loop)
+    judge, evaluator = make_judge(cfg.evaluator, cfg.prm, ctx, model, tokenizer, meter)
     prompts = [r["prompt"] for r in problems.records]
     tokens = new_tokens(cfg, problems)
     per_problem = PerProblem.of(len(prompts))
     first = sample(model, tokenizer, prompts, 1, tokens, meter, greedy=True, batch_size=cfg.batch_size)
     per_problem.add_tokens(range(len(prompts)), [r[0] for r in first.lengths()])
-    history = [[row[0]] for row in first.texts]
-    ratings: list[list[float]] = [[] for _ in prompts]
-    open_ = list(range(len(prompts)))
-    refined = 0
-    for _ in range(cfg.iterations):
-        if not open_:
-            break
-        verdicts = judge([prompts[i] for i in open_], [history[i][-1] for i in open_])
-        for i, v in zip(open_, verdicts, strict=True):
-            ratings[i].append(v)
-        open_ = [i for i, v in zip(open_, verdicts, strict=True) if not should_stop(v, cfg.stop_threshold)]
-        if not open_:
-            break
-        out = sample(
-            model,
-            tokenizer,
-            [refine_prompt(prompts[i], history[i][-1]) for i in open_],
-            1,
-            tokens,
-            meter,
-            greedy=cfg.refine_temperature == 0,
-            temperature=cfg.refine_temperature or 1.0,
-            batch_size=cfg.batch_size,
-        )
-        per_problem.add_tokens(open_, [r[0] for r in out.lengths()])
-        refined += len(open_)
-        for i, row in zip(open_, out.texts, strict=True):
-            history[i].append(row[0])
-    if cfg.keep == "best":  # rate the last refinements too
-        unrated = [i for i in range(len(prompts)) if len(ratings[i]) < len(history[i])]
-        if unrated:
-            verdicts = judge([prompts[i] for i in unrated], [history[i][-1] for i in unrated])
-            for i, v in zip(unrated, verdicts, strict=True):
-                ratings[i].append(v)
+    history, ratings, refined = loop(
+        cfg, model, tokenizer, prompts, [row[0] for row in first.texts], tokens, meter, per_problem, judge
+    )
     predictions = [
         h[pick_attempt(r + [0.0] * (len(h) - len(r)), cfg.keep)] for h, r in zip(history, ratings, strict=True)
     ]
     result = finish(
-        ctx, problems, predictions, meter, before, per_problem.rows, iterations=cfg.iterations, evaluator=evaluator
-    )
+        ctx, problems, predictions, meter, before, per_problem.rows,
+        iterations=cfg.iterations, evaluator=evaluator, feedback=cfg.feedback,
+    )  # fmt: skip
     result.metrics["after"]["refinements_per_problem"] = refined / max(len(prompts), 1)
     return result
 
