@@ -264,7 +264,7 @@ plugin = Plugin(
     id="self-refine",
     config=Config,
     run=run,
-    summary="Answer, judge the answer with the same model, rewrite it, repeat until the judge is satisfied.",
+    summary="Answer, get feedback on it (the first step a judge doubts), revise from there, repeat until the judge is satisfied.",
     smoke={"iterations": 1, "eval_examples": 4},
     kind="inference",
 )
