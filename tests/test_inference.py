@@ -1,5 +1,5 @@
 """The shared inference plumbing: batched sampling with a shared prompt cache, the compute meter,
-problems from a JSONL file, and budget sweeps."""
+problems from a JSONL file, budget sweeps, the step-level judges and self-refine's localized loop."""
 
 import json
 from pathlib import Path
@@ -10,6 +10,7 @@ import torch
 from posttrain.errors import UserError
 from posttrain.inference import (
     ComputeMeter,
+    evaluator_scorer,
     find_sweep,
     load_model,
     load_problems,
@@ -56,6 +57,85 @@ def test_compute_meter_counts_generated_tokens_and_model_calls(tiny):
     assert 2 <= meter.forward_passes <= 1 + 6  # one prefill + at most one call per new token
     snap = meter.snapshot(2)
     assert snap["generated_tokens_per_problem"] == meter.generated_tokens / 2
+
+
+def _tiny_prm(folder: Path) -> Path:
+    """A random one-layer token-classification PRM on the embedded byte tokenizer."""
+    from transformers import LlamaConfig, LlamaForTokenClassification
+
+    from posttrain.embedded.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForTokenClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_evaluator_scorer_counts_the_prms_forward_passes(tiny, tmp_path):
+    model, tok = tiny
+    prm = str(_tiny_prm(tmp_path / "prm"))
+    ctx = RunContext(output_dir=tmp_path)
+    meter = ComputeMeter(model)
+    score, name = evaluator_scorer("prm", prm, ctx, model, tok, meter)
+    assert name == f"prm:{prm}"
+    scores = score(["12+3=", "7+5="], ["5;1;#15", "12;#12"])  # one batch of 2 rows
+    assert len(scores) == 2 and all(0 < s < 1 for s in scores)
+    assert meter.forward_passes == 1  # the PRM's one batched forward; the policy was not called
+    # right-padded to the longer row: bos + "12+3=" + "5;1;#15" = 1 + 5 + 7 = 13 positions per row
+    assert meter.forward_tokens == 2 * 13
+    meter.reset()  # a new phase: counts start again from zero, the PRM is still watched
+    score(["12+3="], ["5;"])
+    assert (meter.forward_passes, meter.forward_tokens) == (1, 1 + 5 + 2)
+    meter.close()
+    score(["12+3="], ["5;"])
+    assert meter.forward_passes == 1  # closed: no longer counting
+    unmetered, _ = evaluator_scorer("prm", prm, ctx, model, tok)
+    assert unmetered(["12+3="], ["5;1;#15"]) == pytest.approx(scores[:1])
+
+
+def test_verify_step_scores_rate_every_step_prefix(tiny):
+    from posttrain.inference import verify_scores, verify_step_scores
+
+    model, tok = tiny
+    out = verify_step_scores(model, tok, ["12+3=", "7+5="], [["5;", "1;", "#15"], []])
+    assert [len(r) for r in out] == [3, 0]
+    want = verify_scores(model, tok, ["12+3="] * 3, ["5;", "5;1;", "5;1;#15"])
+    assert out[0] == pytest.approx(want, abs=1e-5)
+
+
+def test_self_refine_step_loop_keeps_the_approved_prefix(tiny):
+    from posttrain.inference import PerProblem
+    from posttrain_plugins.self_refine import Config, step_loop
+
+    model, tok = tiny
+    calls = []
+
+    def judge(prompts, step_lists):  # doubts every second step: the flagged step is always index 1
+        calls.append(len(prompts))
+        return [[0.9 if k != 1 else 0.1 for k in range(len(s))] for s in step_lists]
+
+    cfg = Config(iterations=2, samples=3)
+    meter, per_problem = ComputeMeter(model), PerProblem.of(1)
+    history, ratings, refined = step_loop(cfg, model, tok, ["347+285="], ["12;12;6;#622"], 6, meter, per_problem, judge)
+    meter.close()
+    assert refined == len(history[0]) - 1 >= 1
+    assert all(h.startswith("12;") for h in history[0])  # the step before the flagged one is kept
+    assert ratings[0][0] == pytest.approx(0.9)  # the first attempt's last step
+    assert len(ratings[0]) == len(history[0])
+    # judge calls: the first attempt, then the 3 samples of each refinement (the kept one is not re-scored)
+    assert calls[0] == 1 and set(calls[1:]) <= {3, 1}
+    assert per_problem.rows[0]["generated_tokens"] == meter.generated_tokens > 0
 
 
 def test_problems_from_a_jsonl_file(tmp_path):

@@ -24,7 +24,7 @@ from posttrain_plugins.graph_of_thoughts import aggregate_steps, keep_best
 from posttrain_plugins.mcts import Node, backpropagate, descend, most_visited_path, select_child, uct
 from posttrain_plugins.particle_filtering import effective_sample_size, multinomial_resample, resampling_weights
 from posttrain_plugins.self_polish import converged, usable
-from posttrain_plugins.self_refine import pick_attempt, should_stop
+from posttrain_plugins.self_refine import approved_prefix, flagged_step, pick_attempt, should_stop
 from posttrain_plugins.speculative_rejection import survivors
 from posttrain_plugins.tree_of_thoughts import dfs_order, select_states
 
@@ -145,6 +145,21 @@ def test_self_refine_stop_and_pick():
     assert not should_stop(1.0, 1.01)
     assert pick_attempt([0.2, 0.9, 0.4], "last") == 2
     assert pick_attempt([0.2, 0.9, 0.9], "best") == 1
+
+
+def test_self_refine_localized_feedback_flags_the_first_doubtful_step():
+    # 347+285 with the tens carry forgotten: "12;" is right, "12;" (should be 13) and all after it wrong
+    steps = ["12;", "12;", "6;", "#622"]
+    scores = [0.93, 0.21, 0.08, 0.04]
+    k = flagged_step(scores, 0.5)
+    assert k == 1 and approved_prefix(steps, k) == "12;"  # keep "12;", solve on from the tens column
+    assert flagged_step([0.9, 0.8, 0.7, 0.6], 0.5) is None  # every step approved: stop (Madaan's stop indicator)
+    assert flagged_step([0.9, 0.8, 0.6, 0.3], 0.5) == 3  # only the answer step doubted: keep the three column steps
+    assert approved_prefix(steps, 3) == "12;12;6;"
+    assert flagged_step([0.4, 0.9], 0.5) == 0 and approved_prefix(steps, 0) == ""  # regenerate it all
+    assert flagged_step([0.5, 0.49], 0.5) == 1  # a score equal to the threshold is approved
+    assert flagged_step([], 0.5) == 0  # an empty attempt is refined from scratch
+    assert flagged_step([0.2, 0.1], 0.0) is None  # threshold 0: never refine
 
 
 def test_self_polish_fixed_point():

@@ -54,7 +54,6 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.inference import (
     SWEEP,
-    ComputeMeter,
     InferenceConfig,
     PerProblem,
     evaluator_scorer,
@@ -218,19 +217,19 @@ def pick(candidates: Sequence[tuple[float, str]]) -> str:
     return candidates[weighted_best([answer_of(t) for _, t in candidates], [s for s, _ in candidates])][1]
 
 
-def validate(cfg: Config, model, tokenizer, tokens, score) -> tuple[list[float], list[float], dict]:
+def validate(cfg: Config, model, tokenizer, tokens, score, meter) -> tuple[list[float], list[float], dict]:
     """(bin edges, sequential share per bin, report): every share of SHARES run at the same budget
     on training-split problems; each bin keeps the share with the best accuracy there."""
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK, is_correct
 
     records = DEFAULT_REASONING_TASK.prompts(cfg.validation_examples, VALIDATION_SEED, "train")
     prompts = [r["prompt"] for r in records]
-    meter, scratch = ComputeMeter(model), PerProblem.of(len(prompts))
+    meter.reset()  # the validation's compute is reported apart, not as the test problems'
+    scratch = PerProblem.of(len(prompts))
     remaining = cfg.budget - min(cfg.pilot, cfg.budget)
     pilot = draw_pilot(cfg, model, tokenizer, prompts, tokens, score, meter, scratch)
     plans = [(remaining, remaining)] * len(prompts)  # the longest chain and the most samples any share uses
     parallel, revisions = expand(cfg, model, tokenizer, prompts, tokens, score, meter, scratch, pilot, plans)
-    meter.close()
     hardness = [difficulty([s for s, _ in c]) for c in pilot]
     edges = bin_edges(hardness, cfg.bins)
     bins = [assign_bin(d, edges) for d in hardness]
@@ -262,14 +261,13 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             "compute-optimal: --dataset is not supported yet (it uses the embedded model's refine skill and the embedded PRM)"
         )
     model, tokenizer, problems, before, meter = setup(cfg, ctx)
-    score, evaluator = evaluator_scorer(cfg.evaluator, cfg.prm, ctx, model, tokenizer)
+    score, evaluator = evaluator_scorer(cfg.evaluator, cfg.prm, ctx, model, tokenizer, meter)
     prompts = [r["prompt"] for r in problems.records]
     n, tokens = len(prompts), new_tokens(cfg, problems)
     validation = None
     if cfg.strategy == "validated":
-        meter.close()  # the validation's compute is reported apart, not as the test problems'
-        edges, shares, validation = validate(cfg, model, tokenizer, tokens, score)
-        meter = ComputeMeter(model)
+        edges, shares, validation = validate(cfg, model, tokenizer, tokens, score, meter)
+        meter.reset()
     per_problem = PerProblem.of(n)
     remaining = cfg.budget - min(cfg.pilot, cfg.budget)
     pilot = draw_pilot(cfg, model, tokenizer, prompts, tokens, score, meter, per_problem)

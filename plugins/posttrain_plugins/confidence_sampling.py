@@ -154,7 +154,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         per_problem.add_tokens(unsure, [sum(row) for row in more.lengths()])
         prm_scores = None
         if cfg.selection == "prm":
-            score, _ = evaluator_scorer("prm", cfg.prm, ctx, model, tokenizer)
+            score, _ = evaluator_scorer("prm", cfg.prm, ctx, model, tokenizer, meter)
             flat = score(
                 [prompts[i] for i in unsure for _ in range(cfg.n + 1)],
                 [t for i, texts in zip(unsure, more.texts, strict=True) for t in [predictions[i], *texts]],

@@ -164,6 +164,11 @@ class ComputeMeter:
         elif isinstance(kwargs.get("inputs_embeds"), torch.Tensor):
             self.forward_tokens += int(kwargs["inputs_embeds"].shape[0] * kwargs["inputs_embeds"].shape[1])
 
+    def reset(self) -> None:
+        """Zero the counts and restart the clock, still watching the same models (a phase reported apart)."""
+        self.forward_passes = self.forward_tokens = self.generated_tokens = 0
+        self.start = time.perf_counter()
+
     def snapshot(self, problems: int) -> dict[str, float]:
         seconds = time.perf_counter() - self.start
         return {
@@ -673,22 +678,44 @@ def resolve_prm(path: str, console=None) -> str:
     return str(prm_model_dir(console=console)) if path == EMBEDDED_PRM else path
 
 
-def load_prm_scorer(path: str, device: str, delimiter: str, aggregate: str = "last", meter: ComputeMeter | None = None):
-    """A process reward model (``posttrain.reward_models.load_prm``; ``embedded`` = the embedded
-    reasoning PRM): an attempt's score is the PRM's score of its last step (``aggregate``: or the
-    min / product over its steps). The steps are split at ``delimiter``; batched."""
+def load_prm_step_scorer(path: str, device: str, meter: ComputeMeter | None = None):
+    """step_scores(prompts, step_lists) -> the PRM's P(correct so far) after each step, batched
+    (``posttrain.reward_models.load_prm``; ``embedded`` = the embedded reasoning PRM). With
+    ``meter``, its forward passes are counted."""
     from posttrain import reward_models
 
     prm, prm_tokenizer = reward_models.load_prm(resolve_prm(path), device, what="--set prm")
     if meter is not None:
         meter.watch(prm)
 
+    def step_scores(prompts: Sequence[str], step_lists: Sequence[Sequence[str]]) -> list[list[float]]:
+        return reward_models.score_step_lists(prm, prm_tokenizer, list(prompts), [list(s) for s in step_lists])
+
+    return step_scores
+
+
+def load_prm_scorer(path: str, device: str, delimiter: str, aggregate: str = "last", meter: ComputeMeter | None = None):
+    """A process reward model (``load_prm_step_scorer``): an attempt's score is the PRM's score of
+    its last step (``aggregate``: or the min / product over its steps). The steps are split at
+    ``delimiter``; batched."""
+    step_scores = load_prm_step_scorer(path, device, meter)
+
     def score(prompts: Sequence[str], attempts: Sequence[str]) -> list[float]:
-        steps = [split_attempt(a, delimiter) for a in attempts]
-        probs = reward_models.score_step_lists(prm, prm_tokenizer, list(prompts), steps)
+        probs = step_scores(prompts, [split_attempt(a, delimiter) for a in attempts])
         return [aggregate_steps(p, aggregate) for p in probs]
 
     return score
+
+
+def verify_step_scores(model, tokenizer, prompts: Sequence[str], step_lists: Sequence[Sequence[str]]):
+    """The reasoning model's own ``V:`` verdict on every step prefix: [[P(y | steps[:1]), ...], ...]."""
+    owners = [i for i, steps in enumerate(step_lists) for _ in steps]
+    prefixes = ["".join(steps[: k + 1]) for steps in step_lists for k in range(len(steps))]
+    flat = verify_scores(model, tokenizer, [prompts[i] for i in owners], prefixes) if prefixes else []
+    out: list[list[float]] = [[] for _ in step_lists]
+    for i, v in zip(owners, flat, strict=True):
+        out[i].append(v)
+    return out
 
 
 def embedded_prm_applies(cfg: InferenceConfig, ctx: RunContext) -> bool:
@@ -719,15 +746,34 @@ def attempt_scorer(cfg: InferenceConfig, ctx: RunContext, model, tokenizer, mete
     return make_scorer(kind, task_of(cfg, ctx), model, tokenizer), name
 
 
-def evaluator_scorer(evaluator: str, prm: str | None, ctx: RunContext, model, tokenizer):
+def evaluator_scorer(
+    evaluator: str, prm: str | None, ctx: RunContext, model, tokenizer, meter: ComputeMeter | None = None
+):
     """(score(prompts, attempts) -> P(correct) list, name) of a method whose judge is selectable:
-    ``self`` (the model's own ``V:`` verdicts) or ``prm`` (``prm``, default the embedded PRM)."""
+    ``self`` (the model's own ``V:`` verdicts) or ``prm`` (``prm``, default the embedded PRM).
+    With ``meter``, the PRM's forward passes are counted too (the ``V:`` verdicts are the model's
+    own calls, which the meter watching the model already counts)."""
     if evaluator == "self":
         return (lambda prompts, attempts: verify_scores(model, tokenizer, prompts, attempts)), "self"
     from posttrain.embedded.prm import EMBEDDED_PRM
 
     path = prm or EMBEDDED_PRM
-    return load_prm_scorer(path, ctx.device, ";"), f"prm:{path}"
+    return load_prm_scorer(path, ctx.device, ";", meter=meter), f"prm:{path}"
+
+
+def evaluator_step_scorer(
+    evaluator: str, prm: str | None, ctx: RunContext, model, tokenizer, meter: ComputeMeter | None = None
+):
+    """(step_scores(prompts, step_lists) -> per-step P(correct so far), name): ``evaluator_scorer``
+    step by step, for feedback that names the first doubtful step. ``self``: the model's ``V:``
+    verdict on each step prefix; ``prm``: the PRM's score of each step (its forward passes counted
+    with ``meter``)."""
+    if evaluator == "self":
+        return (lambda prompts, step_lists: verify_step_scores(model, tokenizer, prompts, step_lists)), "self"
+    from posttrain.embedded.prm import EMBEDDED_PRM
+
+    path = prm or EMBEDDED_PRM
+    return load_prm_step_scorer(path, ctx.device, meter), f"prm:{path}"
 
 
 def make_scorer(kind: str, task: str, model, tokenizer):
