@@ -14,6 +14,9 @@ Answers to the usual complaints about RL libraries:
   one cached forward per new token, exiting as soon as every row has finished), else transformers'
   ``generate`` (backend=hf) or vLLM (backend=vllm). The native loop also returns the sampler's
   log-probs, which serve as the old-policy log-probs (one forward pass fewer per rollout);
+- for Llama / Qwen2 models both the sampler and the log-prob forward use ``posttrain.fastpath``:
+  a preallocated KV cache, and a training forward that runs each prompt once for its G samples
+  (equal to the model's own forward, values and gradients; tests/test_fastpath.py);
 - sampling uses an explicit generation config (temperature, top-p, top-k, no repetition penalty),
   not whatever the checkpoint's generation_config.json says, and log-probs are computed with the
   same temperature and the same left-padding position ids, so the old-policy log-probs equal the
