@@ -95,12 +95,21 @@ class Config(BaseModel):
         "answer with the number of the better response.\n",
         description="Instruction of the prompted labeller (Lee et al.: the preamble).",
     )
-    label_prompts: int = Field(8000, ge=2, description="Prompts whose two sampled responses are labelled.")
+    label_prompts: int = Field(40000, ge=2, description="Prompts whose two sampled responses are labelled.")
     sample_temperature: float = Field(1.0, gt=0, description="Temperature of the two responses sampled per prompt.")
     sft: dict[str, Any] = Field({"max_steps": 150}, description="Overrides of stage 1 (sft).")
-    reward_model: dict[str, Any] = Field({"max_steps": 400}, description="Overrides of stage 3 (reward-model).")
+    reward_model: dict[str, Any] = Field({"max_steps": 1500}, description="Overrides of stage 3 (reward-model).")
     ppo: dict[str, Any] = Field(
-        {"kl_coef": 0.5, "learning_rate": 3e-5, "max_steps": 80}, description="Overrides of stage 4 (ppo)."
+        {
+            "kl_coef": 0.5,
+            "learning_rate": 1e-4,
+            "max_steps": 60,
+            "prompts_per_step": 512,
+            "batch_size": 256,
+            "policy_epochs": 1,
+            "train_examples": 8000,
+        },
+        description="Overrides of stage 4 (ppo).",
     )
 
 

@@ -81,7 +81,16 @@ class Config(BaseModel):
     sft: dict[str, Any] = Field({"max_steps": 150}, description="Config overrides of stage 1 (sft).")
     reward_model: dict[str, Any] = Field({"max_steps": 1500}, description="Config overrides of stage 2 (reward-model).")
     ppo: dict[str, Any] = Field(
-        {"kl_coef": 0.5, "learning_rate": 3e-5, "max_steps": 80}, description="Config overrides of stage 3 (ppo)."
+        {
+            "kl_coef": 0.5,
+            "learning_rate": 1e-4,
+            "max_steps": 60,
+            "prompts_per_step": 512,
+            "batch_size": 256,
+            "policy_epochs": 1,
+            "train_examples": 8000,
+        },
+        description="Config overrides of stage 3 (ppo).",
     )
     critic_from_reward_model: bool = Field(
         True, description="Initialise PPO's critic from the reward model (InstructGPT §3.5) instead of the policy."
