@@ -36,23 +36,36 @@ WHO JUDGES (be clear about it). Two labellers are implemented:
   with a real instruct model as ``judge_model``; it is meaningless on the embedded model.
 
 Measured on the embedded task (reports/runs/rlaif.json, defaults, seed 0, embedded base rebuilt on
-2026-12-02): held-out exact match 0.778 (base) -> 0.896 (SFT) -> 0.842 (PPO), about 62 s of CPU
-time. The AI labels agree with the checker on 95% of the 2921 pairs with exactly one correct
-response (3520 pairs in all), yet the reward model trained on them orders only 0.520 of the task's
-held-out pairs (correct sum vs a plausible mistake) correctly, near chance: the SFT model's own
-mistakes are a different distribution, and ~600 pairs have two wrong answers. PPO barely moves that
-reward model's held-out score (-0.052 -> -0.030) and loses exact match (0.886 -> 0.842, greedy on
-PPO's own held-out prompts): on this task RLAIF with the model as its own labeller does not help
-after SFT; the defaults only limit the damage. (On the former base build, exact match 0.640: SFT
-0.894 -> PPO 0.852, reward model 0.605.)
+2026-12-02): held-out exact match 0.778 (base) -> 0.896 (SFT) -> 0.846 (PPO), 154 s of CPU time
+(user + system, one thread). The AI labels agree with the checker on 94.5% of the 14454 pairs with
+exactly one correct response (17444 pairs from 40000 prompts); the reward model trained on them
+orders 0.645 of the task's held-out pairs correctly (0.510 untrained). PPO raises that reward
+model's held-out score (0.811 -> 0.849) but lowers exact match (0.886 -> 0.846, greedy on PPO's own
+500 held-out prompts; binomial standard error 0.014, so -2.8 SE): on this task RLAIF with the model
+as its own labeller does not help after SFT. (Former base build, exact match 0.640: SFT 0.894 ->
+PPO 0.852, reward model 0.605.)
 
-Default budgets, and why: 8000 prompts are labelled (3472 pairs with two different responses; the
-former 1000 gave 434 pairs, which the reward model memorised: 0.515 held-out accuracy); the reward
-model trains 400 steps (~7 epochs), chosen by its held-out pairwise accuracy (1500 steps, ~28 epochs,
-overfit the AI labels: 0.54, and PPO then fell to 0.816); PPO stays close to the SFT model (β = 0.5,
-learning rate 3e-5, 80 steps), since a learned reward is exploitable when pushed (Gao et al. 2022,
-arXiv:2210.10760; with the former budgets, 150 reward-model steps and PPO's own β = 0.05, lr 3e-4,
-240 steps, exact match fell to 0.240). See the rlhf plugin's docstring for more. PPO scores
+Why the reward model used to be at chance (8000 labelled prompts, 3520 pairs, 400 steps: 0.520):
+not a mismatch between the sampled pairs and the task's pairs: on 352 held-out pairs of the SFT
+model's own samples with one correct answer (checker used only to score, never to train) it was at
+chance too (0.517), and its training loss stayed at 0.64. It had too few pairs and steps to learn to
+check a sum: the rlhf reward model needs ~20000 pairs and 1500 steps to reach 0.83. Hence 40000
+labelled prompts and 1500 steps (0.645).
+
+Why PPO still does not beat SFT here: not only the judge. With the task checker itself as the reward
+(the ppo plugin on this SFT model, measured 2026-12-02, same 500 prompts) PPO lowers or keeps greedy
+exact match too: 0.886 -> 0.852 (ppo defaults), 0.884 (β 0.5, lr 3e-5, 80 steps), 0.894 (512
+prompts per rollout, lr 1e-4, 60 steps; the defaults here), 0.884 (1024 prompts, lr 2e-4); GRPO
+0.850. Sampled (temperature 1) accuracy rises 0.648 -> 0.68-0.70, but the greedy answers of held-out
+problems flip both ways (GRPO: 29 worse, 11 better). The defaults take the least noisy of these
+(big rollouts, few steps).
+
+Default budgets, and why: 40000 prompts are labelled (above); the reward model trains 1500 steps
+(~5.5 epochs of 17444 pairs); PPO stays close to the SFT model (β = 0.5) and uses large rollouts
+(512 prompts, two 256-completion updates each, lr 1e-4, 60 steps): 64-prompt rollouts at lr 3e-5
+(the former defaults) or 7.5e-5 flip greedy answers at random, and a learned reward is exploitable
+when pushed (Gao et al. 2022, arXiv:2210.10760; with 150 reward-model steps and PPO's own β = 0.05,
+lr 3e-4, 240 steps, exact match fell to 0.240). See the rlhf plugin's docstring for more. PPO scores
 completions with the reward model tokenized as in its training (prompt + completion + EOS).
 
 Deviations from the paper:
@@ -61,8 +74,8 @@ Deviations from the paper:
    soft cross-entropy). p_AI is kept in the JSONL.
 2. No chain-of-thought rationales or few-shot exemplars in the judge prompt; the prompted judge
    uses a short fixed preamble (``judge_preamble``).
-3. Budgets (150 SFT steps, 8000 labelled prompts, 400 reward-model steps, 80 PPO steps at β = 0.5
-   and lr 3e-5) are sized for the embedded tiny model.
+3. Budgets (150 SFT steps, 40000 labelled prompts, 1500 reward-model steps, 60 PPO steps of 256
+   completions at β = 0.5 and lr 1e-4) are sized for the embedded tiny model.
 """
 
 from __future__ import annotations
@@ -95,12 +108,21 @@ class Config(BaseModel):
         "answer with the number of the better response.\n",
         description="Instruction of the prompted labeller (Lee et al.: the preamble).",
     )
-    label_prompts: int = Field(8000, ge=2, description="Prompts whose two sampled responses are labelled.")
+    label_prompts: int = Field(40000, ge=2, description="Prompts whose two sampled responses are labelled.")
     sample_temperature: float = Field(1.0, gt=0, description="Temperature of the two responses sampled per prompt.")
     sft: dict[str, Any] = Field({"max_steps": 150}, description="Overrides of stage 1 (sft).")
-    reward_model: dict[str, Any] = Field({"max_steps": 400}, description="Overrides of stage 3 (reward-model).")
+    reward_model: dict[str, Any] = Field({"max_steps": 1500}, description="Overrides of stage 3 (reward-model).")
     ppo: dict[str, Any] = Field(
-        {"kl_coef": 0.5, "learning_rate": 3e-5, "max_steps": 80}, description="Overrides of stage 4 (ppo)."
+        {
+            "kl_coef": 0.5,
+            "learning_rate": 1e-4,
+            "max_steps": 60,
+            "prompts_per_step": 512,
+            "batch_size": 256,
+            "policy_epochs": 1,
+            "train_examples": 8000,
+        },
+        description="Overrides of stage 4 (ppo).",
     )
 
 

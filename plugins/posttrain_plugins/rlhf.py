@@ -36,6 +36,16 @@ instead of the reward model, the PPO stage raises the reward-model score (3.20 -
 exact match more (0.886 -> 0.850): the reward model, 0.834 accurate on held-out pairs, is a weaker
 judge than the SFT policy already is, so optimising against it cannot be expected to help here.
 
+Attempts to make the PPO stage beat SFT (2026-12-02, same SFT model, PPO's 500 held-out prompts,
+binomial standard error 0.014): with large low-noise rollouts (512 prompts per rollout, lr 1e-4,
+60 steps, β = 0.5; rlaif's defaults) the PPO stage raises the held-out reward-model score 3.201 ->
+3.317 but lowers exact match 0.886 -> 0.852 (-2.4 SE), so the defaults stay as they were. The
+reward model is not the only limit: with the task checker itself as PPO's reward (the ppo plugin on
+this SFT model, not used here) greedy exact match does not rise beyond noise either: 0.886 -> 0.852
+(ppo defaults), 0.884 (these defaults), 0.894 (the large rollouts above), 0.884 (1024 prompts, lr
+2e-4); GRPO 0.850. Sampled (temperature 1) accuracy rises 0.648 -> 0.68-0.70 while greedy answers
+of held-out problems flip both ways (GRPO: 29 worse, 11 better).
+
 Default budgets, and why (RLHF practice for a learned reward that is far from perfect):
 - the reward model trains 1500 steps (the reward-model plugin's 1200 reach ~0.78 held-out pairwise
   accuracy; the former 150 stayed at chance, 0.54, and PPO then exploited it: exact match 0.87 -> 0.40);
