@@ -37,11 +37,14 @@ def rollout_batch(counts=(2, 3, 1), prompt_width=5, completion_width=4):
     completion_attn = torch.ones_like(completion)
     completion_attn[0, 2:] = 0
     completion_attn[n - 1, 1:] = 0
+    completion_attn[:, 0] = 1  # every completion has at least one token
     return torch.cat([prompt, completion], 1), torch.cat([prompt_attn, completion_attn], 1), completion_attn
 
 
 def reference_completion_logits(model, ids, attn, completion_width):
-    out = model(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn), logits_to_keep=completion_width + 1)
+    out = model(
+        input_ids=ids, attention_mask=attn, position_ids=position_ids(attn), logits_to_keep=completion_width + 1
+    )
     return out.logits[:, :-1]
 
 
@@ -84,13 +87,13 @@ def test_logits_equal_model_forward_with_left_padding(kind):
     torch.testing.assert_close(got * real, expected * real, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("counts", [(2, 3, 1), (4, 4)])
+@pytest.mark.parametrize("counts,width", [((2, 3, 1), 4), ((4, 4), 4), ((2, 1), 1)])
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
-def test_shared_prompt_completion_logits_and_gradients_equal_full_forward(kind, counts):
+def test_shared_prompt_completion_logits_and_gradients_equal_full_forward(kind, counts, width):
     model = tiny(kind).train()
-    ids, attn, completion_attn = rollout_batch(counts)
+    ids, attn, completion_attn = rollout_batch(counts, completion_width=width)
     weights = completion_attn[..., None].float()  # padding after a completion's end is never used
-    expected = reference_completion_logits(model, ids, attn, 4)
+    expected = reference_completion_logits(model, ids, attn, width)
     got = lean_decoder(model).completion_logits(ids, attn, 5)
     torch.testing.assert_close(got * weights, expected * weights, atol=1e-5, rtol=1e-5)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -175,15 +175,17 @@ class LeanDecoder:
             pk, pv = prompt_kv[i]
             return torch.cat([pk, k], 2), torch.cat([pv, v], 2)
 
-        c = completion.shape[1]
-        x = self.inner.embed_tokens(completion)
+        first = repeat_rows(self.model.lm_head(last), counts)[:, None]  # predicts completion token 0
+        c = completion.shape[1] - 1  # the last completion token is never the input of a kept prediction
+        if c == 0:
+            return first
+        x = self.inner.embed_tokens(completion[:, :c])
         start = prompt_attn.sum(-1, keepdim=True)
         cos, sin = self.inner.rotary_emb(x, start + torch.arange(c, device=x.device))
-        causal = torch.ones(c, c, dtype=torch.bool, device=x.device).tril() & completion_attn.bool()[:, None, :]
+        causal = torch.ones(c, c, dtype=torch.bool, device=x.device).tril() & completion_attn[:, :c].bool()[:, None, :]
         seen = torch.cat([prompt_attn.bool()[:, None, :].expand(-1, c, -1), causal], -1)[:, None]
         hidden = self._blocks(x, cos, sin, seen, after_prompt)
-        hidden = torch.cat([repeat_rows(last, counts)[:, None], hidden[:, :-1]], 1)
-        return self.model.lm_head(hidden)
+        return torch.cat([first, self.model.lm_head(hidden)], 1)
 
     def prefill(self, input_ids, attention_mask, position_ids, repeat: int, capacity: int):
         """(last-position logits (B x repeat, V), KVCache) for left-padded prompts, each prompt's
