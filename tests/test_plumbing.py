@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from posttrain.data import batch_indices, pad_sequences, tokenize_messages, tokenize_prompt_completion, tokenize_text
+from posttrain.data import (
+    batch_indices,
+    pad_sequences,
+    prompt_ids,
+    prompts_ids,
+    tokenize_messages,
+    tokenize_prompt_completion,
+    tokenize_text,
+)
 from posttrain.embedded.task import DEFAULT_TASK, AdditionTask, is_correct, plausible_mistake
 from posttrain.embedded.tokenizer import build_tokenizer
 from posttrain.errors import UserError
@@ -39,6 +47,13 @@ def test_rejected_answers_are_wrong_but_plausible():
             wrong = plausible_mistake(nums, rng)
             assert wrong != str(sum(nums)) and int(wrong) >= 0
             assert abs(int(wrong) - sum(nums)) <= 110  # dropping both carries of 99+99 gives 88
+
+
+def test_batched_prompt_ids_equal_one_by_one(tok):
+    texts = ["12+34=", "7+5=", ""]
+    assert prompts_ids(tok, texts) == [prompt_ids(tok, t) for t in texts]
+    chats = [[{"role": "user", "content": "1+1="}], "2+2="]  # mixed: one call per prompt
+    assert prompts_ids(tok, chats) == [prompt_ids(tok, p) for p in chats]
 
 
 def test_prompt_completion_mask(tok):

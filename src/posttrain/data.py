@@ -157,6 +157,13 @@ def prompt_ids(tokenizer, prompt: str | list[dict]) -> list[int]:
     return list(tokenizer(prompt)["input_ids"])
 
 
+def prompts_ids(tokenizer, prompts: list) -> list[list[int]]:
+    """prompt_ids of each prompt; plain-text prompts in one batched tokenizer call."""
+    if prompts and all(isinstance(p, str) for p in prompts):
+        return [list(ids) for ids in tokenizer(list(prompts))["input_ids"]]
+    return [prompt_ids(tokenizer, p) for p in prompts]
+
+
 def _eos(tokenizer) -> list[int]:
     return [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from posttrain.data import iterate_batches, prompt_ids
+from posttrain.data import iterate_batches, prompts_ids
 from posttrain.embedded.task import is_correct
 
 
@@ -24,7 +24,7 @@ def generate(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outputs: list[str] = []
     for chunk in iterate_batches(prompts, batch_size):
-        encoded = [prompt_ids(tokenizer, p) for p in chunk]
+        encoded = prompts_ids(tokenizer, chunk)
         width = max(len(e) for e in encoded)
         ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
         attn = torch.zeros_like(ids)
@@ -63,7 +63,7 @@ def greedy_full_forward(model, tokenizer, prompts: list[Any], max_new_tokens: in
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    encoded = prompts_ids(tokenizer, prompts)
     outputs: list[str] = [""] * len(prompts)
     by_length: dict[int, list[int]] = {}
     for i, e in enumerate(encoded):

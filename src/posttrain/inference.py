@@ -207,9 +207,9 @@ class Completions:
 
 
 def _encode(tokenizer, prompts: Sequence[Any]) -> list[list[int]]:
-    from posttrain.data import prompt_ids
+    from posttrain.data import prompts_ids
 
-    return [prompt_ids(tokenizer, p) for p in prompts]
+    return prompts_ids(tokenizer, prompts)
 
 
 def _left_pad(encoded: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

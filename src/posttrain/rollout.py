@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from posttrain.data import batch_indices, prompt_ids
+from posttrain.data import batch_indices, prompts_ids
 from posttrain.errors import UserError
 from posttrain.fastpath import lean_decoder
 
@@ -434,7 +434,7 @@ def sample_completions(
         raise UserError("the tokenizer has no eos_token_id: completions could never end (set one)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     rows = [r for r in records for _ in range(num_generations)]
-    unique = [prompt_ids(tokenizer, r["prompt"]) for r in records]
+    unique = prompts_ids(tokenizer, [r["prompt"] for r in records])
     encoded = [ids for ids in unique for _ in range(num_generations)]
     prompt, prompt_attn = left_pad(encoded, pad)
     native_stops = single_token_stops(tokenizer, sampling.stop) if sampling.backend == "native" else None
