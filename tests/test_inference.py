@@ -59,32 +59,9 @@ def test_compute_meter_counts_generated_tokens_and_model_calls(tiny):
     assert snap["generated_tokens_per_problem"] == meter.generated_tokens / 2
 
 
-def _tiny_prm(folder: Path) -> Path:
-    """A random one-layer token-classification PRM on the embedded byte tokenizer."""
-    from transformers import LlamaConfig, LlamaForTokenClassification
-
-    from posttrain.embedded.tokenizer import build_tokenizer
-
-    tok = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=32,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForTokenClassification(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-def test_evaluator_scorer_counts_the_prms_forward_passes(tiny, tmp_path):
+def test_evaluator_scorer_counts_the_prms_forward_passes(tiny, tmp_path, tiny_classifier):
     model, tok = tiny
-    prm = str(_tiny_prm(tmp_path / "prm"))
+    prm = str(tiny_classifier(tmp_path / "prm", head="token"))
     ctx = RunContext(output_dir=tmp_path)
     meter = ComputeMeter(model)
     score, name = evaluator_scorer("prm", prm, ctx, model, tok, meter)
