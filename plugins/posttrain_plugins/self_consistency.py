@@ -37,12 +37,26 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.embedded.diverse import DIVERSE_MODEL, MAX_NEW_TOKENS
 from posttrain.embedded.task import extract_answer
-from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, sample, setup
+from posttrain.inference import (
+    REASONING_MODEL,
+    SWEEP,
+    ComputeMeter,
+    InferenceConfig,
+    PerProblem,
+    accuracy,
+    finish,
+    load_model,
+    new_tokens,
+    sample,
+    setup,
+)
 
 
 class Config(InferenceConfig):
@@ -112,11 +126,58 @@ def vote_share(answers: Sequence[str], winner: str) -> float:
     return sum(a == winner for a in answers) / max(len(answers), 1)
 
 
+def paired_counts(greedy_correct: Sequence[bool], voted_correct: Sequence[bool]) -> dict[str, float]:
+    """Problems the vote fixed (greedy wrong, vote right) and broke (greedy right, vote wrong), and
+    the paired standard error of the accuracy difference, sqrt(var(d) / n) with d in {-1, 0, 1}.
+
+    greedy [F, F, T, T], voted [T, T, F, T] -> fixed 2, broken 1, difference 0.25,
+    var(d) = 3/4 - 1/16 = 11/16, standard error sqrt(11/64) = 0.4146.
+    """
+    n = len(greedy_correct)
+    fixed = sum(v and not g for g, v in zip(greedy_correct, voted_correct, strict=True))
+    broken = sum(g and not v for g, v in zip(greedy_correct, voted_correct, strict=True))
+    diff = (fixed - broken) / n
+    return {
+        "fixed": fixed,
+        "broken": broken,
+        "difference": diff,
+        "paired_se": math.sqrt(((fixed + broken) / n - diff**2) / n),
+    }
+
+
 # --- run ----------------------------------------------------------------------------------------------
 
 
+def embedded_model(cfg: Config, ctx: RunContext) -> tuple[Config, RunContext]:
+    """On the embedded reasoning task the default model is the diverse-paths model (the reasoning
+    model fine-tuned to solve each problem by one of several paths, posttrain.embedded.diverse),
+    with room for its longest path."""
+    if ctx.model is None and ctx.dataset is None and cfg.task == "reasoning":
+        ctx = replace(ctx, model=DIVERSE_MODEL)
+    if ctx.model == DIVERSE_MODEL and cfg.max_new_tokens is None:
+        cfg = cfg.model_copy(update={"max_new_tokens": MAX_NEW_TOKENS})
+    return cfg, ctx
+
+
+def greedy(model, tokenizer, problems, max_new_tokens: int, batch_size: int) -> tuple[list[bool], dict]:
+    """Per-problem correctness and the metrics of greedy decoding (the `before` column)."""
+    meter = ComputeMeter(model)
+    prompts = [r["prompt"] for r in problems.records]
+    outs = sample(model, tokenizer, prompts, 1, max_new_tokens, meter, greedy=True, batch_size=batch_size)
+    meter.close()
+    preds = [row[0] for row in outs.texts]
+    correct = [bool(problems.check(p, r)) for p, r in zip(preds, problems.records, strict=True)]
+    return correct, {"accuracy": accuracy(problems, preds), **meter.snapshot(len(preds))}
+
+
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    model, tokenizer, problems, before, meter = setup(cfg, ctx)
+    cfg, ctx = embedded_model(cfg, ctx)
+    baseline = cfg.baseline
+    model, tokenizer, problems, _, meter = setup(cfg.model_copy(update={"baseline": False}), ctx)
+    greedy_correct, before = (
+        greedy(model, tokenizer, problems, new_tokens(cfg, problems), cfg.batch_size) if baseline else (None, None)
+    )
+    meter.reset()  # the greedy baseline's compute is not the method's
     prompts = [r["prompt"] for r in problems.records]
     samples = sample(
         model,
@@ -143,6 +204,14 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         agreement.append(vote_share(answers, winner))
     result = finish(ctx, problems, predictions, meter, before, per_problem.rows, n=cfg.n, vote=cfg.vote)
     result.metrics["after"]["vote_share"] = sum(agreement) / len(agreement)
+    if greedy_correct is not None:
+        voted = [bool(problems.check(p, r)) for p, r in zip(predictions, problems.records, strict=True)]
+        result.metrics["after"] |= paired_counts(greedy_correct, voted)
+    if baseline and ctx.model == DIVERSE_MODEL:  # for context: greedy decoding of the model it was tuned from
+        original, tok = load_model(replace(ctx, model=REASONING_MODEL))
+        result.metrics["reasoning_model_greedy"] = greedy(
+            original, tok, problems, problems.default_new_tokens, cfg.batch_size
+        )[1]
     return result
 
 
