@@ -53,20 +53,20 @@ def test_every_path_ends_in_the_right_answer():
     rng = random.Random(0)
     for _ in range(200):
         nums = (rng.randrange(1000), rng.randrange(1000))
-        for p in PATHS:
+        for p in (*PATHS, "l"):
             assert extract_answer(path_solution(nums, p)) == str(sum(nums))
-            assert path_of(path_solution(nums, p)) == p
-    assert path_of("12;13;6;#632") is None
+            assert path_of(path_solution(nums, p)) == (p if p in PATHS else None)
+    assert path_of("12;13;6;#632") is None and path_of("l5;62;632;#632") is None  # "l" is not trained
     with pytest.raises(ValueError, match="unknown path"):
         path_steps((1, 2), "q")
 
 
 def test_mixture_is_uniform_over_paths_and_training_split_only():
-    assert PATH_MIX == {p: 0.25 for p in PATHS}
+    assert PATHS == ("c", "x", "s") and PATH_MIX == {p: 1 / 3 for p in PATHS}
     records = diverse_examples(4000, seed=0)
     counts = Counter(r["path"] for r in records)
     assert set(counts) == set(PATHS)
-    assert all(abs(c / 4000 - 0.25) < 0.03 for c in counts.values()), counts
+    assert all(abs(c / 4000 - 1 / 3) < 0.03 for c in counts.values()), counts
     for r in records[:500]:
         a, b = map(int, r["prompt"][:-1].split("+"))
         assert not DEFAULT_REASONING_TASK.is_heldout((a, b))
@@ -97,3 +97,16 @@ def test_self_consistency_defaults_to_the_diverse_model(tmp_path: Path):
     assert embedded_model(Config(), RunContext(output_dir=tmp_path, model="gpt2"))[1].model == "gpt2"
     assert embedded_model(Config(task="addition"), ctx)[1].model is None
     assert embedded_model(Config(max_new_tokens=16), ctx)[0].max_new_tokens == 16
+
+
+@pytest.mark.slow
+def test_the_built_model_learnt_every_path_with_nearly_independent_errors():
+    """The premise of self-consistency on the built model (its base.json, measured after training)."""
+    import json
+
+    from posttrain.embedded.diverse import diverse_model_dir
+
+    info = json.loads((diverse_model_dir() / "base.json").read_text())
+    assert set(info["path_accuracy"]) == set(PATHS) and min(info["path_accuracy"].values()) > 0.3
+    assert max(info["error_overlap"].values()) < 1.5  # 1 = independent; one way of thinking would be far above
+    assert min(info["greedy_path_share"].values()) > 0.1  # greedy decoding takes every path on some problems

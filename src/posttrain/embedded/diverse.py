@@ -11,14 +11,26 @@ explores paths; greedy decoding follows the most likely one). For ``347+285=``:
 - ``c`` columns, right to left (the reasoning model's own format): ``c12;13;6;#632``
 - ``x`` explicit digits and carry, a first: ``x7+5=12;4+8+1=13;3+2+1=6;#632``
 - ``s`` explicit, the operands swapped (b first): ``s5+7=12;8+4+1=13;2+3+1=6;#632``
-- ``l`` left to right, running total of the leading columns: ``l5;62;632;#632``
-  (3+2=5, 5*10+4+8=62, 62*10+7+5=632)
 
 Every step of every path is checkable (the ``*_trace`` functions give the correct steps). The
 fine-tune sees training-split problems only, each written in a path drawn uniformly at random
-(``PATH_MIX``), for ``TRAIN_STEPS`` steps of SFT (deterministic for a seed); ``diverse.json`` in
-the cache folder records each path's held-out greedy accuracy (the marker forced) and how often
-two paths are wrong on the same problem, measured after training.
+(``PATH_MIX``): ``TRAIN_STEPS`` = 1500 SFT steps at lr 1e-3 (batch 64, warmup 50, cosine),
+deterministic for a seed, ~190 CPU-seconds (1 thread). ``base.json`` in the cache folder
+(``$POSTTRAIN_CACHE/embedded/scratch2x3-diverse-v2-seed0``) records each path's held-out greedy
+accuracy (the marker forced), which paths free greedy decoding takes, and ``error_overlap``:
+P(both wrong) / (P(one wrong) P(other wrong)) per pair of paths, 1 for independent errors.
+
+Measured (v2, 1000 held-out problems of another seed than the plugins'): forced greedy accuracy
+c 35.4%, x 51.0%, s 45.4%; error overlap c/x 1.12, c/s 1.09, x/s 1.33 (nearly independent; the
+two explicit paths, which differ only in operand order, are the most alike); free greedy 49.0%,
+taking x on 44% of problems, s on 32%, c on 24%. The fine-tune costs the column path accuracy
+(the reasoning model's greedy is 58%): 1500 steps learn two new formats but do not finish.
+
+A fourth path, left to right (``left_to_right_trace``: the running total of the leading columns,
+``l5;62;632;#632``), was tried in v1 (four paths, same recipe) and dropped: 1500 steps learnt it
+to 1.3% forced accuracy (a step's value depends on the carries of columns not yet read), yet
+greedy decoding chose it on ~40% of problems; its errors were independent of the others' (overlap
+1.00) but it never voted for the right answer.
 """
 
 from __future__ import annotations
@@ -27,9 +39,9 @@ import random
 import time
 from pathlib import Path
 
-DIVERSE_VERSION = "v1"  # bump when the recipe below changes, so stale caches are not reused
+DIVERSE_VERSION = "v2"  # bump when the recipe below changes, so stale caches are not reused
 DIVERSE_MODEL = "embedded:reasoning-diverse"  # its --model value
-PATHS = ("c", "x", "s", "l")
+PATHS = ("c", "x", "s")  # "l" (left_to_right_trace) was not learned: see the module docstring
 PATH_MIX = {p: 1 / len(PATHS) for p in PATHS}  # share of training solutions written in each path
 TRAIN_STEPS = 1500
 TRAIN_LR = 1e-3
