@@ -40,9 +40,9 @@ Deviations from the paper:
 Measured (1000 held-out problems, reports/tts/self-consistency.json, reports/runs/self-consistency.json):
 greedy decoding of the diverse-paths model 47.3% (24 generated tokens per problem; the original
 reasoning model 58.1%); self-consistency 33.1% at n=1, 39.1% at 4, 56.3% at 16, 61.7% at the
-default n=40 and 63.1% at 64 (binomial standard error 1.5 points each). At n=40 the vote fixes 219
+default n=40 and 63.1% at 64 (binomial standard error 1.5-1.6 points each). At n=40 the vote fixes 219
 greedy mistakes and breaks 75: +14.4 points, paired standard error 1.7 (n=64: 222 / 64, +15.8),
-at 932 generated tokens per problem (63 s on 1 CPU thread). The paths' errors are nearly
+at 932 generated tokens per problem (63 s wall on 1 CPU thread, shared). The paths' errors are nearly
 independent (held-out greedy with the marker forced: c 35.4%, x 51.0%, s 45.4%; P(both wrong) is
 1.09-1.33 times the product of the two error rates), so wrong answers scatter while right ones
 agree. A single sample (33.1%) is worse than greedy; the vote needs about 16 samples to pass it.
