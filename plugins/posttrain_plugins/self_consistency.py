@@ -4,7 +4,7 @@ Paper: Wang, Wei, Schuurmans, Le, Chi, Narang, Chowdhery, Zhou 2022, "Self-Consi
 Chain of Thought Reasoning in Language Models", arXiv:2203.11171. Catalog entry:
 catalog/methods/self-consistency.yaml.
 
-    catalog run self-consistency                          # embedded reasoning model and task
+    catalog run self-consistency                          # embedded diverse-paths model and task
     catalog run self-consistency --set n=1,4,16,64        # budget sweep: sweep.json + sweep.png
     catalog run self-consistency --set vote=weighted      # weighted majority vote (sum of p(y|x))
     catalog run self-consistency --model Qwen/Qwen2.5-0.5B-Instruct --dataset gsm8k.jsonl
@@ -19,17 +19,33 @@ Sampling follows the paper (§3.1): T = 0.7 with top-k 40, N = 40.
 
 Deviations from the paper:
 1. Ties are broken by the answer that appeared first among the samples (the paper does not say).
-2. On the embedded task the default is 1000 held-out problems (not 200): the differences to
-   greedy decoding are 1-2 points there, which 200 problems cannot resolve.
+2. On the embedded task the default is 1000 held-out problems (not 200), so that differences to
+   greedy decoding of a few points can be resolved.
+3. The embedded diverse-paths model. On the embedded reasoning task (no --model, ``task=reasoning``)
+   the model is ``embedded:reasoning-diverse`` (``posttrain.embedded.diverse``): the reasoning
+   model fine-tuned (1500 SFT steps, ~190 CPU-seconds, cached) to solve each training-split
+   problem by one of three checkable paths drawn at random, chosen by the first token: ``c``
+   column sums (``c12;13;6;#632``), ``x`` digits and carry written out
+   (``x7+5=12;4+8+1=13;3+2+1=6;#632``), ``s`` the same with the operands swapped
+   (``s5+7=12;8+4+1=13;2+3+1=6;#632``). Wang et al.'s premise is that a problem admits several
+   ways of thinking whose errors differ; the reasoning model has one way of thinking, and on it
+   self-consistency only reached greedy decoding (1000 problems: 51.5% at n=1, 54.0% at 4, 57.3%
+   at 16, 57.4% at 40, 58.3% at 64, against 58.1%; the greedy answer was the plurality of 64
+   samples on 82-90% of problems, and T = 0.5-2.0, top-p 0.9 and the weighted vote did no better).
+   ``before`` is greedy decoding of the same diverse-paths model, so a gain is the vote's, not the
+   fine-tune's; ``reasoning_model_greedy`` reports the original reasoning model's greedy decoding
+   on the same problems, for context. Answers are read the same way; ``max_new_tokens`` defaults
+   to 40 (the longest path is 31 tokens). Pass ``--model embedded:reasoning`` for the old setting.
 
-Measured on the embedded reasoning model (1000 held-out problems, greedy 58.1%,
-reports/tts/self-consistency.json): 51.5% at n=1, 54.0% at 4, 57.3% at 16, 57.4% at 40, 58.3% at
-64. Accuracy rises with n but only reaches greedy decoding: the model's mistakes are systematic
-per problem (on 200 problems, 54 have a per-sample accuracy below 10% and 77 above 90%; the greedy
-answer is the plurality of 64 samples on 82-90% of problems, for T = 0.5-1.0), so the mode of
-the sampled answers is the greedy answer; pass@64 is 92-95%, so the right answer is sampled but
-rarely the most frequent. Higher temperatures (1.0-2.0, with or without top-p 0.9) and the
-weighted vote do no better (57-61% on 200 problems at n = 64-256).
+Measured (1000 held-out problems, reports/tts/self-consistency.json, reports/runs/self-consistency.json):
+greedy decoding of the diverse-paths model 47.3% (24 generated tokens per problem; the original
+reasoning model 58.1%); self-consistency 33.1% at n=1, 39.1% at 4, 56.3% at 16, 61.7% at the
+default n=40 and 63.1% at 64 (binomial standard error 1.5-1.6 points each). At n=40 the vote fixes 219
+greedy mistakes and breaks 75: +14.4 points, paired standard error 1.7 (n=64: 222 / 64, +15.8),
+at 932 generated tokens per problem (63 s wall on 1 CPU thread, shared). The paths' errors are nearly
+independent (held-out greedy with the marker forced: c 35.4%, x 51.0%, s 45.4%; P(both wrong) is
+1.09-1.33 times the product of the two error rates), so wrong answers scatter while right ones
+agree. A single sample (33.1%) is worse than greedy; the vote needs about 16 samples to pass it.
 """
 
 from __future__ import annotations
@@ -37,12 +53,26 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.embedded.diverse import DIVERSE_MODEL, MAX_NEW_TOKENS
 from posttrain.embedded.task import extract_answer
-from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, sample, setup
+from posttrain.inference import (
+    REASONING_MODEL,
+    SWEEP,
+    ComputeMeter,
+    InferenceConfig,
+    PerProblem,
+    accuracy,
+    finish,
+    load_model,
+    new_tokens,
+    sample,
+    setup,
+)
 
 
 class Config(InferenceConfig):
@@ -112,11 +142,58 @@ def vote_share(answers: Sequence[str], winner: str) -> float:
     return sum(a == winner for a in answers) / max(len(answers), 1)
 
 
+def paired_counts(greedy_correct: Sequence[bool], voted_correct: Sequence[bool]) -> dict[str, float]:
+    """Problems the vote fixed (greedy wrong, vote right) and broke (greedy right, vote wrong), and
+    the paired standard error of the accuracy difference, sqrt(var(d) / n) with d in {-1, 0, 1}.
+
+    greedy [F, F, T, T], voted [T, T, F, T] -> fixed 2, broken 1, difference 0.25,
+    var(d) = 3/4 - 1/16 = 11/16, standard error sqrt(11/64) = 0.4146.
+    """
+    n = len(greedy_correct)
+    fixed = sum(v and not g for g, v in zip(greedy_correct, voted_correct, strict=True))
+    broken = sum(g and not v for g, v in zip(greedy_correct, voted_correct, strict=True))
+    diff = (fixed - broken) / n
+    return {
+        "fixed": fixed,
+        "broken": broken,
+        "difference": diff,
+        "paired_se": math.sqrt(((fixed + broken) / n - diff**2) / n),
+    }
+
+
 # --- run ----------------------------------------------------------------------------------------------
 
 
+def embedded_model(cfg: Config, ctx: RunContext) -> tuple[Config, RunContext]:
+    """On the embedded reasoning task the default model is the diverse-paths model (the reasoning
+    model fine-tuned to solve each problem by one of several paths, posttrain.embedded.diverse),
+    with room for its longest path."""
+    if ctx.model is None and ctx.dataset is None and cfg.task == "reasoning":
+        ctx = replace(ctx, model=DIVERSE_MODEL)
+    if ctx.model == DIVERSE_MODEL and cfg.max_new_tokens is None:
+        cfg = cfg.model_copy(update={"max_new_tokens": MAX_NEW_TOKENS})
+    return cfg, ctx
+
+
+def greedy(model, tokenizer, problems, max_new_tokens: int, batch_size: int) -> tuple[list[bool], dict]:
+    """Per-problem correctness and the metrics of greedy decoding (the `before` column)."""
+    meter = ComputeMeter(model)
+    prompts = [r["prompt"] for r in problems.records]
+    outs = sample(model, tokenizer, prompts, 1, max_new_tokens, meter, greedy=True, batch_size=batch_size)
+    meter.close()
+    preds = [row[0] for row in outs.texts]
+    correct = [bool(problems.check(p, r)) for p, r in zip(preds, problems.records, strict=True)]
+    return correct, {"accuracy": accuracy(problems, preds), **meter.snapshot(len(preds))}
+
+
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    model, tokenizer, problems, before, meter = setup(cfg, ctx)
+    cfg, ctx = embedded_model(cfg, ctx)
+    baseline = cfg.baseline
+    model, tokenizer, problems, _, meter = setup(cfg.model_copy(update={"baseline": False}), ctx)
+    greedy_correct, before = (
+        greedy(model, tokenizer, problems, new_tokens(cfg, problems), cfg.batch_size) if baseline else (None, None)
+    )
+    meter.reset()  # the greedy baseline's compute is not the method's
     prompts = [r["prompt"] for r in problems.records]
     samples = sample(
         model,
@@ -143,6 +220,14 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         agreement.append(vote_share(answers, winner))
     result = finish(ctx, problems, predictions, meter, before, per_problem.rows, n=cfg.n, vote=cfg.vote)
     result.metrics["after"]["vote_share"] = sum(agreement) / len(agreement)
+    if greedy_correct is not None:
+        voted = [bool(problems.check(p, r)) for p, r in zip(predictions, problems.records, strict=True)]
+        result.metrics["after"] |= paired_counts(greedy_correct, voted)
+    if baseline and ctx.model == DIVERSE_MODEL:  # for context: greedy decoding of the model it was tuned from
+        original, tok = load_model(replace(ctx, model=REASONING_MODEL))
+        result.metrics["reasoning_model_greedy"] = greedy(
+            original, tok, problems, problems.default_new_tokens, cfg.batch_size
+        )[1]
     return result
 
 
