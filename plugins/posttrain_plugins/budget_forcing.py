@@ -34,10 +34,29 @@ the default cap of 24 never binds and the run equals greedy decoding); extending
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, sample, setup, step_stop, text_prompt
+from posttrain.inference import (
+    REASONING_MODEL,
+    SWEEP,
+    ComputeMeter,
+    InferenceConfig,
+    PerProblem,
+    finish,
+    greedy_baseline,
+    load_model,
+    new_tokens,
+    sample,
+    setup,
+    step_stop,
+    text_prompt,
+)
+
+S1_MODEL = "embedded:reasoning-s1"  # posttrain.embedded.s1: the reasoning model fine-tuned on re-checking traces
 
 
 class Config(InferenceConfig):
@@ -45,13 +64,16 @@ class Config(InferenceConfig):
         "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
     )
     max_thinking_tokens: int = Field(
-        24,
+        64,
         ge=0,
         description="Cap: most thinking tokens before the end-of-thinking delimiter is forced.",
         json_schema_extra=SWEEP,
     )
     min_thinking_tokens: int = Field(
-        0, ge=0, description="Extend: fewer thinking tokens than this get the continuation."
+        12,
+        ge=0,
+        description="Extend: fewer thinking tokens than this get the continuation (0: never extend).",
+        json_schema_extra=SWEEP,
     )
     end_of_thinking: str = Field("#", description="The end-of-thinking delimiter ('#' on the scratchpad task).")
     continuation: str = Field("Wait", description="Appended when the end of thinking is suppressed (s1: 'Wait').")
@@ -75,11 +97,53 @@ def forcing_action(thinking_tokens: int, wants_to_end: bool, waits: int, cfg: Co
     return "think"
 
 
+def paired_difference(before: list[bool], after: list[bool]) -> dict:
+    """Paired comparison of two runs on the same problems: mistakes fixed, answers broken, the
+    accuracy gain and its standard error (of the mean per-problem difference d in {-1, 0, 1}).
+
+    before [T, F, F, T], after [T, T, F, F]: fixed 1, broken 1, gain 0, se sqrt((2/4 - 0) / 4) = 0.354.
+    """
+    n = len(before)
+    fixed = sum(a and not b for b, a in zip(before, after, strict=True))
+    broken = sum(b and not a for b, a in zip(before, after, strict=True))
+    gain = (fixed - broken) / max(n, 1)
+    var = (fixed + broken) / max(n, 1) - gain**2
+    return {"fixed": fixed, "broken": broken, "gain": gain, "gain_se": math.sqrt(max(var, 0.0) / max(n, 1))}
+
+
+def embedded_model(cfg: Config, ctx: RunContext) -> RunContext:
+    """On the embedded reasoning task the default model is the s1 model (posttrain.embedded.s1)."""
+    if ctx.model is None and ctx.dataset is None and cfg.task == "reasoning":
+        return replace(ctx, model=S1_MODEL)
+    return ctx
+
+
 # --- run --------------------------------------------------------------------------------------------------
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    model, tokenizer, problems, before, meter = setup(cfg, ctx)
+    ctx = embedded_model(cfg, ctx)
+    model, tokenizer, problems, _, meter = setup(cfg.model_copy(update={"baseline": False}), ctx)
+    greedy = None  # `before`: greedy decoding of the same model, kept per problem for the paired counts
+    if cfg.baseline:
+        base_meter = ComputeMeter(model)
+        out = sample(
+            model,
+            tokenizer,
+            [r["prompt"] for r in problems.records],
+            1,
+            new_tokens(cfg, problems),
+            base_meter,
+            greedy=True,
+            batch_size=cfg.batch_size,
+        )
+        base_meter.close()
+        greedy = [bool(problems.check(row[0], r)) for row, r in zip(out.texts, problems.records, strict=True)]
+        before = {"accuracy": sum(greedy) / max(len(greedy), 1), **base_meter.snapshot(len(greedy))}
+        meter.close()  # the method's meter starts after the baseline, as setup() orders them
+        meter = ComputeMeter(model)
+    else:
+        before = None
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     thinking = [""] * len(prompts)
@@ -136,6 +200,14 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     )
     result.metrics["after"]["thinking_tokens_per_problem"] = sum(used) / max(len(used), 1)
     result.metrics["after"]["waits_per_problem"] = sum(waits) / max(len(waits), 1)
+    if greedy is not None:
+        after = [bool(problems.check(p, r)) for p, r in zip(predictions, problems.records, strict=True)]
+        result.metrics["paired_vs_greedy"] = paired_difference(greedy, after)
+    if ctx.model == S1_MODEL and cfg.baseline:  # context: greedy decoding of the model before the s1 fine-tune
+        base, base_tok = load_model(replace(ctx, model=REASONING_MODEL))
+        result.metrics["greedy_reasoning_model"] = greedy_baseline(
+            base, base_tok, problems, new_tokens(cfg, problems), cfg.batch_size
+        )
     return result
 
 

@@ -55,6 +55,10 @@ def model_source(ctx: RunContext, console=None) -> str:
         from posttrain.embedded.fewshot import fewshot_model_dir
 
         return str(fewshot_model_dir(seed=0, console=console))
+    if ctx.model == "embedded:reasoning-s1":  # the same, fine-tuned on self-re-checking traces (embedded/s1.py)
+        from posttrain.embedded.s1 import s1_model_dir
+
+        return str(s1_model_dir(seed=0, console=console))
     path = Path(ctx.model).expanduser()
     if ctx.model.startswith((".", "/", "~")) and not path.exists():
         raise UserError(f"--model {ctx.model}: folder does not exist")
