@@ -4,9 +4,10 @@ Paper: Muennighoff, Yang, Shi, Li, Fei-Fei, Hajishirzi, Zettlemoyer, Liang, Cand
 "s1: Simple test-time scaling", arXiv:2501.19393, §3.1. Catalog entry: catalog/methods/budget-forcing.yaml.
 
     catalog run budget-forcing                                      # embedded reasoning model
-    catalog run budget-forcing --set max_thinking_tokens=0,3,6,9,12 # the s1 scaling curve (cap)
-    catalog run budget-forcing --set min_thinking_tokens=12         # extend: suppress the end, append "Wait"
-    catalog run budget-forcing --model simplescaling/s1.1-1.5B --dataset aime.jsonl \\
+    catalog run budget-forcing --set max_thinking_tokens=0,4,8,12,24 # the s1 scaling curve (cap)
+    catalog run budget-forcing --model embedded:reasoning-s1 \
+        --set min_thinking_tokens=12 --set max_thinking_tokens=64   # extend the s1 model: one "Wait"
+    catalog run budget-forcing --model simplescaling/s1.1-1.5B --dataset aime.jsonl \
         --set end_of_thinking='<|im_start|>answer' --set continuation=Wait --set max_thinking_tokens=4000
 
 Thinking is everything before the end-of-thinking delimiter (``#``, the answer mark, on the
@@ -22,14 +23,22 @@ Both rules are s1's (§3.1): the delimiter is never emitted below the minimum (d
 it, it is dropped and the continuation appended), and at the cap the delimiter is appended so the
 model must answer.
 
-Deviations: on the embedded model "Wait" is a string it never saw in training, so extending is
-implemented faithfully but cannot help there (s1's gains come from a model fine-tuned on long
-traces that re-check themselves); the cap is what the embedded run sweeps. Measured (200
-held-out problems, greedy 58.0%, reports/tts/budget-forcing.json): thinking capped at 0 or 4
-tokens 0.0%, at 8 tokens 55.5%, at 12+ tokens 58.0% (the scratchpad needs 9 thinking tokens, so
-the default cap of 24 never binds and the run equals greedy decoding); extending with
-``min_thinking_tokens=12`` appends "Wait" 1.4 times per problem and drops accuracy to 0.0%
-(the model continues with garbage such as ``11;12;10;Wait1;#11;12;10``).
+Deviations: on the embedded reasoning model (the default) "Wait" is a string it never saw in
+training, so extending is implemented faithfully but cannot help there; the cap is what the
+default run sweeps. Measured (200 held-out problems, greedy 58.0%, reports/tts/budget-forcing.json):
+thinking capped at 0 or 4 tokens 0.0%, at 8 tokens 55.5%, at 12+ tokens 58.0% (the scratchpad
+needs 9 thinking tokens, so the default cap of 24 never binds and the run equals greedy decoding);
+extending with ``min_thinking_tokens=12`` appends "Wait" 1.4 times per problem and drops accuracy
+to 0.0% (the model continues with garbage such as ``11;12;10;Wait1;#11;12;10``).
+
+s1's recipe, reproduced: ``--model embedded:reasoning-s1`` is the reasoning model fine-tuned
+(SFT, like s1's fine-tune on s1K) on training-split traces whose thinking goes on after "Wait"
+with an explicit re-check, ``12;13;6;Wait347+285:7+5=12;4+8+1=13;3+2+1=6;#632`` (the problem
+rewritten with aligned operands, then each column's digits, carry and sum; the answer is read off
+the last pass), mixed with plain scratchpads; see ``posttrain.embedded.s1``. There ``before``
+stays greedy decoding of the same (s1) model, so a gain is budget forcing's, not the fine-tune's;
+``greedy_reasoning_model`` gives the model before the fine-tune, and ``paired_vs_greedy`` the
+mistakes fixed and answers broken. MEASURED_S1
 """
 
 from __future__ import annotations
@@ -64,13 +73,13 @@ class Config(InferenceConfig):
         "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
     )
     max_thinking_tokens: int = Field(
-        64,
+        24,
         ge=0,
         description="Cap: most thinking tokens before the end-of-thinking delimiter is forced.",
         json_schema_extra=SWEEP,
     )
     min_thinking_tokens: int = Field(
-        12,
+        0,
         ge=0,
         description="Extend: fewer thinking tokens than this get the continuation (0: never extend).",
         json_schema_extra=SWEEP,
@@ -111,18 +120,10 @@ def paired_difference(before: list[bool], after: list[bool]) -> dict:
     return {"fixed": fixed, "broken": broken, "gain": gain, "gain_se": math.sqrt(max(var, 0.0) / max(n, 1))}
 
 
-def embedded_model(cfg: Config, ctx: RunContext) -> RunContext:
-    """On the embedded reasoning task the default model is the s1 model (posttrain.embedded.s1)."""
-    if ctx.model is None and ctx.dataset is None and cfg.task == "reasoning":
-        return replace(ctx, model=S1_MODEL)
-    return ctx
-
-
 # --- run --------------------------------------------------------------------------------------------------
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    ctx = embedded_model(cfg, ctx)
     model, tokenizer, problems, _, meter = setup(cfg.model_copy(update={"baseline": False}), ctx)
     greedy = None  # `before`: greedy decoding of the same model, kept per problem for the paired counts
     if cfg.baseline:

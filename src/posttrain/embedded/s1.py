@@ -18,7 +18,7 @@ training on them, the way s1 fine-tunes Qwen2.5-32B-Instruct:
 
 Training-split problems only (``s1_examples`` refuses a held-out one); the held-out split is kept
 for evaluation. Preparation (~2-3 CPU minutes, 1 thread) is cached in
-``$POSTTRAIN_CACHE/embedded/scratch2x3-s1-v1-seed0``; ``s1.json`` records its held-out greedy and
+``$POSTTRAIN_CACHE/embedded/scratch2x3-s1-v2-seed0``; ``s1.json`` records its held-out greedy and
 forced-re-check accuracy.
 
 Deviations from s1's fine-tune: the traces are generated, not distilled from a stronger model;
@@ -33,13 +33,13 @@ import random
 import time
 from pathlib import Path
 
-S1_VERSION = "v1"  # bump when the recipe below changes, so stale caches are not reused
+S1_VERSION = "v2"  # bump when the recipe below changes, so stale caches are not reused
 CONTINUATION = "Wait"
 HEADER_END = ":"  # ends the re-check's rewritten problem
-S1_MIX = {"plain": 0.1, "correct": 0.2, "wrong": 0.3, "own": 0.3, "twice": 0.1}
-S1_TRAIN_PROBLEMS = 6000
+S1_MIX = {"plain": 0.4, "correct": 0.15, "wrong": 0.2, "own": 0.15, "twice": 0.1}
+S1_TRAIN_PROBLEMS = 20000
 S1_STEPS = 2000
-S1_LR = 3e-3
+S1_LR = 1e-3
 EMBEDDED_S1_MODEL = "embedded:reasoning-s1"  # the --model value that names this model
 
 
@@ -47,14 +47,16 @@ EMBEDDED_S1_MODEL = "embedded:reasoning-s1"  # the --model value that names this
 
 
 def recheck(numbers: tuple[int, ...], width: int, errors: dict[int, int] | None = None) -> list[str]:
-    """The explicit re-check: the problem rewritten with aligned operands, then right to left
-    ``digit+digit(+carry)=sum;`` per column.
+    """The explicit re-check: the problem rewritten with aligned operands (``HEADER_END``), then
+    right to left ``digit+digit(+carry)=sum;`` per column.
 
     recheck((347, 85), 3) == ["347+085:", "7+5=12;", "4+8+1=13;", "3+0+1=4;"]; ``errors`` maps a
     column to a sum offset (a wrong re-check whose later columns carry on from it, like
     ``reasoning.trace``).
     """
     a, b = numbers
+    # the aligned rewrite puts every column's digits at a fixed offset: the copy errors on short
+    # operands (713+99 read as 8+9) were most of the unaligned re-check's mistakes
     carry, out = 0, [f"{a:0{width}d}+{b:0{width}d}{HEADER_END}"]
     for k in range(width):
         da, db = (a // 10**k) % 10, (b // 10**k) % 10
