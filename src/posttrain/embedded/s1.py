@@ -7,8 +7,9 @@ model knows how to do. The embedded reasoning model never saw "Wait" (extending 
 training on them, the way s1 fine-tunes Qwen2.5-32B-Instruct:
 
 - a *re-check* recomputes the sum column by column, writing the column's digits and the carry
-  next to each sum, ``347+285=`` -> ``7+5=12;4+8+1=13;3+2+1=6;``: each sum is then a local
-  addition of the digits just written instead of a lookup of prompt digits plus a carry;
+  next to each sum, after the problem rewritten with aligned operands, ``347+285=`` ->
+  ``347+285:7+5=12;4+8+1=13;3+2+1=6;``: each sum is then a local addition of the digits just
+  written instead of a lookup of prompt digits plus a carry;
 - an *s1 trace* is a first attempt, ``Wait``, the re-check and the answer read off the last pass:
   ``12;13;6;Wait347+285:7+5=12;4+8+1=13;3+2+1=6;#632``;
 - the mixture (``S1_MIX``): plain scratchpads that end at ``#`` directly, and s1 traces whose
@@ -17,9 +18,12 @@ training on them, the way s1 fine-tunes Qwen2.5-32B-Instruct:
   forcing a second extension stays in distribution.
 
 Training-split problems only (``s1_examples`` refuses a held-out one); the held-out split is kept
-for evaluation. Preparation (~2-3 CPU minutes, 1 thread) is cached in
+for evaluation. Preparation (2000 steps, batch 64, lr 1e-3: ~530 CPU-seconds, 1 thread, ~9 min wall
+on a loaded 2-core machine, over the ~3 minutes of the other embedded models: shorter fine-tunes
+did not learn the re-check, e.g. 650-800 steps at lr 3e-3 re-check worse than the first pass) is
+deterministic for a seed and cached in
 ``$POSTTRAIN_CACHE/embedded/scratch2x3-s1-v2-seed0``; ``s1.json`` records its held-out greedy and
-forced-re-check accuracy.
+forced-re-check accuracy (89.0% and 93.5% on 200 problems of seed 1000).
 
 Deviations from s1's fine-tune: the traces are generated, not distilled from a stronger model;
 in s1 traces the loss covers the whole trace, here the first attempt and the ``Wait`` are part of
