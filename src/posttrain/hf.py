@@ -5,6 +5,7 @@ the reference model, and saving in a form transformers/peft load directly.
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -41,24 +42,27 @@ def quiet_transformers() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# --model names of the embedded models other than the base (each built on first use, then cached)
+EMBEDDED_MODELS = {
+    "embedded:reasoning": "posttrain.embedded.model.reasoning_model_dir",  # scratchpad reasoning, embedded/reasoning.py
+    "embedded:reasoning-fewshot": "posttrain.embedded.fewshot.fewshot_model_dir",  # trained on few-shot pages
+    "embedded:reasoning-diverse": "posttrain.embedded.diverse.diverse_model_dir",  # solves by several paths
+    "embedded:reasoning-s1": "posttrain.embedded.s1.s1_model_dir",  # fine-tuned on self-re-checking traces
+}
+
+
 def model_source(ctx: RunContext, console=None) -> str:
     """The model folder or hub id to load: the user's, or the embedded base (prepared on first use)."""
     if ctx.model is None:
         from posttrain.embedded.model import base_model_dir
 
         return str(base_model_dir(seed=0, console=console))
-    if ctx.model == "embedded:reasoning":  # the scratchpad reasoning base model, see embedded/reasoning.py
-        from posttrain.embedded.model import reasoning_model_dir
-
-        return str(reasoning_model_dir(seed=0, console=console))
-    if ctx.model == "embedded:reasoning-fewshot":  # the same, trained on few-shot pages (embedded/fewshot.py)
-        from posttrain.embedded.fewshot import fewshot_model_dir
-
-        return str(fewshot_model_dir(seed=0, console=console))
-    if ctx.model == "embedded:reasoning-diverse":  # the same, solving by several paths (embedded/diverse.py)
-        from posttrain.embedded.diverse import diverse_model_dir
-
-        return str(diverse_model_dir(seed=0, console=console))
+    builder = EMBEDDED_MODELS.get(ctx.model)
+    if builder is not None:
+        module, function = builder.rsplit(".", 1)
+        return str(getattr(importlib.import_module(module), function)(seed=0, console=console))
+    if ctx.model.startswith("embedded:"):
+        raise UserError(f"--model {ctx.model}: no such embedded model (expected one of {', '.join(EMBEDDED_MODELS)})")
     path = Path(ctx.model).expanduser()
     if ctx.model.startswith((".", "/", "~")) and not path.exists():
         raise UserError(f"--model {ctx.model}: folder does not exist")
