@@ -73,6 +73,7 @@ def _run(python, *args, cwd=None):
         (["dpo", "--set", "beta=abc"], "--set beta: Input should be a valid number"),
         (["dpo", "--set", "beta"], "--set beta: expected key=value"),
         (["sft", "--model", "./no-such-model"], "--model ./no-such-model: folder does not exist"),
+        (["sft", "--model", "embedded:reasoning-big"], "--model embedded:reasoning-big: no such embedded model"),
         (["sft", "--dataset", "./missing.jsonl"], "dataset file missing.jsonl does not exist"),
     ],
 )

@@ -26,7 +26,8 @@ from posttrain.embedded.diverse import (
     pick_path,
 )
 from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK, extract_answer
-from posttrain_plugins.self_consistency import Config, embedded_model, paired_counts
+from posttrain.inference import paired_counts
+from posttrain_plugins.self_consistency import Config, embedded_model
 
 
 def test_each_path_of_347_plus_285():

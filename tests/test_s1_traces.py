@@ -11,7 +11,7 @@ from posttrain.embedded import s1
 from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
 from posttrain.embedded.reasoning import wrong_trace
 from posttrain.hf import model_source
-from posttrain_plugins.budget_forcing import S1_MODEL, Config, forcing_action, paired_difference
+from posttrain_plugins.budget_forcing import S1_MODEL, Config, embedded_model, forcing_action
 
 
 def test_recheck_writes_digits_and_carry_per_column():
@@ -69,26 +69,19 @@ def test_s1_mixture_refuses_heldout_problems():
         s1.s1_examples(task.prompts(3, 0, "train"), [], seed=0)
 
 
-def test_paired_difference_hand_worked():
-    out = paired_difference([True, False, False, True], [True, True, False, False])
-    assert (out["fixed"], out["broken"], out["gain"]) == (1, 1, 0.0)
-    assert out["gain_se"] == pytest.approx((0.5 / 4) ** 0.5)
-    out = paired_difference([False, False, True, True], [True, True, True, True])
-    # d = [1, 1, 0, 0]: mean 0.5, variance 0.5 - 0.25 = 0.25, se sqrt(0.25 / 4) = 0.25
-    assert (out["fixed"], out["broken"], out["gain"], out["gain_se"]) == (2, 0, 0.5, pytest.approx(0.25))
-
-
-def test_budget_forcing_default_unchanged_and_s1_model_named(tmp_path, monkeypatch):
+def test_budget_forcing_defaults_to_the_s1_model_with_one_forced_wait(tmp_path, monkeypatch):
     cfg = Config()
-    # the default stays cap-only on the reasoning model: the s1 model's gain was not beyond noise
-    # on the default 200 problems (see the plugin docstring)
-    assert (cfg.task, cfg.min_thinking_tokens, cfg.max_thinking_tokens, cfg.continuation) == (
+    assert (cfg.task, cfg.min_thinking_tokens, cfg.max_thinking_tokens, cfg.continuation, cfg.eval_examples) == (
         "reasoning",
-        0,
-        24,
+        12,
+        64,
         "Wait",
+        1000,
     )
-    assert forcing_action(9, True, 0, cfg) == "answer"
+    assert embedded_model(cfg, RunContext(tmp_path)).model == S1_MODEL
+    assert embedded_model(cfg, RunContext(tmp_path, model="my/model")).model == "my/model"
+    assert embedded_model(cfg, RunContext(tmp_path, dataset="d.jsonl")).model is None
+    assert forcing_action(9, True, 0, Config(min_thinking_tokens=0)) == "answer"
     monkeypatch.setattr(s1, "s1_model_dir", lambda seed=0, console=None: tmp_path / "s1")
     assert model_source(RunContext(tmp_path, model=S1_MODEL)) == str(tmp_path / "s1")
     # the documented extension setting: the first pass (8-9 thinking tokens) is forced to re-check,

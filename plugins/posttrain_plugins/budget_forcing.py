@@ -3,10 +3,9 @@
 Paper: Muennighoff, Yang, Shi, Li, Fei-Fei, Hajishirzi, Zettlemoyer, Liang, Candes, Hashimoto 2025,
 "s1: Simple test-time scaling", arXiv:2501.19393, §3.1. Catalog entry: catalog/methods/budget-forcing.yaml.
 
-    catalog run budget-forcing                                      # embedded reasoning model
-    catalog run budget-forcing --set max_thinking_tokens=0,4,8,12,24 # the s1 scaling curve (cap)
-    catalog run budget-forcing --model embedded:reasoning-s1 \
-        --set min_thinking_tokens=12 --set max_thinking_tokens=64   # extend the s1 model: one "Wait"
+    catalog run budget-forcing                                      # embedded s1 model, one forced "Wait"
+    catalog run budget-forcing --set min_thinking_tokens=0,12       # without / with the forced "Wait"
+    catalog run budget-forcing --model embedded:reasoning --set max_thinking_tokens=0,4,8,12,24
     catalog run budget-forcing --model simplescaling/s1.1-1.5B --dataset aime.jsonl \
         --set end_of_thinking='<|im_start|>answer' --set continuation=Wait --set max_thinking_tokens=4000
 
@@ -23,40 +22,41 @@ Both rules are s1's (§3.1): the delimiter is never emitted below the minimum (d
 it, it is dropped and the continuation appended), and at the cap the delimiter is appended so the
 model must answer.
 
-Deviations: on the embedded reasoning model (the default) "Wait" is a string it never saw in
-training, so extending is implemented faithfully but cannot help there; the cap is what the
-default run sweeps. Measured (200 held-out problems, greedy 58.0%, reports/tts/budget-forcing.json):
-thinking capped at 0 or 4 tokens 0.0%, at 8 tokens 55.5%, at 12+ tokens 58.0% (the scratchpad
-needs 9 thinking tokens, so the default cap of 24 never binds and the run equals greedy decoding);
-extending with ``min_thinking_tokens=12`` appends "Wait" 1.4 times per problem and drops accuracy
-to 0.0% (the model continues with garbage such as ``11;12;10;Wait1;#11;12;10``).
+Deviations:
+1. The embedded s1 model. s1 applies budget forcing to a model fine-tuned on reasoning traces
+   that re-check themselves (s1K). On the embedded reasoning task (no --model, ``task=reasoning``)
+   the model is ``embedded:reasoning-s1`` (``posttrain.embedded.s1``): the reasoning model
+   fine-tuned on training-split traces whose thinking goes on after "Wait" with an explicit
+   re-check, ``12;13;6;Wait347+285:7+5=12;4+8+1=13;3+2+1=6;#632`` (the problem rewritten with
+   aligned operands, then each column's digits, carry and sum; the answer is read off the last
+   pass), mixed with plain scratchpads. The first attempt and "Wait" are prompt, not loss, so the
+   model never says "Wait" on its own: the extension comes from the forcing. ``before`` is
+   greedy decoding of the same s1 model, so a gain is budget forcing's, not the fine-tune's;
+   ``greedy_reasoning_model`` reports the model before the fine-tune and ``paired_vs_greedy`` the
+   mistakes fixed and answers broken.
+2. Budgets are sized for the embedded task: ``min_thinking_tokens`` 12 (the first pass takes 8-9
+   thinking tokens, so it gets exactly one "Wait") and ``max_thinking_tokens`` 64 (room for the
+   re-check); 1000 held-out problems, since the gain is ~3 points. Set them for your model.
 
-s1's recipe, reproduced: ``--model embedded:reasoning-s1`` is the reasoning model fine-tuned
-(SFT, like s1's fine-tune on s1K) on training-split traces whose thinking goes on after "Wait"
-with an explicit re-check, ``12;13;6;Wait347+285:7+5=12;4+8+1=13;3+2+1=6;#632`` (the problem
-rewritten with aligned operands, then each column's digits, carry and sum; the answer is read off
-the last pass), mixed with plain scratchpads; see ``posttrain.embedded.s1``. There ``before``
-stays greedy decoding of the same (s1) model, so a gain is budget forcing's, not the fine-tune's;
-``greedy_reasoning_model`` gives the model before the fine-tune, and ``paired_vs_greedy`` the
-mistakes fixed and answers broken. Measured
-(``min_thinking_tokens=12``, ``max_thinking_tokens=64``: one "Wait" per problem, 43.4 generated
-tokens per problem against greedy's 13.1, 52 forward passes against 16): on the default 200
-held-out problems 93.5% -> 94.0% (7 fixed, 6 broken, +0.5 points, paired standard error 1.8),
-within noise; on 1000 held-out problems 91.8% -> 94.6% (42 fixed, 14 broken, +2.8 +- 0.7). The
-reasoning model before the fine-tune: greedy 58.0% (200) and 58.1% (1000); the fine-tune's plain
-traces lift the first pass by ~35 points, which leaves budget forcing few mistakes to fix (most
-left are digit-lookup errors on short operands, which the re-check shares). Cap curve of the s1
-model (200 problems, min 12): 67.5% at 8 thinking tokens, 0.5-1.0% at 16-32 (the cap cuts the
-re-check and the answer read off a partial pass is wrong), 94.0% at 64. Two forced "Wait"s
-(min 48, cap 112, 1000 problems) drop it to 71.6%. So the default stays the reasoning model:
-budget forcing's gain on the s1 model is real on 1000 problems but not beyond noise on the
-default 200. An earlier re-check without the aligned rewrite (``7+5=12;4+8+1=13;...``) gave
-93.0% -> 96.5% on the 200 (9 fixed, 2 broken) but 91.9% -> 92.5% on 1000 (28 fixed, 22 broken).
+Measured (1000 held-out problems, reports/runs/budget-forcing.json): greedy decoding of the s1
+model 91.8% (13.0 generated tokens per problem, 32 forward passes) -> budget forcing 94.6% (43.4
+tokens, 104 forward passes): 42 mistakes fixed, 14 answers broken, +2.8 points, paired standard
+error 0.7. The reasoning model before the fine-tune: greedy 58.1%; the fine-tune's plain traces
+lift the first pass by ~34 points, which leaves budget forcing few mistakes to fix (most left are
+digit-lookup errors on short operands, which the re-check shares). On the default 200 problems of
+the other TTS methods the same setting gives 93.5% -> 94.0% (7 fixed, 6 broken), within noise. Cap
+curve of the s1 model (200 problems, min 12): 67.5% at 8 thinking tokens, 0.5-1.0% at 16-32 (the
+cap cuts the re-check and the answer read off a partial pass is wrong), 94.0% at 64. Two forced
+"Wait"s (min 48, cap 112, 1000 problems) drop it to 71.6%. An earlier re-check without the
+aligned rewrite (``7+5=12;4+8+1=13;...``) gave 91.9% -> 92.5% on 1000 (28 fixed, 22 broken).
+On the reasoning model (``--model embedded:reasoning``), never trained to re-check: the cap curve
+is 0.0% at 0-4 thinking tokens, 55.5% at 8, 58.0% from 12 (greedy 58.0%, 200 problems), and
+``min_thinking_tokens=12`` appends "Wait" 1.4 times per problem and drops accuracy to 0.0% (the
+model continues with garbage such as ``11;12;10;Wait1;#11;12;10``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 from pydantic import Field
@@ -72,6 +72,7 @@ from posttrain.inference import (
     greedy_baseline,
     load_model,
     new_tokens,
+    paired_counts,
     sample,
     setup,
     step_stop,
@@ -82,17 +83,22 @@ S1_MODEL = "embedded:reasoning-s1"  # posttrain.embedded.s1: the reasoning model
 
 
 class Config(InferenceConfig):
+    eval_examples: int = Field(
+        1000,
+        ge=1,
+        description="Problems to solve: 1000 embedded held-out prompts (the s1 model's gain, ~3 points, is noise on 200), or the first N records of --dataset.",
+    )
     task: str = Field(
         "reasoning", pattern="^(addition|reasoning)$", description="Embedded task when no --dataset is given."
     )
     max_thinking_tokens: int = Field(
-        24,
+        64,
         ge=0,
         description="Cap: most thinking tokens before the end-of-thinking delimiter is forced.",
         json_schema_extra=SWEEP,
     )
     min_thinking_tokens: int = Field(
-        0,
+        12,
         ge=0,
         description="Extend: fewer thinking tokens than this get the continuation (0: never extend).",
         json_schema_extra=SWEEP,
@@ -119,24 +125,20 @@ def forcing_action(thinking_tokens: int, wants_to_end: bool, waits: int, cfg: Co
     return "think"
 
 
-def paired_difference(before: list[bool], after: list[bool]) -> dict:
-    """Paired comparison of two runs on the same problems: mistakes fixed, answers broken, the
-    accuracy gain and its standard error (of the mean per-problem difference d in {-1, 0, 1}).
-
-    before [T, F, F, T], after [T, T, F, F]: fixed 1, broken 1, gain 0, se sqrt((2/4 - 0) / 4) = 0.354.
-    """
-    n = len(before)
-    fixed = sum(a and not b for b, a in zip(before, after, strict=True))
-    broken = sum(b and not a for b, a in zip(before, after, strict=True))
-    gain = (fixed - broken) / max(n, 1)
-    var = (fixed + broken) / max(n, 1) - gain**2
-    return {"fixed": fixed, "broken": broken, "gain": gain, "gain_se": math.sqrt(max(var, 0.0) / max(n, 1))}
-
-
 # --- run --------------------------------------------------------------------------------------------------
 
 
+def embedded_model(cfg: Config, ctx: RunContext) -> RunContext:
+    """On the embedded reasoning task the default model is the s1 model (the reasoning model
+    fine-tuned on traces that re-check themselves after "Wait", posttrain.embedded.s1), as s1
+    applies budget forcing to its fine-tuned model."""
+    if ctx.model is None and ctx.dataset is None and cfg.task == "reasoning":
+        return replace(ctx, model=S1_MODEL)
+    return ctx
+
+
 def run(cfg: Config, ctx: RunContext) -> RunResult:
+    ctx = embedded_model(cfg, ctx)
     model, tokenizer, problems, _, meter = setup(cfg.model_copy(update={"baseline": False}), ctx)
     greedy = None  # `before`: greedy decoding of the same model, kept per problem for the paired counts
     if cfg.baseline:
@@ -216,7 +218,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     result.metrics["after"]["waits_per_problem"] = sum(waits) / max(len(waits), 1)
     if greedy is not None:
         after = [bool(problems.check(p, r)) for p, r in zip(predictions, problems.records, strict=True)]
-        result.metrics["paired_vs_greedy"] = paired_difference(greedy, after)
+        result.metrics["paired_vs_greedy"] = paired_counts(greedy, after)
     if ctx.model == S1_MODEL and cfg.baseline:  # context: greedy decoding of the model before the s1 fine-tune
         base, base_tok = load_model(replace(ctx, model=REASONING_MODEL))
         result.metrics["greedy_reasoning_model"] = greedy_baseline(

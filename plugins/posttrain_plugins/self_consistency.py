@@ -70,6 +70,7 @@ from posttrain.inference import (
     finish,
     load_model,
     new_tokens,
+    paired_counts,
     sample,
     setup,
 )
@@ -140,25 +141,6 @@ def weighted_majority_vote(answers: Sequence[str], weights: Sequence[float]) -> 
 def vote_share(answers: Sequence[str], winner: str) -> float:
     """Share of samples that agree with the winner (the paper's consistency, a confidence proxy)."""
     return sum(a == winner for a in answers) / max(len(answers), 1)
-
-
-def paired_counts(greedy_correct: Sequence[bool], voted_correct: Sequence[bool]) -> dict[str, float]:
-    """Problems the vote fixed (greedy wrong, vote right) and broke (greedy right, vote wrong), and
-    the paired standard error of the accuracy difference, sqrt(var(d) / n) with d in {-1, 0, 1}.
-
-    greedy [F, F, T, T], voted [T, T, F, T] -> fixed 2, broken 1, difference 0.25,
-    var(d) = 3/4 - 1/16 = 11/16, standard error sqrt(11/64) = 0.4146.
-    """
-    n = len(greedy_correct)
-    fixed = sum(v and not g for g, v in zip(greedy_correct, voted_correct, strict=True))
-    broken = sum(g and not v for g, v in zip(greedy_correct, voted_correct, strict=True))
-    diff = (fixed - broken) / n
-    return {
-        "fixed": fixed,
-        "broken": broken,
-        "difference": diff,
-        "paired_se": math.sqrt(((fixed + broken) / n - diff**2) / n),
-    }
 
 
 # --- run ----------------------------------------------------------------------------------------------

@@ -386,6 +386,26 @@ def load_reward_model(path: str, device: str):
 # --- results ----------------------------------------------------------------------------------------
 
 
+def paired_counts(before_correct: Sequence[bool], after_correct: Sequence[bool]) -> dict[str, float]:
+    """A method against greedy decoding on the same problems: mistakes it fixed (greedy wrong, method
+    right), answers it broke (greedy right, method wrong), the accuracy difference and its paired
+    standard error, sqrt(var(d) / n) with d in {-1, 0, 1}.
+
+    greedy [F, F, T, T], method [T, T, F, T] -> fixed 2, broken 1, difference 0.25,
+    var(d) = 3/4 - 1/16 = 11/16, standard error sqrt(11/64) = 0.4146.
+    """
+    n = max(len(before_correct), 1)
+    fixed = sum(a and not b for b, a in zip(before_correct, after_correct, strict=True))
+    broken = sum(b and not a for b, a in zip(before_correct, after_correct, strict=True))
+    diff = (fixed - broken) / n
+    return {
+        "fixed": fixed,
+        "broken": broken,
+        "difference": diff,
+        "paired_se": math.sqrt(max((fixed + broken) / n - diff**2, 0.0) / n),
+    }
+
+
 def greedy_baseline(model, tokenizer, problems: Problems, max_new_tokens: int, batch_size: int) -> dict[str, Any]:
     """Greedy decoding's accuracy and compute: the `before` column of every inference method."""
     meter = ComputeMeter(model)
