@@ -35,6 +35,7 @@ greedy decoding chose it on ~40% of problems; its errors were independent of the
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from pathlib import Path
@@ -188,26 +189,18 @@ def path_accuracy(model, tokenizer, n: int = 1000, seed: int = 0) -> dict:
 
 def diverse_model_dir(seed: int = 0, console=None) -> Path:
     """Folder of the diverse-paths model (built from the reasoning model on first use)."""
-    from posttrain.embedded.model import cache_root, cached_model
-    from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
+    from posttrain.embedded.model import reasoning_variant_dir
 
-    target = cache_root() / "embedded" / f"{task.name}-diverse-{DIVERSE_VERSION}-seed{seed}"
-    return cached_model(target, lambda out: _fine_tune(seed, out, console), "diverse-paths model", console)
+    prepare = functools.partial(_fine_tune, seed, console=console)  # prepare(out)
+    return reasoning_variant_dir("diverse", DIVERSE_VERSION, prepare, "diverse-paths model", seed, console)
 
 
 def _fine_tune(seed: int, out: Path, console=None) -> dict:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from posttrain.embedded.model import load_reasoning_model, train_steps
 
-    from posttrain.embedded.model import reasoning_model_dir, train_until
-
-    source = reasoning_model_dir(seed, console)
-    model = AutoModelForCausalLM.from_pretrained(source)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    model, tokenizer, source = load_reasoning_model(seed, console)
     start, cpu = time.time(), time.process_time()
-    # a fixed budget (no early stop on a held-out score): the recipe is the same for every seed
-    steps, _ = train_until(
-        model, tokenizer, diverse_examples(40000, seed), seed, lambda: 0.0, 1.0, TRAIN_STEPS, TRAIN_STEPS, TRAIN_LR, 50
-    )
+    steps = train_steps(model, tokenizer, diverse_examples(40000, seed), seed, TRAIN_STEPS, TRAIN_LR)
     info = {
         "source": source.name,
         "steps": steps,

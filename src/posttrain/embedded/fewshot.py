@@ -17,6 +17,7 @@ against chain-of-thought prompting (worked exemplars) of the same questions.
 
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 
@@ -81,24 +82,17 @@ def fewshot_accuracy(model, tokenizer, shots: int, direct: bool, n: int = 200, s
 
 def fewshot_model_dir(seed: int = 0, console=None) -> Path:
     """Folder of the few-shot reasoning model (built from the reasoning model on first use)."""
-    from posttrain.embedded.model import cache_root, cached_model
-    from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
+    from posttrain.embedded.model import reasoning_variant_dir
 
-    target = cache_root() / "embedded" / f"{task.name}-fewshot-{FEWSHOT_VERSION}-seed{seed}"
-    return cached_model(target, lambda out: _continue_on_pages(seed, out, console), "few-shot reasoning model", console)
+    prepare = functools.partial(_continue_on_pages, seed, console=console)  # prepare(out)
+    return reasoning_variant_dir("fewshot", FEWSHOT_VERSION, prepare, "few-shot reasoning model", seed, console)
 
 
 def _continue_on_pages(seed: int, out: Path, console=None) -> dict:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from posttrain.embedded.model import load_reasoning_model, train_steps
 
-    from posttrain.embedded.model import reasoning_model_dir, train_until
-
-    source = reasoning_model_dir(seed, console)
-    model = AutoModelForCausalLM.from_pretrained(source)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    steps, _ = train_until(
-        model, tokenizer, pages(40000, seed), seed, lambda: 0.0, 1.0, TRAIN_STEPS, TRAIN_STEPS, lr=1e-3, warmup=50
-    )
+    model, tokenizer, source = load_reasoning_model(seed, console)
+    steps = train_steps(model, tokenizer, pages(40000, seed), seed, TRAIN_STEPS, lr=1e-3)
     model.eval()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

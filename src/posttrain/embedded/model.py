@@ -150,6 +150,29 @@ def reasoning_model_dir(seed: int = 0, console=None) -> Path:
     return cached_model(target, lambda out: _pretrain_reasoning(seed, out), "reasoning model", console)
 
 
+def reasoning_variant_dir(kind: str, version: str, prepare, what: str, seed: int = 0, console=None, marker="base.json"):
+    """Folder ``<task>-<kind>-<version>-seed<seed>`` of a model built from the reasoning model by
+    ``prepare(out) -> info`` on first use (the few-shot, diverse-paths and s1 models)."""
+    from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
+
+    target = cache_root() / "embedded" / f"{task.name}-{kind}-{version}-seed{seed}"
+    return cached_model(target, prepare, what, console, marker)
+
+
+def load_reasoning_model(seed: int = 0, console=None):
+    """(model, tokenizer, folder) of the reasoning model, where its variants start."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = reasoning_model_dir(seed, console)
+    return AutoModelForCausalLM.from_pretrained(source), AutoTokenizer.from_pretrained(source), source
+
+
+def train_steps(model, tokenizer, records, seed: int, steps: int, lr: float, warmup: int = 50) -> int:
+    """``train_until`` with a fixed budget (no early stop on a held-out score): the same recipe for
+    every seed. Returns the steps taken."""
+    return train_until(model, tokenizer, records, seed, lambda: 0.0, 1.0, steps, steps, lr=lr, warmup=warmup)[0]
+
+
 def reasoning_mixture(n: int, seed: int) -> list[dict]:
     """The training mixture of the reasoning base model: solve, noisy solve, verify, refine, polish."""
     import random

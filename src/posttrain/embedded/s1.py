@@ -33,6 +33,7 @@ says "Wait" on its own: extending is left to budget forcing, as the budget-forci
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from pathlib import Path
@@ -140,11 +141,10 @@ def s1_examples(problems: list[dict], own: list[str], seed: int) -> list[dict]:
 
 def s1_model_dir(seed: int = 0, console=None) -> Path:
     """Folder of the embedded s1 model (built from the reasoning model on first use)."""
-    from posttrain.embedded.model import cache_root, cached_model
-    from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
+    from posttrain.embedded.model import reasoning_variant_dir
 
-    target = cache_root() / "embedded" / f"{task.name}-s1-{S1_VERSION}-seed{seed}"
-    return cached_model(target, lambda out: _fine_tune(seed, out, console), "s1 reasoning model", console, "s1.json")
+    prepare = functools.partial(_fine_tune, seed, console=console)  # prepare(out)
+    return reasoning_variant_dir("s1", S1_VERSION, prepare, "s1 reasoning model", seed, console, "s1.json")
 
 
 def forced_accuracy(model, tokenizer, n: int = 200, seed: int = 0) -> dict:
@@ -168,21 +168,18 @@ def forced_accuracy(model, tokenizer, n: int = 200, seed: int = 0) -> dict:
 
 def _fine_tune(seed: int, out: Path, console=None) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from posttrain.embedded.model import reasoning_model_dir, train_until
+    from posttrain.embedded.model import load_reasoning_model, train_steps
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
     from posttrain.evaluation import generate
 
-    source = reasoning_model_dir(seed, console)
-    model = AutoModelForCausalLM.from_pretrained(source)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    model, tokenizer, source = load_reasoning_model(seed, console)
     start = time.process_time()
     problems = task.prompts(S1_TRAIN_PROBLEMS, seed, "train")
     with torch.no_grad():
         own = generate(model, tokenizer, [r["prompt"] for r in problems], max_new_tokens=24, batch_size=500)
     records = s1_examples(problems, own, seed)
-    steps, _ = train_until(model, tokenizer, records, seed, lambda: 0.0, 1.0, S1_STEPS, S1_STEPS, lr=S1_LR, warmup=50)
+    steps = train_steps(model, tokenizer, records, seed, S1_STEPS, S1_LR)
     model.eval()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
