@@ -143,13 +143,6 @@ class LeanDecoder:
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return self.inner.norm(x)
 
-    def logits(self, input_ids, attention_mask, position_ids, keep: int) -> torch.Tensor:
-        """Logits of the last ``keep`` positions, (B, keep, V): the model's forward with logits_to_keep."""
-        x = self.inner.embed_tokens(input_ids)
-        cos, sin = self.inner.rotary_emb(x, position_ids)
-        hidden = self._blocks(x, cos, sin, padded_causal_mask(attention_mask))
-        return self.model.lm_head(hidden[:, -keep:])
-
     def completion_logits(self, input_ids, attention_mask, prompt_width: int) -> torch.Tensor:
         """(N, C, V) logits predicting each completion token of rollout rows (prompt left-padded to
         ``prompt_width``, completion right-padded), with each run of rows that share a prompt (the G
