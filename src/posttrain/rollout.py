@@ -549,13 +549,14 @@ def completion_logprobs(
 ) -> torch.Tensor:
     """log p(completion token | prefix) under ``model`` for ``rows``, (n, C); grad flows if enabled.
 
-    One padded forward over prompt + completion; only the last C + 1 positions' logits are kept.
+    For Llama / Qwen2 models posttrain.fastpath's forward (the prompt part once per run of rows
+    sharing it); else one padded forward over prompt + completion, keeping the last C + 1 logits.
     """
     rows = slice(None) if rows is None else rows
     ids, attn = rollout.input_ids[rows], rollout.attention_mask[rows]
     width = ids.shape[1] - rollout.prompt_width
     lean = lean_decoder(model)
-    if lean is not None:  # the prompt part once per run of rows sharing it
+    if lean is not None:
         logits = lean.completion_logits(ids, attn, rollout.prompt_width)
     else:
         logits = _model_logits(model, ids, attn, width + 1)[:, :-1]
