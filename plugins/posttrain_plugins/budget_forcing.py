@@ -65,11 +65,11 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.inference import (
     REASONING_MODEL,
     SWEEP,
-    ComputeMeter,
     InferenceConfig,
     PerProblem,
     finish,
     greedy_baseline,
+    greedy_decoding,
     load_model,
     new_tokens,
     paired_counts,
@@ -140,26 +140,13 @@ def embedded_model(cfg: Config, ctx: RunContext) -> RunContext:
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     ctx = embedded_model(cfg, ctx)
     model, tokenizer, problems, _, meter = setup(cfg.model_copy(update={"baseline": False}), ctx)
-    greedy = None  # `before`: greedy decoding of the same model, kept per problem for the paired counts
-    if cfg.baseline:
-        base_meter = ComputeMeter(model)
-        out = sample(
-            model,
-            tokenizer,
-            [r["prompt"] for r in problems.records],
-            1,
-            new_tokens(cfg, problems),
-            base_meter,
-            greedy=True,
-            batch_size=cfg.batch_size,
-        )
-        base_meter.close()
-        greedy = [bool(problems.check(row[0], r)) for row, r in zip(out.texts, problems.records, strict=True)]
-        before = {"accuracy": sum(greedy) / max(len(greedy), 1), **base_meter.snapshot(len(greedy))}
-        meter.close()  # the method's meter starts after the baseline, as setup() orders them
-        meter = ComputeMeter(model)
-    else:
-        before = None
+    # `before`: greedy decoding of the same model, kept per problem for the paired counts
+    greedy, before = (
+        greedy_decoding(model, tokenizer, problems, new_tokens(cfg, problems), cfg.batch_size)
+        if cfg.baseline
+        else (None, None)
+    )
+    meter.reset()  # the greedy baseline's compute is not the method's
     prompts = [text_prompt(tokenizer, r["prompt"]) for r in problems.records]
     per_problem = PerProblem.of(len(prompts))
     thinking = [""] * len(prompts)

@@ -63,11 +63,11 @@ from posttrain.embedded.task import extract_answer
 from posttrain.inference import (
     REASONING_MODEL,
     SWEEP,
-    ComputeMeter,
     InferenceConfig,
     PerProblem,
-    accuracy,
     finish,
+    greedy_baseline,
+    greedy_decoding,
     load_model,
     new_tokens,
     paired_counts,
@@ -157,23 +157,14 @@ def embedded_model(cfg: Config, ctx: RunContext) -> tuple[Config, RunContext]:
     return cfg, ctx
 
 
-def greedy(model, tokenizer, problems, max_new_tokens: int, batch_size: int) -> tuple[list[bool], dict]:
-    """Per-problem correctness and the metrics of greedy decoding (the `before` column)."""
-    meter = ComputeMeter(model)
-    prompts = [r["prompt"] for r in problems.records]
-    outs = sample(model, tokenizer, prompts, 1, max_new_tokens, meter, greedy=True, batch_size=batch_size)
-    meter.close()
-    preds = [row[0] for row in outs.texts]
-    correct = [bool(problems.check(p, r)) for p, r in zip(preds, problems.records, strict=True)]
-    return correct, {"accuracy": accuracy(problems, preds), **meter.snapshot(len(preds))}
-
-
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     cfg, ctx = embedded_model(cfg, ctx)
     baseline = cfg.baseline
     model, tokenizer, problems, _, meter = setup(cfg.model_copy(update={"baseline": False}), ctx)
     greedy_correct, before = (
-        greedy(model, tokenizer, problems, new_tokens(cfg, problems), cfg.batch_size) if baseline else (None, None)
+        greedy_decoding(model, tokenizer, problems, new_tokens(cfg, problems), cfg.batch_size)
+        if baseline
+        else (None, None)
     )
     meter.reset()  # the greedy baseline's compute is not the method's
     prompts = [r["prompt"] for r in problems.records]
@@ -207,9 +198,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         result.metrics["after"] |= paired_counts(greedy_correct, voted)
     if baseline and ctx.model == DIVERSE_MODEL:  # for context: greedy decoding of the model it was tuned from
         original, tok = load_model(replace(ctx, model=REASONING_MODEL))
-        result.metrics["reasoning_model_greedy"] = greedy(
+        result.metrics["reasoning_model_greedy"] = greedy_baseline(
             original, tok, problems, problems.default_new_tokens, cfg.batch_size
-        )[1]
+        )
     return result
 
 

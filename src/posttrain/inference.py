@@ -406,22 +406,20 @@ def paired_counts(before_correct: Sequence[bool], after_correct: Sequence[bool])
     }
 
 
-def greedy_baseline(model, tokenizer, problems: Problems, max_new_tokens: int, batch_size: int) -> dict[str, Any]:
-    """Greedy decoding's accuracy and compute: the `before` column of every inference method."""
+def greedy_decoding(model, tokenizer, problems: Problems, max_new_tokens: int, batch_size: int):
+    """(per-problem correctness, metrics) of greedy decoding; the metrics are accuracy and compute."""
     meter = ComputeMeter(model)
-    outs = sample(
-        model,
-        tokenizer,
-        [r["prompt"] for r in problems.records],
-        1,
-        max_new_tokens,
-        meter,
-        greedy=True,
-        batch_size=batch_size,
-    )
+    prompts = [r["prompt"] for r in problems.records]
+    outs = sample(model, tokenizer, prompts, 1, max_new_tokens, meter, greedy=True, batch_size=batch_size)
     meter.close()
     preds = [row[0] for row in outs.texts]
-    return {"accuracy": accuracy(problems, preds), **meter.snapshot(len(problems.records))}
+    correct = [bool(problems.check(p, r)) for p, r in zip(preds, problems.records, strict=True)]
+    return correct, {"accuracy": accuracy(problems, preds), **meter.snapshot(len(preds))}
+
+
+def greedy_baseline(model, tokenizer, problems: Problems, max_new_tokens: int, batch_size: int) -> dict[str, Any]:
+    """Greedy decoding's accuracy and compute: the `before` column of every inference method."""
+    return greedy_decoding(model, tokenizer, problems, max_new_tokens, batch_size)[1]
 
 
 def accuracy(problems: Problems, predictions: Sequence[str]) -> float | None:
