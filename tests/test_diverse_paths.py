@@ -19,7 +19,6 @@ from posttrain.embedded.diverse import (
     diverse_examples,
     error_overlap,
     explicit_trace,
-    left_to_right_trace,
     path_of,
     path_solution,
     path_steps,
@@ -34,18 +33,14 @@ def test_each_path_of_347_plus_285():
     assert column_trace((347, 285)) == ["12;", "13;", "6;", "#632"]
     assert explicit_trace((347, 285)) == ["7+5=12;", "4+8+1=13;", "3+2+1=6;", "#632"]
     assert explicit_trace((347, 285), swap=True) == ["5+7=12;", "8+4+1=13;", "2+3+1=6;", "#632"]
-    assert left_to_right_trace((347, 285)) == ["5;", "62;", "632;", "#632"]  # 3+2, 50+4+8, 620+7+5
     assert path_solution((347, 285), "c") == "c12;13;6;#632"
     assert path_solution((347, 285), "x") == "x7+5=12;4+8+1=13;3+2+1=6;#632"
     assert path_solution((347, 285), "s") == "s5+7=12;8+4+1=13;2+3+1=6;#632"
-    assert path_solution((347, 285), "l") == "l5;62;632;#632"
 
 
 def test_short_operands_and_a_fourth_digit():
     # 47+5: the columns are padded with zeros, as in the reasoning task's scratchpad
     assert explicit_trace((47, 5)) == ["7+5=12;", "4+0+1=5;", "0+0=0;", "#52"]
-    assert left_to_right_trace((47, 5)) == ["0;", "4;", "52;", "#52"]
-    assert path_solution((999, 999), "l") == "l18;198;1998;#1998"
     assert path_solution((999, 999), "x") == "x9+9=18;9+9+1=19;9+9+1=19;#1998"
     assert len(path_solution((999, 999), "x")) <= MAX_NEW_TOKENS
 
@@ -54,9 +49,9 @@ def test_every_path_ends_in_the_right_answer():
     rng = random.Random(0)
     for _ in range(200):
         nums = (rng.randrange(1000), rng.randrange(1000))
-        for p in (*PATHS, "l"):
+        for p in PATHS:
             assert extract_answer(path_solution(nums, p)) == str(sum(nums))
-            assert path_of(path_solution(nums, p)) == (p if p in PATHS else None)
+            assert path_of(path_solution(nums, p)) == p
     assert path_of("12;13;6;#632") is None and path_of("l5;62;632;#632") is None  # "l" is not trained
     with pytest.raises(ValueError, match="unknown path"):
         path_steps((1, 2), "q")

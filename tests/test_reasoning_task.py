@@ -91,3 +91,11 @@ def test_reasoning_records_kinds():
     assert len(train) == 5 and len(heldout) == 3 and source == "scratch2x3"
     with pytest.raises(ValueError, match="unknown reasoning data kind"):
         reasoning_records("nope", 1, 1, 0)
+
+
+def test_explicit_columns_by_hand():
+    from posttrain.embedded.reasoning import explicit_columns
+
+    assert explicit_columns((347, 285), 3) == ["7+5=12;", "4+8+1=13;", "3+2+1=6;"]
+    # a wrong middle column (a dropped carry's worth, -10): the next column carries on from it
+    assert explicit_columns((347, 285), 3, {1: -10}) == ["7+5=12;", "4+8+1=3;", "3+2=5;"]

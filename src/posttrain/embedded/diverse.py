@@ -26,8 +26,7 @@ two explicit paths, which differ only in operand order, are the most alike); fre
 taking x on 44% of problems, s on 32%, c on 24%. The fine-tune costs the column path accuracy
 (the reasoning model's greedy is 58%): 1500 steps learn two new formats but do not finish.
 
-A fourth path, left to right (``left_to_right_trace``: the running total of the leading columns,
-``l5;62;632;#632``), was tried in v1 (four paths, same recipe) and dropped: 1500 steps learnt it
+A fourth path, left to right (the running total of the leading columns, ``l5;62;632;#632``), was tried in v1 (four paths, same recipe) and dropped: 1500 steps learnt it
 to 1.3% forced accuracy (a step's value depends on the carries of columns not yet read), yet
 greedy decoding chose it on ~40% of problems; its errors were independent of the others' (overlap
 1.00) but it never voted for the right answer.
@@ -42,7 +41,7 @@ from pathlib import Path
 
 DIVERSE_VERSION = "v2"  # bump when the recipe below changes, so stale caches are not reused
 DIVERSE_MODEL = "embedded:reasoning-diverse"  # its --model value
-PATHS = ("c", "x", "s")  # "l" (left_to_right_trace) was not learned: see the module docstring
+PATHS = ("c", "x", "s")  # a left-to-right path was not learned: see the module docstring
 PATH_MIX = {p: 1 / len(PATHS) for p in PATHS}  # share of training solutions written in each path
 TRAIN_STEPS = 1500
 TRAIN_LR = 1e-3
@@ -51,11 +50,6 @@ WIDTH = 3
 
 
 # --- the paths (pure functions) -------------------------------------------------------------------
-
-
-def _digits(n: int, width: int) -> list[int]:
-    """Digits of n, least significant first, padded to ``width``: 347 -> [7, 4, 3]."""
-    return [(n // 10**k) % 10 for k in range(width)]
 
 
 def column_trace(numbers: tuple[int, int], width: int = WIDTH) -> list[str]:
@@ -72,28 +66,10 @@ def explicit_trace(numbers: tuple[int, int], width: int = WIDTH, swap: bool = Fa
     (347, 285) -> ["7+5=12;", "4+8+1=13;", "3+2+1=6;", "#632"];
     swap -> ["5+7=12;", "8+4+1=13;", "2+3+1=6;", "#632"].
     """
+    from posttrain.embedded.reasoning import explicit_columns
+
     a, b = numbers
-    if swap:
-        a, b = b, a
-    carry, out = 0, []
-    for da, db in zip(_digits(a, width), _digits(b, width), strict=True):
-        s = da + db + carry
-        out.append(f"{da}+{db}{'+1' if carry else ''}={s};")
-        carry = s // 10
-    return out + [f"#{a + b}"]
-
-
-def left_to_right_trace(numbers: tuple[int, int], width: int = WIDTH) -> list[str]:
-    """The running total of the leading columns, left to right: total = 10 * total + da + db.
-
-    (347, 285) -> ["5;", "62;", "632;", "#632"]; (47, 5) -> ["0;", "4;", "52;", "#52"].
-    """
-    a, b = numbers
-    total, out = 0, []
-    for da, db in reversed(list(zip(_digits(a, width), _digits(b, width), strict=True))):
-        total = 10 * total + da + db
-        out.append(f"{total};")
-    return out + [f"#{total}"]
+    return explicit_columns((b, a) if swap else (a, b), width) + [f"#{a + b}"]
 
 
 def path_steps(numbers: tuple[int, int], path: str, width: int = WIDTH) -> list[str]:
@@ -104,8 +80,6 @@ def path_steps(numbers: tuple[int, int], path: str, width: int = WIDTH) -> list[
         return explicit_trace(numbers, width)
     if path == "s":
         return explicit_trace(numbers, width, swap=True)
-    if path == "l":
-        return left_to_right_trace(numbers, width)
     raise ValueError(f"unknown path {path!r}; expected one of {', '.join(PATHS)}")
 
 

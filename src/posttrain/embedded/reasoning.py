@@ -176,6 +176,21 @@ def trace(numbers: tuple[int, ...], width: int, errors: dict[int, int] | None = 
     return out
 
 
+def explicit_columns(numbers: tuple[int, ...], width: int, errors: dict[int, int] | None = None) -> list[str]:
+    """Column steps right to left with the digits and carry written out, ``digit+digit(+1)=sum;``
+    (``+1`` only when the previous column carried); ``errors`` as in ``trace``.
+
+    (347, 285) -> ["7+5=12;", "4+8+1=13;", "3+2+1=6;"]."""
+    a, b = numbers
+    carry, out = 0, []
+    for k in range(width):
+        da, db = (a // 10**k) % 10, (b // 10**k) % 10
+        s = max(0, min(19, da + db + carry + (errors or {}).get(k, 0)))
+        out.append(f"{da}+{db}{'+1' if carry else ''}={s};")
+        carry = s // 10
+    return out
+
+
 def wrong_trace(numbers: tuple[int, ...], width: int, rng: random.Random) -> list[str]:
     """A coherent trace with one wrong column sum (dropped carry, extra carry or a digit off)."""
     correct = trace(numbers, width)

@@ -59,16 +59,12 @@ def recheck(numbers: tuple[int, ...], width: int, errors: dict[int, int] | None 
     column to a sum offset (a wrong re-check whose later columns carry on from it, like
     ``reasoning.trace``).
     """
+    from posttrain.embedded.reasoning import explicit_columns
+
     a, b = numbers
     # the aligned rewrite puts every column's digits at a fixed offset: the copy errors on short
     # operands (713+99 read as 8+9) were most of the unaligned re-check's mistakes
-    carry, out = 0, [f"{a:0{width}d}+{b:0{width}d}{HEADER_END}"]
-    for k in range(width):
-        da, db = (a // 10**k) % 10, (b // 10**k) % 10
-        s = max(0, min(19, da + db + carry + (errors or {}).get(k, 0)))
-        out.append(f"{da}+{db}{'+1' if carry else ''}={s};")
-        carry = s // 10
-    return out
+    return [f"{a:0{width}d}+{b:0{width}d}{HEADER_END}"] + explicit_columns(numbers, width, errors)
 
 
 def answer_of_pass(steps: list[str]) -> str:
