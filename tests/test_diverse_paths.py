@@ -25,7 +25,6 @@ from posttrain.embedded.diverse import (
     pick_path,
 )
 from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK, extract_answer
-from posttrain.inference import paired_counts
 from posttrain_plugins.self_consistency import Config, embedded_model
 
 
@@ -76,12 +75,6 @@ def test_error_overlap_hand_worked():
     assert error_overlap({"c": [True, True, False, False], "x": [True, False, True, False]}) == {"c/x": 1.0}
     # the same mistakes: 0.5 / 0.25 = 2.0
     assert error_overlap({"c": [True, True, False, False], "x": [True, True, False, False]}) == {"c/x": 2.0}
-
-
-def test_paired_counts_hand_worked():
-    got = paired_counts([False, False, True, True], [True, True, False, True])
-    assert (got["fixed"], got["broken"], got["difference"]) == (2, 1, 0.25)
-    assert got["paired_se"] == pytest.approx((11 / 64) ** 0.5)
 
 
 def test_self_consistency_defaults_to_the_diverse_model(tmp_path: Path):

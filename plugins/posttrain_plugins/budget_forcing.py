@@ -32,8 +32,8 @@ Deviations:
    pass), mixed with plain scratchpads. The first attempt and "Wait" are prompt, not loss, so the
    model never says "Wait" on its own: the extension comes from the forcing. ``before`` is
    greedy decoding of the same s1 model, so a gain is budget forcing's, not the fine-tune's;
-   ``greedy_reasoning_model`` reports the model before the fine-tune and ``paired_vs_greedy`` the
-   mistakes fixed and answers broken.
+   ``greedy_reasoning_model`` reports the model before the fine-tune, and the summary's
+   ``paired`` block the mistakes fixed and answers broken.
 2. Budgets are sized for the embedded task: ``min_thinking_tokens`` 12 (the first pass takes 8-9
    thinking tokens, so it gets exactly one "Wait") and ``max_thinking_tokens`` 64 (room for the
    re-check); 1000 held-out problems, since the gain is ~3 points. Set them for your model.
@@ -72,7 +72,6 @@ from posttrain.inference import (
     greedy_decoding,
     load_model,
     new_tokens,
-    paired_counts,
     sample,
     setup,
     step_stop,
@@ -141,7 +140,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     ctx = embedded_model(cfg, ctx)
     model, tokenizer, problems, _, meter = setup(cfg.model_copy(update={"baseline": False}), ctx)
     # `before`: greedy decoding of the same model, kept per problem for the paired counts
-    greedy, before = (
+    _, before = (
         greedy_decoding(model, tokenizer, problems, new_tokens(cfg, problems), cfg.batch_size)
         if cfg.baseline
         else (None, None)
@@ -203,9 +202,6 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     )
     result.metrics["after"]["thinking_tokens_per_problem"] = sum(used) / max(len(used), 1)
     result.metrics["after"]["waits_per_problem"] = sum(waits) / max(len(waits), 1)
-    if greedy is not None:
-        after = [bool(problems.check(p, r)) for p, r in zip(predictions, problems.records, strict=True)]
-        result.metrics["paired_vs_greedy"] = paired_counts(greedy, after)
     if ctx.model == S1_MODEL and cfg.baseline:  # context: greedy decoding of the model before the s1 fine-tune
         base, base_tok = load_model(replace(ctx, model=REASONING_MODEL))
         result.metrics["greedy_reasoning_model"] = greedy_baseline(

@@ -91,7 +91,9 @@ def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, emb
     if embedded:
         seen = instruction_examples(cfg.eval_examples, EVAL_SEED, "test", style=cfg.embedded_format, templates="seen")
         budget = cfg.max_new_tokens or 8
-        scores["seen_template_exact_match"] = exact_match(model, tokenizer, seen, max_new_tokens=budget)["exact_match"]
+        scores["seen_template_exact_match"] = exact_match(
+            model, tokenizer, seen, max_new_tokens=budget, metric="seen_template_exact_match"
+        )["exact_match"]
     return scores
 
 

@@ -70,7 +70,6 @@ from posttrain.inference import (
     greedy_decoding,
     load_model,
     new_tokens,
-    paired_counts,
     sample,
     setup,
 )
@@ -161,7 +160,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     cfg, ctx = embedded_model(cfg, ctx)
     baseline = cfg.baseline
     model, tokenizer, problems, _, meter = setup(cfg.model_copy(update={"baseline": False}), ctx)
-    greedy_correct, before = (
+    _, before = (
         greedy_decoding(model, tokenizer, problems, new_tokens(cfg, problems), cfg.batch_size)
         if baseline
         else (None, None)
@@ -193,9 +192,6 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         agreement.append(vote_share(answers, winner))
     result = finish(ctx, problems, predictions, meter, before, per_problem.rows, n=cfg.n, vote=cfg.vote)
     result.metrics["after"]["vote_share"] = sum(agreement) / len(agreement)
-    if greedy_correct is not None:
-        voted = [bool(problems.check(p, r)) for p, r in zip(predictions, problems.records, strict=True)]
-        result.metrics["after"] |= paired_counts(greedy_correct, voted)
     if baseline and ctx.model == DIVERSE_MODEL:  # for context: greedy decoding of the model it was tuned from
         original, tok = load_model(replace(ctx, model=REASONING_MODEL))
         result.metrics["reasoning_model_greedy"] = greedy_baseline(

@@ -246,9 +246,10 @@ def smoke(
         raise typer.Exit(1)
 
 
-from posttrain import cli_catalog, cli_contrib, cli_site  # noqa: E402
+from posttrain import cli_catalog, cli_contrib, cli_embedded, cli_site  # noqa: E402
 
 cli_catalog.register(app)
+cli_embedded.register(app, console)
 cli_site.register(app)
 cli_contrib.register(app)
 

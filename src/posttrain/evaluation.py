@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from posttrain import outcomes
 from posttrain.data import iterate_batches, prompts_ids
 from posttrain.embedded.task import is_correct
 
@@ -107,12 +108,18 @@ def score(completion: str, record: dict) -> bool:
     return completion.strip() == ref.strip()
 
 
-def exact_match(model, tokenizer, records: list[dict], max_new_tokens: int = 8, batch_size: int = 64) -> dict[str, Any]:
+def exact_match(
+    model, tokenizer, records: list[dict], max_new_tokens: int = 8, batch_size: int = 64, metric: str = "exact_match"
+) -> dict[str, Any]:
+    """Greedy exact match on the records that have a reference; the per-problem outcomes are kept
+    under ``metric`` for the run's paired statistics (``posttrain.outcomes``)."""
     scored = [r for r in records if reference_of(r) is not None]
     if not scored:
         return {"exact_match": None, "n": 0}
     outs = generate(model, tokenizer, [r["prompt"] for r in scored], max_new_tokens, batch_size)
-    hits = sum(score(o, r) for o, r in zip(outs, scored, strict=False))
+    correct = [score(o, r) for o, r in zip(outs, scored, strict=True)]
+    outcomes.record(metric, [r["prompt"] for r in scored], correct)
+    hits = sum(correct)
     return {
         "exact_match": hits / len(scored),
         "n": len(scored),

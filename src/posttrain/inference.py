@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from posttrain import outcomes
 from posttrain.errors import UserError
 from posttrain.interface import RunContext, RunResult
 
@@ -386,26 +387,6 @@ def load_reward_model(path: str, device: str):
 # --- results ----------------------------------------------------------------------------------------
 
 
-def paired_counts(before_correct: Sequence[bool], after_correct: Sequence[bool]) -> dict[str, float]:
-    """A method against greedy decoding on the same problems: mistakes it fixed (greedy wrong, method
-    right), answers it broke (greedy right, method wrong), the accuracy difference and its paired
-    standard error, sqrt(var(d) / n) with d in {-1, 0, 1}.
-
-    greedy [F, F, T, T], method [T, T, F, T] -> fixed 2, broken 1, difference 0.25,
-    var(d) = 3/4 - 1/16 = 11/16, standard error sqrt(11/64) = 0.4146.
-    """
-    n = max(len(before_correct), 1)
-    fixed = sum(a and not b for b, a in zip(before_correct, after_correct, strict=True))
-    broken = sum(b and not a for b, a in zip(before_correct, after_correct, strict=True))
-    diff = (fixed - broken) / n
-    return {
-        "fixed": fixed,
-        "broken": broken,
-        "difference": diff,
-        "paired_se": math.sqrt(max((fixed + broken) / n - diff**2, 0.0) / n),
-    }
-
-
 def greedy_decoding(model, tokenizer, problems: Problems, max_new_tokens: int, batch_size: int):
     """(per-problem correctness, metrics) of greedy decoding; the metrics are accuracy and compute."""
     meter = ComputeMeter(model)
@@ -414,12 +395,19 @@ def greedy_decoding(model, tokenizer, problems: Problems, max_new_tokens: int, b
     meter.close()
     preds = [row[0] for row in outs.texts]
     correct = [bool(problems.check(p, r)) for p, r in zip(preds, problems.records, strict=True)]
+    record_accuracy(problems, preds)
     return correct, {"accuracy": accuracy(problems, preds), **meter.snapshot(len(preds))}
 
 
 def greedy_baseline(model, tokenizer, problems: Problems, max_new_tokens: int, batch_size: int) -> dict[str, Any]:
     """Greedy decoding's accuracy and compute: the `before` column of every inference method."""
     return greedy_decoding(model, tokenizer, problems, max_new_tokens, batch_size)[1]
+
+
+def record_accuracy(problems: Problems, predictions: Sequence[str]) -> None:
+    """Keep each problem's correctness for the run's paired statistics (``posttrain.outcomes``)."""
+    checks = [problems.check(p, r) for p, r in zip(predictions, problems.records, strict=True)]
+    outcomes.record("accuracy", [r["prompt"] for r in problems.records], checks)
 
 
 def accuracy(problems: Problems, predictions: Sequence[str]) -> float | None:
@@ -440,6 +428,7 @@ def finish(
     """Write predictions.jsonl and return the run's metrics: ``after`` (method), ``before`` (greedy)."""
     meter.close()
     n = len(problems.records)
+    record_accuracy(problems, predictions)
     after = {"accuracy": accuracy(problems, predictions), **meter.snapshot(n)}
     path = ctx.output_dir / "predictions.jsonl"
     with path.open("w", encoding="utf-8") as fh:

@@ -207,8 +207,9 @@ def _resume_step(out: Path) -> int | None:
 
 
 def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunResult:
+    from posttrain import outcomes
     from posttrain.distributed import barrier, is_main
-    from posttrain.tracking import MetricsLogger, plot_metrics, rich_progress, write_json
+    from posttrain.tracking import MetricsLogger, announcing, plot_metrics, rich_progress, write_json
 
     ctx = prepared.ctx
     seed_everything(ctx.seed)
@@ -232,8 +233,10 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
     if console is not None and main:
         console.print(f"[bold]{prepared.method}[/bold] on {ctx.device}, seed {ctx.seed} -> {ctx.output_dir}")
     t0 = time.perf_counter()
-    result = prepared.plugin.run(prepared.config, ctx)
+    with outcomes.recording() as log, announcing(console if main and progress else None):
+        result = prepared.plugin.run(prepared.config, ctx)
     seconds = time.perf_counter() - t0
+    pairs = outcomes.pair(log, result.metrics.get("before") or {}, result.metrics.get("after") or {})
     summary = {
         "method": prepared.method,
         "command": prepared.command,
@@ -244,10 +247,15 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
         "seconds": round(seconds, 2),
         "date": dt.date.today().isoformat(),
         **result.metrics,
+        "paired": outcomes.paired_statistics(pairs),
         "artifacts": result.artifacts,
     }
     if not main:
         return result
+    if pairs:
+        outcomes.write_outcomes(ctx.output_dir / "outcomes.jsonl", pairs)
+        result.artifacts["outcomes"] = str(ctx.output_dir / "outcomes.jsonl")
+    result.metrics["paired"] = summary["paired"]
     write_json(ctx.output_dir / "summary.json", summary)
     plot = plot_metrics(ctx.metrics.rows(), ctx.output_dir / "plot.png", title=prepared.method)  # type: ignore[union-attr]
     if plot:
@@ -258,15 +266,73 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
 
 
 def print_summary(console, summary: dict[str, Any]) -> None:
+    """The end-of-run table: each held-out metric before and after, and for those with per-problem
+    outcomes the paired test (fixed / broken, difference ± SE, sign-test p, verdict); then, when the
+    headline metric fell, a plain sentence saying so and naming the likely cause."""
     from rich.table import Table
 
-    before, after = summary.get("before", {}), summary.get("after", {})
-    table = Table("held-out metric", "before", "after", title=f"{summary['method']}: {summary['seconds']} s")
+    from posttrain import stats
+
+    before, after = summary.get("before") or {}, summary.get("after") or {}
+    paired = summary.get("paired") or {}
+    table = Table(
+        "held-out metric",
+        "before",
+        "after",
+        "fixed / broken",
+        "difference ± SE",
+        "p",
+        "verdict",
+        title=f"{summary['method']}: {summary['seconds']} s",
+    )
     for key in after:
-        b, a = before.get(key), after.get(key)
-        table.add_row(key, _fmt(b), _fmt(a))
+        test = paired.get(key)
+        if test:
+            table.add_row(
+                key,
+                _fmt(before.get(key)),
+                _fmt(after.get(key)),
+                f"{test['fixed']} / {test['broken']}",
+                f"{100 * test['difference']:+.1f} ± {100 * test['se']:.1f} pts",
+                f"{test['p']:.2g}",
+                test["verdict"],
+            )
+        else:
+            table.add_row(key, _fmt(before.get(key)), _fmt(after.get(key)), "", "", "", "")
     console.print(table)
+    headline = headline_metric(paired)
+    if headline and paired[headline]["difference"] < 0:
+        test = paired[headline]
+        console.print(
+            f"[bold red]Held-out {headline} fell[/bold red]: {stats.describe(test)}. {likely_cause(summary)}",
+            highlight=False,
+        )
     console.print(f"summary: {Path(summary['artifacts'].get('model', '.')).parent / 'summary.json'}")
+
+
+def headline_metric(paired: dict[str, Any]) -> str | None:
+    """exact_match for trainers, accuracy for test-time methods, else the first paired metric."""
+    for key in ("exact_match", "accuracy"):
+        if key in paired:
+            return key
+    return next(iter(paired), None)
+
+
+def likely_cause(summary: dict[str, Any]) -> str:
+    before, after = summary.get("before") or {}, summary.get("after") or {}
+    chosen_b, chosen_a = before.get("chosen_logp_per_token"), after.get("chosen_logp_per_token")
+    if "reward_margin" in after and (chosen_b is None or chosen_a is None or chosen_a < chosen_b):
+        return (
+            "Likely cause: likelihood displacement (the preference loss widens the chosen-rejected margin by "
+            "lowering both answers' likelihood); an NLL term on the chosen answers (rpo_alpha), a lower "
+            "learning_rate or fewer max_steps counter it."
+        )
+    if "accuracy" in after:
+        return "Likely cause: the method's selection or search is worse than greedy decoding for this model and budget."
+    return (
+        "Likely cause: the updates move the model away from the held-out task (learning_rate or max_steps too "
+        "large for this model, or training data unlike the held-out problems)."
+    )
 
 
 def _fmt(v: Any) -> str:

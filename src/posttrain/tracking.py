@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +108,9 @@ def plot_metrics(rows: list[dict[str, Any]], path: Path, title: str = "") -> Pat
 
 
 def rich_progress(console=None):
-    """A progress function ``progress(iterable, total, description)`` drawing a rich bar."""
+    """A progress function ``progress(iterable, total, description)``: a rich bar on a terminal;
+    when the output is piped or redirected, a plain line about every 10% of the work (and at the
+    end), so a log file shows the run moving."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -114,6 +119,9 @@ def rich_progress(console=None):
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+
+    if console is not None and not console.is_terminal:
+        return line_progress(console)
 
     def progress(iterable: Iterable[Any], total: int | None = None, description: str = "") -> Iterator[Any]:
         columns = [
@@ -131,3 +139,55 @@ def rich_progress(console=None):
                 bar.update(task, advance=1, info=getattr(progress, "info", ""))
 
     return progress
+
+
+def line_progress(console, lines: int = 10):
+    """``progress(iterable, total, description)`` printing ``description: 30/150 (20%), 4.1 s, about
+    16 s left`` about ``lines`` times: for logs and pipes, where a live bar cannot redraw."""
+    import time
+
+    def progress(iterable: Iterable[Any], total: int | None = None, description: str = "") -> Iterator[Any]:
+        start = time.perf_counter()
+        every = max(1, (total or 0) // lines) if total else 1
+        done = 0
+        for item in iterable:
+            yield item
+            done += 1
+            if done % every == 0 or done == total:
+                elapsed = time.perf_counter() - start
+                share = f" ({100 * done / total:.0f}%)" if total else ""
+                left = f", about {elapsed / done * (total - done):.0f} s left" if total and done < total else ""
+                info = getattr(progress, "info", "")
+                line = (
+                    f"{description}: {done}/{total or '?'}{share}, {elapsed:.1f} s{left}{'  ' + info if info else ''}"
+                )
+                console.print(line, markup=False, highlight=False)
+                console.file.flush()
+
+    return progress
+
+
+# --- phase messages ------------------------------------------------------------------------------
+
+_announcer: ContextVar[Any] = ContextVar("posttrain_announcer", default=None)
+
+
+@contextlib.contextmanager
+def announcing(console) -> Iterator[None]:
+    """Route :func:`announce` to ``console`` (``catalog run`` does, for the run's duration)."""
+    token = _announcer.set((console, time.perf_counter()))
+    try:
+        yield
+    finally:
+        _announcer.reset(token)
+
+
+def announce(message: str) -> None:
+    """One line saying what the run is doing now, with the seconds since it started, flushed at once
+    so it shows in a piped log; silent outside ``catalog run`` (tests, library use)."""
+    active = _announcer.get()
+    if active is None:
+        return
+    console, start = active
+    console.print(f"[{time.perf_counter() - start:6.1f} s] {message}", markup=False, highlight=False)
+    console.file.flush()

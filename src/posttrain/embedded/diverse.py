@@ -165,11 +165,11 @@ def diverse_model_dir(seed: int = 0, console=None) -> Path:
     """Folder of the diverse-paths model (built from the reasoning model on first use)."""
     from posttrain.embedded.model import reasoning_variant_dir
 
-    prepare = functools.partial(_fine_tune, seed, console=console)  # prepare(out)
+    prepare = functools.partial(build_diverse, seed, console=console)  # prepare(out)
     return reasoning_variant_dir("diverse", DIVERSE_VERSION, prepare, "diverse-paths model", seed, console)
 
 
-def _fine_tune(seed: int, out: Path, console=None) -> dict:
+def build_diverse(seed: int, out: Path, console=None) -> dict:
     from posttrain.embedded.model import load_reasoning_model, train_steps
 
     model, tokenizer, source = load_reasoning_model(seed, console)

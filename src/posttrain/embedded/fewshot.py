@@ -84,11 +84,11 @@ def fewshot_model_dir(seed: int = 0, console=None) -> Path:
     """Folder of the few-shot reasoning model (built from the reasoning model on first use)."""
     from posttrain.embedded.model import reasoning_variant_dir
 
-    prepare = functools.partial(_continue_on_pages, seed, console=console)  # prepare(out)
+    prepare = functools.partial(build_fewshot, seed, console=console)  # prepare(out)
     return reasoning_variant_dir("fewshot", FEWSHOT_VERSION, prepare, "few-shot reasoning model", seed, console)
 
 
-def _continue_on_pages(seed: int, out: Path, console=None) -> dict:
+def build_fewshot(seed: int, out: Path, console=None) -> dict:
     from posttrain.embedded.model import load_reasoning_model, train_steps
 
     model, tokenizer, source = load_reasoning_model(seed, console)

@@ -51,9 +51,19 @@ def build_model(tokenizer, seed: int = 0, shape: dict | None = None, model_class
 
 
 def base_model_dir(task: AdditionTask = DEFAULT_TASK, seed: int = 0, console=None) -> Path:
-    """Folder of the prepared base model (built on first use, then reused)."""
+    """Folder of the base model: the shipped artifact (``posttrain.embedded.frozen``) for the
+    default task and seed 0; another task or seed is built from the recipe on first use and cached."""
+    from posttrain.embedded.frozen import shipped_dir
+
+    if task == DEFAULT_TASK and seed == 0:
+        return shipped_dir("base")
     target = cache_root() / "embedded" / f"{task.name}-{BASE_VERSION}-seed{seed}"
     return cached_model(target, lambda out: _pretrain(task, seed, out), "base model", console)
+
+
+def build_base(seed: int, out: Path, console=None) -> dict:
+    """The base model's recipe, trained into ``out`` (``catalog embedded build base``)."""
+    return _pretrain(DEFAULT_TASK, seed, out)
 
 
 def cached_model(target: Path, prepare, what: str, console=None, marker: str = "base.json") -> Path:
@@ -143,20 +153,25 @@ REASONING_MIX = {"solve": 0.55, "noisy": 0.05, "verify": 0.2, "refine": 0.1, "po
 
 
 def reasoning_model_dir(seed: int = 0, console=None) -> Path:
-    """Folder of the prepared reasoning base model (built on first use, then reused)."""
+    """Folder of the reasoning base model: shipped for seed 0, else built on first use and cached."""
+    from posttrain.embedded.frozen import model_dir
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
 
     target = cache_root() / "embedded" / f"{task.name}-{REASONING_VERSION}-seed{seed}"
-    return cached_model(target, lambda out: _pretrain_reasoning(seed, out), "reasoning model", console)
+    return model_dir(
+        "reasoning", seed, lambda: cached_model(target, lambda out: build_reasoning(seed, out), "reasoning model", console)
+    )
 
 
 def reasoning_variant_dir(kind: str, version: str, prepare, what: str, seed: int = 0, console=None, marker="base.json"):
-    """Folder ``<task>-<kind>-<version>-seed<seed>`` of a model built from the reasoning model by
-    ``prepare(out) -> info`` on first use (the few-shot, diverse-paths and s1 models)."""
+    """Folder of a model built from the reasoning model (the few-shot, diverse-paths and s1 models):
+    the shipped artifact ``kind`` for seed 0, else ``<task>-<kind>-<version>-seed<seed>`` in the
+    cache, built by ``prepare(out) -> info`` on first use."""
+    from posttrain.embedded.frozen import model_dir
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
 
     target = cache_root() / "embedded" / f"{task.name}-{kind}-{version}-seed{seed}"
-    return cached_model(target, prepare, what, console, marker)
+    return model_dir(kind, seed, lambda: cached_model(target, prepare, what, console, marker))
 
 
 def load_reasoning_model(seed: int = 0, console=None):
@@ -195,7 +210,8 @@ def reasoning_mixture(n: int, seed: int) -> list[dict]:
     return [{"prompt": r["prompt"], "completion": r["completion"]} for r in records]
 
 
-def _pretrain_reasoning(seed: int, out: Path, max_steps: int = 6000) -> dict:
+def build_reasoning(seed: int, out: Path, console=None, max_steps: int = 6000) -> dict:
+    """The reasoning model's recipe, trained into ``out`` (``catalog embedded build reasoning``)."""
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
     from posttrain.embedded.reasoning import is_correct
     from posttrain.embedded.tokenizer import build_tokenizer

@@ -64,13 +64,18 @@ EMBEDDED_PRM = "embedded"  # the value of --set prm= that names this model
 
 
 def prm_model_dir(seed: int = 0, console=None) -> Path:
-    """Folder of the prepared embedded PRM (built on first use, then reused); load it with
-    ``posttrain.reward_models.load_prm``."""
+    """Folder of the embedded PRM (shipped for seed 0, else built on first use and cached); load it
+    with ``posttrain.reward_models.load_prm``."""
+    from posttrain.embedded.frozen import model_dir
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
 
     target = cache_root() / "embedded" / f"{task.name}-prm-{PRM_VERSION}-seed{seed}"
-    return cached_model(
-        target, lambda out: _train_prm(seed, out, console), "process reward model", console, marker="prm.json"
+    return model_dir(
+        "prm",
+        seed,
+        lambda: cached_model(
+            target, lambda out: build_prm_model(seed, out, console), "process reward model", console, marker="prm.json"
+        ),
     )
 
 
@@ -285,7 +290,7 @@ def discrimination(model, tokenizer, problems: list[dict], sampled: list[list[st
     }
 
 
-def _train_prm(seed: int, out: Path, console=None) -> dict:
+def build_prm_model(seed: int, out: Path, console=None) -> dict:
     import torch
     from transformers import LlamaForCausalLM
 

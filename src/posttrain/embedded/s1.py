@@ -139,7 +139,7 @@ def s1_model_dir(seed: int = 0, console=None) -> Path:
     """Folder of the embedded s1 model (built from the reasoning model on first use)."""
     from posttrain.embedded.model import reasoning_variant_dir
 
-    prepare = functools.partial(_fine_tune, seed, console=console)  # prepare(out)
+    prepare = functools.partial(build_s1, seed, console=console)  # prepare(out)
     return reasoning_variant_dir("s1", S1_VERSION, prepare, "s1 reasoning model", seed, console, "s1.json")
 
 
@@ -162,7 +162,7 @@ def forced_accuracy(model, tokenizer, n: int = 200, seed: int = 0) -> dict:
     return {"heldout_greedy_accuracy": acc(greedy), "heldout_forced_recheck_accuracy": acc(again)}
 
 
-def _fine_tune(seed: int, out: Path, console=None) -> dict:
+def build_s1(seed: int, out: Path, console=None) -> dict:
     import torch
 
     from posttrain.embedded.model import load_reasoning_model, train_steps

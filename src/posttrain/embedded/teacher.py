@@ -12,11 +12,7 @@ cached beside the base model. Sized so that preparation takes a few minutes at m
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from posttrain.embedded.model import build_model, cache_root, cached_model
@@ -33,25 +29,20 @@ RATIONALE_PREFIX = "explain: "  # the teacher's instruction for writing a ration
 
 
 def teacher_model_dir(task: AdditionTask = DEFAULT_TASK, seed: int = 0, console=None) -> Path:
-    """Folder of the prepared teacher (built on first use, then reused)."""
+    """Folder of the teacher: shipped for the default task and seed 0, else built on first use and cached."""
+    from posttrain.embedded.frozen import shipped_dir
+
+    if task == DEFAULT_TASK and seed == 0:
+        return shipped_dir("teacher")
     target = cache_root() / "embedded" / f"{task.name}-teacher-{TEACHER_VERSION}-seed{seed}"
     return cached_model(
         target, lambda out: _train_teacher(task, seed, out, console), "teacher model", console, marker="teacher.json"
     )
-    if console is not None:
-        console.print(f"Preparing the embedded teacher model (one time, cached in {target}) ...")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-teacher-", dir=target.parent))
-    try:
-        info = _train_teacher(task, seed, tmp, console)
-        (tmp / "teacher.json").write_text(json.dumps(info, indent=2) + "\n")
-        try:
-            os.replace(tmp, target)  # atomic; if another process won the race, keep theirs
-        except OSError:
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+
+def build_teacher(seed: int, out: Path, console=None) -> dict:
+    """The teacher's recipe, trained into ``out`` (``catalog embedded build teacher``)."""
+    return _train_teacher(DEFAULT_TASK, seed, out, console)
 
 
 def teacher_examples(task: AdditionTask, n: int, seed: int, split: str = "train") -> list[dict]:
