@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from posttrain import outcomes
 from posttrain.data import batch_indices, prompts_ids
 from posttrain.errors import UserError
 from posttrain.fastpath import lean_decoder
@@ -698,6 +699,7 @@ def evaluate_policy(
     for start in range(0, len(records), 256):
         chunk = sample_completions(model, tokenizer, records[start : start + 256], 1, local)
         rewards += reward_fn(chunk.prompts, chunk.texts, chunk.records)[0]
+    outcomes.record("reward", [r["prompt"] for r in records], rewards, outcomes.SCORE)
     return {"exact_match": em, "reward": sum(rewards) / max(1, len(rewards))}
 
 
