@@ -9,6 +9,7 @@ import torch
 from posttrain import outcomes
 from posttrain.data import iterate_batches, prompts_ids
 from posttrain.embedded.task import is_correct
+from posttrain.tracking import announce
 
 
 @torch.no_grad()
@@ -120,6 +121,7 @@ def exact_match(
     correct = [score(o, r) for o, r in zip(outs, scored, strict=True)]
     outcomes.record(metric, [r["prompt"] for r in scored], correct)
     hits = sum(correct)
+    announce(f"held-out {metric}: {hits}/{len(scored)} = {hits / len(scored):.1%} (greedy decoding)")
     return {
         "exact_match": hits / len(scored),
         "n": len(scored),

@@ -122,8 +122,11 @@ def apply_lora(model, settings: LoraSettings):
 
 def load_policy(ctx: RunContext, lora: LoraSettings | None = None, console=None):
     """(model, tokenizer) ready to train on ctx.device, with LoRA adapters when asked."""
+    from posttrain.tracking import announce
+
     quiet_transformers()
     source = model_source(ctx, console)
+    announce(f"loading model {ctx.model or 'embedded base'} ({source}) on {ctx.device}")
     tokenizer = load_tokenizer(source, ctx.trust_remote_code)
     model = load_model(source, ctx.device, ctx.trust_remote_code)
     if lora is not None:

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from posttrain import outcomes
 from posttrain.errors import UserError
 from posttrain.interface import RunContext, RunResult
+from posttrain.tracking import announce
 
 EMBEDDED_EVAL_SEED = 1234  # the held-out prompts every method (and every trainer's eval) is measured on
 SWEEP = {"sweep": True}
@@ -408,6 +409,9 @@ def record_accuracy(problems: Problems, predictions: Sequence[str]) -> None:
     """Keep each problem's correctness for the run's paired statistics (``posttrain.outcomes``)."""
     checks = [problems.check(p, r) for p, r in zip(predictions, problems.records, strict=True)]
     outcomes.record("accuracy", [r["prompt"] for r in problems.records], checks)
+    known = [c for c in checks if c is not None]
+    if known:
+        announce(f"held-out accuracy: {sum(known)}/{len(known)} = {sum(known) / len(known):.1%}")
 
 
 def accuracy(problems: Problems, predictions: Sequence[str]) -> float | None:

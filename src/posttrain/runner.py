@@ -279,8 +279,8 @@ def print_summary(console, summary: dict[str, Any]) -> None:
         "held-out metric",
         "before",
         "after",
-        "fixed / broken",
-        "difference ± SE",
+        "fixed/broken",
+        "Δ ± SE (points)",
         "p",
         "verdict",
         title=f"{summary['method']}: {summary['seconds']} s",
@@ -293,7 +293,7 @@ def print_summary(console, summary: dict[str, Any]) -> None:
                 _fmt(before.get(key)),
                 _fmt(after.get(key)),
                 f"{test['fixed']} / {test['broken']}",
-                f"{100 * test['difference']:+.1f} ± {100 * test['se']:.1f} pts",
+                f"{100 * test['difference']:+.1f} ± {100 * test['se']:.1f}",
                 f"{test['p']:.2g}",
                 test["verdict"],
             )
@@ -303,10 +303,14 @@ def print_summary(console, summary: dict[str, Any]) -> None:
     headline = headline_metric(paired)
     if headline and paired[headline]["difference"] < 0:
         test = paired[headline]
-        console.print(
-            f"[bold red]Held-out {headline} fell[/bold red]: {stats.describe(test)}. {likely_cause(summary)}",
-            highlight=False,
-        )
+        if test["verdict"] == "harm":
+            console.print(
+                f"[bold red]Held-out {headline} fell significantly[/bold red]: {stats.describe(test)}. "
+                f"{likely_cause(summary)}",
+                highlight=False,
+            )
+        else:
+            console.print(f"Held-out {headline} fell, within noise: {stats.describe(test)}.", highlight=False)
     console.print(f"summary: {Path(summary['artifacts'].get('model', '.')).parent / 'summary.json'}")
 
 

@@ -26,6 +26,7 @@ import torch
 
 from posttrain.errors import UserError
 from posttrain.interface import RunContext
+from posttrain.tracking import announce
 
 LossFn = Callable[[int, int], tuple[torch.Tensor, dict[str, Any]]]
 
@@ -203,6 +204,7 @@ def train_loop(
     if distributed.is_main():
         check_disk(ckpt_dir, model, settings.keep_checkpoints)
     wrapped = distributed.wrap(model, mode, ctx.device)
+    announce(f"{description}: {settings.max_steps} steps at learning rate {settings.learning_rate:g}")
     try:
         return _run_loop(model, wrapped, ctx, settings, loss_fn, description, ckpt_dir)
     except RuntimeError as exc:
