@@ -185,9 +185,8 @@ def announcing(console) -> Iterator[None]:
 def announce(message: str) -> None:
     """One line saying what the run is doing now, with the seconds since it started, flushed at once
     so it shows in a piped log; silent outside ``catalog run`` (tests, library use)."""
-    active = _announcer.get()
-    if active is None:
+    console, start = _announcer.get() or (None, 0.0)
+    if console is None:
         return
-    console, start = active
     console.print(f"[{time.perf_counter() - start:6.1f} s] {message}", markup=False, highlight=False)
     console.file.flush()
