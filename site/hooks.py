@@ -10,7 +10,8 @@ plugin's ``Config`` and docstring statically (``ast``, no torch), and reads the 
 - ``families/<id>/index.md``      one page per family
 - ``methods/<id>.md``             one page per method, always with the same sections
 - ``papers.md``                   the papers index (filterable, searchable)
-- ``status.md``                   the status matrix (runnable, CPU and GPU smoke, last verified)
+- ``status.md``                   the status matrix (runnable, CPU and GPU smoke, held-out verdict, last verified)
+- ``results.md``                  one row per measured method: headline metric before -> after, paired test, seeds
 - ``cli.md``                      the CLI reference, from the typer app
 
 Hand-written pages (``docs/index.md``, ``docs/contributing.md``) can hold ``<!-- catalog:NAME -->``
@@ -39,8 +40,9 @@ from mkdocs.utils import get_relative_url
 from taxonomy_svg import BranchNode, FamilyNode, MethodNode, taxonomy_svg
 
 from posttrain import catalog as catalog_module
-from posttrain import registry
+from posttrain import registry, stats
 from posttrain.configinfo import FieldInfo, config_fields, module_file
+from posttrain.runner import headline_metric
 from posttrain.schema import MethodEntry
 
 log = logging.getLogger("mkdocs.hooks.posttrain")
@@ -118,10 +120,60 @@ def load_reports(folder: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], di
     for path in sorted((folder / "runs").glob("*.json")):
         data = _read_json(path)
         if isinstance(data, dict):
-            runs[str(data.get("method") or path.stem)] = data
+            runs[str(data.get("method") or path.stem)] = check_paired(data, path)
         elif data is not None:
             log.warning("%s: expected a JSON object (a run's summary.json)", path)
     return smoke, runs
+
+
+# A report's paired statistics (``posttrain.stats``): "paired" per metric for seed 0's run; for
+# methods that sample, "seeds" (each seed's before/after/paired) and "pooled" per metric.
+PAIRED_KEYS = ("fixed", "broken", "difference", "se", "p")
+POOLED_KEYS = ("seeds", "difference_mean", "difference_sd", "fixed", "broken", "p")
+VERDICTS = ("gain", "no significant change", "harm")
+
+
+def _well_formed(rec: Any, keys: tuple[str, ...]) -> bool:
+    return (
+        isinstance(rec, dict)
+        and all(isinstance(rec.get(k), int | float) and not isinstance(rec.get(k), bool) for k in keys)
+        and rec.get("verdict") in VERDICTS
+    )
+
+
+def _checked_tests(tests: Any, keys: tuple[str, ...], where: str) -> dict[str, dict[str, Any]]:
+    if tests is None:
+        return {}
+    if not isinstance(tests, dict):
+        log.warning("%s: expected an object of per-metric tests", where)
+        return {}
+    out = {}
+    for metric, rec in tests.items():
+        if _well_formed(rec, keys):
+            out[str(metric)] = rec
+        else:
+            log.warning("%s.%s: expected %s and a verdict (%s)", where, metric, ", ".join(keys), " | ".join(VERDICTS))
+    return out
+
+
+def check_paired(run: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The report with its "paired", "seeds" and "pooled" parts checked once: a malformed test is a
+    warning (so --strict fails) and is left out. A report from before paired tests has none of them."""
+    run = dict(run)
+    run["paired"] = _checked_tests(run.get("paired"), PAIRED_KEYS, f"{path}: paired")
+    run["pooled"] = _checked_tests(run.get("pooled"), POOLED_KEYS, f"{path}: pooled")
+    seeds = run.get("seeds")
+    if seeds is not None and not isinstance(seeds, list):
+        log.warning("%s: seeds: expected a list with one object per seed", path)
+        seeds = []
+    kept = []
+    for i, rec in enumerate(seeds or []):
+        if not isinstance(rec, dict) or not isinstance(rec.get("seed"), int):
+            log.warning("%s: seeds[%d]: expected an object with an integer seed", path, i)
+            continue
+        kept.append({**rec, "paired": _checked_tests(rec.get("paired"), PAIRED_KEYS, f"{path}: seeds[{i}].paired")})
+    run["seeds"] = kept
+    return run
 
 
 def _get(rec: Any, *names: str) -> Any:
@@ -231,6 +283,8 @@ def code(value: Any) -> str:
 
 
 def fmt_number(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return md(value)
     return f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -248,6 +302,58 @@ def smoke_cell(rec: dict[str, Any] | None) -> str:
     if rec.get("ok"):
         return f'<span class="result-pass">pass</span>{took}'
     return f'<span class="result-fail">fail</span>{took}'
+
+
+def fmt_p(p: float) -> str:
+    """A p-value as ``posttrain.stats.describe`` writes it (two significant digits)."""
+    return f"{p:.2g}"
+
+
+def verdict_badge(verdict: str) -> str:
+    """gain / harm / no significant change, marked so that gains and harms stand out."""
+    kind = {"gain": "gain", "harm": "harm"}.get(verdict, "none")
+    mark = {"gain": "▲ ", "harm": "▼ "}.get(verdict, "")
+    return f'<span class="verdict verdict-{kind}">{mark}{escape(verdict)}</span>'
+
+
+def paired_cells(test: dict[str, Any]) -> list[str]:
+    """fixed / broken, difference ± SE (points), p, verdict: the end-of-run table's columns."""
+    return [
+        f"{test['fixed']} / {test['broken']}",
+        f"{100 * test['difference']:+.1f} ± {100 * test['se']:.1f}",
+        fmt_p(test["p"]),
+        verdict_badge(test["verdict"]),
+    ]
+
+
+def pooled_line(metric: str, test: dict[str, Any]) -> str:
+    """``posttrain.stats.describe`` of a pooled test, with its verdict as a badge."""
+    text = stats.describe(test).rsplit(": ", 1)[0]
+    return f"`{metric}`: {md(text)}: {verdict_badge(test['verdict'])}"
+
+
+def headline(run: dict[str, Any]) -> dict[str, Any] | None:
+    """A report's headline metric (``posttrain.runner.headline_metric``: exact_match for trainers,
+    accuracy for test-time methods), before and after, and its test: pooled over seeds when the
+    report has seeds (before and after are then means over seeds), else seed 0's paired test."""
+    pooled, paired = run.get("pooled") or {}, run.get("paired") or {}
+    metric = headline_metric({**paired, **pooled})
+    if metric is None:
+        return None
+    seed0 = paired.get(metric) or {}
+    before = seed0.get("before", (run.get("before") or {}).get(metric))
+    after = seed0.get("after", (run.get("after") or {}).get(metric))
+    if metric in pooled:
+        per_seed = [s["paired"][metric] for s in run.get("seeds") or [] if metric in s["paired"]]
+        before = _mean_of([t.get("before") for t in per_seed]) if per_seed else before
+        after = _mean_of([t.get("after") for t in per_seed]) if per_seed else after
+        return {"metric": metric, "before": before, "after": after, "test": pooled[metric], "pooled": True}
+    return {"metric": metric, "before": before, "after": after, "test": seed0, "pooled": False}
+
+
+def _mean_of(values: list[Any]) -> float | None:
+    nums = [v for v in values if isinstance(v, int | float)]
+    return sum(nums) / len(nums) if nums else None
 
 
 def last_verified(data: SiteData, info: MethodInfo) -> str:
@@ -577,19 +683,91 @@ def results_section(data: SiteData, info: MethodInfo) -> list[str]:
                 facts.append(f"{label}: {fmt_number(run[key])}")
         if facts:
             out += [" · ".join(facts), ""]
-        before, after = run.get("before") or {}, run.get("after") or {}
-        names = list(dict.fromkeys([*before, *after]))
-        if names:
-            out += ["| metric | before | after |", "|---|---|---|"]
-            for name in names:
-                out.append(f"| `{name}` | {fmt_number(before.get(name, ''))} | {fmt_number(after.get(name, ''))} |")
-            out.append("")
+        out += run_table(run, info.src)
         if isinstance(run.get("initial"), dict) and run["initial"]:
             shown = ", ".join(f"`{k}` {fmt_number(v)}" for k, v in run["initial"].items())
             out += [f"Before is the bare base model; with the method's untrained parameters (`initial`): {shown}.", ""]
+        out += seeds_section(run)
         out.append(f"From `reports/runs/{e.id}.json`, the `summary.json` of that run.")
     else:
         out.append("Run on the embedded task: not yet measured.")
+    return out
+
+
+TEST_SENTENCE = (
+    "The paired columns compare the same held-out problems before and after, one by one: *fixed* were "
+    "wrong before and right after, *broken* the reverse, the difference is after minus before in "
+    "percentage points with its standard error, and p is the exact two-sided sign test on the fixed and "
+    "broken problems; a gain (or a harm) counts only at p < 0.05 ([how results are measured]({link}))."
+)
+
+
+def run_table(run: dict[str, Any], src: str) -> list[str]:
+    """Each held-out metric before and after; with per-problem outcomes also the paired test."""
+    before, after = run.get("before") or {}, run.get("after") or {}
+    paired = run.get("paired") or {}
+    names = list(dict.fromkeys([*before, *after, *paired]))
+    if not names:
+        return []
+    out: list[str] = []
+    if run.get("seeds"):
+        out += [f"Seed {fmt_number(run.get('seed', 0))}'s run (every seed is under *Seeds* below):", ""]
+    if not paired:
+        out += ["| metric | before | after |", "|---|---|---|"]
+        for name in names:
+            out.append(f"| `{name}` | {fmt_number(before.get(name, ''))} | {fmt_number(after.get(name, ''))} |")
+        out += ["", "This report has no per-problem outcomes, so no paired test.", ""]
+        return out
+    out += [
+        "| metric | before | after | fixed / broken | difference ± SE (points) | p | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        test = paired.get(name)
+        b = before.get(name, test.get("before", "") if test else "")
+        a = after.get(name, test.get("after", "") if test else "")
+        cells = paired_cells(test) if test else ["", "", "", ""]
+        out.append(row(f"`{name}`", fmt_number(b), fmt_number(a), *cells))
+    out += ["", TEST_SENTENCE.format(link=rel(src, "evidence.md")), ""]
+    return out
+
+
+def seeds_section(run: dict[str, Any]) -> list[str]:
+    """For methods that sample: each seed's paired test, and the test pooled over seeds."""
+    seeds, pooled = run.get("seeds") or [], run.get("pooled") or {}
+    if not seeds and not pooled:
+        return []
+    out = ["### Seeds", ""]
+    if seeds:
+        out += [
+            f"The method samples, so it ran with {len(seeds)} seeds; each seed's paired test on the same "
+            "held-out problems:",
+            "",
+            "| seed | metric | before | after | fixed / broken | difference ± SE (points) | p | verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for rec in seeds:
+            b, a = rec.get("before") or {}, rec.get("after") or {}
+            for name, test in rec["paired"].items():
+                out.append(
+                    row(
+                        rec["seed"],
+                        f"`{name}`",
+                        fmt_number(test.get("before", b.get(name, ""))),
+                        fmt_number(test.get("after", a.get(name, ""))),
+                        *paired_cells(test),
+                    )
+                )
+        out.append("")
+    if pooled:
+        out += [
+            "Pooled over seeds (mean ± sample standard deviation of the difference; the sign test on fixed "
+            "and broken summed over seeds; a gain needs every seed's difference above zero and pooled "
+            "p < 0.05):",
+            "",
+        ]
+        out += [f"- {pooled_line(name, test)}" for name, test in pooled.items()]
+        out.append("")
     return out
 
 
@@ -863,9 +1041,12 @@ def status_page(data: SiteData) -> str:
         "# Status matrix",
         "",
         "Which methods run, and whether their plugins passed the smoke test (2 steps on the tiny "
-        "embedded model) on CPU and on GPU. Results come from `reports/smoke-cpu.json`, "
+        "embedded model) on CPU and on GPU, and what the paired test says about each method's headline "
+        "held-out metric on the embedded task (gain, no significant change or harm, with the sign-test p; "
+        "pooled over seeds for methods that sample). Results come from `reports/smoke-cpu.json`, "
         "`reports/smoke-gpu.json` and `reports/runs/*.json`; a cell says *not yet measured* when no "
-        "report covers it.",
+        "report covers it. [Results](results.md) has the numbers behind each verdict, and "
+        "[how results are measured](evidence.md) the test.",
         "",
     ]
     counts = {
@@ -878,8 +1059,8 @@ def status_page(data: SiteData) -> str:
         + (f", {counts['no-source']} with a registered plugin whose source is missing" if counts["no-source"] else "")
         + ".",
         "",
-        "| method | family | status | runnable | CPU smoke | GPU smoke | last verified |",
-        "|---|---|---|---|---|---|---|",
+        "| method | family | status | runnable | CPU smoke | GPU smoke | held-out result | last verified |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     order = sorted(data.methods.values(), key=lambda m: (m.state != "runnable", m.entry.family, m.entry.name.lower()))
     for m in order:
@@ -895,7 +1076,110 @@ def status_page(data: SiteData) -> str:
                 _runnable_cell(m),
                 cpu,
                 gpu,
+                verdict_cell(data.runs.get(m.entry.id)) if plugin else "—",
                 last_verified(data, m) if plugin else "—",
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def verdict_cell(run: dict[str, Any] | None) -> str:
+    """The headline metric's verdict and p (pooled over seeds when there are seeds), for one table cell."""
+    if run is None:
+        return "not yet measured"
+    top = headline(run)
+    if top is None:
+        return "no paired test"
+    test = top["test"]
+    where = (
+        f"{top['metric']}, pooled p = {fmt_p(test['p'])}, {test['seeds']} seeds"
+        if top["pooled"]
+        else (f"{top['metric']}, p = {fmt_p(test['p'])}")
+    )
+    return f"{verdict_badge(test['verdict'])} ({md(where)})"
+
+
+def results_page(data: SiteData) -> str:
+    """One row per runnable or measured method: its headline metric and the paired test."""
+    shown = [m for m in data.methods.values() if m.entry.id in data.runs or m.state == "runnable"]
+    shown.sort(key=lambda m: (m.entry.family, m.entry.name.lower()))
+    tops = {m.entry.id: headline(data.runs[m.entry.id]) if m.entry.id in data.runs else None for m in shown}
+    verdicts = [t["test"]["verdict"] for t in tops.values() if t]
+    lines = [
+        "---",
+        "hide: [navigation]",
+        "---",
+        "# Results",
+        "",
+        "Each method run on the embedded task, its headline held-out metric (exact match for methods that "
+        "train, accuracy for test-time methods) before and after, and the paired test on the same "
+        "held-out problems: fixed (wrong before, right after) and broken (the reverse), the difference in "
+        "percentage points, the exact sign-test p-value and the verdict. A gain or a harm counts only at "
+        "p < 0.05. Methods that sample ran with several seeds: their row shows the means over seeds, the "
+        "mean ± sample standard deviation of the difference and the pooled test, and a gain needs every "
+        "seed's difference above zero. [How results are measured](evidence.md) explains the test; each "
+        "method's page has every metric and every seed. From `reports/runs/*.json`.",
+        "",
+    ]
+    measured = sum(1 for m in shown if m.entry.id in data.runs)
+    lines += [
+        f"{len(shown)} methods, {measured} with a run report, {len(verdicts)} with a paired test of the headline "
+        f"metric: {verdicts.count('gain')} gain, {verdicts.count('no significant change')} no significant "
+        f"change, {verdicts.count('harm')} harm.",
+        "",
+        "| method | metric | before → after | difference (points) | fixed / broken | p | verdict | seeds "
+        "| other paired metrics |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in shown:
+        link = f"[{md(m.entry.name)}]({m.src})"
+        run = data.runs.get(m.entry.id)
+        if run is None:
+            lines.append(row(link, "", "", "", "", "", "not yet measured", "", ""))
+            continue
+        top = tops[m.entry.id]
+        seeds = len(run.get("seeds") or []) or None
+        seeds_cell = f"{seeds}" if seeds else (f"seed {fmt_number(run['seed'])}" if "seed" in run else "")
+        if top is None:
+            metric = next(
+                (k for k in (run.get("after") or {}) if k.split("/")[-1] in ("exact_match", "accuracy")), None
+            )
+            change = (
+                f"{fmt_number(run['before'].get(metric, ''))} → {fmt_number(run['after'][metric])}"
+                if metric and isinstance(run.get("before"), dict)
+                else ""
+            )
+            lines.append(
+                row(
+                    link, f"`{metric}`" if metric else "", change, "", "", "", "no per-problem outcomes", seeds_cell, ""
+                )
+            )
+            continue
+        test = top["test"]
+        if top["pooled"]:
+            diff = f"{100 * test['difference_mean']:+.1f} ± {100 * test['difference_sd']:.1f} (sd)"
+            p = f"pooled {fmt_p(test['p'])}"
+        else:
+            diff = f"{100 * test['difference']:+.1f} (SE {100 * test['se']:.1f})"
+            p = fmt_p(test["p"])
+        pooled = run.get("pooled") or {}
+        others = {**(run.get("paired") or {}), **pooled}
+        other = "<br>".join(
+            f"`{name}` {verdict_badge(t['verdict'])} ({'pooled ' if name in pooled else ''}p = {fmt_p(t['p'])})"
+            for name, t in others.items()
+            if name != top["metric"]
+        )
+        lines.append(
+            row(
+                link,
+                f"`{top['metric']}`",
+                f"{fmt_number(top['before'])} → {fmt_number(top['after'])}",
+                diff,
+                f"{test['fixed']} / {test['broken']}",
+                p,
+                verdict_badge(test["verdict"]),
+                seeds_cell,
+                other,
             )
         )
     return "\n".join(lines) + "\n"
@@ -1108,6 +1392,8 @@ def on_config(config, **kwargs):
     nav += [
         {"Papers": "papers.md"},
         {"Status matrix": "status.md"},
+        {"Results": "results.md"},
+        {"How results are measured": "evidence.md"},
         {"Benchmarks": "benchmarks.md"},
         {"Contributing": "contributing.md"},
         {"CLI reference": "cli.md"},
@@ -1151,6 +1437,7 @@ def on_files(files: Files, config, **kwargs):
 
     PAGES["papers.md"] = papers_page(DATA, from_root)
     PAGES["status.md"] = status_page(DATA)
+    PAGES["results.md"] = results_page(DATA)
     PAGES["cli.md"] = cli_page()
     comparison = compare_page(reports_dir() / "compare")
     if comparison is not None:

@@ -52,7 +52,7 @@ def real_site(tmp_path_factory) -> Path:
 
 
 def test_every_page_is_generated(real_site: Path, catalog) -> None:
-    for page in ("index", "taxonomy", "papers", "status", "contributing", "cli", "404"):
+    for page in ("index", "taxonomy", "papers", "status", "results", "evidence", "contributing", "cli", "404"):
         assert (real_site / f"{page}.html").is_file(), page
     for branch in catalog.taxonomy.branches:
         assert (real_site / "branches" / branch.id / "index.html").is_file()
@@ -166,6 +166,11 @@ def test_three_entry_states_results_and_papers(tmp_path: Path) -> None:
 
     status = (out / "status.html").read_text(encoding="utf-8")
     assert "2026-01-02" in status and "not yet measured" in status
+    # A report from before paired tests (no "paired" key) still renders, and says it has no test.
+    assert "no paired test" in status and "This report has no per-problem outcomes" in runnable
+    results = (out / "results.html").read_text(encoding="utf-8")
+    assert 'href="methods/demo-runnable.html"' in results and "no per-problem outcomes" in results
+    assert "0.25 → 0.5" in results
 
     index = (out / "papers.html").read_text(encoding="utf-8")
     assert "No papers index yet" not in index
@@ -197,3 +202,69 @@ def test_site_build_says_how_to_install_mkdocs(monkeypatch) -> None:
     result = CliRunner().invoke(app, ["site", "build"])
     assert result.exit_code == 1
     assert "pip install 'posttrain-catalog[docs]'" in result.output
+
+
+def text_of(page: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+def test_paired_tests_on_method_results_and_status_pages(tmp_path: Path) -> None:
+    out = sb.build_site(
+        tmp_path / "build",
+        catalog=sb.fixture_catalog(tmp_path),
+        reports=sb.fixture_reports_paired(tmp_path),
+        plugins={"demo": sb.demo_spec("demo")},
+    )
+    # A method that samples: seed 0's paired test, each seed's, and the pooled line.
+    sampled = (out / "methods" / "demo-runnable.html").read_text(encoding="utf-8")
+    assert h2s(sampled) == sb.ANATOMY
+    text = text_of(sampled)
+    assert "fixed / broken" in text and "difference ± SE (points)" in text
+    assert "60 / 27 +6.6 ± 1.8 0.00052 ▲ gain" in text
+    assert "1 exact_match 0.784 0.794 30 / 25 +1.0 ± 1.5 0.59 no significant change" in text
+    assert "2 exact_match 0.784 0.798 30 / 23 +1.4 ± 1.5 0.41 no significant change" in text
+    assert "exact_match : +3.0 ± 3.1 points over 3 seeds, 120 fixed / 75 broken, pooled p = 0.0016: ▲ gain" in text
+    assert "exact two-sided sign test" in text and "p < 0.05" in text
+    assert 'href="../evidence.html"' in sampled
+    assert '<span class="verdict verdict-gain">' in sampled
+    # One run: a significant gain in the target metric and a significant harm in exact match.
+    single = text_of((out / "methods" / "demo-missing.html").read_text(encoding="utf-8"))
+    assert "exact_match 0.784 0.682 37 / 88 -10.2 ± 2.2 5.8e-06 ▼ harm" in single
+    assert "preference_accuracy 0.5 0.7 120 / 20 +20.0 ± 2.2 1.4e-18 ▲ gain" in single
+    assert "Seeds" not in h2s(single) and "pooled" not in single
+
+    results = (out / "results.html").read_text(encoding="utf-8")
+    rtext = text_of(results)
+    assert "2 with a paired test of the headline metric: 1 gain, 0 no significant change, 1 harm" in rtext
+    assert "exact_match 0.784 → 0.814 +3.0 ± 3.1 (sd) 120 / 75 pooled 0.0016 ▲ gain 3" in rtext
+    assert "exact_match 0.784 → 0.682 -10.2 (SE 2.2) 37 / 88 5.8e-06 ▼ harm seed 0" in rtext
+    assert "preference_accuracy ▲ gain (p = 1.4e-18)" in rtext
+    assert '<span class="verdict verdict-harm">' in results and 'href="evidence.html"' in results
+
+    status = text_of((out / "status.html").read_text(encoding="utf-8"))
+    assert "▲ gain (exact_match, pooled p = 0.0016, 3 seeds)" in status
+    assert "▼ harm (exact_match, p = 5.8e-06)" in status
+
+    evidence = text_of((out / "evidence.html").read_text(encoding="utf-8"))
+    assert "outcomes.jsonl" in evidence and "catalog embedded verify" in evidence
+    assert 'href="evidence.html"' in (out / "results.html").read_text(encoding="utf-8")
+
+
+def test_malformed_paired_tests_are_warnings(tmp_path: Path, caplog) -> None:
+    hooks = sb.load_hooks()
+    good = {"fixed": 10, "broken": 0, "difference": 0.02, "se": 0.006, "p": 0.00195, "verdict": "gain"}
+    run = {
+        "method": "m",
+        "paired": {"exact_match": good, "accuracy": {"fixed": 1}},
+        "seeds": [{"seed": 0, "paired": {"exact_match": good}}, {"paired": {}}],
+        "pooled": {"exact_match": {**good, "verdict": "maybe"}},
+    }
+    with caplog.at_level("WARNING", logger="mkdocs.hooks.posttrain"):
+        checked = hooks.check_paired(run, tmp_path / "m.json")
+    assert list(checked["paired"]) == ["exact_match"] and checked["pooled"] == {}
+    assert [s["seed"] for s in checked["seeds"]] == [0]
+    assert len(caplog.records) == 3
+    top = hooks.headline(checked)
+    assert top["metric"] == "exact_match" and not top["pooled"]
+    assert hooks.verdict_cell(checked).endswith("(exact\\_match, p = 0.0019)")
+    assert hooks.headline(hooks.check_paired({"before": {"a": 1}, "after": {"a": 2}}, tmp_path / "old.json")) is None

@@ -155,3 +155,58 @@ def fixture_reports(root: Path) -> Path:
     }
     (rep / "runs" / "demo-runnable.json").write_text(json.dumps(run), encoding="utf-8")
     return rep
+
+
+def fixture_reports_paired(root: Path) -> Path:
+    """Reports in the paired format for the fixture catalog (test data only): demo-runnable samples,
+    so it has three seeds and a pooled test (a gain); demo-missing has one run whose preference
+    accuracy rose significantly while its exact match fell significantly (a harm)."""
+    from posttrain import stats
+
+    rep = root / "reports-paired"
+    (rep / "runs").mkdir(parents=True)
+    n = 500
+
+    def paired(fixed: int, broken: int, before: float) -> dict[str, Any]:
+        test = stats.paired_counts(fixed, broken, n)
+        return {"n": n, "before": before, "after": round(before + test["difference"], 6), **test}
+
+    seeds = []
+    for seed, (b, c) in enumerate([(60, 27), (30, 25), (30, 23)]):
+        test = paired(b, c, 0.784)
+        seeds.append(
+            {
+                "seed": seed,
+                "before": {"exact_match": test["before"]},
+                "after": {"exact_match": test["after"]},
+                "paired": {"exact_match": test},
+            }
+        )
+    sampled = {
+        "method": "demo-runnable",
+        "command": "catalog run demo-runnable",
+        "device": "cpu",
+        "seed": 0,
+        "seconds": 30.0,
+        "date": "2026-12-03",
+        "before": seeds[0]["before"] | {"loss": 1.0},
+        "after": seeds[0]["after"] | {"loss": 0.5},
+        "paired": seeds[0]["paired"],
+        "seeds": seeds,
+        "pooled": {"exact_match": stats.pool_seeds([s["paired"]["exact_match"] for s in seeds])},
+    }
+    em, pa = paired(37, 88, 0.784), paired(120, 20, 0.5)
+    single = {
+        "method": "demo-missing",
+        "command": "catalog run demo-missing",
+        "device": "cpu",
+        "seed": 0,
+        "seconds": 20.0,
+        "date": "2026-12-03",
+        "before": {"preference_accuracy": pa["before"], "exact_match": em["before"]},
+        "after": {"preference_accuracy": pa["after"], "exact_match": em["after"]},
+        "paired": {"exact_match": em, "preference_accuracy": pa},
+    }
+    for run in (sampled, single):
+        (rep / "runs" / f"{run['method']}.json").write_text(json.dumps(run, indent=1), encoding="utf-8")
+    return rep
