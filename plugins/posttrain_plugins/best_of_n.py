@@ -24,7 +24,8 @@ shared by its N samples. The scorer R(x, y) is, in order of preference:
 - otherwise the policy's length-normalised log-likelihood (mean log p per token);
 - ``scorer=verifier``: the embedded reasoning model's verify sub-skill, P(y) for
   ``V:<problem><solution>`` (a verifier as in Cobbe et al. 2021). It is near chance on this
-  model (53.5%), and best-of-N against it falls as N grows: over-optimising a bad verifier.
+  model (53.5%, ``verify_accuracy`` in src/posttrain/embedded/models/reasoning/build.json),
+  and best-of-N against it falls as N grows: over-optimising a bad verifier.
 The task's checker is never used to choose; it only measures accuracy.
 
 Deviations from the papers:

@@ -44,15 +44,10 @@ tokens, 104 forward passes): 42 mistakes fixed, 14 answers broken, +2.8 points, 
 error 0.7. The reasoning model before the fine-tune: greedy 58.1%; the fine-tune's plain traces
 lift the first pass by ~34 points, which leaves budget forcing few mistakes to fix (most left are
 digit-lookup errors on short operands, which the re-check shares). On the default 200 problems of
-the other TTS methods the same setting gives 93.5% -> 94.0% (7 fixed, 6 broken), within noise. Cap
-curve of the s1 model (200 problems, min 12): 67.5% at 8 thinking tokens, 0.5-1.0% at 16-32 (the
-cap cuts the re-check and the answer read off a partial pass is wrong), 94.0% at 64. Two forced
-"Wait"s (min 48, cap 112, 1000 problems) drop it to 71.6%. An earlier re-check without the
-aligned rewrite (``7+5=12;4+8+1=13;...``) gave 91.9% -> 92.5% on 1000 (28 fixed, 22 broken).
-On the reasoning model (``--model embedded:reasoning``), never trained to re-check: the cap curve
-is 0.0% at 0-4 thinking tokens, 55.5% at 8, 58.0% from 12 (greedy 58.0%, 200 problems), and
-``min_thinking_tokens=12`` appends "Wait" 1.4 times per problem and drops accuracy to 0.0% (the
-model continues with garbage such as ``11;12;10;Wait1;#11;12;10``).
+the other TTS methods a gain this size is within noise, hence 1000. A cap below the re-check's
+length cuts the re-check, and the answer read off a partial pass is wrong. On the reasoning model
+(``--model embedded:reasoning``), never trained to re-check, a forced "Wait" makes the model
+continue with garbage such as ``11;12;10;Wait1;#11;12;10``.
 """
 
 from __future__ import annotations

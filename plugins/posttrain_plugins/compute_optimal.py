@@ -31,7 +31,8 @@ Deviations:
    training-split traces with exact step labels; an attempt's score is its last step's
    probability, Snell's choice) and the reviser is the policy's own ``R:`` sub-skill, not a
    separately fine-tuned revision model. ``evaluator=self`` uses the model's own ``V:`` verdicts
-   (53.5% accurate on the embedded model, near chance) instead.
+   (53.5% accurate on the embedded model, near chance;
+   src/posttrain/embedded/models/reasoning/build.json) instead.
 2. The strategy pool is revisions vs. parallel samples only (Snell also compares PRM beam search);
    a revision conditions on the previous attempt only, not on the whole chain.
 3. The validation set is ``validation_examples`` (200) training-split problems, one fold (Snell:
@@ -39,9 +40,8 @@ Deviations:
 
 Measured on the embedded reasoning model (200 held-out problems, greedy 58.0%,
 reports/tts/compute-optimal.json): 65.5% at budget 4, 68.0% at 8 (the default), 71.5% at 16;
-validation chose shares [0, 0, 0.25, 0.5, 0.25] for the five bins (mostly parallel: the model's
-R: rewrites rarely fix its own mistakes). With ``evaluator=self`` 56.0%; the earlier fixed
-schedule with the self-verifier and max-score selection gave 37.0%.
+validation chose shares [0, 0, 0.25, 0.5, 0.25] for the five bins (reports/runs/compute-optimal.json;
+mostly parallel: the model's R: rewrites rarely fix its own mistakes).
 """
 
 from __future__ import annotations

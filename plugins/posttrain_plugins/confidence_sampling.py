@@ -25,14 +25,13 @@ Deviations:
 3. By default the expanded problems are answered by a vote weighted with the embedded process
    reward model (``posttrain.embedded.prm``, trained on training-split traces with exact step
    labels; a trace's score is its last step's probability), not by the model's confidence: the
-   model's own confidence is well calibrated for deciding WHERE to spend (greedy accuracy 22%
-   when c < 0.5, 99-100% when c >= 0.9, on 1000 held-out problems) but cannot pick the right
-   trace among the samples, because the tiny model's mistakes are systematic (its most confident
+   model's own confidence is well calibrated for deciding WHERE to spend (the threshold sweep
+   below) but cannot pick the right trace among the samples, because the tiny model's mistakes are systematic (its most confident
    sample is usually its greedy answer). ``selection=weighted_vote`` is DeepConf's rule.
 
 Measured on the embedded reasoning model (1000 held-out problems, greedy 58.1%,
 reports/runs/confidence-sampling.json): 68.1% with selection=prm, 69.8% of the problems
-expanded (160 generated tokens per problem); 57.9% with selection=weighted_vote (no gain).
+expanded (160 generated tokens per problem).
 The threshold sweep (reports/tts/confidence-sampling.json) shows what the gating buys: tau = 0.5
 65.6% (47% expanded, 114 tokens per problem), 0.7 67.6% (57%, 135), 0.9 68.1% (70%, 160), 1.0
 (expand every problem) 67.7% (100%, 221): the confident 30% need no samples.

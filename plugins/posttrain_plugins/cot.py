@@ -27,9 +27,9 @@ scratchpad is its "step by step" mode). Exemplars come from the task's training 
 8 by hand).
 
 Measured (reports/runs/cot.json, 200 held-out problems, 4 exemplars) on the current build of the
-few-shot model: standard prompting 11.0%, chain of thought 24.5% (zero exemplars: 81.0%, see
-zero-shot-cot). An earlier build of the same recipe gave 16.0% and 81.5%: the tiny model's
-in-context skill is fragile, the gain of worked over direct exemplars is not.
+few-shot model: standard prompting 11.0%, chain of thought 24.5% (zero exemplars: 81.0%,
+reports/runs/zero-shot-cot.json). The tiny model's in-context skill is fragile: absolute scores
+differ between builds of the same recipe.
 """
 
 from __future__ import annotations

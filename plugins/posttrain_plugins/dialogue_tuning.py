@@ -15,10 +15,10 @@ two turns (``47+29=`` / ``76`` / ``plus 3`` / ``79`` / ...), so later answers ne
 Held-out score: exact match of the last assistant turn given the conversation before it,
 generated until the template's end-of-turn token.
 
-Measured on the embedded base: last-turn exact match 0.002 -> 0.068 (200 steps, lr 1e-3), 0.234
-(1,000 steps), 0.50 (1,500 steps, lr 3e-3), 0.656 (2,500 steps, lr 3e-3, the default, ~160 s CPU
-time). The base answers ``a+b=`` at 0.78 in its own format but ~0 inside the chat template: the
-2-layer model relearns addition at the new positions (first-turn accuracy 0.525 after 1,500 steps).
+Measured on the embedded base (2,500 steps, lr 3e-3, the defaults; reports/runs/dialogue-tuning.json):
+last-turn exact match 0.002 -> 0.656; shorter runs and lower rates reached less. The base answers
+``a+b=`` at 0.778 in its own format (reports/runs/sft.json) but ~0 inside the chat template: the
+2-layer model relearns addition at the new positions.
 
 Deviations from the papers:
 1. LaMDA also fine-tunes on quality and safety ratings (a classifier head); only the generative

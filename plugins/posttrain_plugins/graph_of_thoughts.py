@@ -24,13 +24,13 @@ Deviations:
 2. Scores are P(correct) from the embedded process reward model (``posttrain.embedded.prm``,
    trained on training-split traces with exact step labels; a thought's score is its last step's
    probability), not a task-specific scoring function or the model's own judgement: the tiny
-   model's ``V:`` verdicts are 53.5% accurate (chance). ``scorer=verifier`` scores with them.
+   model's ``V:`` verdicts are 53.5% accurate (chance; src/posttrain/embedded/models/reasoning/build.json).
+   ``scorer=verifier`` scores with them.
    The Generate, Aggregate and Refine operations stay the model's own.
 
 Measured on the embedded reasoning model (200 held-out problems, greedy 58.0%,
 reports/tts/graph-of-thoughts.json): with the PRM scores 62.5% at generate=2, 68.0% at 4,
-71.5% at 8 (the default), 73.0% at 16; 36.0% with the model's own
-(``scorer=verifier``).
+71.5% at 8 (the default), 73.0% at 16.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Deviations from the paper:
 1. The learning rate (5e-5, paper 1e-6), group size (G = 8, paper 64), prompts per rollout (8,
    paper 1024 / 64 = 16 questions per step) and step count are sized for the embedded tiny model,
    as TRL's GRPOTrainer reference run on the same model (8 x 8, 200 steps; it used lr 2e-4, which
-   on the current embedded base lowers held-out exact match, 0.794 -> 0.728, while 5e-5 raises it).
+   did not raise held-out exact match on the current embedded base; 5e-5 does, reports/runs/grpo.json).
 2. beta defaults to 0.04 as in the paper; the reference is the policy at the start of training
    (the paper's SFT model when you pass one), or the adapter-disabled base with ``lora=true``.
 3. The group std is the unbiased sample std (as TRL), with 1e-4 added to the denominator so

@@ -16,8 +16,8 @@ Deviations from the paper:
    model (paper: Qwen3 models; it does not publish the learning rate). Each rollout is split into
    2 mini-batches (64 completions, micro-batches of 32; the paper uses 4), so the second update is
    off-policy and the sequence-level clipping acts; max_steps 400 = 200 rollouts. With 4
-   mini-batches of 16 (2 prompts each) the tiny model's updates were too noisy: held-out exact
-   match fell from 64% to 50% in 200 steps, while 2 mini-batches raise it (see the report).
+   mini-batches of 16 (2 prompts each) the tiny model's updates were too noisy to raise held-out
+   exact match; with 2 it rises (reports/runs/gspo.json).
 2. No KL term by default (beta = 0; the paper's objective has none); beta > 0 adds GRPO's
    per-token k3 KL averaged per response.
 3. eps_low / eps_high default to the paper's 3e-4 / 4e-4, which are tuned for long responses of

@@ -10,7 +10,7 @@ Catalog entry: catalog/methods/ia3.yaml.
 "Infused Adapter by Inhibiting and Amplifying Inner Activations": in every block the keys, the
 values and the feed-forward hidden activation are multiplied elementwise by trained vectors
 l_k, l_v, l_ff initialised to ones, so training starts at the base model and adds about 0.01%
-parameters (here: 768 of 148K). This is peft's ``IA3Config`` on k_proj, v_proj and the input of
+parameters on the paper's T0-3B (here: 768 of 149K, reports/runs/ia3.json). This is peft's ``IA3Config`` on k_proj, v_proj and the input of
 down_proj; the loss and loop are the ``sft`` plugin's. The saved model is the adapter, loaded by
 ``peft.AutoPeftModelForCausalLM.from_pretrained``.
 

@@ -18,12 +18,12 @@ trained on, so the held-out exact match measures following unseen phrasings (FLA
 question at toy scale), and ``seen_template_exact_match`` scores the same kind of held-out problems
 phrased with the training templates.
 
-Measured on the embedded base (2,000 steps, ~110 s CPU time): chat format, seen templates
-0.0 -> 0.946, unseen 0.002 -> 0.444 (``Tell me a+b.`` 0.93, ``Please evaluate a+b`` 0.01: the one
-with no punctuation after the sum is not followed). ``embedded_format=alpaca`` (1,500 steps, ~175 s
-CPU: sequences 2.5x longer) reached only 0.27 seen / 0.20 unseen, ``flan`` (plain text, 1,500
-steps) 0.18 / 0.08: the 2-layer model relearns addition in each new format, and the chat format
-keeps the sum next to a fixed cue (``<|end|><|assistant|>``).
+Measured on the embedded base (2,000 steps, chat format, reports/runs/instruction-tuning.json):
+seen templates 0.0 -> 0.946, unseen 0.002 -> 0.444 (of the two unseen templates, ``Tell me a+b.``
+is followed and ``Please evaluate a+b``, with no punctuation after the sum, is not).
+``embedded_format=alpaca`` and ``flan`` reached far less in the same budget: the 2-layer model
+relearns addition in each new format, and the chat format keeps the sum next to a fixed cue
+(``<|end|><|assistant|>``).
 
 Deviations from the papers:
 1. One task (addition) under many templates, not 60+ datasets; FLAN's held-out unit is a task

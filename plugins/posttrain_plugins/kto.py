@@ -23,10 +23,10 @@ Deviations from the paper:
    answers to one prompt in the data). Reference log-probs of the matched examples are computed
    once before training; those of the mismatched pairs, which change with every batch, per step.
 2. λ_D = 1.33, the top of the paper's recommended range λ_D n_D / (λ_U n_U) ∈ [1, 4/3] (the
-   pairs give n_D = n_U): with λ_D = 1 the embedded run pushes the undesirable answers down while
-   the desirable ones stay put, and greedy exact match falls (66.2% -> 61.4%, likelihood
-   displacement); with 1.33 it rises (66.2% -> 72.2%). Both on the 2026-11-23 base (64.0%); on
-   the current, stronger base (78.4%) the default lowers it (78.4% -> 68.8%, reports/runs/kto.json).
+   pairs give n_D = n_U): with λ_D = 1 an earlier embedded run pushed the undesirable answers down
+   while the desirable ones stayed put, and greedy exact match fell (likelihood displacement); 1.33
+   raised it on that weaker base. On the current base the default lowers it (78.4% -> 68.8%,
+   reports/runs/kto.json).
 3. AdamW with warmup and cosine decay; learning rate and step count sized for the embedded model.
 """
 

@@ -17,8 +17,8 @@ Note on the numbers: a fresh prefix changes what every layer attends to, so the 
 with the initial prefix (``initial`` in the summary) is far below the bare base model's, which is
 ``before``. Held-out scores are greedy decodes without KV cache
 (``posttrain.evaluation.greedy_full_forward``; peft's cached ``generate`` does not reproduce the
-training-time forward for prefix models). Embedded, defaults (~18 s CPU time): bare base 0.778,
-initial prefix 0.088, after 0.806.
+training-time forward for prefix models). Embedded, defaults (reports/runs/prefix-tuning.json):
+bare base 0.778, initial prefix 0.088, after 0.806.
 
 How it differs from ``p-tuning-v2``: both put trained vectors in every layer; prefix tuning trains
 them through the MLP reparameterisation (for generation tasks), P-Tuning v2 trains them directly.

@@ -15,17 +15,17 @@ the tokenizer's start token (or from a text, ``init_text``: peft's TEXT init). T
 
 Note on the numbers: the embedded base never saw tokens before its start token, so any soft
 prompt first breaks it: held-out exact match with the untrained prompt (``initial`` in the
-summary) is 0.006 with 20 start-token slots and 0.074 with 2, against 0.778 for the bare base
-(``before``: the model you have without the method). From there, 1,000 steps reach 0.158 with 20
-slots and 0.724 with 2; 3,000 steps with 2 slots 0.734, still below the bare base; with 1 slot
-(the default, ~95 s CPU time) 0.79, just above it (a gain within the noise of 500 problems), as
-the paper expects of prompt tuning at small scale (a task-text init did worse).
+summary) is 0.284 with the default 1 slot, against 0.778 for the bare base (``before``: the model
+you have without the method). 3,000 steps reach 0.79, just above the bare base (a gain within the
+noise of 500 problems; reports/runs/prompt-tuning.json), as the paper expects of prompt tuning at
+small scale. More slots break the frozen model more and ended below the bare base; a task-text
+init did worse too.
 Held-out scores are greedy decodes without KV cache (``posttrain.evaluation.greedy_full_forward``):
-peft's cached ``generate`` wrote unrelated digits for this model (0.0 where the decode scores 0.14).
+peft's cached ``generate`` wrote unrelated digits for this model.
 
 Deviations from the paper:
 1. AdamW with learning rate 3e-2, 3,000 steps (paper: Adafactor, 0.3, 30K steps, on T5 1.1 "LM
-   adapted"); 1e-1 with 20 slots and 3,000 steps reached 0.14.
+   adapted").
 2. 1 virtual token (paper's default study uses 100; 20 is already close in its Figure 3): on the
    150K-parameter model every extra slot disrupts the frozen model more than it adds capacity.
 3. Initialised from the start token's embedding rather than sampled vocabulary or class labels.

@@ -20,12 +20,12 @@ Stages, each a complete run of a catalog plugin in a sub-folder of this run:
 
 Held-out metrics are logged after each stage (``<stage>/<metric>``, step = stage number).
 
-Defaults, and why (measured on the embedded task, base rebuilt 2026-12-02, held-out exact match
-0.778): the cold start runs at learning rate 1e-4, not sft's 1e-3: 60 steps over 256 examples at
-1e-3 lower exact match to 0.722 (3e-4: 0.760, 1e-4: 0.782); GRPO runs at the grpo plugin's own
-default rate (5e-5; the former override 2e-4 moved its stage 0.702 -> 0.752 from the weaker cold
-start). With these defaults every stage improves: 0.778 -> sft 0.782 -> grpo 0.798 (from 0.774 on
-its own held-out prompts) -> rejection-sampling-ft 0.826 (reports/runs/r1-recipe.json).
+Defaults, and why: the cold start runs at learning rate 1e-4, not sft's 1e-3, since 60 steps over
+256 examples at 1e-3 overfit and lowered exact match on the embedded task; GRPO runs at the grpo
+plugin's own default rate (5e-5; the former override was 2e-4). With these defaults every stage
+improves (embedded base rebuilt 2026-12-02, reports/runs/r1-recipe.json): held-out exact match
+0.778 -> sft 0.782 -> grpo 0.798 (from 0.774 on its own held-out prompts) -> rejection-sampling-ft
+0.826.
 
 Deviations from the paper:
 1. Stage 3 fine-tunes the RL checkpoint on its own accepted samples (``rounds=1``); R1 fine-tunes

@@ -36,36 +36,31 @@ WHO JUDGES (be clear about it). Two labellers are implemented:
   with a real instruct model as ``judge_model``; it is meaningless on the embedded model.
 
 Measured on the embedded task (reports/runs/rlaif.json, defaults, seed 0, embedded base rebuilt on
-2026-12-02): held-out exact match 0.778 (base) -> 0.896 (SFT) -> 0.846 (PPO), 154 s of CPU time
-(user + system, one thread). The AI labels agree with the checker on 94.5% of the 14454 pairs with
-exactly one correct response (17444 pairs from 40000 prompts); the reward model trained on them
-orders 0.645 of the task's held-out pairs correctly (0.510 untrained). PPO raises that reward
-model's held-out score (0.811 -> 0.849) but lowers exact match (0.886 -> 0.846, greedy on PPO's own
-500 held-out prompts; binomial standard error 0.014, so -2.8 SE): on this task RLAIF with the model
-as its own labeller does not help after SFT. (Former base build, exact match 0.640: SFT 0.894 ->
-PPO 0.852, reward model 0.605.)
+2026-12-02): held-out exact match 0.778 (base) -> 0.896 (SFT) -> 0.846 (PPO). The AI labels agree
+with the checker on 94.5% of the 14454 pairs with exactly one correct response (17444 pairs from
+40000 prompts); the reward model trained on them orders 0.645 of the task's held-out pairs
+correctly (0.510 untrained). PPO raises that reward model's held-out score (0.811 -> 0.849) but
+lowers exact match (0.886 -> 0.846, greedy on PPO's own 500 held-out prompts; binomial standard
+error 0.014, so -2.8 SE): on this task RLAIF with the model as its own labeller does not help
+after SFT.
 
-Why the reward model used to be at chance (8000 labelled prompts, 3520 pairs, 400 steps: 0.520):
-not a mismatch between the sampled pairs and the task's pairs: on 352 held-out pairs of the SFT
-model's own samples with one correct answer (checker used only to score, never to train) it was at
-chance too (0.517), and its training loss stayed at 0.64. It had too few pairs and steps to learn to
-check a sum: the rlhf reward model needs ~20000 pairs and 1500 steps to reach 0.83. Hence 40000
-labelled prompts and 1500 steps (0.645).
+Why 40000 labelled prompts and 1500 reward-model steps: with a fifth of the prompts and 400 steps
+the reward model stayed at chance, also on held-out pairs of the SFT model's own samples (checker
+used only to score, never to train). It had too few pairs and steps to learn to check a sum, not
+a mismatch between the sampled pairs and the task's pairs.
 
-Why PPO still does not beat SFT here: not only the judge. With the task checker itself as the reward
-(the ppo plugin on this SFT model, measured 2026-12-02, same 500 prompts) PPO lowers or keeps greedy
-exact match too: 0.886 -> 0.852 (ppo defaults), 0.884 (β 0.5, lr 3e-5, 80 steps), 0.894 (512
-prompts per rollout, lr 1e-4, 60 steps; the defaults here), 0.884 (1024 prompts, lr 2e-4); GRPO
-0.850. Sampled (temperature 1) accuracy rises 0.648 -> 0.68-0.70, but the greedy answers of held-out
-problems flip both ways (GRPO: 29 worse, 11 better). The defaults take the least noisy of these
-(big rollouts, few steps).
+Why PPO still does not beat SFT here: not only the judge. With the task checker itself as the
+reward (the ppo plugin on this SFT model, or GRPO) greedy exact match does not rise beyond noise
+either, over several rollout sizes and learning rates: sampled accuracy rises, but the greedy
+answers of held-out problems flip both ways. The defaults take the least noisy of these settings
+(big rollouts, few steps). These exploratory runs are not recorded as reports.
 
 Default budgets, and why: 40000 prompts are labelled (above); the reward model trains 1500 steps
 (~5.5 epochs of 17444 pairs); PPO stays close to the SFT model (β = 0.5) and uses large rollouts
 (512 prompts, two 256-completion updates each, lr 1e-4, 60 steps): 64-prompt rollouts at lr 3e-5
 (the former defaults) or 7.5e-5 flip greedy answers at random, and a learned reward is exploitable
 when pushed (Gao et al. 2022, arXiv:2210.10760; with 150 reward-model steps and PPO's own β = 0.05,
-lr 3e-4, 240 steps, exact match fell to 0.240). See the rlhf plugin's docstring for more. PPO scores
+lr 3e-4, 240 steps, exact match collapsed). See the rlhf plugin's docstring for more. PPO scores
 completions with the reward model tokenized as in its training (prompt + completion + EOS).
 
 Deviations from the paper:

@@ -30,32 +30,27 @@ reaches 0.834 held-out pairwise accuracy (from 0.476); the PPO stage moves exact
 and the held-out reward-model score 3.201 -> 3.202 (PPO's "before" is greedy exact match on its own
 held-out prompts, hence not SFT's number; the score is the reward model's on one sampled answer per
 prompt): PPO does not improve on SFT here, and loses a little. The gain of the pipeline is SFT's.
-On the former base build (exact match 0.640) the same defaults gave 0.894 (SFT) -> 0.882, the PPO
-stage 0.874 -> 0.882. About 115 s of CPU time in all. With the critic initialised from the policy
-instead of the reward model, the PPO stage raises the reward-model score (3.20 -> 3.27) and lowers
-exact match more (0.886 -> 0.850): the reward model, 0.834 accurate on held-out pairs, is a weaker
-judge than the SFT policy already is, so optimising against it cannot be expected to help here.
+The reward model, 0.834 accurate on held-out pairs, is a weaker judge than the SFT policy already
+is, so optimising against it cannot be expected to help here.
 
-Attempts to make the PPO stage beat SFT (2026-12-02, same SFT model, PPO's 500 held-out prompts,
-binomial standard error 0.014): with large low-noise rollouts (512 prompts per rollout, lr 1e-4,
-60 steps, β = 0.5; rlaif's defaults) the PPO stage raises the held-out reward-model score 3.201 ->
-3.317 but lowers exact match 0.886 -> 0.852 (-2.4 SE), so the defaults stay as they were. The
-reward model is not the only limit: with the task checker itself as PPO's reward (the ppo plugin on
-this SFT model, not used here) greedy exact match does not rise beyond noise either: 0.886 -> 0.852
-(ppo defaults), 0.884 (these defaults), 0.894 (the large rollouts above), 0.884 (1024 prompts, lr
-2e-4); GRPO 0.850. Sampled (temperature 1) accuracy rises 0.648 -> 0.68-0.70 while greedy answers
-of held-out problems flip both ways (GRPO: 29 worse, 11 better).
+Attempts to make the PPO stage beat SFT (exploratory runs, not recorded as reports): initialising
+the critic from the policy instead of the reward model, or large low-noise rollouts (512 prompts per
+rollout, lr 1e-4, 60 steps, β = 0.5; rlaif's defaults), raised the held-out reward-model score but
+lowered exact match, so the defaults stay as they were. The reward model is not the only limit:
+with the task checker itself as PPO's reward (the ppo plugin on this SFT model, not used here), or
+with GRPO, greedy exact match does not rise beyond noise either; sampled accuracy rises while greedy
+answers of held-out problems flip both ways.
 
 Default budgets, and why (RLHF practice for a learned reward that is far from perfect):
-- the reward model trains 1500 steps (the reward-model plugin's 1200 reach ~0.78 held-out pairwise
-  accuracy; the former 150 stayed at chance, 0.54, and PPO then exploited it: exact match 0.87 -> 0.40);
+- the reward model trains 1500 steps (the reward-model plugin's 1200 reach 0.770 held-out pairwise
+  accuracy, reports/runs/reward-model.json; with 150 it stayed at chance, and PPO then exploited it
+  and exact match collapsed);
 - PPO is kept close to the SFT model: β = 0.5 (TRL: 0.05), learning rate 3e-5 (ppo plugin: 7.5e-5) and
-  80 optimizer steps (ppo plugin: 240). Larger moves against the same 0.81-accurate reward model cost
-  exact match (β = 0.2, lr 1e-4, 80 steps: 0.874 -> 0.734 while the sampled training reward rose
-  2.47 -> 2.93 and the held-out reward stayed flat, 2.90 -> 2.84): the reward model's errors are
-  exploitable (over-optimisation, Gao et al. 2022, arXiv:2210.10760), and the critic initialised from
-  the reward model starts with a large value loss (~16), so early advantages are noisy (OpenRLHF's
-  critic warm-up, ``freezing_actor_steps``, is not implemented).
+  80 optimizer steps (ppo plugin: 240). Larger moves against the same reward model cost exact match
+  while the sampled training reward rose and the held-out reward stayed flat: the reward model's
+  errors are exploitable (over-optimisation, Gao et al. 2022, arXiv:2210.10760), and the critic
+  initialised from the reward model starts with a large value loss, so early advantages are noisy
+  (OpenRLHF's critic warm-up, ``freezing_actor_steps``, is not implemented).
 - PPO scores completions with the reward model tokenized as in its training (prompt + completion +
   EOS; ``posttrain.rewards`` fixed here, it used to read the head before EOS, a position the reward
   model never saw, which made its scores noise for PPO).

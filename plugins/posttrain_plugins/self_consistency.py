@@ -23,15 +23,15 @@ Deviations from the paper:
    greedy decoding of a few points can be resolved.
 3. The embedded diverse-paths model. On the embedded reasoning task (no --model, ``task=reasoning``)
    the model is ``embedded:reasoning-diverse`` (``posttrain.embedded.diverse``): the reasoning
-   model fine-tuned (1500 SFT steps, ~190 CPU-seconds, cached) to solve each training-split
+   model fine-tuned (1500 SFT steps, cached) to solve each training-split
    problem by one of three checkable paths drawn at random, chosen by the first token: ``c``
    column sums (``c12;13;6;#632``), ``x`` digits and carry written out
    (``x7+5=12;4+8+1=13;3+2+1=6;#632``), ``s`` the same with the operands swapped
    (``s5+7=12;8+4+1=13;2+3+1=6;#632``). Wang et al.'s premise is that a problem admits several
    ways of thinking whose errors differ; the reasoning model has one way of thinking, and on it
-   self-consistency only reached greedy decoding (1000 problems: 51.5% at n=1, 54.0% at 4, 57.3%
-   at 16, 57.4% at 40, 58.3% at 64, against 58.1%; the greedy answer was the plurality of 64
-   samples on 82-90% of problems, and T = 0.5-2.0, top-p 0.9 and the weighted vote did no better).
+   self-consistency only reached greedy decoding in exploratory runs (the greedy answer was
+   usually the plurality of the samples; other temperatures, top-p and the weighted vote did no
+   better).
    ``before`` is greedy decoding of the same diverse-paths model, so a gain is the vote's, not the
    fine-tune's; ``reasoning_model_greedy`` reports the original reasoning model's greedy decoding
    on the same problems, for context. Answers are read the same way; ``max_new_tokens`` defaults
@@ -43,9 +43,8 @@ reasoning model 58.1%); self-consistency 33.1% at n=1, 39.1% at 4, 56.3% at 16, 
 default n=40 and 63.1% at 64 (binomial standard error 1.5-1.6 points each). At n=40 the vote fixes 219
 greedy mistakes and breaks 75: +14.4 points, paired standard error 1.7 (n=64: 222 / 64, +15.8),
 at 932 generated tokens per problem (63 s wall on 1 CPU thread, shared). The paths' errors are nearly
-independent (held-out greedy with the marker forced: c 35.4%, x 51.0%, s 45.4%; P(both wrong) is
-1.09-1.33 times the product of the two error rates), so wrong answers scatter while right ones
-agree. A single sample (33.1%) is worse than greedy; the vote needs about 16 samples to pass it.
+independent (checked when the model is built), so wrong answers scatter while right ones agree. A
+single sample (33.1%) is worse than greedy; the vote needs about 16 samples to pass it.
 """
 
 from __future__ import annotations

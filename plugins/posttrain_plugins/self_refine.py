@@ -35,23 +35,22 @@ Deviations:
 2. By default the verdict comes from the embedded process reward model
    (``posttrain.embedded.prm``: trained on training-split traces with exact step labels; an
    attempt's rating is its last step's probability), not from the model itself: the tiny model's
-   own ``V:`` verdicts are 53.5% accurate (chance), so self-feedback cannot tell which attempts
-   to revise. The revision is still the model's own (its solve continuation, or its ``R:``
+   own ``V:`` verdicts are 53.5% accurate (chance; src/posttrain/embedded/models/reasoning/build.json),
+   so self-feedback cannot tell which attempts to revise. The revision is still the model's own (its solve continuation, or its ``R:``
    sub-skill). ``evaluator=self`` is Madaan's self-feedback.
 3. At most 2 refinements by default (Madaan: up to 4).
 
 Measured on the embedded reasoning model (200 held-out problems, greedy 58.0% ± 3.5% binomial
 standard error, 13.1 generated tokens per problem; reports/runs/self-refine.json): localized
-feedback reaches 71.0% ± 3.2% (seeds 1, 2: 70.0%, 72.5%) at 42.6 generated tokens per problem
-(0.77 refinements per problem); against greedy on the same problems it fixes 28 and breaks 2
-(+13.0 points, paired standard error 2.6). One continuation per refinement (``samples=1``) gives
-63.0% (21.6 tokens); 1 round 66.5% (30.4 tokens), 4 rounds 75.5% (62.6 tokens,
-reports/tts/self-refine.json); best-of-n with the same PRM reaches 67.0% at 52.4 tokens (n=4).
-The PRM's scoring adds forward passes, not generated tokens: 50 batched model calls in all and
-171 token positions per problem at the default (greedy decoding: 16 and 23; best-of-n at n=4: 36
-and 160). Madaan's whole-answer loop (``feedback=whole``) stays at 58.0% (fixes 2, breaks 2):
-the PRM finds the wrong answers, but the model's ``R:`` rewrite repeats its carry mistakes. ``evaluator=self`` with localized feedback refines nothing (the ``V:`` verdicts approve
-every step prefix): 58.0%.
+feedback reaches 71.0% ± 3.2% (+13.0 points) at 42.6 generated tokens per problem (0.77
+refinements per problem). 1 round gives 66.5% (30.4 tokens), 4 rounds 75.5% (62.6 tokens,
+reports/tts/self-refine.json); best-of-n with the same PRM reaches 67.0% at 52.4 tokens (n=4,
+reports/tts/best-of-n.json). The PRM's scoring adds forward passes, not generated tokens: 50
+batched model calls in all and 171 token positions per problem at the default (greedy decoding: 16
+and 23; best-of-n at n=4: 36 and 160). Madaan's whole-answer loop (``feedback=whole``) stays at
+greedy: the PRM finds the wrong answers, but the model's ``R:`` rewrite repeats its carry mistakes.
+``evaluator=self`` with localized feedback refines nothing (the ``V:`` verdicts approve every step
+prefix), so it stays at greedy too.
 """
 
 from __future__ import annotations

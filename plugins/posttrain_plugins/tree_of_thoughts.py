@@ -24,8 +24,8 @@ Deviations:
 1. On the embedded reasoning task the default state evaluator is the embedded process reward
    model (``posttrain.embedded.prm``, trained on training-split traces with exact step labels;
    a state's value is its last step's probability), not the model's own evaluation: the tiny
-   model's ``V:`` verdicts are 53.5% accurate (chance), and with them the search falls below
-   greedy decoding. ``scorer=verifier`` is Yao's self-evaluation (and the default with your own
+   model's ``V:`` verdicts are 53.5% accurate (chance; src/posttrain/embedded/models/reasoning/build.json),
+   and with them the search falls below greedy decoding. ``scorer=verifier`` is Yao's self-evaluation (and the default with your own
    --model/--dataset is the likelihood unless --set prm=... is given).
 2. The self-evaluator reads one next-token probability instead of sampling a verbal evaluation 3
    times; DFS processes problems one by one (BFS batches all problems per depth); b = 4 and k = 4
@@ -33,7 +33,7 @@ Deviations:
 
 Measured on the embedded reasoning model (200 held-out problems, greedy 58.0%,
 reports/tts/tree-of-thoughts.json): BFS with the PRM 70.5% at b=1, 72.5% at 2, 77.0% at 4 (the
-default), 76.5% at 8; with the model's own evaluation (``scorer=verifier``) 44.5%.
+default), 76.5% at 8.
 """
 
 from __future__ import annotations
