@@ -19,9 +19,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from posttrain.preference import PairLogps, add_rpo_nll, chosen_nll_per_token
 from posttrain_plugins.cdpo import cdpo_loss, robust_dpo_loss
 from posttrain_plugins.cpo import cpo_loss
-from posttrain_plugins.dpo import dpo_loss
+from posttrain_plugins.dpo import dpo_loss, rpo_dpo_loss
 from posttrain_plugins.hinge import hinge_loss, slic_loss
 from posttrain_plugins.ipo import ipo_loss
 from posttrain_plugins.kto import kl_example, kto_loss, kto_reference_point, mismatched_partners, unpair
@@ -257,6 +258,33 @@ def test_mdpo_group_of_copies_equals_single_sample():
     assert torch.allclose(copies[0], dpo_loss(pc, pr, rc, rr, 0.1)[0])
 
 
+# --- RPO's NLL term (dpo's default, optional in ipo / cdpo / rdpo / mdpo) --------------------
+
+
+def test_rpo_nll_term_is_alpha_times_nll_per_chosen_token_of_the_batch():
+    pc, pr, _, _ = random_logps()
+    lc, lr = t([1.0, 2, 3, 4, 5, 6, 7, 8]), t([2.0] * 8)
+    pol = PairLogps(pc, pr, lc, lr)
+    base = t(0.7)
+    same, metrics = add_rpo_nll(base, pol, 0.0)
+    assert same is base and metrics == {}  # α = 0: the paper's loss, untouched
+    nll = -pc.sum() / lc.sum()  # every chosen token of the batch weighs the same
+    assert chosen_nll_per_token(pol).item() == pytest.approx(nll.item())
+    total, metrics = add_rpo_nll(base, pol, 0.5)
+    assert total.item() == pytest.approx(0.7 + 0.5 * nll.item()) and metrics["nll_loss"] == pytest.approx(nll.item())
+    assert (-pc / lc).mean().item() != pytest.approx(nll.item(), rel=1e-2)  # not the mean of per-pair NLLs
+
+
+def test_dpo_batch_loss_is_mean_dpo_loss_plus_rpo_term():
+    pc, pr, rc, rr = random_logps(seed=4)
+    pol = PairLogps(pc, pr, t([3.0] * 8), t([5.0] * 8))
+    plain, metrics = rpo_dpo_loss(pol, rc, rr, 0.1, 0.0)
+    assert plain.item() == pytest.approx(dpo_loss(pc, pr, rc, rr, 0.1)[0].mean().item()) and "nll_loss" not in metrics
+    rpo, metrics = rpo_dpo_loss(pol, rc, rr, 0.1, 2.0)
+    assert rpo.item() == pytest.approx(plain.item() + 2.0 * chosen_nll_per_token(pol).item(), rel=1e-6)
+    assert metrics["nll_loss"] == pytest.approx(chosen_nll_per_token(pol).item())
+
+
 # --- TRL parity -----------------------------------------------------------------------------
 
 
@@ -304,33 +332,39 @@ def trl_stub_trainer(cls, **attrs):
     return trainer
 
 
-def trl_dpo_losses(loss_type: str, pc, pr, rc, rr, lc, lr, beta: float, label_smoothing: float = 0.0):
-    """Per-pair losses from TRL's DPOTrainer._compute_loss, one pair per call (it returns the mean)."""
+def trl_dpo_batch_loss(loss_types, loss_weights, pc, pr, rc, rr, lc, lr, beta: float, label_smoothing: float = 0.0):
+    """TRL's DPOTrainer._compute_loss on one batch of pairs: Σ_k weight_k · mean of loss type k."""
     from trl import DPOTrainer
 
+    ids, mask, table = stub_rows(torch.cat([pc, pr]), torch.cat([lc, lr]))  # chosen rows, then rejected
+    model = StubLM(table)
+    trainer = trl_stub_trainer(
+        DPOTrainer,
+        model=model,
+        ld_alpha=None,
+        f_divergence_type="reverse_kl",
+        loss_types=loss_types,
+        loss_weights=loss_weights,
+        beta=beta,
+        label_smoothing=label_smoothing,
+        use_weighting=False,
+    )
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "completion_mask": mask,
+        "ref_chosen_logps": rc,
+        "ref_rejected_logps": rr,
+    }
+    return trainer._compute_loss(model, inputs, return_outputs=False)
+
+
+def trl_dpo_losses(loss_type: str, pc, pr, rc, rr, lc, lr, beta: float, label_smoothing: float = 0.0):
+    """Per-pair losses from TRL's DPOTrainer._compute_loss, one pair per call (it returns the mean)."""
     out = []
     for i in range(len(pc)):
-        ids, mask, table = stub_rows(torch.stack([pc[i], pr[i]]), torch.stack([lc[i], lr[i]]))
-        model = StubLM(table)
-        trainer = trl_stub_trainer(
-            DPOTrainer,
-            model=model,
-            ld_alpha=None,
-            f_divergence_type="reverse_kl",
-            loss_types=[loss_type],
-            loss_weights=[1.0],
-            beta=beta,
-            label_smoothing=label_smoothing,
-            use_weighting=False,
-        )
-        inputs = {
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-            "completion_mask": mask,
-            "ref_chosen_logps": rc[i : i + 1],
-            "ref_rejected_logps": rr[i : i + 1],
-        }
-        out.append(trainer._compute_loss(model, inputs, return_outputs=False))
+        pair = (x[i : i + 1] for x in (pc, pr, rc, rr, lc, lr))
+        out.append(trl_dpo_batch_loss([loss_type], [1.0], *pair, beta, label_smoothing))
     return torch.stack(out)
 
 
@@ -351,6 +385,21 @@ def test_trl_parity_dpo_sigmoid_ipo_hinge_robust(trl_inputs):
     assert torch.allclose(trl_dpo_losses("hinge", *trl_inputs, 0.1), hinge_loss(pc, pr, rc, rr, 0.1)[0], atol=1e-5)
     robust = robust_dpo_loss(pc, pr, rc, rr, 0.1, 0.2)[0]
     assert torch.allclose(trl_dpo_losses("robust", *trl_inputs, 0.1, label_smoothing=0.2), robust, atol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.3])
+def test_trl_parity_dpo_with_rpo_nll_term(trl_inputs, alpha):
+    # RPO in TRL 1.x: DPOConfig(loss_type=["sigmoid", "sft"], loss_weights=[1, α]); its "sft" term is
+    # the mean NLL over all chosen completion tokens of the batch, as chosen_nll_per_token.
+    pc, pr, rc, rr, lc, lr = trl_inputs
+    theirs = trl_dpo_batch_loss(["sigmoid", "sft"], [1.0, alpha], *trl_inputs, 0.1)
+    sigmoid_only = trl_dpo_batch_loss(["sigmoid"], [1.0], *trl_inputs, 0.1)
+    pol = PairLogps(pc, pr, lc.float(), lr.float())
+    ours, metrics = rpo_dpo_loss(pol, rc, rr, 0.1, alpha)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+    assert metrics["nll_loss"] == pytest.approx((theirs - sigmoid_only).item() / alpha, rel=1e-5)
+    per_pair_nll = (-pc / lc).mean().item()  # the inputs tell the per-pair mean (the old dpo.py term) apart
+    assert sigmoid_only.item() + alpha * per_pair_nll != pytest.approx(theirs.item(), rel=1e-3)
 
 
 def test_trl_parity_cdpo_label_smoothing(trl_inputs):

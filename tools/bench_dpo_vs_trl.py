@@ -114,6 +114,7 @@ def phase_ours(args) -> dict:
     """Run the dpo plugin as users do, timing its reference precompute and its training loop."""
     import torch
 
+    import posttrain.preference as preference
     import posttrain_plugins.dpo as dpo
     from posttrain.interface import RunContext
 
@@ -122,11 +123,11 @@ def phase_ours(args) -> dict:
     timings = {"reference": 0.0, "loop": 0.0, "cpu": 0.0}
     losses: list[float] = []
     tokens = [0]
-    all_logps, train_loop = dpo.all_logps, dpo.train_loop
+    dataset_logps, train_loop = preference.dataset_logps, dpo.train_loop
 
-    def timed_all_logps(model, pairs, *a, **kw):
+    def timed_dataset_logps(model, pairs, *a, **kw):
         t0, c0 = time.perf_counter(), time.process_time()
-        out = all_logps(model, pairs, *a, **kw)
+        out = dataset_logps(model, pairs, *a, **kw)
         if len(pairs) == n_train:  # the reference pass over the training pairs (not held-out scoring)
             timings["reference"] += time.perf_counter() - t0
             timings["cpu"] += time.process_time() - c0
@@ -145,8 +146,9 @@ def phase_ours(args) -> dict:
         timings["cpu"] += time.process_time() - c0
         return result
 
-    dpo.all_logps, dpo.train_loop = timed_all_logps, timed_train_loop
+    preference.dataset_logps, dpo.train_loop = timed_dataset_logps, timed_train_loop
     cfg = dpo.Config(
+        rpo_alpha=0.0,  # plain DPO, as TRL's loss_type=["sigmoid"] below
         max_steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, PairLogps, PairwiseConfig, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, PairLogps, ReferencePairwiseConfig, train_pairwise
 
 
-class Config(PairwiseConfig):
+class Config(ReferencePairwiseConfig):
     beta: float = Field(0.1, gt=0, description="β, strength of the KL penalty to the reference (as in DPO).")
     epsilon: float = Field(
         0.1, ge=0, lt=0.5, description="ε, assumed probability that a preference label is flipped (below 1/2)."

@@ -6,6 +6,7 @@ Optional NLL term: Pang et al. 2024, "Iterative Reasoning Preference Optimizatio
 arXiv:2404.19733. Catalog entry: catalog/methods/dpo.yaml.
 
     catalog run dpo                                   # embedded tiny model + addition pairs
+    catalog run dpo --set rpo_alpha=0                 # the paper's plain DPO, without RPO's NLL term
     catalog run dpo --model ./my-sft-model --dataset prefs.jsonl --set beta=0.1 --set lora=true
 
 Data: ``prompt`` + ``chosen`` + ``rejected`` (strings or message lists).
@@ -18,9 +19,21 @@ Deviations from the paper:
 3. Chosen and rejected responses go through the policy in one concatenated forward pass, and the
    reference log-probs are computed once, before training, for the whole dataset (same values as
    computing them per batch, fewer forward passes).
+4. The default adds RPO's NLL term (Pang et al. 2024; ``rpo_alpha=1``, their value), because plain
+   DPO (``rpo_alpha=0``) lowers held-out exact match on the embedded task through likelihood
+   displacement: the margin grows while the chosen answers' likelihood falls with the rejected
+   ones' (measured numbers: reports/runs/dpo.json). The term is α times the negative
+   log-likelihood per chosen token of the batch, as TRL's ``loss_type=["sigmoid", "sft"]`` computes
+   it (the paper divides each winner's log-likelihood by its own length).
+
+``preference_accuracy`` and ``rewards/accuracies`` count exact ties as 1/2 (TRL's
+``rewards/accuracies`` counts them as 0), so they start at 0.5 where every implicit reward is 0
+(policy = reference).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -28,17 +41,30 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.config import TrainingConfig
-from posttrain.data import batch_indices, iterate_batches, pad_sequences, task_records, tokenize_preference
-from posttrain.evaluation import exact_match
-from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
-from posttrain.logprobs import sequence_logprobs, split_pairs
+from posttrain.data import batch_indices
+from posttrain.hf import load_policy, lora_settings, parameter_counts
+from posttrain.preference import (
+    PairLogps,
+    PreferenceData,
+    add_rpo_nll,
+    dataset_logps,
+    evaluate_pairs,
+    load_pairs,
+    pair_batch,
+    pair_logps,
+    reference_logps,
+    reward_metrics,
+)
 from posttrain.train import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):
     beta: float = Field(0.1, gt=0, description="β, strength of the KL penalty to the reference (paper §6.1: 0.1).")
     rpo_alpha: float = Field(
-        0.0, ge=0, description="α of RPO's NLL term on the chosen response (0: plain DPO, the paper)."
+        1.0,
+        ge=0,
+        description="α of RPO's NLL term on the chosen response, per chosen token (Pang et al. 2024: 1); "
+        "0 gives the paper's plain DPO.",
     )
     learning_rate: float = Field(
         1e-4, gt=0, description="Peak learning rate (paper: 1e-6 with RMSprop on 6B-scale models)."
@@ -71,88 +97,59 @@ def dpo_loss(
     return losses, chosen_rewards.detach(), rejected_rewards.detach()
 
 
-def preference_accuracy(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
-    """Share of pairs whose chosen reward is higher; exact ties count 1/2 (chance), not 0."""
-    return ((chosen_rewards > rejected_rewards).float() + 0.5 * (chosen_rewards == rejected_rewards).float()).mean()
+def rpo_dpo_loss(
+    policy: PairLogps, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float, rpo_alpha: float
+) -> tuple[torch.Tensor, dict]:
+    """Batch loss: mean DPO loss plus α · NLL per chosen token (RPO), and TRL's step metrics."""
+    losses, c_rew, r_rew = dpo_loss(policy.chosen, policy.rejected, ref_chosen, ref_rejected, beta)
+    loss, nll = add_rpo_nll(losses.mean(), policy, rpo_alpha)
+    return loss, {**reward_metrics(c_rew, r_rew, policy), **nll}
 
 
 # --- run ------------------------------------------------------------------------------------
 
 
-def pair_batch(pairs: list[tuple[dict, dict]], pad_id: int, device: str) -> dict:
-    """Chosen then rejected in one padded batch: one forward pass for both."""
-    return pad_sequences([c for c, _ in pairs] + [r for _, r in pairs], pad_id, device)
-
-
-@torch.no_grad()
 def all_logps(model, pairs, pad_id: int, device: str, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    chosen, rejected = [], []
-    for chunk in iterate_batches(pairs, batch_size):
-        c, r = split_pairs(sequence_logprobs(model, pair_batch(chunk, pad_id, device))[0])
-        chosen.append(c)
-        rejected.append(r)
-    return torch.cat(chosen), torch.cat(rejected)
+    """Summed log-probs of every pair's chosen and rejected response (eval mode, no grad)."""
+    logps = dataset_logps(model, pairs, pad_id, device, batch_size)
+    return logps.chosen, logps.rejected
 
 
-def evaluate(policy, tokenizer, pairs, records, ref_logps, cfg: Config, embedded: bool) -> dict:
-    was_training = policy.training
-    policy.eval()
-    chosen, rejected = all_logps(policy, pairs, tokenizer.pad_token_id, str(next(policy.parameters()).device))
-    policy.train(was_training)
-    c_rewards, r_rewards = cfg.beta * (chosen - ref_logps[0]), cfg.beta * (rejected - ref_logps[1])
-    answers = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in records]
-    em = exact_match(policy, tokenizer, answers, max_new_tokens=cfg.max_new_tokens or (8 if embedded else 128))
-    return {
-        "preference_accuracy": preference_accuracy(c_rewards, r_rewards).item(),
-        "reward_margin": (c_rewards - r_rewards).mean().item(),
-        "logprob_preference_accuracy": preference_accuracy(chosen, rejected).item(),
-        "exact_match": em["exact_match"],
-    }
+def implicit_rewards(policy: PairLogps, ref: PairLogps, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """β (log π(y|x) − log π_ref(y|x)) of the chosen and of the rejected responses."""
+    return beta * (policy.chosen - ref.chosen), beta * (policy.rejected - ref.rejected)
+
+
+def evaluate(policy, tokenizer, data: PreferenceData, ref_heldout: PairLogps, cfg: Config) -> dict:
+    """Held-out preference accuracy of the implicit reward, margin, log-prob accuracy, chosen
+    log-prob per token and greedy exact match (``posttrain.preference.evaluate_pairs``)."""
+    return evaluate_pairs(policy, tokenizer, data, partial(implicit_rewards, beta=cfg.beta), ref_heldout, cfg)
 
 
 def batch_loss(policy, batch: dict, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, cfg: Config):
     """DPO (plus RPO's NLL term when ``rpo_alpha``) on a ``pair_batch``, and TRL's step metrics."""
-    logps, n_tokens = sequence_logprobs(policy, batch)
-    pol_c, pol_r = split_pairs(logps)
-    losses, c_rew, r_rew = dpo_loss(pol_c, pol_r, ref_chosen, ref_rejected, cfg.beta)
-    loss = losses.mean()
-    if cfg.rpo_alpha:
-        loss = loss + cfg.rpo_alpha * (-pol_c / split_pairs(n_tokens)[0]).mean()
-    return loss, {
-        "rewards/chosen": c_rew.mean().item(),
-        "rewards/rejected": r_rew.mean().item(),
-        "rewards/margins": (c_rew - r_rew).mean().item(),
-        "rewards/accuracies": preference_accuracy(c_rew, r_rew).item(),
-        "logps/chosen": pol_c.detach().mean().item(),
-        "logps/rejected": pol_r.detach().mean().item(),
-        "tokens": int(batch["attention_mask"].sum()),
-    }
+    loss, metrics = rpo_dpo_loss(pair_logps(policy, batch), ref_chosen, ref_rejected, cfg.beta, cfg.rpo_alpha)
+    return loss, {**metrics, "tokens": int(batch["attention_mask"].sum())}
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     policy, tokenizer = load_policy(ctx, lora_settings(cfg))
-    reference = frozen_reference(policy)
-    train_records, heldout_records, source = task_records(ctx, "preference", cfg.train_examples, cfg.eval_examples)
-    train = [tokenize_preference(r, tokenizer, cfg.max_length) for r in train_records]
-    heldout = [tokenize_preference(r, tokenizer, cfg.max_length) for r in heldout_records]
-    pad, embedded = tokenizer.pad_token_id, ctx.dataset is None
+    data = load_pairs(ctx, cfg, tokenizer)
     counts = parameter_counts(policy)
     ctx.log(0, counts)
-    with reference_mode(policy, reference) as ref:
-        ref.eval()
-        ref_train = all_logps(ref, train, pad, ctx.device)
-        ref_heldout = all_logps(ref, heldout, pad, ctx.device)
-    del reference  # log-probs are precomputed: training holds one model, not two
-    before = evaluate(policy, tokenizer, heldout, heldout_records, ref_heldout, cfg, embedded)
+    # the frozen reference copy lives only inside reference_logps: training holds one model, not two
+    ref_train, ref_heldout = reference_logps(policy, data, ctx.device)
+    before = evaluate(policy, tokenizer, data, ref_heldout, cfg)
 
     def loss_fn(step: int, micro: int):
-        idx = batch_indices(len(train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
-        batch = pair_batch([train[i] for i in idx], pad, ctx.device)
-        return batch_loss(policy, batch, ref_train[0][idx], ref_train[1][idx], cfg)
+        idx = batch_indices(len(data.train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
+        batch = pair_batch([data.train[i] for i in idx], data.pad_id, ctx.device)
+        ref = ref_train[idx]
+        return batch_loss(policy, batch, ref.chosen, ref.rejected, cfg)
 
-    loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"dpo on {source}")
-    after = evaluate(policy, tokenizer, heldout, heldout_records, ref_heldout, cfg, embedded)
-    return finish(ctx, policy, tokenizer, loop, before, after, data=source, **counts)
+    loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"dpo on {data.source}")
+    after = evaluate(policy, tokenizer, data, ref_heldout, cfg)
+    return finish(ctx, policy, tokenizer, loop, before, after, data=data.source, **counts)
 
 
 plugin = Plugin(

@@ -20,6 +20,12 @@ Deviations from the paper:
 2. AdamW with warmup and cosine decay; learning rate and step count sized for the embedded model.
 3. Reference log-probs are computed once before training (same values, fewer forward passes);
    chosen and rejected go through the policy in one forward pass.
+
+Logged rewards differ from TRL's: ``rewards/*`` and ``preference_accuracy`` use the log-probs the
+loss uses, τ times the per-token mean log-ratio with ``average_log_prob=true``, while TRL's
+DPOTrainer logs β times the summed log-ratio for IPO too (it averages inside the loss only); ties
+count 1/2 in both accuracies here, 0 in TRL's ``rewards/accuracies``. ``rpo_alpha`` (default 0, the
+paper) adds RPO's NLL term on the chosen response (Pang et al. 2024, arXiv:2404.19733).
 """
 
 from __future__ import annotations
@@ -28,10 +34,10 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, PairLogps, PairwiseConfig, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, PairLogps, ReferencePairwiseConfig, train_pairwise
 
 
-class Config(PairwiseConfig):
+class Config(ReferencePairwiseConfig):
     tau: float = Field(
         0.1, gt=0, description="τ, regularisation towards the reference; target margin 1/(2τ) (paper Eq. 17; TRL beta)."
     )

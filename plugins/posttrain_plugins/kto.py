@@ -51,7 +51,7 @@ from posttrain.errors import UserError
 from posttrain.evaluation import exact_match
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
 from posttrain.logprobs import sequence_logprobs
-from posttrain.preference import preference_accuracy
+from posttrain.preference import heldout_preference_accuracy, preference_accuracy
 from posttrain.train import finish, loop_settings, train_loop
 
 
@@ -199,8 +199,9 @@ def evaluate(policy, tokenizer, held, held_records, held_labels, held_ref, pairs
     if len(good) and len(bad):  # a held-out set with one class has no ranking to score
         auc = preference_accuracy(good[:, None].expand(-1, len(bad)), bad[None, :].expand(len(good), -1))
         metrics.update(label_auc=auc.item(), reward_desirable=good.mean().item(), reward_undesirable=bad.mean().item())
-    if pairs:  # unpair() keeps chosen then rejected per pair
-        metrics["preference_accuracy"] = preference_accuracy(rewards[0::2], rewards[1::2]).item()
+    if pairs:  # unpair() keeps chosen then rejected per pair; per-pair outcomes kept for paired statistics
+        prompts = [r["prompt"] for r in pairs]
+        metrics["preference_accuracy"] = heldout_preference_accuracy(prompts, rewards[0::2], rewards[1::2])
     answers = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in pairs] or [
         r for r, good in zip(held_records, held_labels.tolist(), strict=True) if good
     ]

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.config import TrainingConfig
 from posttrain.data import (
     batch_indices,
     iterate_batches,
@@ -50,20 +49,25 @@ from posttrain.data import (
 from posttrain.errors import UserError
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
 from posttrain.logprobs import sequence_logprobs
-from posttrain.preference import PairLogps, PreferenceData, dataset_logps, evaluate_pairs, preference_accuracy
+from posttrain.preference import (
+    PairLogps,
+    PreferenceData,
+    ReferencePairwiseConfig,
+    add_rpo_nll,
+    dataset_logps,
+    evaluate_pairs,
+    preference_accuracy,
+)
 from posttrain.train import finish, loop_settings, train_loop
 
 
-class Config(TrainingConfig):
+class Config(ReferencePairwiseConfig):
     beta: float = Field(0.1, gt=0, description="β, KL strength (mDPO) or τ with target 1/(2τ) (mIPO), paper §3.")
     variant: Literal["mdpo", "mipo"] = Field("mdpo", description="mdpo: log-sigmoid (DPO); mipo: squared (IPO).")
     group_size: int = Field(
         4, ge=1, le=6, description="k, rejected samples per prompt on the embedded task (distinct mistakes)."
     )
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
-    max_steps: int = Field(150, ge=1, description="Optimizer steps.")
     batch_size: int = Field(16, ge=1, description="Prompts (group comparisons) per micro-batch.")
-    warmup_steps: int = Field(10, ge=0, description="Linear warmup steps.")
     train_examples: int = Field(
         2400, ge=1, description="Prompts drawn from the embedded task (ignored with --dataset)."
     )
@@ -217,11 +221,10 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     heldout = [tokenize_preference(r, tokenizer, cfg.max_length) for r in heldout_records]
     counts = parameter_counts(policy)
     ctx.log(0, counts)
-    reference = frozen_reference(policy)
-    with reference_mode(policy, reference) as ref:
+    with reference_mode(policy, frozen_reference(policy)) as ref:
         ref_groups = group_ref_logps(ref, groups, pad, ctx.device)
         ref_heldout = dataset_logps(ref, heldout, pad, ctx.device)
-    del reference
+    del ref  # frees the frozen copy: training holds one model, not two
     held = PreferenceData([], heldout, heldout_records, source, ctx.dataset is None, pad)
 
     def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,10 +236,12 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         idx = batch_indices(len(groups), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
         seqs, c_pos, c_mask, r_pos, r_mask = flatten(groups, idx)
         batch = pad_sequences(seqs, pad, ctx.device)
-        logps = sequence_logprobs(policy, batch)[0]
+        logps, n_tokens = sequence_logprobs(policy, batch)
         ref = torch.cat([ref_groups[i] for i in idx])
         c_pos, c_mask, r_pos, r_mask = (t.to(ctx.device) for t in (c_pos, c_mask, r_pos, r_mask))
         losses, c_rew, r_rew = loss_of(logps[c_pos], ref[c_pos], c_mask, logps[r_pos], ref[r_pos], r_mask, cfg.beta)
+        samples = PairLogps(logps[c_pos][c_mask], logps[r_pos][r_mask], n_tokens[c_pos][c_mask], n_tokens[r_pos][r_mask])
+        loss, nll = add_rpo_nll(losses.mean(), samples, cfg.rpo_alpha)  # NLL over every chosen sample
         metrics = {
             "rewards/chosen": c_rew.mean().item(),
             "rewards/rejected": r_rew.mean().item(),
@@ -244,8 +249,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             "rewards/accuracies": preference_accuracy(c_rew, r_rew).item(),
             "group_size/rejected": r_mask.sum(-1).float().mean().item(),
             "tokens": int(batch["attention_mask"].sum()),
+            **nll,
         }
-        return losses.mean(), metrics
+        return loss, metrics
 
     loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"{cfg.variant} on {source}")
     after = evaluate_pairs(policy, tokenizer, held, rewards, ref_heldout, cfg)

@@ -48,8 +48,9 @@ from posttrain.data import batch_indices, task_records, tokenize_preference
 from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, generate, reference_of, score
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
+from posttrain.preference import preference_accuracy
 from posttrain.train import finish, loop_settings, train_loop
-from posttrain_plugins.dpo import all_logps, batch_loss, pair_batch, preference_accuracy
+from posttrain_plugins.dpo import all_logps, batch_loss, pair_batch
 
 
 class Config(TrainingConfig):

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, PairLogps, PairwiseConfig, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, PairLogps, ReferencePairwiseConfig, train_pairwise
 
 
-class Config(PairwiseConfig):
+class Config(ReferencePairwiseConfig):
     beta: float = Field(0.1, gt=0, description="β, strength of the KL penalty to the reference (R-DPO objective).")
     alpha: float = Field(0.01, ge=0, description="α, weight of the length term α(|y_w| − |y_l|) (R-DPO objective).")
 

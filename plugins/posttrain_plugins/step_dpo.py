@@ -42,8 +42,9 @@ from posttrain.data import batch_indices, task_records, tokenize_preference
 from posttrain.evaluation import generate
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
 from posttrain.logprobs import sequence_logprobs, split_pairs
+from posttrain.preference import preference_accuracy
 from posttrain.train import finish, loop_settings, train_loop
-from posttrain_plugins.dpo import all_logps, dpo_loss, pair_batch, preference_accuracy
+from posttrain_plugins.dpo import all_logps, dpo_loss, pair_batch
 
 
 class Config(TrainingConfig):
@@ -151,7 +152,6 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
 
         ctx = dataclasses.replace(ctx, model=EMBEDDED_REASONING_MODEL)
     policy, tokenizer = load_policy(ctx, lora_settings(cfg))
-    reference = frozen_reference(policy)
     stats: dict = {}
     if embedded:
         from posttrain.embedded.reasoning import is_correct, reasoning_records
@@ -177,10 +177,10 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     random.Random(ctx.seed).shuffle(train)
     counts = parameter_counts(policy)
     ctx.log(0, counts)
-    with reference_mode(policy, reference) as ref:
-        ref.eval()
+    with reference_mode(policy, frozen_reference(policy)) as ref:  # the policy as loaded: sampling left it unchanged
         ref_train = all_logps(ref, train, pad, ctx.device)
         ref_heldout = all_logps(ref, heldout, pad, ctx.device)
+    del ref  # frees the frozen copy: training holds one model, not two
     before = evaluate(policy, tokenizer, heldout, ref_heldout, problems, cfg, check)
 
     def loss_fn(step: int, micro: int):

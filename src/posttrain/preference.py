@@ -2,7 +2,8 @@
 mdpo, kto): paired batches with chosen and rejected in one forward pass, reference log-probs
 computed once before training, and the held-out preference metrics.
 
-No algorithm lives here: each plugin keeps its loss and its implicit reward in its own file and
+No algorithm lives here but RPO's optional NLL term (``add_rpo_nll``, one definition for every
+plugin that offers it): each plugin keeps its loss and its implicit reward in its own file and
 either calls these helpers for data, log-probs and evaluation, or hands both functions to
 ``train_pairwise`` (load, reference, evaluate, train, evaluate, finish: the same for every method).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from pydantic import Field
 
+from posttrain import outcomes
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, iterate_batches, pad_sequences, task_records, tokenize_preference
 from posttrain.evaluation import exact_match
@@ -85,9 +87,23 @@ def load_pairs(ctx, cfg, tokenizer) -> PreferenceData:
     )
 
 
+def pair_preferences(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
+    """Per pair: 1 when the chosen reward is higher, 1/2 on an exact tie, else 0."""
+    return (chosen_rewards > rejected_rewards).float() + 0.5 * (chosen_rewards == rejected_rewards).float()
+
+
 def preference_accuracy(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
-    """Share of pairs whose chosen reward is higher; exact ties count 1/2 (chance), not 0."""
-    return ((chosen_rewards > rejected_rewards).float() + 0.5 * (chosen_rewards == rejected_rewards).float()).mean()
+    """Share of pairs whose chosen reward is higher; exact ties count 1/2 (chance). TRL's
+    ``rewards/accuracies`` counts ties as 0, so it reads 0 where this reads 0.5 at policy = reference."""
+    return pair_preferences(chosen_rewards, rejected_rewards).mean()
+
+
+def heldout_preference_accuracy(prompts: list, chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> float:
+    """``preference_accuracy`` of held-out pairs; the per-pair values (1, 1/2, 0) are recorded as
+    outcomes of the pairs' prompts, so the run's paired statistics cover this metric too."""
+    per_pair = pair_preferences(chosen_rewards, rejected_rewards)
+    outcomes.record("preference_accuracy", prompts, per_pair.tolist(), outcomes.SCORE)
+    return per_pair.mean().item()
 
 
 def reward_metrics(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, policy: PairLogps) -> dict:
@@ -112,10 +128,11 @@ def evaluate_pairs(policy, tokenizer, data: PreferenceData, reward_fn: RewardFn,
     device = str(next(policy.parameters()).device)
     logps = dataset_logps(policy, data.heldout, data.pad_id, device)
     c_rew, r_rew = reward_fn(logps, ref)
-    answers = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in data.heldout_records]
+    prompts = [r["prompt"] for r in data.heldout_records]
+    answers = [{"prompt": p, "completion": r["chosen"]} for p, r in zip(prompts, data.heldout_records, strict=True)]
     em = exact_match(policy, tokenizer, answers, max_new_tokens=cfg.max_new_tokens or (8 if data.embedded else 128))
     return {
-        "preference_accuracy": preference_accuracy(c_rew, r_rew).item(),
+        "preference_accuracy": heldout_preference_accuracy(prompts, c_rew, r_rew),
         "reward_margin": (c_rew - r_rew).mean().item(),
         "logprob_preference_accuracy": preference_accuracy(logps.chosen, logps.rejected).item(),
         "chosen_logp_per_token": logps.averaged()[0].mean().item(),
@@ -127,20 +144,28 @@ def reference_logps(policy, data: PreferenceData, device: str) -> tuple[PairLogp
     """Reference log-probs of the train and held-out pairs, computed once before training.
 
     The reference is the policy as loaded (with LoRA: the adapter-disabled base, no copy). The
-    frozen copy is dropped afterwards, so training holds one model in memory, not two.
+    frozen copy is bound to no name outside this function, so it is freed on return and training
+    holds one model in memory, not two.
     """
     from posttrain.hf import frozen_reference, reference_mode
 
-    reference = frozen_reference(policy)
-    with reference_mode(policy, reference) as ref:
-        out = dataset_logps(ref, data.train, data.pad_id, device), dataset_logps(ref, data.heldout, data.pad_id, device)
-    del reference
-    return out
+    with reference_mode(policy, frozen_reference(policy)) as ref:
+        return dataset_logps(ref, data.train, data.pad_id, device), dataset_logps(ref, data.heldout, data.pad_id, device)
 
 
 def chosen_nll_per_token(logps: PairLogps) -> torch.Tensor:
-    """Mean negative log-likelihood per chosen token over the batch (the SFT / NLL regulariser)."""
+    """Mean negative log-likelihood per chosen token over the batch (the SFT / NLL regulariser):
+    all chosen tokens of the batch weigh the same, as in TRL's DPOTrainer ``sft`` loss term."""
     return -logps.chosen.sum() / logps.chosen_tokens.sum().clamp(min=1)
+
+
+def add_rpo_nll(loss: torch.Tensor, logps: PairLogps, rpo_alpha: float) -> tuple[torch.Tensor, dict]:
+    """``loss`` + α · NLL per chosen token (RPO's term, Pang et al. 2024, arXiv:2404.19733) and the
+    NLL to log as ``nll_loss``; ``loss`` itself and no metric when α = 0."""
+    if not rpo_alpha:
+        return loss, {}
+    nll = chosen_nll_per_token(logps)
+    return loss + rpo_alpha * nll, {"nll_loss": nll.item()}
 
 
 class PairwiseConfig(TrainingConfig):
@@ -153,6 +178,14 @@ class PairwiseConfig(TrainingConfig):
     train_examples: int = Field(4800, ge=1, description="Pairs drawn from the embedded task (ignored with --dataset).")
 
 
+class ReferencePairwiseConfig(PairwiseConfig):
+    """PairwiseConfig of the reference-based losses, with RPO's optional NLL term."""
+
+    rpo_alpha: float = Field(
+        0.0, ge=0, description="α of RPO's NLL term on the chosen response (Pang et al. 2024: 1); 0 gives the paper."
+    )
+
+
 PAIRWISE_SMOKE = {"max_steps": 2, "train_examples": 32, "eval_examples": 16, "batch_size": 8, "log_every": 1}
 
 # (policy log-probs of a batch, reference log-probs or None) -> (loss, chosen rewards, rejected rewards, metrics)
@@ -162,7 +195,8 @@ PairLoss = Callable[[PairLogps, "PairLogps | None"], tuple[torch.Tensor, torch.T
 def train_pairwise(cfg, ctx, name: str, pair_loss: PairLoss, rewards: RewardFn, reference: bool, **summary):
     """Train a policy on preference pairs with a method's ``pair_loss`` and report its implicit
     ``rewards`` before and after. With ``reference`` the reference log-probs are computed once
-    before training and passed to both functions (else they get None)."""
+    before training and passed to both functions (else they get None). A config with
+    ``rpo_alpha`` > 0 (``ReferencePairwiseConfig``) adds RPO's NLL term to the method's loss."""
     from posttrain.hf import load_policy, lora_settings, parameter_counts
     from posttrain.train import finish, loop_settings, train_loop
 
@@ -178,8 +212,9 @@ def train_pairwise(cfg, ctx, name: str, pair_loss: PairLoss, rewards: RewardFn, 
         batch = pair_batch([data.train[i] for i in idx], data.pad_id, ctx.device)
         pol = pair_logps(policy, batch)
         loss, c_rew, r_rew, metrics = pair_loss(pol, None if ref_train is None else ref_train[idx])
+        loss, nll = add_rpo_nll(loss, pol, getattr(cfg, "rpo_alpha", 0.0))
         tokens = int(batch["attention_mask"].sum())
-        return loss, {**reward_metrics(c_rew, r_rew, pol), **metrics, "tokens": tokens}
+        return loss, {**reward_metrics(c_rew, r_rew, pol), **metrics, **nll, "tokens": tokens}
 
     loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"{name} on {data.source}")
     after = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)

@@ -1,0 +1,173 @@
+"""The offline preference trainers on the embedded model, up to their first training step: RPO's
+NLL term (dpo's default, optional in ipo / cdpo / rdpo / mdpo), the per-pair outcomes behind the
+held-out ``preference_accuracy`` (paired statistics), and the frozen reference copy being freed
+before training."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import weakref
+from pathlib import Path
+
+import pytest
+import torch
+
+from posttrain import outcomes
+from posttrain.interface import RunContext
+from posttrain.registry import load
+from posttrain.runner import execute, prepare
+
+
+class Stop(Exception):
+    """Raised by the train_loop stand-in once the test has what it needs."""
+
+
+def plugin_module(name: str):
+    return importlib.import_module(load(name).run.__module__)
+
+
+def until_training(name: str, out: Path, monkeypatch, inspect, **values):
+    """Run plugin ``name`` with its smoke settings up to its training loop and return
+    ``inspect(model, loss_fn)``, called where the loop would start."""
+    import posttrain.train as train_mod
+
+    seen = {}
+
+    def stand_in(model, ctx, settings, loss_fn, description=""):
+        seen["out"] = inspect(model, loss_fn)
+        raise Stop
+
+    module = plugin_module(name)  # imported first, so its own train_loop name is the real one
+    monkeypatch.setattr(train_mod, "train_loop", stand_in)  # train_pairwise imports it at call time
+    if hasattr(module, "train_loop"):
+        monkeypatch.setattr(module, "train_loop", stand_in)
+    prepared = prepare(name, output_dir=out, smoke=True, device="cpu", extra=values)
+    with pytest.raises(Stop):
+        prepared.plugin.run(prepared.config, prepared.ctx)
+    return seen["out"]
+
+
+def first_step(model, loss_fn):
+    torch.manual_seed(0)
+    loss, metrics = loss_fn(0, 0)
+    return loss.item(), metrics
+
+
+# --- RPO's NLL term ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["dpo", "ipo", "mdpo"])
+def test_rpo_alpha_adds_exactly_alpha_times_the_chosen_nll(name, tmp_path, monkeypatch):
+    plain, plain_metrics = until_training(name, tmp_path / "a", monkeypatch, first_step, rpo_alpha=0.0)
+    rpo, metrics = until_training(name, tmp_path / "b", monkeypatch, first_step, rpo_alpha=0.5)
+    assert "nll_loss" not in plain_metrics and metrics["nll_loss"] > 0
+    assert rpo == pytest.approx(plain + 0.5 * metrics["nll_loss"], rel=1e-5)
+
+
+def test_dpo_defaults_to_rpo_and_the_pairwise_losses_to_their_papers():
+    assert plugin_module("dpo").Config().rpo_alpha == 1.0
+    for name in ("ipo", "cdpo", "rdpo", "mdpo"):
+        assert plugin_module(name).Config().rpo_alpha == 0.0, name
+
+
+# --- the frozen reference copy ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "freed"), [("dpo", True), ("ipo", True), ("mdpo", True), ("step-dpo", True), ("kto", False)]
+)
+def test_frozen_reference_copy_is_freed_before_training(name, freed, tmp_path, monkeypatch):
+    """kto keeps its copy on purpose (its KL pairs need reference log-probs every step): it shows
+    that the check sees a live copy."""
+    import posttrain.hf as hf
+
+    copies = []
+    original = hf.frozen_reference
+
+    def tracked(policy):
+        ref = original(policy)
+        copies.append(weakref.ref(ref))
+        return ref
+
+    monkeypatch.setattr(hf, "frozen_reference", tracked)
+    module = plugin_module(name)
+    if hasattr(module, "frozen_reference"):
+        monkeypatch.setattr(module, "frozen_reference", tracked)
+
+    def alive(model, loss_fn):
+        gc.collect()
+        return [c() is not None for c in copies]
+
+    assert until_training(name, tmp_path, monkeypatch, alive) == [not freed]
+
+
+# --- per-pair outcomes of preference_accuracy -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    from posttrain.hf import load_policy
+
+    ctx = RunContext(output_dir=Path("."), device="cpu")
+    policy, tokenizer = load_policy(ctx)
+    return ctx, policy, tokenizer
+
+
+def offsets(n: int) -> torch.Tensor:
+    """Random reference offsets, zero for every third pair (exact ties: both rewards 0)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, generator=g) * (torch.arange(n) % 3 != 0)
+
+
+def recorded(log: outcomes.OutcomeLog) -> outcomes.Evaluation:
+    (evaluation,) = [e for e in log.evaluations if e.metric == "preference_accuracy"]
+    assert evaluation.kind == outcomes.SCORE
+    assert {0.0, 0.5, 1.0} == set(evaluation.values)  # chosen higher, tie, rejected higher all occur
+    return evaluation
+
+
+def test_dpo_evaluation_records_one_outcome_per_heldout_pair(embedded):
+    from posttrain.preference import PairLogps, dataset_logps, load_pairs
+
+    ctx, policy, tokenizer = embedded
+    dpo = plugin_module("dpo")
+    cfg = dpo.Config(**{**load("dpo").smoke, "eval_examples": 24})
+    data = load_pairs(ctx, cfg, tokenizer)
+    own = dataset_logps(policy, data.heldout, data.pad_id, "cpu")
+    shift = offsets(len(data.heldout))
+    ref = PairLogps(own.chosen + shift, own.rejected - shift, own.chosen_tokens, own.rejected_tokens)
+    with outcomes.recording() as log:
+        metrics = dpo.evaluate(policy, tokenizer, data, ref, cfg)
+    evaluation = recorded(log)
+    assert evaluation.problems == tuple(r["prompt"] for r in data.heldout_records)
+    assert evaluation.mean == pytest.approx(metrics["preference_accuracy"], abs=1e-6)
+
+
+def test_kto_evaluation_records_one_outcome_per_heldout_pair(embedded):
+    ctx, policy, tokenizer = embedded
+    kto = plugin_module("kto")
+    cfg = kto.Config(**{**load("kto").smoke, "eval_examples": 24})
+    _, held_records, pairs, _ = kto.kto_records(ctx, cfg)
+    held = [kto.tokenize_prompt_completion(r, tokenizer, cfg.max_length) for r in held_records]
+    labels = torch.tensor([r["label"] for r in held_records])
+    own = kto.all_logps(policy, held, tokenizer.pad_token_id, "cpu")
+    shift = offsets(len(pairs)).repeat_interleave(2) * torch.where(labels, 1.0, -1.0)
+    with outcomes.recording() as log:
+        metrics = kto.evaluate(policy, tokenizer, held, held_records, labels, own + shift, pairs, cfg, True)
+    evaluation = recorded(log)
+    assert evaluation.problems == tuple(r["prompt"] for r in pairs)
+    assert evaluation.mean == pytest.approx(metrics["preference_accuracy"], abs=1e-6)
+
+
+def test_dpo_run_pairs_preference_accuracy_before_and_after(tmp_path):
+    execute(prepare("dpo", output_dir=tmp_path, smoke=True, device="cpu"), progress=False)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {"preference_accuracy", "exact_match"} <= set(summary["paired"])
+    rows = [json.loads(x) for x in (tmp_path / "outcomes.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["metric"] == "preference_accuracy"]
+    assert len(rows) == load("dpo").smoke["eval_examples"]
+    for when in ("before", "after"):
+        mean = sum(r[when] for r in rows) / len(rows)
+        assert mean == pytest.approx(summary[when]["preference_accuracy"], abs=1e-6)
