@@ -689,7 +689,9 @@ def evaluate_policy(
     model, tokenizer, records: list[dict], reward_fn, sampling: Sampling, eval_max_new_tokens: int
 ) -> dict[str, float | None]:
     """Greedy exact match (when records have answers) and the mean reward of one sampled completion
-    per held-out prompt at the training temperature (what the RL objective raises)."""
+    per held-out prompt at the training temperature (what the RL objective raises); each prompt's
+    reward is kept for the run's paired statistics (``posttrain.outcomes``, a per-problem score)."""
+    from posttrain import outcomes
     from posttrain.evaluation import exact_match
 
     em = exact_match(model, tokenizer, records, max_new_tokens=eval_max_new_tokens)["exact_match"]
@@ -698,6 +700,7 @@ def evaluate_policy(
     for start in range(0, len(records), 256):
         chunk = sample_completions(model, tokenizer, records[start : start + 256], 1, local)
         rewards += reward_fn(chunk.prompts, chunk.texts, chunk.records)[0]
+    outcomes.record("reward", [r["prompt"] for r in records], rewards, kind=outcomes.SCORE)
     return {"exact_match": em, "reward": sum(rewards) / max(1, len(rewards))}
 
 
