@@ -133,8 +133,13 @@ def run_seeds(name: str, tmp_path: Path, sets: Iterable[str] = (), seeds: Sequen
     return [run(name, tmp_path / f"seed{seed}", seed, sets) for seed in seeds]
 
 
-def ci_params(names: Iterable[str], ci: Iterable[str]) -> list:
-    """Parametrize over ``names``; those not in ``ci`` are marked ``extended`` (left out of .ci/run's
-    slow selection ``-m "slow and not extended"``; ``-m slow`` runs them all)."""
+def ci_params(names: Iterable[Any], ci: Iterable[str]) -> list:
+    """Parametrize over ``names`` (strings or ``pytest.param``s of one value); those not in ``ci`` are
+    marked ``extended`` (left out of .ci/run's slow selection ``-m "slow and not extended"``;
+    ``-m slow`` runs them all)."""
     ci = set(ci)
-    return [pytest.param(n, marks=() if n in ci else pytest.mark.extended) for n in names]
+    out = []
+    for item in names:
+        value, marks = (item, ()) if isinstance(item, str) else (item.values[0], tuple(item.marks))
+        out.append(pytest.param(value, marks=marks if value in ci else (*marks, pytest.mark.extended)))
+    return out

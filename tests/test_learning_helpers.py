@@ -54,9 +54,9 @@ def test_pooled_gain_needs_every_seed_up_and_a_pooled_p():
 
 
 def test_ci_params_mark_the_rest_extended():
-    params = learning.ci_params(["a", "b"], ci=["a"])
-    assert [p.values for p in params] == [("a",), ("b",)]
-    assert [[m.name for m in p.marks] for p in params] == [[], ["extended"]]
+    params = learning.ci_params(["a", "b", pytest.param("c", marks=pytest.mark.xfail)], ci=["a"])
+    assert [p.values for p in params] == [("a",), ("b",), ("c",)]
+    assert [[m.name for m in p.marks] for p in params] == [[], ["extended"], ["xfail", "extended"]]
 
 
 def test_paired_between_any_two_recorded_evaluations(monkeypatch):
