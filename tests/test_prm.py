@@ -73,7 +73,9 @@ def test_encode_and_score_steps(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("labels", ci_params(["monte-carlo", "checker"], ci={"checker"}))  # 85 s (reports/runs/prm.json)
+@pytest.mark.parametrize(
+    "labels", ci_params(["monte-carlo", "checker"], ci={"checker"})
+)  # 85 s (reports/runs/prm.json)
 def test_prm_learns_step_accuracy(tmp_path, labels):
     from posttrain.reward_models import load_prm, score_steps
     from posttrain.runner import execute, prepare

@@ -33,7 +33,19 @@ def test_default_run_reproduces_the_committed_report(plugin, tmp_path):
     assert (report["seed"], report["device"], report["model"], report["dataset"]) == (0, "cpu", "embedded", "embedded")
 
     out = tmp_path / plugin
-    args = [sys.executable, "-m", "posttrain", "run", plugin, "--device", "cpu", "--seed", "0", "--output-dir", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "posttrain",
+        "run",
+        plugin,
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+        "--output-dir",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "POSTTRAIN_BUILTIN_ONLY": "1"}
     res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
