@@ -38,7 +38,8 @@ def paired(metrics: dict[str, Any], metric: str) -> dict[str, Any]:
         if isinstance(value, int | float) and test.get(side) is not None:
             assert abs(test[side] - value) < 1e-5, (
                 f"the paired test of {metric} compares {test['before']} -> {test['after']}, "
-                f"the summary says {metrics['before'].get(metric)} -> {metrics['after'].get(metric)}"
+                f"the summary says {(metrics.get('before') or {}).get(metric)} -> "
+                f"{(metrics.get('after') or {}).get(metric)}"
             )
     return test
 
