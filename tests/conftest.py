@@ -6,6 +6,25 @@ import pytest
 
 os.environ.setdefault("POSTTRAIN_BUILTIN_ONLY", "1")  # tests see only this distribution's plugins
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))  # `import learning`: the learning tests' assertions
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread_in_slow_tests(request, monkeypatch):
+    """Slow tests run as the committed reports were recorded, on one thread (torch in this process,
+    OMP_NUM_THREADS for the runs they start): results equal ``reports/runs/*.json`` bit for bit."""
+    if request.node.get_closest_marker("slow") is None:
+        yield
+        return
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import time
 
 import pytest
 
@@ -21,11 +20,19 @@ def test_list_and_show_never_import_torch(python):
     subprocess.run([python, "-c", code], check=True)
 
 
-def test_catalog_list_is_fast(python):
-    t0 = time.perf_counter()
-    subprocess.run([python, "-m", "posttrain", "list"], check=True, capture_output=True)
-    # 1 s on an idle 2-core machine; the bound leaves room for a loaded CI machine.
-    assert time.perf_counter() - t0 < 3.0
+def test_catalog_list_command_never_imports_torch(python):
+    """`catalog list` through the module entry point (what the console script runs): no torch, which
+    is what keeps it fast (no wall-clock bound: a loaded machine would fail one)."""
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['catalog', 'list']\n"
+        "try:\n"
+        "    runpy.run_module('posttrain', run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([python, "-c", code], check=True, capture_output=True)
 
 
 def test_list_filters(cli):

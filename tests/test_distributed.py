@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from learning import ci_params
 
 from posttrain import distributed
 from posttrain.errors import UserError
@@ -153,8 +154,13 @@ def _run_cli(out: Path, plugin: str, nproc: int, extra: list[str]) -> None:
         _torchrun(*args, nproc=nproc)
 
 
+# .ci/run's slow selection: one SFT, one preference and one RL trainer (about 20 s each); the others
+# are marked extended (``-m slow`` runs them all).
+TORCHRUN_CI = {"sft", "dpo", "grpo"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("plugin", _trainer_plugins())
+@pytest.mark.parametrize("plugin", ci_params(_trainer_plugins(), TORCHRUN_CI))
 def test_trainer_plugin_under_torchrun_matches_one_process(tmp_path, plugin):
     one, two = tmp_path / "one", tmp_path / "two"
     _run_cli(one, plugin, 1, [])

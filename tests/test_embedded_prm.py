@@ -95,6 +95,7 @@ def test_auc_hand_worked():
 def test_cached_prm_discriminates_correct_from_wrong_heldout_solutions():
     import random
 
+    from posttrain import stats
     from posttrain.embedded.prm import prm_model_dir
     from posttrain.reward_models import load_prm, score_step_lists
 
@@ -109,11 +110,13 @@ def test_cached_prm_discriminates_correct_from_wrong_heldout_solutions():
         steps += [task.steps(nums), wrong_trace(nums, task.digits, rng)]
     probs = score_step_lists(model, tok, prompts, steps)
     correct, wrong = [p[-1] for p in probs[0::2]], [p[-1] for p in probs[1::2]]
-    ranked_right = sum(c > w for c, w in zip(correct, wrong, strict=True)) / len(correct)
-    assert ranked_right >= 0.85, ranked_right  # measured 0.90 (seed 7, 100 problems)
+    # Paired per problem: the correct solution scored above its wrong twin (measured 90 of 100,
+    # seed 7), against below it; a sign test of the two counts.
+    above = sum(c > w for c, w in zip(correct, wrong, strict=True))
+    below = sum(c < w for c, w in zip(correct, wrong, strict=True))
+    assert above > below and stats.sign_test_p(above, below) < stats.ALPHA, (above, below)
+    # The frozen artifact's documented discrimination (prm.json; deterministic on these problems).
     assert auc(correct, wrong) >= 0.93  # measured 0.956
-    hits = sum(c > 0.5 for c in correct), sum(w < 0.5 for w in wrong)
-    assert min(hits) >= 75, hits  # accuracy at 0.5: measured 0.88 on all held-out complete solutions (prm.json)
 
 
 def test_the_embedded_prm_is_the_default_only_on_the_embedded_reasoning_task(tmp_path):

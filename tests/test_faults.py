@@ -78,11 +78,10 @@ def test_sigterm_to_a_running_process_saves_a_checkpoint(tmp_path):
     assert found is not None and int(found.name.split("-")[1]) >= 4
 
 
-def _wait_for(condition, proc, timeout=120.0):
-    t0 = time.monotonic()
+def _wait_for(condition, proc):
+    """Poll until ``condition`` holds; the run ending first fails (a hang is pytest-timeout's)."""
     while not condition():
         assert proc.poll() is None, "the run ended before the fault was injected"
-        assert time.monotonic() - t0 < timeout
         time.sleep(0.01)
 
 
@@ -265,7 +264,7 @@ def test_cli_run_killed_and_resumed_equals_an_uninterrupted_run(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     _cli(straight)
     proc = _cli(killed, wait=False)
-    _wait_for(lambda: (killed / "checkpoints" / "step-0000010").is_dir(), proc, timeout=600)
+    _wait_for(lambda: (killed / "checkpoints" / "step-0000010").is_dir(), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "summary.json").exists()

@@ -1,27 +1,37 @@
-"""`catalog run grpo|dr-grpo|dapo|gspo` with no options learn on the embedded task: the held-out
-greedy exact match and the held-out sampled reward both rise (real runs; 1-2 minutes each on 2
-CPU cores). Run with: python -m pytest -m slow tests/test_grpo_learning.py"""
+"""`catalog run grpo|dr-grpo|dapo|gspo` with no options learn on the embedded task: over 3 sampling
+seeds, every seed raises held-out greedy exact match and the pooled paired test is significant;
+the held-out sampled reward (one sample per prompt) does not fall significantly. Real runs in
+subprocesses (1-2 minutes each on 2 CPU cores, one thread).
+Run with: python -m pytest -m slow tests/test_grpo_learning.py"""
 
 import json
 import subprocess
 import sys
 
 import pytest
+from learning import SEEDS, assert_pooled_gain, assert_pooled_no_harm, ci_params
 
 pytestmark = pytest.mark.slow
 
+# .ci/run's slow selection (the rest is marked extended); reports' seconds per seed: grpo 43.
+CI = {"grpo"}
 
-@pytest.mark.parametrize("method", ["grpo", "dr-grpo", "dapo", "gspo"])
-def test_raises_reward_and_exact_match(method, tmp_path):
-    out = tmp_path / method
-    res = subprocess.run(
-        [sys.executable, "-m", "posttrain", "run", method, "--output-dir", str(out), "--device", "cpu"],
+
+def _run(method, out, seed):
+    res = subprocess.run(  # OMP_NUM_THREADS=1 comes from conftest's slow-test fixture
+        [sys.executable, "-m", "posttrain", "run", method, "--output-dir", str(out), "--device", "cpu"]
+        + ["--seed", str(seed)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    s = json.loads((out / "summary.json").read_text())
-    assert s["after"]["exact_match"] > s["before"]["exact_match"] + 0.02
-    assert s["after"]["reward"] > s["before"]["reward"] + 0.02
-    assert s["seconds"] < 180 * 3, "3 minutes on an idle 2-core machine; x3 headroom for a shared one"
+    return json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("method", ci_params(["grpo", "dr-grpo", "dapo", "gspo"], CI))
+def test_raises_exact_match_over_seeds(method, tmp_path):
+    runs = [_run(method, tmp_path / f"seed{seed}", seed) for seed in SEEDS]
+    assert_pooled_gain(runs, "exact_match")
+    assert_pooled_no_harm(runs, "reward")

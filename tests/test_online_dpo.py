@@ -19,13 +19,21 @@ def test_best_worst_pairs_k4_and_limits():
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # 3 seeds x 44 s (reports/runs/online-dpo.json)
+@pytest.mark.timeout(3600)
 def test_online_dpo_learns(tmp_path):
-    from posttrain.runner import execute, prepare
+    """On-policy pairs depend on the sampling seed: 3 seeds, every seed's held-out exact match up and
+    the pooled paired test significant."""
+    from learning import assert_pooled_gain, run_seeds
 
-    result = execute(prepare("online-dpo", output_dir=tmp_path, device="cpu", seed=0), progress=False)
-    before, after = result.metrics["before"], result.metrics["after"]
-    assert after["exact_match"] >= before["exact_match"] + 0.05, result.metrics
-    assert after["preference_accuracy"] > 0.6, result.metrics
+    runs = run_seeds("online-dpo", tmp_path)
+    assert_pooled_gain(runs, "exact_match")
+    # Held-out pairs: the initial policy's samples, judged once (the same pairs before and after;
+    # before, policy = reference: every implicit reward 0, accuracy 1/2).
+    if all("preference_accuracy" in (m.get("paired") or {}) for m in runs):
+        assert_pooled_gain(runs, "preference_accuracy")
+    else:  # per-pair outcomes not recorded by the plugin: clearly above chance on every seed (0.663, seed 0)
+        assert all(m["after"]["preference_accuracy"] > 0.6 for m in runs), [m["after"] for m in runs]
 
 
 def test_reward_model_as_annotator(tmp_path, tiny_classifier):

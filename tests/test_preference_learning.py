@@ -1,23 +1,49 @@
-"""Each offline preference plugin, run with its defaults on the embedded task, raises held-out
-preference accuracy without collapsing greedy exact match (likelihood displacement).
+"""Each offline preference plugin, on the embedded task, learns its target without a significant harm
+to greedy exact match (likelihood displacement): paired tests on the same 500 held-out pairs.
 
-Slow (about 1-2 minutes per plugin on 2 idle CPU cores): ``python -m pytest -m slow tests/test_preference_learning.py``.
-The committed reports in ``reports/runs/<id>.json`` come from the same runs (``tools/record_run.py``).
+- Reference-based methods (rewards relative to the frozen reference: all 1/2 before training) must
+  raise held-out preference accuracy significantly.
+- Reference-free methods score pairs by the policy's own log-probabilities, which already rank about
+  96% of the held-out pairs right before training (reports/runs/<id>.json): no room for a
+  significant gain there, so they must raise exact match without a significant fall in preference
+  accuracy.
+
+Slow (1-2 minutes per plugin on 2 CPU cores): ``python -m pytest -m slow tests/test_preference_learning.py``.
+The committed reports in ``reports/runs/<id>.json`` come from the default runs (``tools/record_run.py``).
 """
 
 import pytest
+from learning import assert_gain, assert_no_harm, ci_params, run
 
-from posttrain.runner import execute, prepare
+# default harms exact match: documented in the entry. These run the setting the entry offers instead
+# (reports of 2026-12-02 at the defaults, exact match 0.784 before: ipo 0.668, cdpo 0.664, rdpo
+# 0.652, mdpo 0.498, kto 0.688).
+WORKING_SETTING = {
+    "ipo": ["rpo_alpha=1"],
+    "cdpo": ["rpo_alpha=1"],
+    "rdpo": ["rpo_alpha=1"],
+    "mdpo": ["rpo_alpha=1"],
+    # LEAD: CONFIRM this setting (a lower learning rate against displacement; default 1e-4) and
+    # document it in the kto entry.
+    "kto": ["learning_rate=3e-5"],
+}
+REFERENCE_FREE = ["hinge", "simpo", "cpo", "orpo"]  # hinge: its default variant is SLiC (no reference)
 
-PLUGINS = ["ipo", "cdpo", "hinge", "rdpo", "simpo", "cpo", "orpo", "kto", "mdpo"]
+# .ci/run's slow selection (the rest is marked extended); reports' seconds: mdpo 12, orpo 49.
+CI = {"mdpo", "orpo"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PLUGINS)
-def test_preference_plugin_learns_with_defaults(name, tmp_path):
-    result = execute(prepare(name, output_dir=tmp_path, device="cpu"), progress=False)
-    before, after = result.metrics["before"], result.metrics["after"]
-    # Reference-based rewards start at exactly 0 (accuracy 1/2); reference-free ones at the base
-    # model's log-probability accuracy (0.92): either way a real gain is several points.
-    assert after["preference_accuracy"] >= before["preference_accuracy"] + 0.04, (before, after)
-    assert after["exact_match"] >= before["exact_match"] - 0.01, (before, after)
+@pytest.mark.parametrize("name", ci_params(WORKING_SETTING, CI))
+def test_reference_based_plugin_raises_preference_accuracy_without_harm(name, tmp_path):
+    metrics = run(name, tmp_path, sets=WORKING_SETTING[name])
+    assert_gain(metrics, "preference_accuracy")
+    assert_no_harm(metrics, "exact_match")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ci_params(REFERENCE_FREE, CI))
+def test_reference_free_plugin_raises_exact_match_with_its_defaults(name, tmp_path):
+    metrics = run(name, tmp_path)
+    assert_gain(metrics, "exact_match")
+    assert_no_harm(metrics, "preference_accuracy")

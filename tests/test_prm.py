@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from learning import ci_params
 
 from posttrain_plugins.prm import IGNORE, hard_estimate, prm_loss, soft_estimate, split_on, step_accuracy
 
@@ -72,7 +73,9 @@ def test_encode_and_score_steps(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("labels", ["monte-carlo", "checker"])
+@pytest.mark.parametrize(
+    "labels", ci_params(["monte-carlo", "checker"], ci={"checker"})
+)  # 85 s (reports/runs/prm.json)
 def test_prm_learns_step_accuracy(tmp_path, labels):
     from posttrain.reward_models import load_prm, score_steps
     from posttrain.runner import execute, prepare
@@ -81,6 +84,8 @@ def test_prm_learns_step_accuracy(tmp_path, labels):
         prepare("prm", output_dir=tmp_path, device="cpu", seed=0, sets=[f"label_source={labels}"]), progress=False
     )
     before, after = result.metrics["before"], result.metrics["after"]
+    # Careful thresholds, not a paired test: the plugin's evaluate() records no per-step outcomes
+    # (recorded, monte-carlo labels: 0.596 -> 0.772 on the held-out steps, 63% of them good).
     assert after["step_accuracy"] > before["step_accuracy"] + 0.15, result.metrics
     assert after["step_accuracy"] > after["good_step_share"] + 0.08, result.metrics  # beats "every step is good"
     model, tok = load_prm(tmp_path / "model")

@@ -87,18 +87,27 @@ def test_load_reward_model_errors(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # 157 s (reports/runs/reward-model.json); the PRM test stands for this family in CI
 def test_reward_model_learns_pairwise_accuracy(tmp_path):
     """Default run on the embedded pairs: held-out pairwise accuracy rises clearly above chance,
     and the saved folder reloads with AutoModelForSequenceClassification and scores the same."""
     from transformers import AutoModelForSequenceClassification
 
+    from posttrain import stats
     from posttrain.reward_models import load_reward_model, score
     from posttrain.runner import execute, prepare
 
-    result = execute(prepare("reward-model", output_dir=tmp_path, device="cpu", seed=0), progress=False)
-    after = result.metrics["after"]
-    assert after["pairwise_accuracy"] >= 0.7, result.metrics
-    assert after["pairwise_accuracy"] > result.metrics["before"]["pairwise_accuracy"] + 0.15
+    prepared = prepare("reward-model", output_dir=tmp_path, device="cpu", seed=0)
+    result = execute(prepared, progress=False)
+    before, after = result.metrics["before"]["pairwise_accuracy"], result.metrics["after"]["pairwise_accuracy"]
+    # The plugin's evaluate() records no per-pair outcomes, so no paired test against the untrained
+    # head; instead the trained model against chance: a sign test of the held-out pairs it ranks
+    # right against those it ranks wrong (continuous rewards: ties do not occur), and a careful
+    # threshold on the gain (recorded: 0.484 -> 0.770 on 500 pairs).
+    n = prepared.config.eval_examples
+    right = round(after * n)
+    assert right > n - right and stats.sign_test_p(right, n - right) < stats.ALPHA, (after, n)
+    assert after > before + 0.15, result.metrics
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
     assert model.config.num_labels == 1
     rm, tok = load_reward_model(tmp_path / "model")

@@ -356,6 +356,20 @@ def test_select_and_concat_rollouts(tiny):
     assert second.texts == b.texts and second.rewards.tolist() == b.rewards.tolist()
 
 
+def test_evaluate_policy_keeps_each_prompts_reward_for_the_paired_test(tiny):
+    from posttrain import outcomes
+    from posttrain.rollout import evaluate_policy
+
+    model, tok = tiny
+    reward = combined_reward(["exact-match"])
+    with outcomes.recording() as log:
+        got = evaluate_policy(model, tok, RECORDS, reward, Sampling(max_new_tokens=4), 4)
+    kept = {e.metric: e for e in log.evaluations}
+    assert set(kept) == {"exact_match", "reward"}
+    assert kept["reward"].kind == outcomes.SCORE and kept["reward"].problems == tuple(r["prompt"] for r in RECORDS)
+    assert kept["reward"].mean == pytest.approx(got["reward"])
+
+
 # --- rewards --------------------------------------------------------------------------------------
 
 

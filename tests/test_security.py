@@ -173,7 +173,7 @@ def test_sandbox_reports_errors_without_raising():
 
 def test_sandbox_kills_an_endless_loop():
     result = run_untrusted("while True: pass", timeout=1.0)
-    assert result.timed_out and not result.ok and result.seconds < 8
+    assert result.timed_out and not result.ok and result.returncode is None  # killed, not exited
 
 
 def test_sandbox_refuses_fork_exec_and_sockets():

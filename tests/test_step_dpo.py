@@ -26,11 +26,16 @@ def test_step_pair_takes_the_first_rectifying_candidate():
 
 
 @pytest.mark.slow
-def test_step_dpo_raises_step_preference_accuracy(tmp_path):
-    from posttrain.runner import execute, prepare
+@pytest.mark.timeout(3600)
+def test_step_dpo_raises_exact_match_and_step_preference_accuracy(tmp_path):
+    """The step pairs come from the model's sampled steps: 3 seeds (38 s each, reports/runs/step-dpo.json),
+    every seed's held-out exact match up and the pooled paired test significant."""
+    from learning import assert_pooled_gain, run_seeds
 
-    result = execute(prepare("step-dpo", output_dir=tmp_path, device="cpu", seed=0), progress=False)
-    before, after = result.metrics["before"], result.metrics["after"]
-    assert before["step_preference_accuracy"] == 0.5
-    assert after["step_preference_accuracy"] >= 0.6, result.metrics
-    assert after["exact_match"] >= before["exact_match"] - 0.05, result.metrics  # no likelihood-displacement collapse
+    runs = run_seeds("step-dpo", tmp_path)
+    assert_pooled_gain(runs, "exact_match")
+    # Step preference accuracy has no per-pair outcomes recorded (computed in the plugin): before
+    # training every implicit reward is 0 (accuracy 1/2); after, clearly above it on every seed
+    # (recorded 0.697, seed 0).
+    assert all(m["before"]["step_preference_accuracy"] == 0.5 for m in runs)
+    assert all(m["after"]["step_preference_accuracy"] >= 0.6 for m in runs), [m["after"] for m in runs]

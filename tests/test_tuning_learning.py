@@ -1,14 +1,15 @@
 """Learning tests (slow): each fine-tuning / PEFT / distillation plugin, run with its defaults on the
-embedded task, improves held-out exact match. The committed evidence is reports/runs/<id>.json
-(tools/record_run.py); run these with ``python -m pytest -m slow tests/test_tuning_learning.py``."""
-
-import json
+embedded task, raises held-out exact match significantly (paired sign test on the same held-out
+problems before and after, p < 0.05). These trainers do not sample (one seed), except gkd, whose
+on-policy batches are the student's samples (3 seeds, pooled). The committed
+evidence is reports/runs/<id>.json (tools/record_run.py); run these with
+``python -m pytest -m slow tests/test_tuning_learning.py``."""
 
 import pytest
-
-from posttrain.runner import execute, prepare
+from learning import assert_gain, assert_pooled_gain, ci_params, paired_between, run_keeping_outcomes, run_seeds
 
 METHODS = [
+    "lora",
     "dora",
     "adalora",
     "ia3",
@@ -25,31 +26,24 @@ METHODS = [
     "distill-step-by-step",
     "cot-distill",
 ]
-
-
-# Prompt methods report the bare base as "before" and the untrained prompt as "initial". Prompt
-# tuning ends within noise of the bare base (recorded: 1 virtual token 0.778 -> 0.79; 2 tokens
-# 0.074 initial -> 0.734), so it must beat its initial prompt; the others must beat the bare base.
-BELOW_BARE_BASE = {"prompt-tuning"}
+# .ci/run's slow selection, one per kind (the rest is marked extended); reports' seconds: ia3 22
+# (PEFT), completion-only-loss 24 (SFT), kd 17 (distillation).
+CI = {"ia3", "completion-only-loss", "kd"}
+AGAINST_INITIAL_PROMPT = {"prompt-tuning"}
+SAMPLING = {"gkd"}  # lmbda 0.5: half the steps train on the student's own samples
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("name", ci_params(METHODS, CI))
 def test_defaults_improve_heldout_exact_match(name, tmp_path):
-    execute(prepare(name, output_dir=tmp_path, device="cpu"), progress=False)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    start = summary["initial"] if name in BELOW_BARE_BASE else summary["before"]
-    assert summary["after"]["exact_match"] > start["exact_match"] + 0.02, summary
-
-
-# Held-out exact match the distillation defaults reach with the embedded teacher (recorded runs,
-# 2026-12-02: kd 0.83, gkd 0.85, distill-step-by-step 0.814, cot-distill 0.962; student base 0.778).
-DISTILLATION_FLOOR = {"kd": 0.8, "gkd": 0.8, "distill-step-by-step": 0.78, "cot-distill": 0.8}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(DISTILLATION_FLOOR))
-def test_distillation_defaults_reach_recorded_accuracy(name, tmp_path):
-    execute(prepare(name, output_dir=tmp_path, device="cpu"), progress=False)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["after"]["exact_match"] >= DISTILLATION_FLOOR[name], summary
+    if name in SAMPLING:
+        assert_pooled_gain(run_seeds(name, tmp_path), "exact_match")
+        return
+    metrics, log = run_keeping_outcomes(name, tmp_path)
+    if name in AGAINST_INITIAL_PROMPT:
+        # Prompt methods report the bare base as "before" and the untrained prompt as "initial".
+        # Prompt tuning ends within noise of the bare base (reports/runs/prompt-tuning.json: 0.778
+        # -> 0.79), so its claim is against its initial prompt (0.284), on the same problems.
+        metrics = paired_between(log, "exact_match", metrics["initial"], metrics["after"])
+    assert_gain(metrics, "exact_match")

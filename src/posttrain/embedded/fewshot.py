@@ -67,6 +67,11 @@ def pages(n: int, seed: int) -> list[dict]:
 
 def fewshot_accuracy(model, tokenizer, shots: int, direct: bool, n: int = 200, seed: int = 0) -> float:
     """Held-out accuracy with ``shots`` training-split exemplars in the given format, greedy."""
+    return round(sum(fewshot_outcomes(model, tokenizer, shots, direct, n, seed)) / n, 3)
+
+
+def fewshot_outcomes(model, tokenizer, shots: int, direct: bool, n: int = 200, seed: int = 0) -> list[bool]:
+    """Per held-out problem (the same ``n`` problems for a seed, whatever the format): correct or not."""
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
     from posttrain.embedded.reasoning import is_correct
     from posttrain.evaluation import generate
@@ -76,8 +81,7 @@ def fewshot_accuracy(model, tokenizer, shots: int, direct: bool, n: int = 200, s
     records = [page(exemplars, {"prompt": q["prompt"], "completion": ""}, direct) for q in questions]
     texts = generate(model, tokenizer, [r["prompt"] for r in records], max_new_tokens=16, batch_size=n)
     prefix = ANSWER_MARK if direct else ""
-    hits = sum(is_correct(prefix + t.split(SEPARATOR)[0], q["answer"]) for t, q in zip(texts, questions, strict=True))
-    return round(hits / n, 3)
+    return [is_correct(prefix + t.split(SEPARATOR)[0], q["answer"]) for t, q in zip(texts, questions, strict=True)]
 
 
 def fewshot_model_dir(seed: int = 0, console=None) -> Path:
