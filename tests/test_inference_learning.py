@@ -26,18 +26,8 @@ SAMPLING = [
 GREEDY = [
     "budget-forcing",
     "self-polish",
-    pytest.param(
-        "cot",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="cot's before (standard prompting) is scored with accuracy(), not record_accuracy(): no "
-            "paired test until plugins/posttrain_plugins/cot.py records it; then remove this mark",
-        ),
-    ),
-    pytest.param(
-        "zero-shot-cot",
-        marks=pytest.mark.xfail(strict=True, reason="as cot (the same run function)"),
-    ),
+    "cot",
+    "zero-shot-cot",
 ]
 # .ci/run's slow selection (the rest is marked extended), seconds per run: self-refine 1.7,
 # graph-of-thoughts 3.8, compute-optimal 9.2, best-of-n 11.3 (x3 seeds), budget-forcing 4.7.

@@ -147,8 +147,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     std_prompts = [few_shot_prompt(std_shots, q, cfg.separator) + answer_trigger for q in questions]
     std = sample(model, tokenizer, std_prompts, 1, tokens, None, greedy=True, batch_size=cfg.batch_size)
     std_preds = [answer_trigger + row[0] for row in std.texts]
-    from posttrain.inference import accuracy
+    from posttrain.inference import accuracy, record_accuracy
 
+    record_accuracy(problems, std_preds)  # the paired test's `before`: standard prompting
     before = {
         "accuracy": accuracy(problems, std_preds),
         "generated_tokens_per_problem": sum(sum(r) for r in std.lengths()) / len(questions),
