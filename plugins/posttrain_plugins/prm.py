@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from posttrain import Plugin, RunContext, RunResult
+from posttrain import Plugin, RunContext, RunResult, outcomes
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, load_records
 from posttrain.errors import UserError
@@ -296,6 +296,13 @@ def evaluate(model, examples: list[dict], pad_id: int, device: str) -> dict:
             solution_pred.append(bool(step_p.min() > 0.5))  # Lightman et al.: min over steps
     model.train(was_training)
     probs_t, labels_t = torch.cat(probs), (torch.cat(labels) >= 0.5).float()
+    step_right = ((probs_t > 0.5).float() == labels_t).tolist()  # step_accuracy's terms, for the paired test
+    outcomes.record("step_accuracy", [f"step-{i}" for i in range(len(step_right))], step_right)
+    outcomes.record(
+        "solution_accuracy",
+        [f"solution-{i}" for i in range(len(solution_ok))],
+        [a == b for a, b in zip(solution_ok, solution_pred, strict=True)],
+    )
     return {
         "step_accuracy": step_accuracy(probs_t, labels_t).item(),
         "solution_accuracy": sum(a == b for a, b in zip(solution_ok, solution_pred, strict=True)) / len(solution_ok),

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from posttrain import Plugin, RunContext, RunResult
+from posttrain import Plugin, RunContext, RunResult, outcomes
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, iterate_batches, pad_sequences, task_records, tokenize_preference
 from posttrain.errors import UserError
@@ -177,6 +177,8 @@ def evaluate(model, pairs, pad_id: int, device: str, margins: torch.Tensor | Non
         rejected.append(r.cpu())
     model.train(was_training)
     c, r = torch.cat(chosen), torch.cat(rejected)
+    wins = (c > r).float() + 0.5 * (c == r).float()  # pairwise_accuracy's terms, kept for the paired test
+    outcomes.record("pairwise_accuracy", [f"pair-{i}" for i in range(len(wins))], wins.tolist(), outcomes.SCORE)
     return {
         "pairwise_accuracy": pairwise_accuracy(c, r).item(),
         "reward_margin": (c - r).mean().item(),
