@@ -22,7 +22,10 @@ Deviations from the paper:
 4. The default adds RPO's NLL term (Pang et al. 2024; ``rpo_alpha=1``, their value), because plain
    DPO (``rpo_alpha=0``) lowers held-out exact match on the embedded task through likelihood
    displacement: the margin grows while the chosen answers' likelihood falls with the rejected
-   ones' (measured numbers: reports/runs/dpo.json). The term is α times the negative
+   ones'. On 500 held-out problems plain DPO takes exact match 78.4% -> 65.2% (35 fixed, 101 broken,
+   sign-test p = 1.3e-08; reports/runs/dpo-plain.json) while the default takes it 78.4% -> 85.6% (55
+   fixed, 19 broken, p = 3.4e-05) and preference accuracy 50.0% -> 66.8% (reports/runs/dpo.json).
+   The term is α times the negative
    log-likelihood per chosen token of the batch, as TRL's ``loss_type=["sigmoid", "sft"]`` computes
    it (the paper divides each winner's log-likelihood by its own length).
 
