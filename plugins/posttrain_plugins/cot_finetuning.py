@@ -37,7 +37,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from posttrain import Plugin, RunContext, RunResult
+from posttrain import Plugin, RunContext, RunResult, outcomes
 from posttrain.data import EVAL_SEED, load_records, split_heldout
 from posttrain.embedded.formats import final_answer_correct, rationale_examples
 from posttrain.errors import UserError
@@ -105,7 +105,9 @@ def final_answer_accuracy(model, tokenizer, records: list[dict], max_new_tokens:
     if not scored:
         return None
     outs = generate(model, tokenizer, [r["prompt"] for r in scored], max_new_tokens=max_new_tokens)
-    return sum(final_answer_correct(o, r["answer"]) for o, r in zip(outs, scored, strict=True)) / len(scored)
+    correct = [final_answer_correct(o, r["answer"]) for o, r in zip(outs, scored, strict=True)]
+    outcomes.record("exact_match", [r["prompt"] for r in scored], correct)
+    return sum(correct) / len(scored)
 
 
 def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, embedded: bool) -> dict:

@@ -36,7 +36,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from posttrain import Plugin, RunContext, RunResult
+from posttrain import Plugin, RunContext, RunResult, outcomes
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, task_records, tokenize_preference
 from posttrain.evaluation import generate
@@ -141,7 +141,9 @@ def evaluate(policy, tokenizer, pairs, ref_logps, problems, cfg: Config, check) 
     }
     if problems:
         texts = generate(policy, tokenizer, [p["prompt"] for p in problems], cfg.max_new_tokens or 16)
-        out["exact_match"] = sum(check(t, p) for t, p in zip(texts, problems, strict=True)) / len(problems)
+        correct = [check(t, p) for t, p in zip(texts, problems, strict=True)]
+        outcomes.record("exact_match", [p["prompt"] for p in problems], correct)
+        out["exact_match"] = sum(correct) / len(problems)
     return out
 
 
