@@ -33,7 +33,7 @@ def run_once(method: str, sets: list[str], seed: int, keep: Path | None) -> dict
     import torch
 
     torch.set_num_threads(1)
-    out = keep / f"seed{seed}" if keep else Path(tempfile.mkdtemp(prefix=f"record-{method}-"))
+    out = keep or Path(tempfile.mkdtemp(prefix=f"record-{method}-"))
     prepared = prepare(method, sets=sets, output_dir=out, seed=seed, device="cpu")
     execute(prepared, progress=False)
     summary = json.loads((out / "summary.json").read_text())
@@ -66,12 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE config override")
     parser.add_argument("--seeds", default="0", help="comma list of seeds (methods that sample: 0,1,2)")
     parser.add_argument("--name", help="report file name (default: the method id)")
-    parser.add_argument("--keep", type=Path, help="keep the run folders here instead of temporary ones")
+    parser.add_argument("--keep", type=Path, help="keep the run folder here (seed<N>/ inside it with several seeds)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     summaries = []
     for seed in seeds:
-        summary = run_once(args.method, args.sets, seed, args.keep)
+        keep = args.keep / f"seed{seed}" if args.keep and len(seeds) > 1 else args.keep
+        summary = run_once(args.method, args.sets, seed, keep)
         for metric, test in summary.get("paired", {}).items():
             print(f"{args.method} seed {seed} {metric}: {stats.describe(test)}", flush=True)
         summaries.append(summary)

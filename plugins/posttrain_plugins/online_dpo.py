@@ -32,6 +32,11 @@ Deviations from the papers:
    ``reference=previous_round`` (Pang et al., Xu et al.).
 4. AdamW with warmup and cosine decay; sizes are set for the embedded tiny model.
 5. On ``--resume`` the current round's samples are redrawn from the resumed policy.
+6. The default adds RPO's NLL term on the chosen samples (``rpo_alpha=1``, Pang et al.'s
+   iterative RPO; OAIF has none, ``rpo_alpha=0``). Over 3 seeds on 500 held-out problems the NLL-free
+   loss lowers greedy exact match, 79.4% -> 76.4% for seed 0 (pooled 96 fixed / 153 broken,
+   p = 0.00037; reports/runs/online-dpo-plain.json), the default raises it (pooled 113 fixed /
+   65 broken, p = 0.0004; reports/runs/online-dpo.json).
 """
 
 from __future__ import annotations
@@ -65,7 +70,9 @@ class Config(TrainingConfig):
         "initial",
         description="π_ref: the starting policy (OAIF) or the policy at the start of each round (Pang et al.).",
     )
-    rpo_alpha: float = Field(0.0, ge=0, description="α of the NLL term on the chosen sample (Pang et al.: 1; OAIF: 0).")
+    rpo_alpha: float = Field(
+        1.0, ge=0, description="α of the NLL term on the chosen sample (Pang et al.: 1, the default; OAIF: 0)."
+    )
     reward_model: str | None = Field(
         None, description="Reward-model folder (catalog run reward-model) used as the annotator instead of the checker."
     )
