@@ -62,7 +62,13 @@ HEADER = (
 
 
 def results_markdown(methods: list[str], root: Path = REPORTS_DIR) -> str:
-    rows = [markdown_row(r) for m in methods for r in result_rows(load_report(m, root))]
+    """The table of those reports' rows; a report without a paired test is an error, not a gap."""
+    rows = []
+    for method in methods:
+        found = result_rows(load_report(method, root))
+        if not found:
+            raise ValueError(f"{root / (method + '.json')}: no paired test (re-record it with tools/record_run.py)")
+        rows += [markdown_row(r) for r in found]
     return HEADER + "\n" + "\n".join(rows) + "\n"
 
 

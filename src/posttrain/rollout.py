@@ -692,7 +692,6 @@ def evaluate_policy(
     """Greedy exact match (when records have answers) and the mean reward of one sampled completion
     per held-out prompt at the training temperature (what the RL objective raises); each prompt's
     reward is kept for the run's paired statistics (``posttrain.outcomes``, a per-problem score)."""
-    from posttrain import outcomes
     from posttrain.evaluation import exact_match
 
     em = exact_match(model, tokenizer, records, max_new_tokens=eval_max_new_tokens)["exact_match"]
