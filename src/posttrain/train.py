@@ -9,7 +9,6 @@ builds its batch and returns ``(loss, metrics)``. Batches must be a pure functio
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -26,7 +25,7 @@ import torch
 
 from posttrain.errors import UserError
 from posttrain.interface import RunContext
-from posttrain.tracking import announce
+from posttrain.tracking import announce, file_sha256
 
 LossFn = Callable[[int, int], tuple[torch.Tensor, dict[str, Any]]]
 
@@ -75,14 +74,6 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_checkpoint(
     ckpt_dir: Path,
     step: int,
@@ -118,7 +109,7 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         torch.save(state, tmp / "state.pt")
-        (tmp / "manifest.json").write_text(json.dumps({"step": step, "sha256": _sha256(tmp / "state.pt")}))
+        (tmp / "manifest.json").write_text(json.dumps({"step": step, "sha256": file_sha256(tmp / "state.pt")}))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     except OSError as exc:
@@ -136,7 +127,7 @@ def latest_checkpoint(ckpt_dir: Path, warn: Callable[[str], None] = print) -> Pa
     for path in sorted(ckpt_dir.glob("step-*"), reverse=True):
         try:
             manifest = json.loads((path / "manifest.json").read_text())
-            if _sha256(path / "state.pt") == manifest["sha256"]:
+            if file_sha256(path / "state.pt") == manifest["sha256"]:
                 return path
             warn(f"checkpoint {path} is corrupt (hash mismatch); not loading it")
         except (OSError, ValueError, KeyError):

@@ -18,7 +18,6 @@ and cached in ``$POSTTRAIN_CACHE`` (default ``~/.cache/posttrain``).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib
 import json
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.tracking import file_sha256
 
 MODELS_ROOT = Path(__file__).parent / "models"
 BUILD_RECORD = "build.json"
@@ -148,17 +148,9 @@ def verify(name: str) -> list[str]:
         path = folder / file
         if not path.is_file():
             problems.append(f"{path}: missing (embedded model '{name}')")
-        elif sha256(path) != digest:
+        elif file_sha256(path) != digest:
             problems.append(f"{path}: sha256 differs from {BUILD_RECORD} (altered or corrupt embedded model '{name}')")
     return problems
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build(name: str, output: Path, console=None) -> dict[str, Any]:
@@ -184,7 +176,7 @@ def write_build_record(name: str, folder: Path, checks: dict[str, Any]) -> dict[
         "threads": os.environ.get("OMP_NUM_THREADS", "default"),
         "checks": checks,
         "packages": {"python": platform.python_version(), **package_versions()},
-        "files": {f: sha256(folder / f) for f in files},
+        "files": {f: file_sha256(folder / f) for f in files},
     }
     (folder / BUILD_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return record
