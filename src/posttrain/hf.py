@@ -99,15 +99,22 @@ def head_error(source: str, exc: Exception, head: str, method: str) -> UserError
     """The one-line error of ``AutoModelFor<head>.from_pretrained(source)``: for an architecture that
     transformers has no such head for, its model type and what needs it; else the first line of ``exc``."""
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "Unrecognized configuration class" in message:
-        from transformers import AutoConfig
-
-        model_type = AutoConfig.from_pretrained(source).model_type
+    model_type = _model_type(source) if "Unrecognized configuration class" in message else None
+    if model_type:
         return UserError(
             f"--model {source}: {method} needs a {head} head (AutoModelFor{head.title().replace('-', '')}), "
             f"which transformers does not have for {model_type} models"
         )
     return UserError(f"--model {source}: could not load it for {head}: {message}")
+
+
+def _model_type(source: str) -> str | None:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source).model_type
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
