@@ -79,7 +79,10 @@ def test_padded_causal_mask_by_hand():
 @pytest.mark.parametrize("counts,width", [((2, 3, 1), 4), ((4, 4), 4), ((2, 1), 1)])
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
 def test_shared_prompt_completion_logits_and_gradients_equal_full_forward(kind, counts, width):
-    model = tiny(kind).train()
+    check_completion_logits_and_gradients(tiny(kind).train(), counts, width)
+
+
+def check_completion_logits_and_gradients(model, counts=(2, 3, 1), width=4):
     ids, attn, completion_attn = rollout_batch(counts, completion_width=width)
     weights = completion_attn[..., None].float()  # padding after a completion's end is never used
     expected = reference_completion_logits(model, ids, attn, width)
@@ -95,7 +98,10 @@ def test_shared_prompt_completion_logits_and_gradients_equal_full_forward(kind, 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
 def test_prefill_and_decode_equal_full_forward(kind):
-    model = tiny(kind).eval()
+    check_prefill_and_decode(tiny(kind).eval())
+
+
+def check_prefill_and_decode(model):
     ids, attn, _ = rollout_batch(counts=(1, 1, 1))
     prompt, prompt_attn = ids[:, :5], attn[:, :5]
     positions = position_ids(prompt_attn)
@@ -166,3 +172,43 @@ def test_steps_aside_when_it_could_differ(monkeypatch):
     assert lean_decoder(hooked) is None
     monkeypatch.setenv("POSTTRAIN_FAST_FORWARD", "0")
     assert lean_decoder(tiny("llama")) is None
+
+
+# --- the architecture matrix's families (tools/architecture_matrix.py) -------------------------------
+
+FAST_FAMILIES = {"llama", "qwen2", "qwen3", "mistral"}  # where lean_decoder claims support
+
+
+def matrix_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "architecture_matrix.py"
+    spec = importlib.util.spec_from_file_location("architecture_matrix", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "mistral", "gemma3", "phi3", "gpt2", "olmo2"])
+def test_each_family_gets_an_equal_fast_path_or_none(family):
+    """Qwen3 (per-head q/k RMSNorm) and Mistral (no sliding window) take the lean path and must equal
+    the model's forward; Gemma 3, Phi-3, GPT-2 and OLMo-2 differ in ways it does not model: None."""
+    model, _ = matrix_tool().tiny_model(family)
+    lean = lean_decoder(model)
+    if family not in FAST_FAMILIES:
+        assert lean is None
+        return
+    assert lean is not None
+    check_completion_logits_and_gradients(model.train())
+    check_prefill_and_decode(model.eval())
+
+
+def test_steps_aside_for_sliding_window_layers():
+    from transformers import MistralConfig, MistralForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    shape = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    assert lean_decoder(MistralForCausalLM(MistralConfig(sliding_window=4096, **shape))) is None
+    assert lean_decoder(MistralForCausalLM(MistralConfig(sliding_window=None, **shape))) is not None
+    windowed = Qwen3Config(use_sliding_window=True, sliding_window=8, max_window_layers=1, head_dim=8, **shape)
+    assert lean_decoder(Qwen3ForCausalLM(windowed)) is None

@@ -48,7 +48,15 @@ from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, load_records
 from posttrain.errors import UserError
 from posttrain.evaluation import generate, score
-from posttrain.hf import default_dtype, load_model, load_tokenizer, model_source, parameter_counts, quiet_transformers
+from posttrain.hf import (
+    default_dtype,
+    head_error,
+    load_model,
+    load_tokenizer,
+    model_source,
+    parameter_counts,
+    quiet_transformers,
+)
 from posttrain.reward_models import encode_steps, prepare_tokenizer, step_logits
 from posttrain.train import finish, loop_settings, train_loop
 
@@ -272,9 +280,7 @@ def load_prm_backbone(source: str, ctx: RunContext):
             source, num_labels=1, dtype=default_dtype(ctx.device), trust_remote_code=ctx.trust_remote_code
         )
     except (OSError, ValueError) as exc:
-        raise UserError(
-            f"--model {source}: could not load it for token classification: {str(exc).splitlines()[0]}"
-        ) from None
+        raise head_error(source, exc, "token-classification", "prm") from None
     prepare_tokenizer(tokenizer, model)
     return model.to(ctx.device), tokenizer
 

@@ -45,7 +45,9 @@ from posttrain.data import batch_indices, iterate_batches, pad_sequences, task_r
 from posttrain.errors import UserError
 from posttrain.hf import (
     LoraSettings,
+    apply_lora,
     default_dtype,
+    head_error,
     is_peft,
     load_tokenizer,
     lora_settings,
@@ -129,18 +131,10 @@ def load_reward_backbone(ctx: RunContext, lora: LoraSettings | None):
             pad_token_id=tokenizer.pad_token_id,
         )
     except (OSError, ValueError) as exc:
-        raise UserError(
-            f"--model {source}: could not load it for sequence classification: {str(exc).splitlines()[0]}"
-        ) from None
+        raise head_error(source, exc, "sequence-classification", "reward-model") from None
     prepare_tokenizer(tokenizer, model)
     if lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        targets = list(lora.target_modules) if lora.target_modules else None
-        config = LoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="SEQ_CLS"
-        )
-        model = get_peft_model(model, config)  # SEQ_CLS keeps the new score head fully trainable
+        model = apply_lora(model, lora, task_type="SEQ_CLS")  # SEQ_CLS keeps the new score head fully trainable
     return model.to(ctx.device), tokenizer
 
 

@@ -144,7 +144,30 @@ def split_heldout(
 # --- tokenizing ---------------------------------------------------------------------------------
 
 
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def plain_chat_text(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
+    """Messages as plain text, for tokenizers with no chat template (base checkpoints such as GPT-2):
+    one message's content per line, each assistant turn ended by EOS (so the model learns to stop),
+    and a line break after the last message when a reply is to follow. Appending a reply to a
+    rendered prompt extends its text, as a chat template does."""
+    eos = tokenizer.eos_token or ""
+    text = "\n".join(m["content"] + (eos if m.get("role") == "assistant" else "") for m in messages)
+    return text + "\n" if add_generation_prompt else text
+
+
+def chat_text(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
+    """The chat template's rendering of ``messages``, or ``plain_chat_text`` when there is none."""
+    if has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return plain_chat_text(tokenizer, messages, add_generation_prompt)
+
+
 def _chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    if not has_chat_template(tokenizer):  # plain text, tokenized like a plain-text prompt (with BOS if it adds one)
+        return list(tokenizer(plain_chat_text(tokenizer, messages, add_generation_prompt))["input_ids"])
     out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
     if hasattr(out, "keys"):
         out = out["input_ids"]

@@ -1,6 +1,6 @@
-"""A lean forward for Llama-family decoders (Llama, Qwen2): the same arithmetic as transformers'
-forward with a fraction of its per-call machinery. Plumbing for the online-RL rollouts
-(``posttrain.rollout``): sampling and the log-probs of sampled tokens.
+"""A lean forward for Llama-family decoders (Llama, Qwen2, Qwen3, Mistral): the same arithmetic as
+transformers' forward with a fraction of its per-call machinery. Plumbing for the online-RL
+rollouts (``posttrain.rollout``): sampling and the log-probs of sampled tokens.
 
 Why: on small models and short sequences a transformers forward is mostly Python and dispatch
 (mask construction, cache objects, output capture, decorators), not arithmetic; RL steps make
@@ -10,9 +10,11 @@ the normal forward, and computes rotary embeddings, the attention mask and a pre
 cache itself. tests/test_fastpath.py checks its logits and gradients against the model's own.
 
 ``lean_decoder(model)`` returns None, and callers use the model's forward, whenever the lean path
-could differ from it: another architecture, sliding-window layers, prompt-learning PEFT (virtual
-tokens), gradient checkpointing, hooks on the modules it bypasses (they would not run), or a
-distributed run (FSDP gathers weights in module hooks). ``POSTTRAIN_FAST_FORWARD=0`` turns it off.
+could differ from it: another architecture (Gemma, Phi-3, GPT-2, OLMo-2, ...: other norms, fused
+or Conv1D projections, soft-capping), sliding-window layers (Mistral's ``sliding_window``, Qwen's
+``layer_types``), prompt-learning PEFT (virtual tokens), gradient checkpointing, hooks on the
+modules it bypasses (they would not run), or a distributed run (FSDP gathers weights in module
+hooks). ``POSTTRAIN_FAST_FORWARD=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 
 
 def lean_decoder(model) -> LeanDecoder | None:
@@ -38,7 +40,7 @@ def lean_decoder(model) -> LeanDecoder | None:
     config = base.config
     if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
         return None
-    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
+    if sliding_window_layers(config):
         return None
     inner = getattr(base, "model", None)
     if inner is None or getattr(inner, "gradient_checkpointing", False):
@@ -47,6 +49,15 @@ def lean_decoder(model) -> LeanDecoder | None:
     if any(m._forward_hooks or m._forward_pre_hooks for m in bypassed):
         return None
     return LeanDecoder(base)
+
+
+def sliding_window_layers(config) -> bool:
+    """Whether some layer attends through a sliding window: Qwen2/Qwen3 name each layer's kind in
+    ``layer_types``; Mistral has none and slides every layer when ``sliding_window`` is set."""
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None:
+        return any(kind != "full_attention" for kind in layer_types)
+    return getattr(config, "sliding_window", None) is not None
 
 
 def _base_model(model):
@@ -118,13 +129,17 @@ class LeanDecoder:
         self.head_dim = first.head_dim
         self.scaling = first.scaling
         self.gqa = model.config.num_attention_heads != model.config.num_key_value_heads
+        self.qk_norm = hasattr(first, "q_norm")
 
     def _attend(self, attn, h, cos, sin, layer_kv=None, mask=None) -> torch.Tensor:
         """One attention block on normed hidden states h (B, T, E); ``layer_kv(k, v)`` -> the keys and
         values to attend to (the cache's, with these appended)."""
         b, t, _ = h.shape
-        q = attn.q_proj(h).view(b, t, -1, self.head_dim).transpose(1, 2)
-        k = attn.k_proj(h).view(b, t, -1, self.head_dim).transpose(1, 2)
+        q = attn.q_proj(h).view(b, t, -1, self.head_dim)
+        k = attn.k_proj(h).view(b, t, -1, self.head_dim)
+        if self.qk_norm:  # Qwen3: RMSNorm of each head's query and key, before the rotation
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = attn.v_proj(h).view(b, t, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         keys, values = (k, v) if layer_kv is None else layer_kv(k, v)

@@ -95,6 +95,28 @@ def load_model(source: str, device: str, trust_remote_code: bool = False, dtype:
     return model.to(device)
 
 
+def head_error(source: str, exc: Exception, head: str, method: str) -> UserError:
+    """The one-line error of ``AutoModelFor<head>.from_pretrained(source)``: for an architecture that
+    transformers has no such head for, its model type and what needs it; else the first line of ``exc``."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    model_type = _model_type(source) if "Unrecognized configuration class" in message else None
+    if model_type:
+        return UserError(
+            f"--model {source}: {method} needs a {head} head (AutoModelFor{head.title().replace('-', '')}), "
+            f"which transformers does not have for {model_type} models"
+        )
+    return UserError(f"--model {source}: could not load it for {head}: {message}")
+
+
+def _model_type(source: str) -> str | None:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source).model_type
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class LoraSettings:
     r: int = 8
@@ -103,16 +125,48 @@ class LoraSettings:
     target_modules: tuple[str, ...] | None = None  # None: peft's default for the architecture
 
 
-def apply_lora(model, settings: LoraSettings):
+# Llama-style projection names -> the modules that hold them in architectures that fuse or rename
+# them: Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj; GPT-2 has Conv1D c_attn
+# (q, k, v), attn.c_proj, c_fc and mlp.c_proj. peft matches a target by the end of a module's name.
+PROJECTION_ALIASES = {
+    "q_proj": ("qkv_proj", "c_attn"),
+    "k_proj": ("qkv_proj", "c_attn"),
+    "v_proj": ("qkv_proj", "c_attn"),
+    "o_proj": ("attn.c_proj",),
+    "gate_proj": ("gate_up_proj", "c_fc"),
+    "up_proj": ("gate_up_proj", "c_fc"),
+    "down_proj": ("mlp.c_proj",),
+}
+
+
+def architecture_targets(model, names) -> list[str]:
+    """``names`` (adapter target modules) with each Llama-style projection the model lacks replaced
+    by the module that holds it (``PROJECTION_ALIASES``); names the model has, or that no alias
+    fits, are kept (peft then names the missing one). Adapting a fused matrix adapts all its parts."""
+    present = [n for n, _ in model.named_modules()]
+
+    def has(key: str) -> bool:
+        return any(n == key or n.endswith("." + key) for n in present)
+
+    out: list[str] = []
+    for name in names:
+        if not has(name):
+            name = next((alias for alias in PROJECTION_ALIASES.get(name, ()) if has(alias)), name)
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def apply_lora(model, settings: LoraSettings, task_type: str = "CAUSAL_LM"):
     from peft import LoraConfig, get_peft_model
 
-    targets = list(settings.target_modules) if settings.target_modules else None
+    targets = architecture_targets(model, settings.target_modules) if settings.target_modules else None
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=targets,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
     try:
         return get_peft_model(model, config)

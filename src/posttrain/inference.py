@@ -33,6 +33,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from posttrain import outcomes
+from posttrain.data import chat_text
 from posttrain.errors import UserError
 from posttrain.interface import RunContext, RunResult
 from posttrain.tracking import announce
@@ -805,7 +806,7 @@ def text_prompt(tokenizer, prompt: Any) -> str:
     """A prompt as text that partial solutions can be appended to (chat prompts are rendered)."""
     if isinstance(prompt, str):
         return prompt
-    rendered = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    rendered = chat_text(tokenizer, prompt, add_generation_prompt=True)
     bos = tokenizer.bos_token or ""
     return rendered[len(bos) :] if bos and rendered.startswith(bos) else rendered
 

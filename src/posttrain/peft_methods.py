@@ -18,6 +18,12 @@ def apply_peft(model, config, method: str):
     """``peft.get_peft_model(model, config)``; a config that does not fit the model is a UserError."""
     from peft import get_peft_model
 
+    from posttrain.hf import architecture_targets
+
+    for field in ("target_modules", "feedforward_modules"):  # Llama-style names -> this architecture's
+        names = getattr(config, field, None)
+        if isinstance(names, (list, set)):
+            setattr(config, field, set(architecture_targets(model, sorted(names))))
     try:
         return get_peft_model(model, config)
     except (ValueError, KeyError, TypeError) as exc:
