@@ -39,10 +39,10 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.config import TrainingConfig
 from posttrain.data import (
     batch_indices,
+    has_split,
     iterate_batches,
     load_records,
     pad_sequences,
-    read_jsonl,
     split_heldout,
     task_records,
     tokenize_prompt_completion,
@@ -132,12 +132,9 @@ def kto_records(ctx, cfg: Config) -> tuple[list[dict], list[dict], list[dict], s
     if ctx.dataset is None:
         train, heldout, source = task_records(ctx, "preference", cfg.train_examples, cfg.eval_examples)
         return unpair(train), unpair(heldout), heldout, source
-    from pathlib import Path
-
     records, source = load_records(ctx.dataset, "train")
-    test_file = Path(ctx.dataset).expanduser() / "test.jsonl"
-    if test_file.is_file():
-        train, heldout = records, read_jsonl(test_file)[: cfg.eval_examples]
+    if has_split(ctx.dataset, "test"):
+        train, heldout = records, load_records(ctx.dataset, "test")[0][: cfg.eval_examples]
     else:
         train, heldout = split_heldout(records, seed=ctx.seed)
         heldout = heldout[: cfg.eval_examples]

@@ -1,7 +1,9 @@
-"""Datasets: local JSONL or hub ids, in the formats TRL users already have.
+"""Datasets as users have them: JSON Lines, parquet, JSON arrays, CSV, a folder of ``{split}.*`` files,
+a folder written by ``datasets``' ``save_to_disk``, or a hub id; in the formats TRL users already have.
 
 SFT records: ``messages`` | ``prompt`` + ``completion`` | ``text``.
-Preference records: ``prompt`` + ``chosen`` + ``rejected``.
+Preference records: ``prompt`` + ``chosen`` + ``rejected``, or ``chosen`` + ``rejected`` conversations
+that share their leading messages (TRL's implicit prompt, made explicit by ``with_implicit_prompts``).
 Prompt records (evaluation, RL, search): ``prompt`` with an optional ``answer``.
 Values are plain strings or conversational message lists (``[{"role", "content"}, ...]``), the
 latter rendered with the tokenizer's chat template.
@@ -11,7 +13,9 @@ Every problem with a file is reported as one line naming the file, the line and 
 
 from __future__ import annotations
 
+import csv
 import functools
+import importlib
 import json
 import random
 from collections.abc import Iterator
@@ -51,31 +55,145 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def read_json(path: Path) -> list[dict[str, Any]]:
+    """A JSON array of objects, or JSON Lines under a ``.json`` name."""
+    text = path.read_text(encoding="utf-8")
+    if not text.lstrip().startswith("["):
+        return read_jsonl(path)
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+    if bad is not None:
+        raise UserError(f"{path}: item {bad + 1}: expected a JSON array of objects, found {type(rows[bad]).__name__}")
+    return table_records(rows, path)
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """A CSV file with a header row; every value is a string (line numbers count the header)."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        return table_records(list(csv.DictReader(fh)), path, first_line=2)
+
+
+def read_parquet(path: Path) -> list[dict[str, Any]]:
+    pq = _require("pyarrow.parquet", f"{path}: reading parquet")
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several types for a damaged file; the user needs one line
+        raise UserError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
+    return table_records(rows, path)
+
+
+def table_records(rows: list[dict], source: Any, first_line: int = 1) -> list[dict[str, Any]]:
+    """Rows of a table as records numbered from ``first_line``; null cells are dropped (a column the
+    row does not use, as when one file mixes ``messages`` and ``prompt`` rows)."""
+    records = [
+        {k: v for k, v in row.items() if isinstance(k, str) and v is not None} | {"_line": number}
+        for number, row in enumerate(rows, start=first_line)
+    ]
+    if not records:
+        raise UserError(f"{source}: the dataset is empty")
+    return records
+
+
+def read_file(path: Path) -> list[dict[str, Any]]:
+    """Records of one data file, read by its suffix: .parquet, .csv, .json (an array), else JSON Lines."""
+    if not path.is_file():
+        raise UserError(f"dataset file {path} does not exist")
+    readers = {".parquet": read_parquet, ".csv": read_csv, ".json": read_json}
+    return readers.get(path.suffix.lower(), read_jsonl)(path)
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A folder written by ``datasets``' ``save_to_disk``: a DatasetDict's or a single Dataset's."""
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+def saved_splits(path: Path) -> list[str]:
+    """The splits of a saved DatasetDict; a single saved Dataset is the ``train`` split."""
+    index = path / "dataset_dict.json"
+    if not index.is_file():
+        return ["train"]
+    try:
+        splits = json.loads(index.read_text(encoding="utf-8"))["splits"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise UserError(f"{index}: expected the JSON that save_to_disk writes, with a 'splits' list") from None
+    return [str(s) for s in splits]
+
+
+def read_saved_dataset(path: Path, split: str) -> tuple[list[dict[str, Any]], str]:
+    splits = saved_splits(path)
+    if split not in splits:
+        have = ", ".join(splits) or "none"
+        raise UserError(f"{path}: expected a '{split}' split in the saved dataset, found splits: {have}")
+    datasets = _require("datasets", f"{path}: reading a dataset saved with save_to_disk")
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises many types; the user needs one line
+        raise UserError(f"{path}: could not load the saved dataset ({_first_line(exc)})") from None
+    source = path
+    if isinstance(ds, datasets.DatasetDict):
+        ds, source = ds[split], path / split
+    return table_records(ds.to_list(), source), str(source)
+
+
+SPLIT_SUFFIXES = (".jsonl", ".parquet", ".json", ".csv")
+
+
+def split_file(folder: Path, split: str) -> Path | None:
+    """``{split}.jsonl`` (or .parquet, .json, .csv) in ``folder``: the first that exists."""
+    return next((folder / f"{split}{s}" for s in SPLIT_SUFFIXES if (folder / f"{split}{s}").is_file()), None)
+
+
 def looks_like_path(source: str) -> bool:
-    return source.endswith((".jsonl", ".json")) or source.startswith((".", "/", "~")) or Path(source).exists()
+    return source.endswith(SPLIT_SUFFIXES) or source.startswith((".", "/", "~")) or Path(source).exists()
+
+
+def has_split(source: str, split: str) -> bool:
+    """Whether a local folder (of files or a saved DatasetDict) holds ``split``; never for a hub id."""
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        return False
+    return split in saved_splits(path) if is_saved_dataset(path) else split_file(path, split) is not None
 
 
 def load_records(source: str, split: str = "train") -> tuple[list[dict[str, Any]], str]:
-    """Records from a JSONL file, a folder holding ``{split}.jsonl``, or a hub dataset id."""
+    """Records of ``split`` from a data file, a folder holding ``{split}.jsonl`` (or .parquet, .json,
+    .csv), a folder written by ``save_to_disk``, or a hub dataset id."""
     path = Path(source).expanduser()
+    if path.is_dir() and is_saved_dataset(path):
+        return read_saved_dataset(path, split)
     if path.is_dir():
-        path = path / f"{split}.jsonl"
-        return read_jsonl(path), str(path)
+        file = split_file(path, split)
+        if file is None:
+            names = ", ".join(f"{split}{s}" for s in SPLIT_SUFFIXES)
+            raise UserError(f"{path}: expected {names} in the folder, or a dataset saved with save_to_disk")
+        return read_file(file), str(file)
     if looks_like_path(source):
-        return read_jsonl(path), str(path)
-    try:
-        import datasets
-    except ImportError:
-        raise UserError(
-            f"--dataset {source}: not a local file; loading hub datasets needs: pip install 'posttrain-catalog[datasets]'"
-        ) from None
+        return read_file(path), str(path)
+    datasets = _require("datasets", f"--dataset {source}: not a local file; loading hub datasets")
     try:
         ds = datasets.load_dataset(source, split=split)
     except Exception as exc:  # the hub client raises many types; the user needs one line
         raise UserError(
-            f"--dataset {source}: could not load split '{split}' from the hub: {str(exc).splitlines()[0]}"
+            f"--dataset {source}: could not load split '{split}' from the hub: {_first_line(exc)}"
         ) from None
     return [dict(r, _line=i + 1) for i, r in enumerate(ds)], source
+
+
+def _require(module: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{what} needs: pip install 'posttrain-catalog[datasets]'") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+# --- checking -----------------------------------------------------------------------------------
 
 
 def check_format(records: list[dict[str, Any]], kind: str, source: str) -> tuple[str, ...]:
@@ -127,6 +245,45 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "an empty list" if not value else "a list with a malformed message"
     return type(value).__name__
+
+
+def with_implicit_prompts(records: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """Preference records with no ``prompt`` whose ``chosen`` and ``rejected`` are conversations get
+    their shared leading messages as ``prompt`` (TRL's implicit prompt, as its ``extract_prompt``)."""
+    return [split_implicit_prompt(r, source) if _is_implicit(r) else r for r in records]
+
+
+def _is_implicit(record: dict[str, Any]) -> bool:
+    convs = [record.get("chosen"), record.get("rejected")]
+    return "prompt" not in record and all(isinstance(c, list) and c and isinstance(c[0], dict) for c in convs)
+
+
+def split_implicit_prompt(record: dict[str, Any], source: str) -> dict[str, Any]:
+    check_value(record, "chosen", source)
+    check_value(record, "rejected", source)
+    chosen, rejected = record["chosen"], record["rejected"]
+    n = shared_prefix_length(chosen, rejected)
+    where = f"{source}:{record.get('_line', '?')}"
+    if n == 0:
+        raise UserError(
+            f"{where}: 'chosen' and 'rejected' share no leading messages: with no 'prompt' column, "
+            "expected two conversations that start with the same prompt messages"
+        )
+    roles = [c[n]["role"] if n < len(c) else "nothing" for c in (chosen, rejected)]
+    if roles != ["assistant", "assistant"]:
+        raise UserError(
+            f"{where}: after the {n} messages 'chosen' and 'rejected' share, expected each to go on with an "
+            f"assistant message, found {roles[0]} and {roles[1]}"
+        )
+    return {**record, "prompt": chosen[:n], "chosen": chosen[n:], "rejected": rejected[n:]}
+
+
+def shared_prefix_length(a: list[dict], b: list[dict]) -> int:
+    """How many leading messages two conversations share (same role and content)."""
+    n = 0
+    while n < min(len(a), len(b)) and (a[n]["role"], a[n]["content"]) == (b[n]["role"], b[n]["content"]):
+        n += 1
+    return n
 
 
 def split_heldout(
@@ -321,8 +478,9 @@ EVAL_SEED = 1234  # the held-out set is the same for every method and run seed, 
 def task_records(ctx, kind: str, n_train: int, n_eval: int) -> tuple[list[dict], list[dict], str]:
     """(train, held-out, source) for ``kind`` in sft | preference | prompt.
 
-    With no --dataset: the embedded addition task. With a JSONL file: its records, with a
-    ``test.jsonl`` beside a folder's ``train.jsonl`` as held-out set, or else a fixed 5% split.
+    With no --dataset: the embedded addition task. Else the ``train`` split's records, with the
+    ``test`` split (a folder's ``test.jsonl`` or ``test.parquet``, a saved DatasetDict's ``test``)
+    as held-out set when there is one, or else a fixed 5% split.
     """
     if ctx.dataset is None:
         from posttrain.embedded.task import DEFAULT_TASK as task
@@ -333,11 +491,17 @@ def task_records(ctx, kind: str, n_train: int, n_eval: int) -> tuple[list[dict],
             return task.preference_pairs(n_train, ctx.seed), task.preference_pairs(n_eval, EVAL_SEED, "test"), task.name
         return task.prompts(n_train, ctx.seed, "train"), task.prompts(n_eval, EVAL_SEED, "test"), task.name
     records, source = load_records(ctx.dataset, "train")
-    check_format(records, kind, source)
-    test_file = Path(ctx.dataset).expanduser() / "test.jsonl"
-    if test_file.is_file():
-        heldout = read_jsonl(test_file)
-        check_format(heldout, kind, str(test_file))
-        return records, heldout[:n_eval], source
+    records = checked_records(records, kind, source)
+    if has_split(ctx.dataset, "test"):
+        heldout, heldout_source = load_records(ctx.dataset, "test")
+        return records, checked_records(heldout, kind, heldout_source)[:n_eval], source
     train, heldout = split_heldout(records, seed=ctx.seed)
     return train, heldout[:n_eval], source
+
+
+def checked_records(records: list[dict], kind: str, source: str) -> list[dict]:
+    """``records`` in one of FORMATS[kind] (implicit preference prompts made explicit), or a clear error."""
+    if kind == "preference":
+        records = with_implicit_prompts(records, source)
+    check_format(records, kind, source)
+    return records

@@ -115,10 +115,9 @@ def load_problems(ctx: RunContext, n: int, task: str = "addition") -> Problems:
         from posttrain.embedded.task import DEFAULT_TASK
 
         return Problems(DEFAULT_TASK.prompts(n, EMBEDDED_EVAL_SEED, "test"), DEFAULT_TASK.name, check, 8)
-    from posttrain.data import check_format, load_records
+    from posttrain.data import check_format, has_split, load_records
 
-    path = Path(ctx.dataset).expanduser()
-    split = "test" if path.is_dir() and (path / "test.jsonl").is_file() else "train"
+    split = "test" if has_split(ctx.dataset, "test") else "train"
     records, source = load_records(ctx.dataset, split)
     check_format(records, "prompt", source)
     for r in records:
