@@ -3,7 +3,8 @@
 A stage is a normal run (``posttrain.runner.prepare`` + ``execute``) written to
 ``<run>/<n>-<method>/`` with its own config.yaml, metrics.jsonl, summary.json and model. The
 pipeline logs each stage's held-out metrics to its own metrics.jsonl (step = stage number) as
-``<method>/<metric>`` and returns the first stage's "before" and the last stage's "after".
+``<method>/<metric>`` and returns, as "before" and "after", the starting and the final model's greedy exact match on
+the last stage's held-out problems (each stage's own numbers are under "stages").
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Stage:
     output_dir: Path
     metrics: dict[str, Any]
     artifacts: dict[str, str]
+    dataset: str | None = None
 
     @property
     def model(self) -> str:
@@ -53,7 +55,7 @@ class Pipeline:
         except UserError as exc:
             raise UserError(f"{self.name} stage {number} ({method}): {exc}") from None
         result = execute(prepared, console=None, progress=self.ctx.progress is not None)
-        stage = Stage(number, method, out, result.metrics, result.artifacts)
+        stage = Stage(number, method, out, result.metrics, result.artifacts, dataset)
         self.stages.append(stage)
         self.ctx.log(number, stage_metrics(method, result.metrics))
         return stage
@@ -71,11 +73,34 @@ class Pipeline:
         """The folder the next stage writes to."""
         return self.ctx.output_dir / f"{len(self.stages) + 1}-{method}"
 
+    def end_to_end(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Greedy exact match of the pipeline's starting model and of its final model on one held-out
+        set (the last stage's data, as prompts), so before and after compare the same problems and
+        the run's paired test applies: the stages' own sets differ (an SFT set, an RL prompt set)."""
+        from dataclasses import replace
+
+        from posttrain.data import task_records
+        from posttrain.evaluation import exact_match
+        from posttrain.hf import load_policy
+        from posttrain.tracking import announce
+
+        last = self.stages[-1]
+        data_ctx = replace(self.ctx, dataset=last.dataset)
+        records = task_records(data_ctx, "prompt", 1, 16 if self.ctx.smoke else 500)[1]
+        tokens = 8 if last.dataset is None else 128
+        scores = []
+        for label, model in (("starting", self.ctx.model), ("final", last.model)):
+            announce(f"{self.name}: {label} model on the last stage's held-out problems")
+            policy, tokenizer = load_policy(replace(self.ctx, model=model))
+            scores.append({"exact_match": exact_match(policy, tokenizer, records, max_new_tokens=tokens)["exact_match"]})
+        return scores[0], scores[1]
+
     def result(self, **extra: Any) -> RunResult:
-        first, last = self.stages[0], self.stages[-1]
+        last = self.stages[-1]
+        before, after = self.end_to_end()
         metrics = {
-            "before": dict(first.metrics.get("before", {})),
-            "after": dict(last.metrics.get("after", {})),
+            "before": before,
+            "after": after,
             "stages": {f"{s.number}-{s.method}": summary_of(s) for s in self.stages},
             **extra,
         }
