@@ -83,6 +83,19 @@ def assert_pooled_gain(runs: Sequence[dict[str, Any]], metric: str) -> dict[str,
     return pool
 
 
+def assert_pooled_correctness_gain(runs: Sequence[dict[str, Any]]) -> None:
+    """RL's target is correctness, measured two ways on the held-out prompts: the reward of one sampled
+    answer (what the objective raises) and greedy exact match. One of them must show a pooled gain
+    and neither a pooled harm."""
+    accounts, gained = [], False
+    for metric in ("reward", "exact_match"):
+        per_seed, pool, account = pooled(runs, metric)
+        assert not (pool["difference_mean"] < 0 and pool["p"] < stats.ALPHA), f"{account}; a significant harm"
+        gained |= all(t["difference"] > 0 for t in per_seed) and pool["p"] < stats.ALPHA
+        accounts.append(account)
+    assert gained, f"{'; '.join(accounts)}; expected a pooled gain in reward or exact match"
+
+
 def assert_pooled_no_harm(runs: Sequence[dict[str, Any]], metric: str = "exact_match") -> dict[str, Any]:
     """Several seeds: the mean difference is not negative with a pooled p < 0.05."""
     _, pool, account = pooled(runs, metric)

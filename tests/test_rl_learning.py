@@ -12,7 +12,7 @@ import math
 
 import pytest
 import torch
-from learning import assert_pooled_gain, assert_pooled_no_harm, ci_params, run_seeds
+from learning import assert_pooled_correctness_gain, assert_pooled_gain, ci_params, run_seeds
 
 from posttrain_plugins.rlaif import likelihood_preference, option_probability, position_debiased
 
@@ -26,8 +26,7 @@ CI = {"ppo"}  # .ci/run's slow selection (the rest is marked extended): ppo 52 s
 @pytest.mark.parametrize("name", ci_params(TRAINERS, CI))
 def test_rl_plugin_learns_on_the_embedded_task(name, tmp_path):
     runs = run_seeds(name, tmp_path)
-    assert_pooled_gain(runs, "exact_match")
-    assert_pooled_no_harm(runs, "reward")
+    assert_pooled_correctness_gain(runs)
 
 
 @pytest.mark.slow
