@@ -1,6 +1,7 @@
 """A prepared GPU check (issue #18 item 5): four timed steps on one CUDA GPU, offline, each written
-as JSON to reports/gpu/<step>.json. About 8 minutes on one H100; a time budget (--budget, 465 s
-for the steps) bounds the whole, and a step that no longer fits is recorded as skipped.
+as JSON to reports/gpu/<step>.json. Sized for 8 minutes on one H100 (not yet run on one): a time
+budget (--budget, 465 s for the steps) bounds the whole, and a step that no longer fits is recorded
+as skipped.
 
     python tools/gpu_check.py --dry-run              # the plan and the package check; no CUDA needed
     python tools/gpu_check.py                        # every step
