@@ -11,6 +11,7 @@ plugin's ``Config`` and docstring statically (``ast``, no torch), and reads the 
 - ``methods/<id>.md``             one page per method, always with the same sections
 - ``papers.md``                   the papers index (filterable, searchable)
 - ``status.md``                   the status matrix (runnable, CPU and GPU smoke, held-out verdict, last verified)
+                                  and the GPU check's results (``reports/gpu/``), or "not measured on GPU yet"
 - ``results.md``                  one row per measured method: headline metric before -> after, paired test, seeds
 - ``cli.md``                      the CLI reference, from the typer app
 
@@ -1080,7 +1081,96 @@ def status_page(data: SiteData) -> str:
                 last_verified(data, m) if plugin else "—",
             )
         )
+    lines += ["", "## GPU check", "", gpu_section(load_gpu_reports(data.reports_dir / "gpu"))]
     return "\n".join(lines) + "\n"
+
+
+# --- GPU check (tools/gpu_check.py writes reports/gpu/<step>.json) ------------------------------
+
+GPU_STEPS = ("pytest-gpu", "smoke", "throughput", "qlora")
+NOT_ON_GPU = "Not measured on GPU yet: `reports/gpu/` holds no results (`python tools/gpu_check.py` writes them on a CUDA machine)."
+
+
+def load_gpu_reports(folder: Path) -> list[dict[str, Any]]:
+    """The GPU check's step reports, in step order; rehearsals on a CPU (``--cpu-rehearsal``) are left out."""
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        rec = _read_json(path)
+        if not isinstance(rec, dict) or not isinstance(rec.get("step"), str):
+            if rec is not None:
+                log.warning("%s: expected a GPU check step report (a JSON object with a step)", path)
+            continue
+        if rec.get("gpu") and rec.get("device", "cuda") == "cuda":
+            found.append(rec)
+    order = {s: i for i, s in enumerate(GPU_STEPS)}
+    return sorted(found, key=lambda r: (order.get(r["step"], len(order)), r["step"]))
+
+
+def _gib(run: dict[str, Any]) -> str:
+    value = run.get("peak_memory_gib")
+    return f"{value:.1f}" if isinstance(value, int | float) else "—"
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, int | float) else "—"
+
+
+def throughput_table(result: dict[str, Any]) -> list[str]:
+    """One row per measured method and side: tokens/s, MFU, step time, peak memory."""
+    lines = [
+        "| method | trainer | tokens/s | MFU | of the ≈790 TFLOP/s ceiling | step (s) | peak memory (GiB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in result.get("runs") or []:
+        if not isinstance(run, dict):
+            continue
+        side = "TRL" if run.get("side") == "trl" else "posttrain"
+        if "error" in run:
+            lines.append(row(run.get("method"), side, f"failed: {md(run['error'])[:120]}", "", "", "", ""))
+            continue
+        lines.append(
+            row(
+                run.get("method"),
+                side,
+                f"{run.get('tokens_per_second', 0):,.0f}",
+                _percent(run.get("mfu")),
+                _percent(run.get("share_of_practical_ceiling")),
+                f"{run.get('step_seconds_median', 0):.3f}",
+                _gib(run),
+            )
+        )
+    return lines
+
+
+def gpu_section(records: list[dict[str, Any]]) -> str:
+    """The GPU check's results (date, versions, each step; tokens/s, MFU and memory), or the not-yet line."""
+    if not records:
+        return NOT_ON_GPU
+    first = records[0]
+    versions = ", ".join(f"{k} {v}" for k, v in (first.get("versions") or {}).items())
+    lines = [
+        f"GPU check on {md(first.get('gpu'))}, {md(first.get('date'))} ({md(versions)}), from "
+        "`reports/gpu/*.json` (`python tools/gpu_check.py`).",
+        "",
+        "| step | date | result | detail | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for rec in records:
+        lines.append(
+            row(rec["step"], rec.get("date"), rec.get("status"), md(rec.get("detail", ""))[:200], rec.get("seconds"))
+        )
+    for rec in records:
+        if rec["step"] == "throughput" and isinstance(rec.get("result"), dict):
+            result = rec["result"]
+            lines += [
+                "",
+                f"Throughput on a random-initialised model of Qwen2.5-0.5B's shape ({fmt_number(result.get('parameters'))} "
+                f"parameters, bf16); MFU = 6 × parameters × tokens/s over the {fmt_number(result.get('peak_tflops'))} "
+                f"TFLOP/s dense bf16 peak. TRL: {md(result.get('trl', ''))}.",
+                "",
+                *throughput_table(result),
+            ]
+    return "\n".join(lines)
 
 
 def verdict_cell(run: dict[str, Any] | None) -> str:
@@ -1348,8 +1438,13 @@ def marker_families(data: SiteData, page_src: str) -> str:
     return "\n".join(lines)
 
 
+def marker_gpu_results(data: SiteData, page_src: str) -> str:
+    return gpu_section(load_gpu_reports(data.reports_dir / "gpu"))
+
+
 MARKERS = {
     "counts": marker_counts,
+    "gpu-results": marker_gpu_results,
     "runnable": marker_runnable,
     "entry-fields": marker_entry_fields,
     "families": marker_families,

@@ -142,7 +142,8 @@ def test_a_pickled_payload_in_a_checkpoint_is_not_executed(tmp_path):
     import json
     import pickle
 
-    from posttrain.train import _sha256, load_checkpoint
+    from posttrain.tracking import file_sha256
+    from posttrain.train import load_checkpoint
 
     class Payload:
         def __reduce__(self):
@@ -152,7 +153,7 @@ def test_a_pickled_payload_in_a_checkpoint_is_not_executed(tmp_path):
     ckpt.mkdir()
     with (ckpt / "state.pt").open("wb") as fh:
         pickle.dump({"step": 1, "model": Payload()}, fh, protocol=2)
-    (ckpt / "manifest.json").write_text(json.dumps({"step": 1, "sha256": _sha256(ckpt / "state.pt")}))
+    (ckpt / "manifest.json").write_text(json.dumps({"step": 1, "sha256": file_sha256(ckpt / "state.pt")}))
     with pytest.raises(UserError, match="could not be read"):
         load_checkpoint(ckpt, None, None, None)
     assert not (tmp_path / "pwned").exists()

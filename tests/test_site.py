@@ -268,3 +268,50 @@ def test_malformed_paired_tests_are_warnings(tmp_path: Path, caplog) -> None:
     assert top["metric"] == "exact_match" and not top["pooled"]
     assert hooks.verdict_cell(checked).endswith("(exact\\_match, p = 0.0019)")
     assert hooks.headline(hooks.check_paired({"before": {"a": 1}, "after": {"a": 2}}, tmp_path / "old.json")) is None
+
+
+def _gpu_check_module():
+    spec = importlib.util.spec_from_file_location("gpu_check", sb.REPO / "tools" / "gpu_check.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_pages_say_not_measured_until_reports_gpu_has_results(real_site: Path) -> None:
+    if any((sb.REPO / "reports" / "gpu").glob("*.json")):
+        pytest.skip("reports/gpu/ holds results")
+    for page in ("status", "benchmarks"):
+        assert "not measured on gpu yet" in text_of((real_site / f"{page}.html").read_text(encoding="utf-8")).lower()
+
+
+def test_gpu_results_section_from_the_check_reports(tmp_path: Path, caplog) -> None:
+    """The section the status and Benchmarks pages show, from records written by tools/gpu_check.py."""
+    hooks, gc = sb.load_hooks(), _gpu_check_module()
+    data = SimpleNamespace(methods={}, smoke={"cpu": {}, "gpu": {}}, runs={}, reports_dir=tmp_path)
+    assert "not measured on gpu yet" in hooks.status_page(data).lower()
+    assert hooks.marker_gpu_results(data, "benchmarks.md") == hooks.NOT_ON_GPU
+
+    env = {"date": "2026-12-07", "gpu": "NVIDIA H100 80GB HBM3", "versions": {"torch": "2.13.0", "peft": "0.21.2"}}
+    run = {"method": "sft", "side": "ours", "tokens_per_second": 50_000.0, "step_seconds_median": 0.164}
+    runs = [
+        gc.with_mfu({**run, "peak_memory_gib": 12.34}, 494_032_768, 989.0),
+        {"method": "sft", "side": "trl", "error": "CUDA out of memory"},
+    ]
+    result = {"parameters": 494_032_768, "peak_tflops": 989.0, "trl": "1.16.0", "runs": runs}
+    folder = tmp_path / "gpu"
+    gc.write_record(folder, gc.record("throughput", "failed", 180.0, "sft/ours 50,000 tok/s", result, env))
+    gc.write_record(folder, gc.record("smoke", "ok", 95.2, "60 of 60 plugins passed", {}, env))
+    gc.write_record(folder, gc.record("qlora", "ok", 9.0, "2 steps", {}, {**env, "device": "cpu"}))  # a rehearsal
+    (folder / "stray.json").write_text("[1, 2]")
+    with caplog.at_level("WARNING", logger="mkdocs.hooks.posttrain"):
+        section = hooks.marker_gpu_results(data, "benchmarks.md")
+    assert len(caplog.records) == 1 and "stray.json" in caplog.records[0].getMessage()
+    assert "not measured" not in section.lower() and "qlora" not in section
+    assert "NVIDIA H100 80GB HBM3, 2026-12-07 (torch 2.13.0, peft 0.21.2)" in section
+    assert section.index("| smoke |") < section.index("| throughput |")  # in step order
+    assert "| sft | posttrain | 50,000 | 15.0% | 18.8% | 0.164 | 12.3 |" in section
+    assert "| sft | TRL | failed: CUDA out of memory |" in section
+    assert section in hooks.status_page(data)
+    assert "<!-- catalog:gpu-results -->" in (sb.SITE / "docs" / "benchmarks.md").read_text(encoding="utf-8")
