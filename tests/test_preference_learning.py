@@ -24,7 +24,14 @@ WORKING_SETTING = {
     "mdpo": ["rpo_alpha=1"],
     "kto": ["learning_rate=1e-5"],  # 3e-5 still harms exact match (reports/runs/kto-lr3e-5.json)
 }
-REFERENCE_FREE = ["hinge", "simpo", "cpo", "orpo"]  # hinge: its default variant is SLiC (no reference)
+REFERENCE_FREE = [
+    "hinge",
+    # documented: no significant gain at its defaults (catalog/methods/simpo.yaml, reports/runs/simpo.json);
+    # strict, so a change that makes it learn fails here until the entry and this mark are updated
+    pytest.param("simpo", marks=pytest.mark.xfail(strict=True, reason="no significant gain at its defaults")),
+    "cpo",
+    "orpo",
+]  # hinge: its default variant is SLiC (no reference)
 
 # .ci/run's slow selection (the rest is marked extended); reports' seconds: mdpo 12, orpo 49.
 CI = {"mdpo", "orpo"}

@@ -16,7 +16,16 @@ from learning import assert_pooled_correctness_gain, assert_pooled_gain, ci_para
 
 from posttrain_plugins.rlaif import likelihood_preference, option_probability, position_debiased
 
-TRAINERS = ["ppo", "rloo", "reinforce-pp", "remax", "reinforce", "scst"]
+TRAINERS = [
+    "ppo",
+    "rloo",
+    "reinforce-pp",
+    "remax",
+    "reinforce",
+    # documented: no significant gain over 3 seeds (catalog/methods/scst.yaml, reports/runs/scst.json);
+    # strict, so a change that makes it learn fails here until the entry and this mark are updated
+    pytest.param("scst", marks=pytest.mark.xfail(strict=True, reason="no significant gain at its defaults")),
+]
 PIPELINES = ["rlhf", "rlaif", "r1-recipe"]
 CI = {"ppo"}  # .ci/run's slow selection (the rest is marked extended): ppo 52 s per seed
 
