@@ -30,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when README.md is not current")
     args = parser.parse_args(argv)
     text = README.read_text(encoding="utf-8")
-    new = regenerate(text)
+    try:
+        new = regenerate(text)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.check:
         if new != text:
             print("README.md results tables are stale: run python tools/results_table.py")

@@ -36,12 +36,12 @@ WHO JUDGES (be clear about it). Two labellers are implemented:
   with a real instruct model as ``judge_model``; it is meaningless on the embedded model.
 
 Measured on the embedded task (reports/runs/rlaif.json, defaults, seed 0, embedded base rebuilt on
-2026-12-02): held-out exact match 0.778 (base) -> 0.896 (SFT) -> 0.846 (PPO). The AI labels agree
+2026-12-02): held-out exact match 0.778 (base) -> 0.896 (SFT) -> 0.848 (PPO). The AI labels agree
 with the checker on 94.5% of the 14454 pairs with exactly one correct response (17444 pairs from
 40000 prompts); the reward model trained on them orders 0.645 of the task's held-out pairs
-correctly (0.510 untrained). PPO raises that reward model's held-out score (0.811 -> 0.849) but
-lowers exact match (0.886 -> 0.846, greedy on PPO's own 500 held-out prompts; binomial standard
-error 0.014, so -2.8 SE): on this task RLAIF with the model as its own labeller does not help
+correctly (0.510 untrained). PPO raises that reward model's held-out score (0.811 -> 0.847) but
+lowers exact match (0.886 -> 0.848, greedy on PPO's own 500 held-out prompts; binomial standard
+error 0.014, so -2.7 SE): on this task RLAIF with the model as its own labeller does not help
 after SFT.
 
 Why 40000 labelled prompts and 1500 reward-model steps: with a fifth of the prompts and 400 steps

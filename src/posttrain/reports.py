@@ -14,7 +14,7 @@ from posttrain import stats
 
 REPORTS_DIR = Path(__file__).resolve().parents[2] / "reports" / "runs"
 HEADLINES = ("exact_match", "accuracy")
-TARGETS = ("preference_accuracy", "reward")
+TARGETS = ("preference_accuracy", "reward", "pairwise_accuracy", "solution_accuracy", "step_accuracy")
 
 
 def load_report(method: str, root: Path = REPORTS_DIR) -> dict[str, Any]:
