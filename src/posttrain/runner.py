@@ -299,7 +299,7 @@ def print_summary(console, summary: dict[str, Any]) -> None:
             )
         else:
             table.add_row(key, _fmt(before.get(key)), _fmt(after.get(key)), "", "", "", "")
-    console.print(table)
+    console_for_table(console).print(table)
     headline = headline_metric(paired)
     if headline and paired[headline]["difference"] < 0:
         test = paired[headline]
@@ -312,6 +312,15 @@ def print_summary(console, summary: dict[str, Any]) -> None:
         else:
             console.print(f"Held-out {headline} fell, within noise: {stats.describe(test)}.", highlight=False)
     console.print(f"summary: {Path(summary['artifacts'].get('model', '.')).parent / 'summary.json'}")
+
+
+def console_for_table(console):
+    """A log or pipe has no width to respect (rich assumes 80 columns): print the table whole there."""
+    from rich.console import Console
+
+    if console.is_terminal or console.width >= 110:
+        return console
+    return Console(file=console.file, width=110)
 
 
 def headline_metric(paired: dict[str, Any]) -> str | None:
