@@ -30,6 +30,7 @@ def test_one_reviewer_checklist_in_the_template_and_both_guides():
         "Smoke passing",
         "Docs page rendering",
         "A result on the embedded task",
+        "A learning test",
         "Machine checks",
     ]
     for guide in GUIDES:
