@@ -42,7 +42,7 @@ def quiet_transformers() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-# --model names of the embedded models other than the base (each built on first use, then cached)
+# --model names of the embedded models other than the base (shipped in the package: posttrain.embedded.frozen)
 EMBEDDED_MODELS = {
     "embedded:reasoning": "posttrain.embedded.model.reasoning_model_dir",  # scratchpad reasoning, embedded/reasoning.py
     "embedded:reasoning-fewshot": "posttrain.embedded.fewshot.fewshot_model_dir",  # trained on few-shot pages
@@ -52,7 +52,7 @@ EMBEDDED_MODELS = {
 
 
 def model_source(ctx: RunContext, console=None) -> str:
-    """The model folder or hub id to load: the user's, or the embedded base (prepared on first use)."""
+    """The model folder or hub id to load: the user's, or a shipped embedded model (the base by default)."""
     if ctx.model is None:
         from posttrain.embedded.model import base_model_dir
 

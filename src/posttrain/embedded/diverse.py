@@ -162,7 +162,7 @@ def path_accuracy(model, tokenizer, n: int = 1000, seed: int = 0) -> dict:
 
 
 def diverse_model_dir(seed: int = 0, console=None) -> Path:
-    """Folder of the diverse-paths model (built from the reasoning model on first use)."""
+    """Folder of the diverse-paths model (shipped for seed 0; other seeds built from the reasoning model)."""
     from posttrain.embedded.model import reasoning_variant_dir
 
     prepare = functools.partial(build_diverse, seed, console=console)  # prepare(out)

@@ -85,7 +85,7 @@ def fewshot_outcomes(model, tokenizer, shots: int, direct: bool, n: int = 200, s
 
 
 def fewshot_model_dir(seed: int = 0, console=None) -> Path:
-    """Folder of the few-shot reasoning model (built from the reasoning model on first use)."""
+    """Folder of the few-shot reasoning model (shipped for seed 0; other seeds built from the reasoning model)."""
     from posttrain.embedded.model import reasoning_variant_dir
 
     prepare = functools.partial(build_fewshot, seed, console=console)  # prepare(out)

@@ -4,8 +4,8 @@ A ~150K-parameter Llama (hidden 64, 2 layers, 4 heads, MLP 256) with the byte-le
 The base checkpoint is trained on the addition task until held-out exact match first reaches
 ``TARGET_ACCURACY``, while the learning rate is still high (a checkpoint annealed mid-jump is
 fragile, see the README), so post-training methods start from a capable but imperfect model with
-room to improve. Preparation takes 10-60 s on 2 CPU cores the first time and is cached in
-``$POSTTRAIN_CACHE`` (default ``~/.cache/posttrain``); it is deterministic for a given seed.
+room to improve. The seed-0 build ships in the package (``posttrain.embedded.frozen``); the recipe
+here rebuilds it (``catalog embedded build base``) and builds other seeds into ``$POSTTRAIN_CACHE``.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def s1_examples(problems: list[dict], own: list[str], seed: int) -> list[dict]:
 
 
 def s1_model_dir(seed: int = 0, console=None) -> Path:
-    """Folder of the embedded s1 model (built from the reasoning model on first use)."""
+    """Folder of the embedded s1 model (shipped for seed 0; other seeds built from the reasoning model)."""
     from posttrain.embedded.model import reasoning_variant_dir
 
     prepare = functools.partial(build_s1, seed, console=console)  # prepare(out)
