@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from posttrain.runner import headline_metric
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports" / "runs"
 ENTRIES = {
@@ -32,11 +34,6 @@ def verdicts(report: dict) -> dict[str, str]:
     return {m: (pooled.get(m) or test)["verdict"] for m, test in (report.get("paired") or {}).items()}
 
 
-def headline(report: dict) -> str | None:
-    paired = report.get("paired") or {}
-    return next((m for m in ("exact_match", "accuracy") if m in paired), next(iter(paired), None))
-
-
 @pytest.mark.parametrize("path", DEFAULT_REPORTS, ids=lambda p: p.stem)
 def test_entry_status_agrees_with_the_default_run(path: Path):
     report = json.loads(path.read_text(encoding="utf-8"))
@@ -44,7 +41,7 @@ def test_entry_status_agrees_with_the_default_run(path: Path):
     found = verdicts(report)
     harmed = sorted(m for m, v in found.items() if v == "harm")
     if entry["status"] == "stable":
-        main = headline(report)
+        main = headline_metric(report.get("paired") or {})
         assert main is not None, f"{path.name}: a stable entry needs a report with a paired test"
         assert found[main] == "gain", f"{entry['id']} is stable but its default run shows {found[main]} in {main}"
         assert not harmed, f"{entry['id']} is stable but its default run harms {harmed}"

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import stats
+from posttrain.runner import headline_metric
 
 REPORTS_DIR = Path(__file__).resolve().parents[2] / "reports" / "runs"
-HEADLINES = ("exact_match", "accuracy")
 TARGETS = ("preference_accuracy", "reward", "pairwise_accuracy", "solution_accuracy", "step_accuracy")
 
 
@@ -26,7 +26,8 @@ def result_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     seed 0's paired test and, for seeded reports, the pooled test over seeds."""
     paired = report.get("paired") or {}
     pooled = report.get("pooled") or {}
-    shown = [m for m in HEADLINES if m in paired][:1] + [m for m in TARGETS if m in paired]
+    headline = headline_metric(paired)
+    shown = ([headline] if headline else []) + [m for m in TARGETS if m in paired and m != headline]
     return [
         {"method": report["method"], "command": report.get("command", ""), "metric": m, "paired": paired[m]}
         | ({"pooled": pooled[m]} if m in pooled else {})
