@@ -215,7 +215,7 @@ def listing() -> list[dict[str, Any]]:
     return rows
 
 
-def model_dir(name: str, seed: int, build_into_cache, console=None) -> Path:
+def model_dir(name: str, seed: int, build_into_cache) -> Path:
     """The folder a ``*_model_dir(seed)`` function returns: the shipped artifact for seed 0, else
     ``build_into_cache()`` (another seed is trained from the recipe on first use and cached)."""
     if seed == 0:
