@@ -224,6 +224,14 @@ def _left_pad(encoded: list[list[int]], pad_id: int, device) -> tuple[torch.Tens
     return ids.to(device), attn.to(device)
 
 
+def generate_cache_kwarg() -> str:
+    """The name ``generate`` takes a ready KV cache under: ``cache`` since transformers renamed it
+    (``past_key_values`` is deprecated there and goes in v6), ``past_key_values`` before."""
+    from transformers.generation import utils
+
+    return "cache" if "cache" in getattr(utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
+
+
 def _prefilled_cache(model, ids: torch.Tensor, attn: torch.Tensor, n: int):
     """The KV cache of every prompt token but the last, computed once and repeated n times."""
     if ids.shape[1] < 2:
@@ -281,7 +289,7 @@ def sample(
         if stop:
             options.update(stop_strings=list(stop), tokenizer=tokenizer)
         options.update(extra_generate or {})
-        out = model.generate(input_ids=ids, attention_mask=attn, past_key_values=cache, **options)
+        out = model.generate(input_ids=ids, attention_mask=attn, **{generate_cache_kwarg(): cache}, **options)
         new = out.sequences[:, ids.shape[1] :]
         logits = torch.stack(out.logits, 1).float() if out.logits else torch.zeros(new.shape + (1,))
         chosen = torch.gather(torch.log_softmax(logits, -1), -1, new.unsqueeze(-1)).squeeze(-1)
