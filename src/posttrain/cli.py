@@ -185,6 +185,10 @@ def run(
     trust_remote_code: Annotated[
         bool, typer.Option("--trust-remote-code", help="Allow model code from the hub.")
     ] = False,
+    dtype: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: bf16 on CUDA, fp32 on CPU).")] = "auto",
+    gradient_checkpointing: Annotated[
+        bool, typer.Option("--gradient-checkpointing", help="Recompute activations in the backward pass.")
+    ] = False,
 ) -> None:
     """Run a method's plugin; writes config.yaml, metrics.jsonl, summary.json, a plot and the model.
 
@@ -209,6 +213,8 @@ def run(
             device=device,
             seed=seed,
             trust_remote_code=trust_remote_code,
+            dtype=dtype,
+            gradient_checkpointing=gradient_checkpointing,
         )
         return
     prepared = prepare(
@@ -222,6 +228,8 @@ def run(
         seed=seed,
         resume=resume,
         trust_remote_code=trust_remote_code,
+        dtype=dtype,
+        gradient_checkpointing=gradient_checkpointing,
     )
     execute(prepared, console=console)
 

@@ -182,10 +182,36 @@ def load_policy(ctx: RunContext, lora: LoraSettings | None = None, console=None)
     source = model_source(ctx, console)
     announce(f"loading model {ctx.model or 'embedded base'} ({source}) on {ctx.device}")
     tokenizer = load_tokenizer(source, ctx.trust_remote_code)
-    model = load_model(source, ctx.device, ctx.trust_remote_code)
+    model = load_model(source, ctx.device, ctx.trust_remote_code, weights_dtype(ctx.dtype, ctx.device))
+    if ctx.gradient_checkpointing:
+        enable_checkpointing(model, with_adapters=lora is not None)
     if lora is not None:
         model = apply_lora(model, lora)
     return model, tokenizer
+
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def weights_dtype(name: str, device: str) -> torch.dtype:
+    """``--dtype``: auto is bf16 on CUDA and fp32 on CPU; fp16 trains on CUDA only."""
+    if name == "auto":
+        return default_dtype(device)
+    if name not in DTYPES:
+        raise UserError(f"--dtype {name}: expected one of auto, {', '.join(DTYPES)}")
+    if name == "fp16" and not device.startswith("cuda"):
+        raise UserError("--dtype fp16: needs a CUDA device (on CPU use bf16 or fp32)")
+    return getattr(torch, DTYPES[name])
+
+
+def enable_checkpointing(model, with_adapters: bool) -> None:
+    """``--gradient-checkpointing``: recompute each layer's activations in the backward pass
+    (transformers 5 calls it activation checkpointing; the old name goes in v6)."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+    model.config.use_cache = False
+    if with_adapters:  # frozen embeddings: the checkpointed layers still need an input that wants grad
+        model.enable_input_require_grads()
 
 
 def frozen_reference(policy):

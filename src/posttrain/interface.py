@@ -38,6 +38,8 @@ class RunContext:
     metrics: MetricsSink | None = None
     progress: Progress | None = None
     trust_remote_code: bool = False
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32: the weights' dtype
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         if self.metrics is not None:

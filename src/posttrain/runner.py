@@ -24,6 +24,7 @@ from posttrain.interface import Plugin, RunContext, RunResult
 from posttrain.registry import discover, load, load_file, suggest
 
 CONTEXT_KEYS = {"model", "dataset", "seed", "device", "output_dir"}
+DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass
@@ -148,6 +149,8 @@ def prepare(
     seed: int | None = None,
     resume: bool = False,
     trust_remote_code: bool = False,
+    dtype: str = "auto",
+    gradient_checkpointing: bool = False,
     smoke: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> PreparedRun:
@@ -166,6 +169,8 @@ def prepare(
     values.update(set_values)
     origin.update({k: "--set" for k in set_values})
     config = build_config(plugin, values, origin)
+    if dtype not in DTYPE_CHOICES:
+        raise UserError(f"--dtype {dtype}: expected one of {', '.join(DTYPE_CHOICES)}")
 
     from posttrain import distributed
     from posttrain.hf import resolve_device  # imports torch: only now that the input is known to be valid
@@ -185,6 +190,8 @@ def prepare(
         resume=resume,
         smoke=smoke,
         trust_remote_code=trust_remote_code,
+        dtype=dtype,
+        gradient_checkpointing=gradient_checkpointing,
     )
     command = "catalog " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else f"catalog run {name}"
     return PreparedRun(method=name, plugin=plugin, config=config, ctx=ctx, command=command)
