@@ -10,6 +10,7 @@ global batch.
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,19 @@ LOSS_RTOL = 1e-5  # the regression: same global mean, only float summation order
 TOKEN_MEAN_RTOL = 0.1  # plugins whose loss is a mean over the batch's tokens (see below)
 
 
-def _torchrun(*args: str, nproc: int = 2, check: bool = True) -> subprocess.CompletedProcess:
+# A rank can abort while gloo's threads shut down at process exit ("terminate called without an
+# active exception", SIGABRT): seen once in 4 CI runs of the fsdp test on a loaded 2-core machine,
+# after training. That one signature is retried once on a clean folder; any other failure fails.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _torchrun(*args: str, nproc: int = 2, check: bool = True, out: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "POSTTRAIN_BUILTIN_ONLY": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    if check and proc.returncode != 0 and out is not None and TEARDOWN_ABORT in proc.stderr:
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"torchrun failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -101,7 +111,7 @@ def _compare_tiny(tmp_path, mode: str) -> float:
     one = tmp_path / "one"
     weights_one = _helper().train(one)
     two = tmp_path / "two"
-    _torchrun(str(HELPER), str(two), mode)
+    _torchrun(str(HELPER), str(two), mode, out=two)
     gap = max_relative_gap(_losses(one), _losses(two))
     assert gap < LOSS_RTOL, gap
     weights_two = torch.load(two / "weights.pt")
@@ -142,7 +152,9 @@ def _trainer_plugins() -> list[str]:
     os.environ.setdefault("POSTTRAIN_BUILTIN_ONLY", "1")
     from posttrain.registry import discover, load
 
-    return [name for name in discover() if load(name).kind == "trainer"]
+    # online-dpo and rejection-sampling-ft count their budget in rounds and reject max_steps
+    rounds_based = {"online-dpo", "rejection-sampling-ft"}
+    return [name for name in discover() if load(name).kind == "trainer" and name not in rounds_based]
 
 
 def _samples(plugin: str) -> bool:
@@ -160,7 +172,7 @@ def _run_cli(out: Path, plugin: str, nproc: int, extra: list[str]) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "POSTTRAIN_BUILTIN_ONLY": "1"}
         subprocess.run([sys.executable, *args], check=True, capture_output=True, env=env, cwd=REPO, timeout=900)
     else:
-        _torchrun(*args, nproc=nproc)
+        _torchrun(*args, nproc=nproc, out=out)
 
 
 # .ci/run's slow selection: one SFT, one preference and one RL trainer (about 20 s each); the others
