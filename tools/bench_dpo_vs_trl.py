@@ -40,19 +40,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from gpu_bench import QWEN25_05B  # tools/ is on sys.path when this script runs
+
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("ours", "trl", "trl-precompute")
-QWEN_05B = dict(
-    hidden_size=896,
-    intermediate_size=4864,
-    num_hidden_layers=24,
-    num_attention_heads=14,
-    num_key_value_heads=2,
-    vocab_size=151936,
-    max_position_embeddings=32768,
-    rope_theta=1_000_000.0,
-    tie_word_embeddings=True,
-)
 
 
 # --- setup (parent) -------------------------------------------------------------------------------
@@ -72,7 +63,7 @@ def prepare_model(kind: str, workdir: Path) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        **QWEN_05B,
+        **QWEN25_05B,
     )
     import torch
 
