@@ -16,22 +16,9 @@ pytestmark = [
 
 def test_fastpath_equals_the_models_forward_on_cuda():
     """posttrain.fastpath's shared-prompt training forward, values and gradients, on the GPU (fp32)."""
-    from test_fastpath import reference_completion_logits, rollout_batch, tiny
+    from test_fastpath import check_completion_logits_and_gradients, tiny
 
-    from posttrain.fastpath import lean_decoder
-
-    model = tiny("qwen2").cuda().train()
-    ids, attn, completion_attn = (t.cuda() for t in rollout_batch((2, 3, 1), completion_width=4))
-    weights = completion_attn[..., None].float()
-    expected = reference_completion_logits(model, ids, attn, 4)
-    got = lean_decoder(model).completion_logits(ids, attn, 5)
-    torch.testing.assert_close(got * weights, expected * weights, atol=1e-4, rtol=1e-4)
-    params = [p for p in model.parameters() if p.requires_grad]
-    loss_weights = torch.randn_like(expected) * weights
-    grads_expected = torch.autograd.grad((expected * loss_weights).sum(), params)
-    grads_got = torch.autograd.grad((got * loss_weights).sum(), params)
-    for g_got, g_expected in zip(grads_got, grads_expected, strict=True):
-        torch.testing.assert_close(g_got, g_expected, atol=1e-3, rtol=1e-3)
+    check_completion_logits_and_gradients(tiny("qwen2").cuda().train(), device="cuda", tolerance=1e-4)
 
 
 def test_models_load_in_bf16_on_cuda_and_train_a_step():
