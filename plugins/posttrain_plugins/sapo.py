@@ -54,7 +54,6 @@ class Config(RolloutConfig):
     std_epsilon: float = Field(1e-4, gt=0, description="Added to the group std in the advantage denominator.")
 
 
-
 # --- gate and loss ------------------------------------------------------------------------------------
 
 
@@ -99,7 +98,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         return group_advantages(rollout.grouped(rollout.rewards), cfg.std_epsilon).reshape(-1)
 
     def objective(sampling: Sampling) -> Objective:
-        return lambda logps, old, ref, adv, mask: sapo_loss(logps, old, ref, adv, mask, cfg.tau_pos, cfg.tau_neg, cfg.beta)
+        return lambda logps, old, ref, adv, mask: sapo_loss(
+            logps, old, ref, adv, mask, cfg.tau_pos, cfg.tau_neg, cfg.beta
+        )
 
     return train_group_policy(cfg, ctx, "sapo", advantages, objective, beta=cfg.beta, loop=train_loop)
 
