@@ -1,5 +1,5 @@
-"""GRPO family (grpo, dr-grpo, dapo, gspo): advantage estimators and policy losses with hand-worked
-numbers and the papers' limiting cases."""
+"""GRPO family (grpo, dr-grpo, dapo, gspo, cispo, sapo): advantage estimators and policy losses with
+hand-worked numbers and the papers' limiting cases. Parity with TRL's code: tests/test_rl_parity.py."""
 
 import math
 
@@ -222,3 +222,111 @@ def test_gspo_gradient_at_ratio_one_weights_tokens_by_inverse_length():
     loss.backward()
     expected = torch.tensor([[-1 / 8] * 4, [1 / 4, 1 / 4, 0.0, 0.0]])  # -A_i / (N |o_i|)
     assert torch.allclose(logps.grad, expected)
+
+
+# --- cispo ----------------------------------------------------------------------------------------
+
+from posttrain_plugins.cispo import cispo_loss, clipped_is_weight  # noqa: E402
+
+
+def test_cispo_weight_is_clipped_and_carries_no_gradient():
+    logps = torch.log(torch.tensor([[0.5, 1.0, 3.0]])).requires_grad_(True)
+    weight, clipped = clipped_is_weight(logps, torch.zeros(1, 3), None, 1.0)  # no lower bound, cap 2
+    assert torch.allclose(weight, torch.tensor([[0.5, 1.0, 2.0]])) and clipped.tolist() == [[False, False, True]]
+    assert not weight.requires_grad  # sg(.): the weight only scales grad log pi
+    weight, _ = clipped_is_weight(logps, torch.zeros(1, 3), 0.2, 1.0)
+    assert torch.allclose(weight, torch.tensor([[0.8, 1.0, 2.0]]))
+
+
+def test_cispo_hand_worked_keeps_the_gradient_of_a_token_outside_the_trust_region():
+    # one completion, ratios [3, 1], A = 1, cap 1 + 1 = 2: loss -(2 log 3 + 1 * 0) / 2 = -log 3,
+    # gradient -(weight * A) / 2 per token = [-1, -0.5]
+    logps = torch.tensor([[math.log(3.0), 0.0]], requires_grad=True)
+    loss, stats = cispo_loss(logps, torch.zeros(1, 2), None, torch.tensor([1.0]), torch.ones(1, 2), None, 1.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(-math.log(3.0))
+    assert torch.allclose(logps.grad, torch.tensor([[-1.0, -0.5]]))
+    assert stats["clip_ratio"] == 0.5
+    # the PPO clip drops that token's gradient entirely (the paper's motivation)
+    ppo = logps.detach().clone().requires_grad_(True)
+    dapo_loss(ppo, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2), 0.2, 0.2)[0].backward()
+    assert ppo.grad[0, 0] == 0
+
+
+def test_cispo_on_policy_gradient_is_the_token_level_policy_gradient():
+    # r = 1: the weight is 1 and the gradient equals DAPO's token-level surrogate at ratio 1
+    g = torch.Generator().manual_seed(0)
+    old = -torch.rand(3, 4, generator=g)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    adv = torch.tensor([1.0, -0.5, 2.0])
+    a = old.clone().requires_grad_(True)
+    cispo_loss(a, old, None, adv, mask, None, 4.0)[0].backward()
+    b = old.clone().requires_grad_(True)
+    dapo_loss(b, old, adv, mask, 0.2, 0.28)[0].backward()
+    assert torch.allclose(a.grad, b.grad) and torch.allclose(a.grad, -adv[:, None] * mask / 7)
+
+
+def test_cispo_inside_the_cap_is_the_importance_weighted_policy_gradient():
+    # no clipping active: d/dlogp of -(r A) / T is -r A / T, what CISPO's sg(r) A grad log pi gives
+    old = torch.zeros(1, 3)
+    logps = torch.log(torch.tensor([[0.7, 1.0, 1.4]])).requires_grad_(True)
+    cispo_loss(logps, old, None, torch.tensor([-2.0]), torch.ones(1, 3), None, 4.0)[0].backward()
+    assert torch.allclose(logps.grad, torch.tensor([[0.7, 1.0, 1.4]]) * 2.0 / 3)
+
+
+# --- sapo -----------------------------------------------------------------------------------------
+
+from posttrain_plugins.sapo import sapo_loss, soft_gate  # noqa: E402
+
+
+def test_soft_gate_hand_worked():
+    ratio = torch.tensor([[1.0, 1.0 + math.log(3.0)]])
+    # tau 1: f(1) = 4 sigmoid(0) = 2; f(1 + ln 3) = 4 * 3/4 = 3. A <= 0 uses tau_neg 2: f(1) = 2 sigmoid(0) * 2 = 1
+    assert torch.allclose(soft_gate(ratio, torch.tensor([[1.0]]), 1.0, 2.0), torch.tensor([[2.0, 3.0]]))
+    assert soft_gate(torch.tensor([[1.0]]), torch.tensor([[-1.0]]), 1.0, 2.0).item() == pytest.approx(1.0)
+    assert soft_gate(torch.tensor([[1.0]]), torch.tensor([[0.0]]), 1.0, 2.0).item() == pytest.approx(1.0)
+
+
+def test_sapo_hand_worked_gradient_weight():
+    # one token, r = 1 + ln 3, A = 1, tau 1: loss -f(r) = -3; d/dlogp = -f'(r) r = -4 (3/4)(1/4) r
+    r = 1.0 + math.log(3.0)
+    logps = torch.tensor([[math.log(r)]], requires_grad=True)
+    loss, stats = sapo_loss(logps, torch.zeros(1, 1), None, torch.tensor([1.0]), torch.ones(1, 1), 1.0, 1.05)
+    loss.backward()
+    assert loss.item() == pytest.approx(-3.0)
+    assert logps.grad.item() == pytest.approx(-0.75 * r)
+    assert stats["gate_weight"].item() == pytest.approx(0.75)
+
+
+def test_sapo_on_policy_gradient_is_grpos_whatever_the_temperatures():
+    g = torch.Generator().manual_seed(1)
+    old = -torch.rand(3, 4, generator=g)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    adv = torch.tensor([1.0, -0.5, 2.0])
+    b = old.clone().requires_grad_(True)
+    grpo_loss(b, old, None, adv, mask, 0.2, 0.0)[0].backward()
+    for tau_pos, tau_neg in [(1.0, 1.05), (0.1, 5.0)]:
+        a = old.clone().requires_grad_(True)
+        sapo_loss(a, old, None, adv, mask, tau_pos, tau_neg)[0].backward()
+        assert torch.allclose(a.grad, b.grad)
+
+
+def test_sapo_small_temperature_is_the_unclipped_surrogate_and_large_damps_off_policy_tokens():
+    old = torch.zeros(2, 2)
+    mask = torch.ones(2, 2)
+    adv = torch.tensor([1.0, -1.0])
+    moved = torch.log(torch.tensor([[1.5, 0.6], [1.5, 0.6]]))
+    unclipped = moved.clone().requires_grad_(True)
+    grpo_loss(unclipped, old, None, adv, mask, 1e9, 0.0)[0].backward()  # no clip: -r A / (N |o|)
+    soft = moved.clone().requires_grad_(True)
+    sapo_loss(soft, old, None, adv, mask, 1e-4, 1e-4)[0].backward()
+    assert torch.allclose(soft.grad, unclipped.grad, atol=1e-6)
+    # a hotter gate damps more but never to zero, unlike the hard clip at 0.2
+    hot = moved.clone().requires_grad_(True)
+    sapo_loss(hot, old, None, adv, mask, 1.0, 3.0)[0].backward()
+    assert torch.all(hot.grad.abs() < unclipped.grad.abs()) and torch.all(hot.grad != 0)
+    clipped = moved.clone().requires_grad_(True)
+    grpo_loss(clipped, old, None, adv, mask, 0.2, 0.0)[0].backward()
+    assert (clipped.grad == 0).sum() == 2  # r 1.5 with A > 0, r 0.6 with A < 0
+    # negative advantages use tau_neg: with tau_neg > tau_pos their tokens are damped more
+    assert hot.grad[1, 0].abs() < hot.grad[0, 0].abs()
