@@ -1,7 +1,9 @@
 """`catalog run grpo|dr-grpo|dapo|gspo` with no options learn on the embedded task: over 3 sampling
 seeds, every seed raises held-out greedy exact match and the pooled paired test is significant;
-the held-out sampled reward (one sample per prompt) does not fall significantly. Real runs in
-subprocesses (1-2 minutes each on 2 CPU cores, one thread).
+the held-out sampled reward (one sample per prompt) does not fall significantly. cispo and sapo do
+not at their defaults (reports/runs/cispo.json, reports/runs/sapo.json; their entries say so): they
+are strict xfails, so a change that makes them learn fails here until the entries are updated.
+Real runs in subprocesses (1-2 minutes each on 2 CPU cores, one thread).
 Run with: python -m pytest -m slow tests/test_grpo_learning.py"""
 
 import json
@@ -25,12 +27,20 @@ def _run(method, out, seed):
         text=True,
         timeout=900,
     )
-    assert res.returncode == 0, res.stderr[-2000:]
+    if res.returncode != 0:  # not an AssertionError: a crash must not pass as an expected failure
+        raise RuntimeError(res.stderr[-2000:])
     return json.loads((out / "summary.json").read_text())
 
 
+# documented: no significant pooled gain at their defaults (catalog/methods/cispo.yaml, sapo.yaml)
+NO_GAIN_AT_DEFAULTS = pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="no significant pooled gain at its defaults (its entry says so)"
+)
+METHODS = ["grpo", "dr-grpo", "dapo", "gspo", *(pytest.param(m, marks=NO_GAIN_AT_DEFAULTS) for m in ("cispo", "sapo"))]
+
+
 @pytest.mark.timeout(3600)
-@pytest.mark.parametrize("method", ci_params(["grpo", "dr-grpo", "dapo", "gspo"], CI))
+@pytest.mark.parametrize("method", ci_params(METHODS, CI))
 def test_raises_exact_match_over_seeds(method, tmp_path):
     runs = [_run(method, tmp_path / f"seed{seed}", seed) for seed in SEEDS]
     assert_pooled_correctness_gain(runs)

@@ -18,6 +18,10 @@ rare "reflective" tokens that grow fastest); here the weight is bounded but ever
 gradient. Advantages are GRPO's group-normalised rewards; the loss is averaged over all tokens
 of the batch (DAPO's token-level average); there is no KL term.
 
+TRL 1.16's GRPOTrainer with loss_type="cispo" computes the same loss and gradients
+(tests/test_rl_parity.py); its ``epsilon_high`` is the cap itself, 1 + eps_high_IS here, and it
+has no lower bound (this plugin's default too).
+
 Deviations from the paper:
 1. Learning rate, group size, prompts per rollout and step count are sized for the embedded tiny
    model (paper: MiniMax-M1, and a Qwen2.5-32B-base comparison). As in posttrain_plugins.dapo and

@@ -17,7 +17,8 @@ The gradient of a token is w A_i r grad log pi with w = 4 s (1 - s), s = sigmoid
 on-policy (r = 1, GRPO's gradient whatever tau) and it decays smoothly as r leaves 1, instead of
 falling to zero at the clip boundary. tau_neg > tau_pos makes negative-advantage updates (which
 raise many unsampled tokens' logits) fade faster. Advantages are GRPO's group-normalised rewards;
-there is no KL term.
+there is no KL term. TRL 1.16's GRPOTrainer with loss_type="sapo" computes the same loss and
+gradients (tests/test_rl_parity.py).
 
 Deviations from the paper:
 1. Learning rate, group size, prompts per rollout and step count are sized for the embedded tiny
