@@ -297,7 +297,14 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
         result.artifacts["outcomes"] = str(ctx.output_dir / "outcomes.jsonl")
     result.metrics["paired"] = summary["paired"]
     write_json(ctx.output_dir / "summary.json", summary)
-    plot = plot_metrics(ctx.metrics.rows(), ctx.output_dir / "plot.png", title=prepared.method)  # type: ignore[union-attr]
+    plot = plot_metrics(
+        ctx.metrics.rows(),  # type: ignore[union-attr]
+        ctx.output_dir / "plot.png",
+        title=prepared.method,
+        before=summary.get("before"),
+        after=summary.get("after"),
+        paired=summary["paired"] or {},
+    )
     if plot:
         result.artifacts["plot"] = str(plot)
     if console is not None:
