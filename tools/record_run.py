@@ -38,9 +38,7 @@ def run_once(method: str, sets: list[str], seed: int, keep: Path | None) -> dict
     execute(prepared, progress=False)
     summary = json.loads((out / "summary.json").read_text())
     summary["artifacts"] = {k: Path(v).name for k, v in summary.get("artifacts", {}).items()}
-    summary["command"] = " ".join(
-        ["catalog run", method, *(f"--set {s}" for s in sets)] + ([f"--seed {seed}"] if seed else [])
-    )
+    # summary["command"] is the runner's `catalog run ID [--set ...] [--seed N]` line.
     if keep is None:
         shutil.rmtree(out, ignore_errors=True)
     return summary

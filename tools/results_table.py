@@ -1,10 +1,11 @@
-"""Regenerate the results tables of README.md from the committed reports (reports/runs/*.json).
+"""Regenerate the results tables of the site's *Results by family* page (site/docs/results-by-family.md)
+from the committed reports (reports/runs/*.json).
 
 A table sits between ``<!-- results: ID ID ... -->`` and ``<!-- /results -->``; this rewrites its
-rows from the reports of those methods. ``--check`` only says whether README.md is current (exit 1
-when not); tests/test_number_sources.py runs the same check.
+rows from the reports of those methods. ``--check`` only says whether the page is current (exit 1
+when not); tests/test_results_page.py runs the same check.
 
-    python tools/results_table.py            # rewrite README.md
+    python tools/results_table.py            # rewrite the page
     python tools/results_table.py --check
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from posttrain.reports import results_markdown
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PAGE = Path(__file__).resolve().parent.parent / "site" / "docs" / "results-by-family.md"
 BLOCK = re.compile(r"(<!-- results: ([^>]*?) -->\n)(.*?)(<!-- /results -->)", re.S)
 
 
@@ -27,9 +28,9 @@ def regenerate(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when README.md is not current")
+    parser.add_argument("--check", action="store_true", help="exit 1 when the page is not current")
     args = parser.parse_args(argv)
-    text = README.read_text(encoding="utf-8")
+    text = PAGE.read_text(encoding="utf-8")
     try:
         new = regenerate(text)
     except (ValueError, OSError) as exc:
@@ -37,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         if new != text:
-            print("README.md results tables are stale: run python tools/results_table.py")
+            print(f"{PAGE.name}: results tables are stale: run python tools/results_table.py")
             return 1
         return 0
-    README.write_text(new, encoding="utf-8")
-    print(f"rewrote {README}")
+    PAGE.write_text(new, encoding="utf-8")
+    print(f"rewrote {PAGE}")
     return 0
 
 

@@ -9,20 +9,35 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from posttrain.cli_runhelp import RunCommand
 from posttrain.errors import UserError
+from posttrain.output import FORMAT_HELP, check_format, print_rows
 
+
+def help_layout() -> dict[str, int]:
+    """Help at the terminal's width (at most 120 columns) on a terminal; piped or redirected, one line
+    per option and paragraph, so nothing is wrapped mid-sentence in a file or a pager."""
+    if sys.stdout.isatty():
+        return {"max_content_width": 120}
+    return {"terminal_width": 10_000, "max_content_width": 10_000}
+
+
+# Plain click help (rich_markup_mode=None): typer's rich panels show every flag as taking a
+# `<bool>` value and break descriptions in a narrow column.
 app = typer.Typer(
     name="catalog",
     help="A catalog of LLM post-training methods in which every entry runs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=help_layout(),
 )
 console = Console(soft_wrap=True)
 CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="Catalog folder (default: the built-in one).")]
@@ -34,40 +49,103 @@ def _load(catalog: Path | None):
     return load_catalog(catalog)
 
 
+FormatOpt = Annotated[str, typer.Option("--format", help=FORMAT_HELP)]
+
+
 @app.command("list")
 def list_methods(
     family: Annotated[str | None, typer.Option(help="Only this family (or branch) id.")] = None,
     runnable: Annotated[bool, typer.Option("--runnable", help="Only methods with a plugin.")] = False,
     catalog: CatalogOpt = None,
+    format_: FormatOpt = "table",
 ) -> None:
     """List the catalogued methods with their branch, family and status."""
+    check_format(format_)
     cat = _load(catalog)
     families = cat.taxonomy.families() if cat.taxonomy else {}
     if family and family not in families and family not in {b for b, _ in ((b.id, 0) for b, _ in families.values())}:
         from posttrain.registry import suggest
 
         raise UserError(f"--family: unknown family '{family}'{suggest(family, list(families))}")
-    table = Table("id", "name", "branch", "family", "status", "plugin")
+    rows = []
     for entry in sorted(cat.methods.values(), key=lambda e: (e.family, e.id)):
-        branch = families[entry.family][0].id if entry.family in families else "?"
+        branch = families[entry.family][0].id if entry.family in families else None
         if family and family not in (entry.family, branch):
             continue
         if runnable and not entry.plugin:
             continue
-        table.add_row(entry.id, entry.name, branch, entry.family, entry.status.value, entry.plugin or "-")
-    console.print(table)
+        rows.append(
+            {
+                "id": entry.id,
+                "name": entry.name,
+                "branch": branch,
+                "family": entry.family,
+                "status": entry.status.value,
+                "plugin": entry.plugin,
+            }
+        )
+    print_rows(console, ["id", "name", "branch", "family", "status", "plugin"], rows, format_)
 
 
 @app.command()
-def show(method: Annotated[str, typer.Argument(help="Method id or alias.")], catalog: CatalogOpt = None) -> None:
+def show(
+    method: Annotated[str, typer.Argument(help="Method id or alias.")],
+    catalog: CatalogOpt = None,
+    format_: Annotated[
+        str, typer.Option("--format", help="table, json (the whole entry) or csv (the config table).")
+    ] = "table",
+) -> None:
     """Show a method: summary, objective, papers and its plugin's config table."""
-    from posttrain.configinfo import config_fields
-    from posttrain.registry import discover, suggest
+    from posttrain.registry import suggest
 
+    check_format(format_)
     cat = _load(catalog)
     entry = cat.resolve(method)
     if entry is None:
         raise UserError(f"no method '{method}' in the catalog{suggest(method, list(cat.methods))}")
+    fields = _config_rows(entry.plugin)
+    if format_ == "json":
+        console.out(json.dumps(_entry_record(entry, fields), indent=2, default=str))
+    elif format_ == "csv":
+        print_rows(console, CONFIG_COLUMNS, fields or [], "csv")
+    else:
+        _show_text(entry, fields)
+
+
+CONFIG_COLUMNS = ["option", "type", "default", "description"]
+
+
+def _config_rows(plugin: str | None) -> list[dict[str, Any]] | None:
+    """The plugin's Config fields read from its source (no torch); None when it is not installed."""
+    from posttrain.configinfo import config_fields
+    from posttrain.registry import discover
+
+    spec = discover().get(plugin) if plugin else None
+    if spec is None:
+        return None
+    return [
+        {"option": f.name, "type": f.type, "default": f.default, "description": f.description}
+        for f in config_fields(spec.target)
+    ]
+
+
+def _entry_record(entry, fields: list[dict[str, Any]] | None) -> dict[str, Any]:
+    papers = [{"title": p.title, "authors": list(p.authors), "year": p.year, "link": p.link} for p in entry.papers]
+    return {
+        "id": entry.id,
+        "name": entry.name,
+        "family": entry.family,
+        "status": entry.status.value,
+        "summary": entry.summary,
+        "objective": entry.objective.strip(),
+        "papers": papers,
+        "plugin": entry.plugin,
+        "status_note": entry.status_note,
+        "config": fields,
+    }
+
+
+def _show_text(entry, fields: list[dict[str, Any]] | None) -> None:
     console.print(f"[bold]{entry.name}[/bold] ({entry.id})  family: {entry.family}  status: {entry.status.value}")
     console.print(entry.summary)
     console.print("\n[bold]Objective[/bold]")
@@ -79,14 +157,12 @@ def show(method: Annotated[str, typer.Argument(help="Method id or alias.")], cat
     if entry.plugin is None:
         console.print(f"\nNot runnable (status catalogued). {entry.status_note or ''}")
         return
-    spec = discover().get(entry.plugin)
-    if spec is None:
+    if fields is None:
         console.print(f"\nPlugin '{entry.plugin}' is not installed.")
         return
-    table = Table("option (--set)", "default", "description", title=f"catalog run {entry.id}")
-    for f in config_fields(spec.target):
-        table.add_row(f.name, repr(f.default), f.description)
-    console.print(table)
+    console.print(f"\n[bold]catalog run {entry.id}[/bold] --set OPTION=VALUE")
+    shown = [r | {"default": repr(r["default"])} for r in fields]
+    print_rows(console, ["option", "default", "description"], shown, "table")
 
 
 @app.command()
@@ -150,30 +226,30 @@ def schema(
 
 
 @app.command()
-def plugins() -> None:
+def plugins(format_: FormatOpt = "table") -> None:
     """List installed plugins and the distribution that provides each."""
     from posttrain.registry import discover
 
-    specs = list(discover().values())
-    table = Table("plugin", "target", "distribution", "version")
-    for column, field in zip(table.columns, ("name", "target", "distribution"), strict=False):
-        column.min_width = max((len(getattr(s, field)) for s in specs), default=0)  # never truncate a name
-    for spec in specs:
-        table.add_row(spec.name, spec.target, spec.distribution, spec.version)
-    console.print(table, crop=False)
+    check_format(format_)
+    columns = ["plugin", "target", "distribution", "version"]
+    rows = [dict(zip(columns, (s.name, s.target, s.distribution, s.version), strict=True)) for s in discover().values()]
+    print_rows(console, columns, rows, format_)
 
 
-@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+@app.command(cls=RunCommand, context_settings={"help_option_names": ["-h", "--help"]})
 def run(
-    method: Annotated[str, typer.Argument(help="Method id, alias, plugin name, or a plugin .py file.")],
+    method: Annotated[str, typer.Argument(metavar="ID", help="Method id, alias, plugin name, or a plugin .py file.")],
     model: Annotated[
         str | None, typer.Option(help="HF model id or local folder (default: embedded tiny model).")
     ] = None,
     dataset: Annotated[
         str | None, typer.Option(help="Local JSONL file or HF dataset id (default: embedded task).")
     ] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Config override key=value (repeatable).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML file of config values.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="FIELD=VALUE", help="Config override (repeatable); the fields are listed below."),
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", metavar="FILE", help="YAML file of config values.")] = None,
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", help="Run folder (default runs/ID/TIMESTAMP).")
     ] = None,

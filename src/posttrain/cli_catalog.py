@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from posttrain.errors import UserError
+from posttrain.output import FORMAT_HELP, check_format, print_rows
 
 console = Console()
 import_app = typer.Typer(
@@ -63,25 +63,28 @@ def papers(
     catalog: Annotated[
         Path | None, typer.Option("--catalog", help="Catalog folder (default: the built-in one).")
     ] = None,
+    format_: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
 ) -> None:
     """List the papers in catalog/papers/ with their date, link and linked methods."""
     from posttrain.catalog import load_catalog
 
+    check_format(format_)
     cat = load_catalog(catalog)
     if method and method not in cat.methods:
         raise UserError(f"--method: no method '{method}' in the catalog")
-    table = Table("id", "date", "link", "methods", "sections")
-    shown = 0
+    rows = []
     for pid, rec in sorted(cat.papers.items(), key=lambda kv: (kv[1].date or "", kv[0]), reverse=True):
         linked = cat.methods_of(pid)
         if section and section not in rec.sections:
             continue
         if method and method not in linked:
             continue
-        table.add_row(pid, rec.date or "-", rec.link, ", ".join(linked), "; ".join(rec.sections))
-        shown += 1
-    console.print(table)
-    console.print(f"{shown} of {len(cat.papers)} papers")
+        rows.append(
+            {"id": pid, "date": rec.date, "link": rec.link, "methods": list(linked), "sections": list(rec.sections)}
+        )
+    print_rows(console, ["id", "date", "link", "methods", "sections"], rows, format_)
+    if format_ == "table":
+        console.print(f"{len(rows)} of {len(cat.papers)} papers")
 
 
 def register(app: typer.Typer) -> None:

@@ -42,6 +42,11 @@ def config_fields(target: str, class_name: str = "Config") -> list[FieldInfo]:
     return _fields_from_source(path, module_name, class_name, depth=0)
 
 
+def fields_from_file(path: Path, class_name: str = "Config") -> list[FieldInfo]:
+    """Fields of ``class_name`` in a plugin file that is not installed (``catalog run my_dpo.py``)."""
+    return _fields_from_source(path, path.stem, class_name, depth=0)
+
+
 def _fields_from_source(path: Path, module_name: str, class_name: str, depth: int) -> list[FieldInfo]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     imports = _imported_names(tree, module_name)

@@ -1,7 +1,7 @@
 """Committed run reports (``reports/runs/<id>.json``) as result rows and markdown tables (no torch).
 
-The README's results table is generated from the reports by ``tools/results_table.py`` and a test
-checks it is current, so every number it shows has its report.
+The site's *Results by family* tables are generated from the reports by ``tools/results_table.py`` and a
+test checks they are current, so every number it shows has its report.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import random
 import shlex
-import sys
 import tempfile
 import time
 import traceback
@@ -193,8 +192,42 @@ def prepare(
         dtype=dtype,
         gradient_checkpointing=gradient_checkpointing,
     )
-    command = "catalog " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else f"catalog run {name}"
+    command = run_command(
+        method if method.endswith(".py") else name,
+        model=model,
+        dataset=dataset,
+        sets=sets or [],
+        config_file=config_file,
+        seed=seed,
+        dtype=dtype,
+    )
     return PreparedRun(method=name, plugin=plugin, config=config, ctx=ctx, command=command)
+
+
+def run_command(
+    method: str,
+    *,
+    model: str | None = None,
+    dataset: str | None = None,
+    sets: list[str] | None = None,
+    config_file: Path | None = None,
+    seed: int | None = None,
+    dtype: str = "auto",
+) -> str:
+    """The `catalog run` line that repeats a run (summary.json's and a report's `command`), built
+    from the run's options rather than sys.argv: under tools/record_run.py, pytest or `catalog compare`
+    the process's own arguments are not a `catalog run` command."""
+    parts = ["catalog", "run", method]
+    for option, value in (("--model", model), ("--dataset", dataset), ("--config", config_file)):
+        if value:
+            parts += [option, str(value)]
+    for item in sets or []:
+        parts += ["--set", item]
+    if seed:
+        parts += ["--seed", str(seed)]
+    if dtype != "auto":
+        parts += ["--dtype", dtype]
+    return shlex.join(parts)
 
 
 def seed_everything(seed: int) -> None:
@@ -264,7 +297,14 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
         result.artifacts["outcomes"] = str(ctx.output_dir / "outcomes.jsonl")
     result.metrics["paired"] = summary["paired"]
     write_json(ctx.output_dir / "summary.json", summary)
-    plot = plot_metrics(ctx.metrics.rows(), ctx.output_dir / "plot.png", title=prepared.method)  # type: ignore[union-attr]
+    plot = plot_metrics(
+        ctx.metrics.rows(),  # type: ignore[union-attr]
+        ctx.output_dir / "plot.png",
+        title=prepared.method,
+        before=summary.get("before"),
+        after=summary.get("after"),
+        paired=summary["paired"] or {},
+    )
     if plot:
         result.artifacts["plot"] = str(plot)
     if console is not None:

@@ -81,8 +81,9 @@ def write_json(path: Path, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def plot_metrics(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path | None:
-    """One small panel per numeric metric against step; returns the PNG path (None without data)."""
+def training_curves(rows: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
+    """Numeric metrics logged at two steps or more, as (steps, values). A value logged once (data
+    counts at step 0, the held-out evaluation at the last step) is not a curve."""
     series: dict[str, tuple[list[float], list[float]]] = {}
     for row in rows:
         for key, value in row.items():
@@ -90,31 +91,83 @@ def plot_metrics(rows: list[dict[str, Any]], path: Path, title: str = "") -> Pat
                 xs, ys = series.setdefault(key, ([], []))
                 xs.append(row["step"])
                 ys.append(value)
-    if not series:
+    return {key: xy for key, xy in sorted(series.items()) if len(xy[0]) >= 2}
+
+
+def held_out_rates(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, paired: Iterable[str] = ()
+) -> dict[str, tuple[float, float]]:
+    """Held-out metrics measured before and after that are rates in [0, 1] and so share one axis: the
+    ones with a paired per-problem test when the run has any (exact match, accuracy, preference
+    accuracy), else every rate. Losses, margins and counts stay in summary.json."""
+
+    def rate(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+    before, after, paired = before or {}, after or {}, set(paired)
+    shown = [k for k in after if rate(after[k]) and rate(before.get(k)) and (not paired or k in paired)]
+    return {k: (float(before[k]), float(after[k])) for k in shown}
+
+
+def plot_metrics(
+    rows: list[dict[str, Any]],
+    path: Path,
+    title: str = "",
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    paired: Iterable[str] = (),
+) -> Path | None:
+    """The run at a glance: one panel per training curve, then one panel of the held-out metrics as
+    before -> after bars. Returns the PNG path (None when there is nothing to draw)."""
+    curves = training_curves(rows)
+    rates = held_out_rates(before, after, paired)
+    panels = len(curves) + (1 if rates else 0)
+    if not panels:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(series)
-    cols = min(3, n)
-    rows_n = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 2.8 * rows_n), squeeze=False)
-    for ax, (key, (xs, ys)) in zip(axes.flat, sorted(series.items()), strict=False):
-        ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, linewidth=1.2)
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[n:]:
+    cols = min(3, panels)
+    rows_n = math.ceil(panels / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 2.9 * rows_n), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (key, (xs, ys)) in zip(flat, curves.items(), strict=False):
+        draw_curve(ax, key, xs, ys)
+    if rates:
+        draw_before_after(flat[len(curves)], rates)
+    for ax in flat[panels:]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
+
+
+def draw_curve(ax, key: str, xs: list[float], ys: list[float]) -> None:
+    ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, markersize=3, linewidth=1.2)
+    ax.set_title(key, fontsize=9)
+    ax.set_xlabel("step", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+def draw_before_after(ax, rates: dict[str, tuple[float, float]]) -> None:
+    """Grouped bars, before (grey) and after (blue) per held-out metric, each labelled with its value."""
+    width = 0.38
+    for i, (b, a) in enumerate(rates.values()):
+        for offset, value, colour, label in ((-width / 2, b, "#9e9e9e", "before"), (width / 2, a, "#3f51b5", "after")):
+            ax.bar(i + offset, value, width, color=colour, label=label if i == 0 else None)
+            ax.text(i + offset, value + 0.02, f"{value:.3f}", ha="center", va="bottom", fontsize=6.5)
+    ax.set_xticks(range(len(rates)), list(rates), rotation=20, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.12)
+    ax.set_title("held-out: before → after", fontsize=9)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", ncols=2, frameon=False)
 
 
 def rich_progress(console=None):

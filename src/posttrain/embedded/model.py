@@ -3,7 +3,7 @@
 A ~150K-parameter Llama (hidden 64, 2 layers, 4 heads, MLP 256) with the byte-level tokenizer.
 The base checkpoint is trained on the addition task until held-out exact match first reaches
 ``TARGET_ACCURACY``, while the learning rate is still high (a checkpoint annealed mid-jump is
-fragile, see the README), so post-training methods start from a capable but imperfect model with
+fragile, see the site's *The embedded task* page), so post-training methods start from a capable but imperfect model with
 room to improve. The seed-0 build ships in the package (``posttrain.embedded.frozen``); the recipe
 here rebuilds it (``catalog embedded build base``) and builds other seeds into ``$POSTTRAIN_CACHE``.
 """
