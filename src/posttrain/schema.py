@@ -25,6 +25,7 @@ from pydantic import (
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 # New-style (2007+) arXiv ids, optionally versioned, and old-style archive/number ids.
 ARXIV_PATTERN = r"^(\d{4}\.\d{4,5}(v\d+)?|[a-z-]+(\.[A-Z]{2})?/\d{7}(v\d+)?)$"
+DOI_PATTERN = r"^10\.\d{4,9}/\S+$"
 URL_PATTERN = r"^https?://[^\s/$.?#][^\s]*$"
 # A publication date at the precision the source gives: year, year-month or a full date.
 DATE_PATTERN = r"^\d{4}(-\d{2}(-\d{2})?)?$"
@@ -110,6 +111,7 @@ class PaperRecord(Strict):
     date: str | None = Field(None, description="YYYY, YYYY-MM or YYYY-MM-DD (as precise as the source).")
     arxiv: str | None = Field(None, pattern=ARXIV_PATTERN, description="arXiv id such as 2305.18290.")
     url: str | None = Field(None, pattern=URL_PATTERN, description="Link when there is no arXiv id, or besides it.")
+    doi: str | None = Field(None, pattern=DOI_PATTERN, description="DOI such as 10.18653/v1/2024.acl-long.410.")
     venue: str | None = None
     sections: list[str] = Field(default_factory=list, description="Awesome-list sections it is listed under.")
     methods: list[str] = Field(default_factory=list, description="Method ids this paper proposes, uses or studies.")
