@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from posttrain.entry_sources import entry_source_findings
 from posttrain.errors import UserError
 from posttrain.paper_identity import arxiv_key, paper_findings
 from posttrain.paper_identity import normalise_title as normalise_title  # re-exported for callers
@@ -341,6 +342,9 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
                     f"'{entry.plugin}' is not a registered plugin (see `catalog plugins`)",
                 )
             )
+        cited = [pid for _, pid in cat.paper_refs.get(mid, [])]
+        for _, loc, message in entry_source_findings(mid, entry, set(cat.papers), cited, cat.root.parent):
+            problems.append(Problem(*where(mid, loc), ".".join(str(p) for p in loc), message))
         seen_refs: set[str] = set()
         for i, pid in cat.paper_refs.get(mid, []):
             if pid not in cat.papers:
