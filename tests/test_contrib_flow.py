@@ -149,9 +149,15 @@ arxiv: '{ARXIV}'
 
 
 def copy_repository(dest: Path) -> Path:
-    ignore = shutil.ignore_patterns(
-        ".venv", ".git", "runs", "build", "__pycache__", ".ruff_cache", ".pytest_cache", "*.egg-info"
+    patterns = shutil.ignore_patterns(
+        ".venv", ".git", "build", "__pycache__", ".ruff_cache", ".pytest_cache", "*.egg-info"
     )
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        # the checkout's own runs/ output folder stays out; committed reports/runs/ come along (entries cite them)
+        top_level_runs = {"runs"} if Path(folder) == REPO and "runs" in names else set()
+        return set(patterns(folder, names)) | top_level_runs
+
     shutil.copytree(REPO, dest, ignore=ignore)
     return dest
 
