@@ -26,6 +26,9 @@ NO_COMPUTE = {
     "budget-forcing",
     "distill-step-by-step",
     "step-dpo",
+    "speculative-rejection",
+    "particle-filtering",
+    "rlaif",
 }
 FILLED = [
     "sft",
@@ -47,6 +50,10 @@ FILLED = [
     "distill-step-by-step",
     "step-dpo",
     "scst",
+    "speculative-rejection",
+    "particle-filtering",
+    "rlaif",
+    "remax",
 ]
 
 
