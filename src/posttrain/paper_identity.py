@@ -86,10 +86,12 @@ def _different_arxiv_ids(a: PaperRecord, b: PaperRecord) -> bool:
 
 
 def _title_pairs(papers: dict[str, PaperRecord]) -> Iterator[tuple[str, str, float]]:
-    """(later id, earlier id, similarity) for every pair of near-identical normalised titles."""
+    """(later id, earlier id, similarity): the first earlier record each record nearly shares a title with."""
     keys = [(pid, normalise_title(rec.title)) for pid, rec in papers.items()]
     for i, (pid, title) in enumerate(keys):
         for other, other_title in keys[:i]:
+            if _different_arxiv_ids(papers[pid], papers[other]):
+                continue
             if 2 * min(len(title), len(other_title)) < NEAR_TITLE_RATIO * (len(title) + len(other_title)):
                 continue  # the lengths alone rule the ratio out
             matcher = difflib.SequenceMatcher(None, title, other_title, autojunk=False)
@@ -105,7 +107,7 @@ def same_title(papers: dict[str, PaperRecord], skip: frozenset[str] | set[str] =
     """Records whose titles are the same or nearly so (difflib ratio >= 0.95 after normalising)."""
     findings: list[Finding] = []
     for pid, other, ratio in _title_pairs(papers):
-        if pid in skip or _different_arxiv_ids(papers[pid], papers[other]):
+        if pid in skip:
             continue
         if ratio == 1.0:
             findings.append((pid, "title", f"duplicate paper: same title as '{other}'"))
