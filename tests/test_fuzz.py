@@ -81,6 +81,16 @@ values = st.recursive(
 BASE_METHODS = ("sft", "dpo", "lora")
 
 
+def cited_paper_ids(entry: dict) -> set[str]:
+    """Paper ids an entry cites: its papers and the sources of its practitioner fields and results."""
+    ids = {p for p in entry["papers"] if isinstance(p, str)}
+    claims = [c for name in ("when_to_use", "avoid_when", "failure_modes") for c in entry.get(name, [])]
+    claims += [(entry.get("data") or {}).get("amount") or {}, (entry.get("compute") or {}).get("cost_vs_sft") or {}]
+    ids |= {c["source"] for c in claims if c.get("source") and not c["source"].startswith("reports/")}
+    ids |= {r["paper"] for r in entry.get("results", [])}
+    return ids
+
+
 @pytest.fixture(scope="module")
 def mini_catalog():
     """A valid catalog of three methods (their papers, taxonomy), copied to a temporary folder."""
@@ -95,9 +105,8 @@ def mini_catalog():
         entry["related_one_way"] = [r for r in entry.get("related_one_way", []) if r in BASE_METHODS]
         if entry.get("lineage") and entry["lineage"].get("parent") not in BASE_METHODS:
             entry.pop("lineage")
-        for pid in entry["papers"]:
-            if isinstance(pid, str):
-                shutil.copy(REPO / "catalog" / "papers" / f"{pid}.yaml", root / "papers" / f"{pid}.yaml")
+        for pid in cited_paper_ids(entry):
+            shutil.copy(REPO / "catalog" / "papers" / f"{pid}.yaml", root / "papers" / f"{pid}.yaml")
         (root / "methods" / f"{mid}.yaml").write_text(yaml.safe_dump(entry, sort_keys=False, allow_unicode=True))
     for paper in (root / "papers").iterdir():  # papers may name methods outside the mini catalog
         record = yaml.safe_load(paper.read_text())

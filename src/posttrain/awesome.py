@@ -38,6 +38,7 @@ FIELD_ORDER = (
     "date",
     "arxiv",
     "url",
+    "doi",
     "venue",
     "sections",
     "methods",

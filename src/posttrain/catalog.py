@@ -16,7 +16,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from posttrain.entry_sources import entry_source_findings
 from posttrain.errors import UserError
+from posttrain.paper_identity import arxiv_key, paper_findings
+from posttrain.paper_identity import normalise_title as normalise_title  # re-exported for callers
 from posttrain.schema import ARXIV_PATTERN, MethodEntry, Paper, PaperRecord, Taxonomy
 
 TAXONOMY_FILE = "taxonomy.yaml"
@@ -261,16 +264,6 @@ def load_catalog(root: Path | None = None) -> Catalog:
 # --- cross-references ---------------------------------------------------------------------------
 
 
-def normalise_title(title: str) -> str:
-    """Lowercase letters and digits only: the key for spotting the same paper listed twice."""
-    return re.sub(r"[^a-z0-9]+", "", title.lower())
-
-
-def arxiv_key(arxiv: str) -> str:
-    """An arXiv id without its version suffix."""
-    return re.sub(r"v\d+$", "", arxiv)
-
-
 def validate(root: Path | None = None, registered: dict[str, str] | None = None) -> tuple[Catalog, list[Problem]]:
     """Schema plus cross-reference checks. ``registered`` maps plugin name -> distribution."""
     cat = load_catalog(root)
@@ -289,27 +282,11 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
     def where_paper(pid: str, loc: tuple[Any, ...]) -> tuple[str, int]:
         return at(cat.paper_files[pid], PAPERS_DIR, loc)
 
-    # papers: duplicates (same arXiv id or same normalised title) and links to methods
-    by_arxiv: dict[str, str] = {}
-    by_title: dict[str, str] = {}
+    # papers: one paper under two identities, tidy titles and dates, and links to methods
+    for pid, field_name, message in paper_findings(cat.papers):
+        problems.append(Problem(*where_paper(pid, (field_name,)), field_name, message))
+    by_arxiv = {arxiv_key(rec.arxiv): pid for pid, rec in reversed(cat.papers.items()) if rec.arxiv}
     for pid, rec in cat.papers.items():
-        if rec.arxiv:
-            other = by_arxiv.setdefault(arxiv_key(rec.arxiv), pid)
-            if other != pid:
-                problems.append(
-                    Problem(
-                        *where_paper(pid, ("arxiv",)),
-                        "arxiv",
-                        f"duplicate paper: arXiv {rec.arxiv} is already '{other}'",
-                    )
-                )
-                continue
-        other = by_title.setdefault(normalise_title(rec.title), pid)
-        other_arxiv = cat.papers[other].arxiv
-        if other != pid and not (rec.arxiv and other_arxiv and arxiv_key(other_arxiv) != arxiv_key(rec.arxiv)):
-            problems.append(
-                Problem(*where_paper(pid, ("title",)), "title", f"duplicate paper: same title as '{other}'")
-            )
         for i, mid in enumerate(rec.methods):
             if mid not in cat.methods and f"method:{mid}" not in cat.broken:
                 problems.append(
@@ -365,6 +342,9 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
                     f"'{entry.plugin}' is not a registered plugin (see `catalog plugins`)",
                 )
             )
+        cited = [pid for _, pid in cat.paper_refs.get(mid, [])]
+        for _, loc, message in entry_source_findings(mid, entry, set(cat.papers), cited, cat.root.parent):
+            problems.append(Problem(*where(mid, loc), ".".join(str(p) for p in loc), message))
         seen_refs: set[str] = set()
         for i, pid in cat.paper_refs.get(mid, []):
             if pid not in cat.papers:

@@ -200,7 +200,7 @@ def validate(
             console.print(str(p), markup=False, highlight=False)
     if problems:
         console.print(f"{len(problems)} problem(s) found", style="red")
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # a catalog problem is bad input, like any other (README: exit status 2)
     console.print(f"ok: {len(cat.methods)} methods, catalog {cat.root}")
     if links:
         from posttrain.linkcheck import check_catalog_links

@@ -25,6 +25,7 @@ from pydantic import (
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 # New-style (2007+) arXiv ids, optionally versioned, and old-style archive/number ids.
 ARXIV_PATTERN = r"^(\d{4}\.\d{4,5}(v\d+)?|[a-z-]+(\.[A-Z]{2})?/\d{7}(v\d+)?)$"
+DOI_PATTERN = r"^10\.\d{4,9}/\S+$"
 URL_PATTERN = r"^https?://[^\s/$.?#][^\s]*$"
 # A publication date at the precision the source gives: year, year-month or a full date.
 DATE_PATTERN = r"^\d{4}(-\d{2}(-\d{2})?)?$"
@@ -110,6 +111,7 @@ class PaperRecord(Strict):
     date: str | None = Field(None, description="YYYY, YYYY-MM or YYYY-MM-DD (as precise as the source).")
     arxiv: str | None = Field(None, pattern=ARXIV_PATTERN, description="arXiv id such as 2305.18290.")
     url: str | None = Field(None, pattern=URL_PATTERN, description="Link when there is no arXiv id, or besides it.")
+    doi: str | None = Field(None, pattern=DOI_PATTERN, description="DOI such as 10.18653/v1/2024.acl-long.410.")
     venue: str | None = None
     sections: list[str] = Field(default_factory=list, description="Awesome-list sections it is listed under.")
     methods: list[str] = Field(default_factory=list, description="Method ids this paper proposes, uses or studies.")
@@ -177,8 +179,93 @@ PaperItem = Annotated[
 
 
 class Default(Strict):
-    value: Any
+    """A hyperparameter as the paper used it; the plugin's own default lives in its ``Config``."""
+
+    value: Any = Field(description="The paper's value (not necessarily the plugin's default).")
     source: str = Field(min_length=1, description="Where the paper states it (section, table, quote).")
+    plugin_note: str | None = Field(
+        None,
+        min_length=1,
+        description="Why the plugin's default differs from the paper's value (scale, hardware, the embedded task).",
+    )
+
+
+# --- practitioner fields (issue #21 item 2): every claim names its source ------------------------
+
+# A claim's source: a paper id from catalog/papers/ or a committed report (reports/...).
+SOURCE_PATTERN = r"^([a-z0-9][a-z0-9-]*|reports/[\w./-]+)$"
+# Where in a paper a headline number is printed.
+LOCATION_PATTERN = r"(Table|Figure|Fig\.|§|Section|Appendix|Abstract|Eq\.)"
+
+
+class Claim(Strict):
+    """One practical statement and where it comes from."""
+
+    text: str = Field(min_length=1, description="The statement, one sentence.")
+    source: str = Field(pattern=SOURCE_PATTERN, description="A paper id from catalog/papers/, or reports/<file>.")
+    where: str | None = Field(None, min_length=1, description="Where in the source: section, table, figure.")
+
+
+class DataFormat(str, Enum):
+    """TRL's dataset types (huggingface.co/docs/trl/dataset_formats), plus what test-time methods take."""
+
+    language_modeling = "language-modeling"
+    prompt_only = "prompt-only"
+    prompt_completion = "prompt-completion"
+    preference = "preference"
+    unpaired_preference = "unpaired-preference"
+    stepwise_supervision = "stepwise-supervision"
+
+
+class DataNeeds(Strict):
+    formats: list[DataFormat] = Field(min_length=1, description="Dataset types the method trains or runs on.")
+    amount: Claim | None = Field(None, description="How much data the paper used.")
+
+
+class ModelRole(str, Enum):
+    policy = "policy"
+    reference = "reference"
+    reward = "reward"
+    value = "value"
+    teacher = "teacher"
+    verifier = "verifier"
+
+
+class Compute(Strict):
+    models_in_memory: list[ModelRole] = Field(min_length=1, description="Models held during training or search.")
+    generations_per_prompt: int = Field(ge=0, description="Completions sampled per prompt in the paper's setup.")
+    source: str = Field(pattern=SOURCE_PATTERN, description="Paper id stating the models and generations.")
+    where: str | None = Field(None, min_length=1)
+    cost_vs_sft: Claim = Field(description="Cost relative to supervised fine-tuning on the same data.")
+
+    @field_validator("models_in_memory")
+    @classmethod
+    def _distinct_roles(cls, v: list[ModelRole]) -> list[ModelRole]:
+        if len(set(v)) != len(v):
+            raise ValueError("a model role is listed twice")
+        return v
+
+
+class Result(Strict):
+    """A headline number as the paper prints it."""
+
+    text: str = Field(min_length=1, description="The number with its benchmark and comparison.")
+    paper: str = Field(pattern=ID_PATTERN, description="Paper id from catalog/papers/.")
+    where: str = Field(pattern=LOCATION_PATTERN, description="Table, figure, section or 'Abstract'.")
+
+
+class ObjectiveSource(Strict):
+    """Where the entry's objective is printed, and whether it was checked against the paper."""
+
+    paper: str = Field(pattern=ID_PATTERN, description="Paper id from the entry's papers.")
+    equation: str | None = Field(None, min_length=1, description="E.g. 'Eq. 7' or 'Proposition 3.1'.")
+    verified: bool = Field(True, description="False while the objective is a sketch not checked against the paper.")
+
+    @model_validator(mode="after")
+    def _verified_needs_a_place(self) -> ObjectiveSource:
+        if self.verified and not self.equation:
+            raise ValueError("a verified objective names its equation (or set verified: false)")
+        return self
 
 
 class Metric(Strict):
@@ -220,7 +307,20 @@ class MethodEntry(Strict):
     plugin: str | None = Field(None, description="A registered plugin name, or null if not runnable.")
     status: Status
     status_note: str | None = Field(None, description="Why a method is catalogued only or experimental.")
-    defaults: dict[str, Default] = Field(default_factory=dict)
+    objective_source: ObjectiveSource | None = Field(
+        None, description="Where the objective is printed: {paper, equation, verified}."
+    )
+    defaults: dict[str, Default] = Field(
+        default_factory=dict,
+        description="The paper's hyperparameters (paper defaults): name -> {value, source, plugin_note}. "
+        "The plugin's own defaults are in its Config; plugin_note says why one differs.",
+    )
+    when_to_use: list[Claim] = Field(default_factory=list, description="Situations the method suits.")
+    avoid_when: list[Claim] = Field(default_factory=list, description="Situations where another method is better.")
+    data: DataNeeds | None = Field(None, description="Dataset format and amount.")
+    compute: Compute | None = Field(None, description="Models in memory, generations per prompt, cost vs SFT.")
+    failure_modes: list[Claim] = Field(default_factory=list, description="How it goes wrong, and the sign.")
+    results: list[Result] = Field(default_factory=list, description="Headline numbers, with paper and table.")
     metrics: list[Metric] = Field(default_factory=list)
     related: list[str] = Field(default_factory=list, description="Related method ids; each must list this one back.")
     related_one_way: list[str] = Field(
