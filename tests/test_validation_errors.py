@@ -231,7 +231,7 @@ def test_cli_prints_one_line_per_problem_and_fails(root, monkeypatch):
     edit(root / "methods" / "alpha.yaml", "family: preference-optimization", "family: prefs")
     edit(root / "papers" / "paper-one-2024.yaml", "date: 2024-02", "date: '2024-13'")
     result = CliRunner().invoke(app, ["validate", str(root)], env={"COLUMNS": "300"})
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = result.output.splitlines()
     assert any(line.startswith("catalog/methods/alpha.yaml:4: family:") for line in lines)
     assert any(line.startswith("catalog/papers/paper-one-2024.yaml:3: date:") for line in lines)

@@ -16,12 +16,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from posttrain import yamlsafe
 from posttrain.errors import UserError
 from posttrain.schema import ARXIV_PATTERN, MethodEntry, Paper, PaperRecord, Taxonomy
 
 TAXONOMY_FILE = "taxonomy.yaml"
 METHODS_DIR = "methods"
 PAPERS_DIR = "papers"
+FILE_LIMIT = 64 * 1024  # bytes in one YAML file; the largest today is 5.8 KB
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -101,9 +103,16 @@ def _read_yaml(path: Path, problems: list[Problem], rel: str) -> tuple[Any, yaml
 
 def _load_yaml(path: Path, problems: list[Problem], rel: str) -> tuple[Any, str | None]:
     """Parse a file; returns (data, text), or (None, None) after recording the problem."""
+    size = path.stat().st_size
+    if size > FILE_LIMIT:
+        problems.append(Problem(rel, 1, "(file)", f"{size} bytes, at most {FILE_LIMIT} allowed"))
+        return None, None
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
+        data = yamlsafe.load(text)
+    except yamlsafe.AliasError as exc:
+        problems.append(Problem(rel, exc.line, "(yaml)", str(exc)))
+        return None, None
     except UnicodeDecodeError:
         problems.append(Problem(rel, 1, "(file)", "not UTF-8 text"))
         return None, None

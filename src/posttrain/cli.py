@@ -124,7 +124,7 @@ def validate(
             console.print(str(p), markup=False, highlight=False)
     if problems:
         console.print(f"{len(problems)} problem(s) found", style="red")
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # invalid input, as every other user error (README)
     console.print(f"ok: {len(cat.methods)} methods, catalog {cat.root}")
     if links:
         from posttrain.linkcheck import check_catalog_links
