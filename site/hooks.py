@@ -872,7 +872,7 @@ def taxonomy_page(data: SiteData) -> str:
 
 def branch_page(data: SiteData, branch: Any) -> str:
     src = f"branches/{branch.id}/index.md"
-    lines = [f"# {md(branch.name)}", ""]
+    lines = [front_matter_title(branch.name), f"# {md(branch.name)}", ""]
     if branch.survey_section:
         lines += [
             f"Survey section: {md(branch.survey_section)} · [whole taxonomy]({rel(src, 'taxonomy.md')})",
@@ -902,6 +902,7 @@ def family_page(data: SiteData, branch: Any, family: Any) -> str:
     src = f"families/{family.id}/index.md"
     ms = _methods_of(data, family.id)
     lines = [
+        front_matter_title(family.name),
         f"# {md(family.name)}",
         "",
         f"Branch: [{md(branch.name)}]({rel(src, f'branches/{branch.id}/index.md')})"
