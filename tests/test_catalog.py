@@ -84,6 +84,6 @@ def test_cli_validate_exit_codes(cli, broken):
     assert code == 0 and "ok:" in out
     _edit(broken / "methods" / "dpo.yaml", family="nowhere")
     code, out = cli("validate", str(broken))
-    assert code == 1 and "dpo.yaml:5: family: unknown family 'nowhere'" in out
+    assert code == 2 and "dpo.yaml:5: family: unknown family 'nowhere'" in out
     code, out = cli("validate", str(broken / "methods" / "dpo.yaml"))
-    assert code == 1 and "sft.yaml" not in out
+    assert code == 2 and "sft.yaml" not in out

@@ -236,7 +236,7 @@ def test_a_whole_contribution(checkout: Path, cli, register, tmp_path: Path) -> 
 
     # registered while the entry still says plugin: null -> validation says what to change
     code, out = cli("validate", str(checkout / "catalog"))
-    assert code == 1
+    assert code == 2
     assert (
         "catalog/methods/toy-margin.yaml:15: plugin: registered plugin 'toy-margin' (toy-contrib) is not linked" in out
     )
@@ -306,17 +306,17 @@ def test_a_broken_contribution_gets_file_line_messages(checkout: Path, cli) -> N
     # a first submission with schema mistakes: each is named with its line
     entry.write_text(BROKEN_SCHEMA)
     code, out = cli("validate", catalog)
-    assert code == 1
+    assert code == 2
     assert "catalog/methods/toy-margin.yaml:4: summary: summary should end with a period" in out
     assert "catalog/methods/toy-margin.yaml:5: sumary: unknown field (check the spelling; see `catalog schema`)" in out
     code, out = cli("validate", catalog, "--format", "github")
-    assert code == 1
+    assert code == 2
     assert "::error file=catalog/methods/toy-margin.yaml,line=5,title=sumary::unknown field" in out
 
     # fixed, but its references are wrong: unknown family (with a suggestion), paper id, one-way related link
     entry.write_text(BROKEN_REFERENCES)
     code, out = cli("validate", catalog)
-    assert code == 1
+    assert code == 2
     assert (
         "catalog/methods/toy-margin.yaml:3: family: unknown family 'preference-optimisation' (not in taxonomy.yaml)"
         in out
@@ -330,12 +330,12 @@ def test_a_broken_contribution_gets_file_line_messages(checkout: Path, cli) -> N
     # a YAML syntax error points at its line; a paper record missing its date too
     entry.write_text("id: toy-margin\nname: [Toy\n")
     code, out = cli("validate", catalog)
-    assert code == 1 and "catalog/methods/toy-margin.yaml:3: (yaml): invalid YAML" in out
+    assert code == 2 and "catalog/methods/toy-margin.yaml:3: (yaml): invalid YAML" in out
     entry.unlink()
     paper = checkout / "catalog" / "papers" / "arxiv-2510-00042-2025.yaml"
     paper.write_text(f"id: arxiv-2510-00042-2025\ntitle: A Margin Loss\narxiv: '{ARXIV}'\n")
     code, out = cli("validate", catalog, "--format", "github")
-    assert code == 1
+    assert code == 2
     assert (
         "::error file=catalog/papers/arxiv-2510-00042-2025.yaml,line=1,title=(entry)::date is required "
         "(only repositories may leave it out)" in out

@@ -23,7 +23,7 @@ from posttrain.schema import ARXIV_PATTERN, MethodEntry, Paper, PaperRecord, Tax
 TAXONOMY_FILE = "taxonomy.yaml"
 METHODS_DIR = "methods"
 PAPERS_DIR = "papers"
-FILE_LIMIT = 64 * 1024  # bytes in one YAML file; the largest today is 5.8 KB
+FILE_LIMIT = 64 * 1024  # bytes in one YAML file: over ten times the largest today
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

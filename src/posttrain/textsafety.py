@@ -12,11 +12,12 @@ import html
 import re
 from urllib.parse import quote
 
-# Longest text each field may hold, in characters. The current entries use at most about a quarter
-# of each (name 62, description 1,023, objective 429, status_note 1,239, any other field 230).
+# Longest text each field may hold, in characters: well above what any current entry uses (the
+# longest name is under two thirds of its limit, every other field under half), far below a page
+# that would take long to load.
 TEXT_LIMITS = {"name": 100, "aliases": 100, "description": 4000, "objective": 2000, "status_note": 3000}
 DEFAULT_TEXT_LIMIT = 1000
-LIST_LIMIT = 100  # items in any list or mapping field (the longest today: 19 related ids)
+LIST_LIMIT = 100  # items in any list or mapping field (the longest today has about a fifth of that)
 
 # A start or end tag as a browser reads it: "<" (or "</") and a letter-led name ending at a space, "/",
 # ">" or the end of the text; "<!" and "<?" open comments and declarations. LaTeX such as y_{<t} or
