@@ -524,7 +524,7 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
         lines.append("None listed.")
     lines.append("")
     entry_file = data.catalog.files.get(e.id)
-    foot = f"Catalog entry: `{shown_path(entry_file)}`" if entry_file else ""
+    foot = f"Catalog entry: {literal(shown_path(entry_file))}" if entry_file else ""
     if e.tags:
         foot += " · Tags: " + ", ".join(literal(t) for t in e.tags)
     lines += ["---", "", foot, ""]
