@@ -51,8 +51,8 @@ def checked_text(value: Any, field_name: str) -> Any:
         if problem:
             raise ValueError(problem)
     elif isinstance(value, list | dict):
-        if len(value) > textsafety.LIST_LIMIT:
-            raise ValueError(f"{len(value)} items, at most {textsafety.LIST_LIMIT} allowed")
+        if len(value) > textsafety.list_limit(field_name):
+            raise ValueError(f"{len(value)} items, at most {textsafety.list_limit(field_name)} allowed")
         pairs = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in pairs:
             texts = [t for t in (key, item) if isinstance(t, str)]

@@ -17,7 +17,10 @@ from urllib.parse import quote
 # that would take long to load.
 TEXT_LIMITS = {"name": 100, "aliases": 100, "description": 4000, "objective": 2000, "status_note": 3000}
 DEFAULT_TEXT_LIMIT = 1000
-LIST_LIMIT = 100  # items in any list or mapping field (the longest today has about a fifth of that)
+# Items in a list or mapping field: the longest today has about a fifth of the default; a paper's
+# author list can be long (large collaborations), so it gets more.
+LIST_LIMITS = {"authors": 2000}
+DEFAULT_LIST_LIMIT = 100
 
 # A start or end tag as a browser reads it: "<" (or "</") and a letter-led name ending at a space, "/",
 # ">" or the end of the text; "<!" and "<?" open comments and declarations. LaTeX such as y_{<t} or
@@ -89,4 +92,10 @@ def text_problem(text: str, limit: int = DEFAULT_TEXT_LIMIT) -> str | None:
 
 
 def field_limit(name: str) -> int:
+    """Most characters in one text of the field ``name``."""
     return TEXT_LIMITS.get(name, DEFAULT_TEXT_LIMIT)
+
+
+def list_limit(name: str) -> int:
+    """Most items in the list or mapping field ``name``."""
+    return LIST_LIMITS.get(name, DEFAULT_LIST_LIMIT)
