@@ -41,6 +41,7 @@ from mkdocs.utils import get_relative_url
 from taxonomy_svg import BranchNode, FamilyNode, MethodNode, taxonomy_svg
 from untrusted import (
     description_html,
+    executable_markup,
     front_matter_title,
     link,
     literal,
@@ -1597,6 +1598,8 @@ def on_page_markdown(markdown: str, page, config, files, **kwargs):
 
 
 def on_page_content(html: str, page, config, files, **kwargs):
+    for found in executable_markup(html):  # catalog text that got past the escaping
+        log.warning("%s: the page would run script: %s", page.file.src_uri, found)
     if FIGURE_PLACEHOLDER not in html or DATA is None or DATA.catalog.taxonomy is None:
         return html
     use_dir = config["use_directory_urls"]

@@ -10,7 +10,9 @@ does not rely on that, and escapes or sanitises every piece of catalog text it s
 - ``link``: a markdown link whose target is http(s) or relative, or just the text otherwise;
 - ``objective_html``: the LaTeX objective as display math, escaped, so ``$$`` cannot end it early;
 - ``description_html``: an entry's markdown description rendered with raw HTML off and the result
-  cut down to an allow-list of tags, attributes and link schemes.
+  cut down to an allow-list of tags, attributes and link schemes;
+- ``executable_markup``: a last check of each page's HTML (hooks.py warns, so --strict fails) for
+  anything that would run script: a way around the escaping above that a later change opens.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 import xml.etree.ElementTree as etree
 from collections.abc import Callable
 from html import escape
+from html.parser import HTMLParser
 
 import markdown
 from markdown.treeprocessors import Treeprocessor
@@ -139,3 +142,31 @@ def page_link_resolver(page_src: str, url_of: Callable[[str], str | None]) -> Ca
         return None if dest is None else dest + (f"#{anchor}" if anchor else "")
 
     return resolve
+
+
+_URL_ATTRIBUTES = {"href", "src", "action", "formaction", "xlink:href", "srcdoc", "data"}
+_SCRIPT_SCHEMES = ("javascript:", "vbscript:", "data:text/html", "data:application", "data:image/svg")
+
+
+class _ExecutableFinder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "iframe", "object", "embed", "base", "form", "meta"):
+            self.found.append(f"a <{tag}> element")
+        for name, value in attrs:
+            url = re.sub(r"[\x00-\x20]", "", value or "").lower()
+            if name.startswith("on"):
+                self.found.append(f"an event handler <{tag} {name}=...>")
+            elif name in _URL_ATTRIBUTES and url.startswith(_SCRIPT_SCHEMES):
+                self.found.append(f"a script URL <{tag} {name}={url[:30]}...>")
+
+
+def executable_markup(page_html: str) -> list[str]:
+    """What in a page's content would run script (elements, event handlers, script URLs), or []."""
+    finder = _ExecutableFinder()
+    finder.feed(page_html)
+    finder.close()
+    return finder.found

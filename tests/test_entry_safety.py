@@ -81,7 +81,7 @@ def test_a_clean_entry_with_latex_and_links_passes(root: Path) -> None:
 def test_unsafe_or_oversize_text_is_one_problem_naming_the_field(root: Path, field, value, expected) -> None:
     write(root, {**ENTRY, field: value})
     [problem] = problems_of(root)
-    assert problem.startswith(f"catalog/methods/alpha.yaml:") and f": {field}: " in problem, problem
+    assert problem.startswith("catalog/methods/alpha.yaml:") and f": {field}: " in problem, problem
     assert expected in problem and "\n" not in problem
 
 

@@ -157,3 +157,17 @@ def test_literal_and_link_helpers() -> None:
     assert untrusted.link("text", "javascript:alert(1)") == "text"
     assert untrusted.link("text", "https://example.org/(x)") == "[text](https://example.org/%28x%29)"
     assert untrusted.nav_title("</title>") == "&lt;\u2060/title&gt;"
+
+
+def test_a_page_that_would_run_script_is_a_build_warning(caplog) -> None:
+    """The last check in on_page_content: with --strict, a way around the escaping fails the build."""
+    from types import SimpleNamespace
+
+    hooks = sb.load_hooks()
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="methods/x.md"))
+    content = '<p onclick="alert(1)">x</p><a href=" JavaScript:alert(2)">y</a><script>alert(3)</script>'
+    with caplog.at_level("WARNING", logger="mkdocs.hooks.posttrain"):
+        assert hooks.on_page_content(content, page, {"use_directory_urls": False}, None) == content
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3 and all(m.startswith("methods/x.md: the page would run script: ") for m in messages)
+    assert untrusted.executable_markup('<img alt="plot" src="data:image/png;base64,AAAA"><a href="#x">x</a>') == []

@@ -228,7 +228,7 @@ PAYLOADS = {
     "objective": "x\n$$\n<script>alert('objective')</script>\n$$\ny",
     "status_note": "Note <img src=x onerror=alert('status-note')> {: onclick=alert('status-note-attr') }",
     "tag": "t`<img src=x onerror=alert('tag')>`",
-    "metric": "m`` <img src=x onerror=alert('metric')> ``",
+    "metric": "<img src=x onerror=alert('metric')>",  # no backticks: nothing but the site's own escaping
     "default": "k`<img src=x onerror=alert('default')>`",
     "plugin": "x`<img src=x onerror=alert('plugin')>`",
     "url": "https://example.org/)<script>alert('url')</script>",
