@@ -96,6 +96,23 @@ def test_paper_and_taxonomy_text_is_checked_too(root: Path) -> None:
     assert any(": branches.0.families.0.name: contains the HTML tag '<img'" in p for p in problems_of(root))
 
 
+def test_validate_refuses_every_payload_the_site_test_plants(tmp_path: Path) -> None:
+    """tests/test_site_escaping.py builds the site from this catalog with the check turned off."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sitebuild", REPO / "tests" / "site_fixtures" / "sitebuild.py")
+    assert spec and spec.loader
+    sb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sb)
+    problems = problems_of(sb.payload_catalog(tmp_path))
+    fields = {p.split(": ")[1] for p in problems if "demo-catalogued.yaml" in p}
+    assert {"name", "aliases", "summary", "description", "objective", "status_note", "tags"} <= fields
+    assert {"metrics.0.name", "implementations.0.name", "papers.0.title"} <= fields
+    assert any(f.startswith("defaults.") for f in fields)
+    assert any("demo-missing.yaml" in p and ": plugin: " in p for p in problems)
+    assert any("taxonomy.yaml" in p and ".name: contains the HTML tag '<script'" in p for p in problems)
+
+
 def test_oversize_file_and_yaml_aliases_are_refused_before_loading(root: Path) -> None:
     write(root, ENTRY, "id: alpha\n# padding\n" + "#" * (64 * 1024) + "\n")
     [problem] = problems_of(root)
