@@ -39,12 +39,24 @@ from typing import Any
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 from taxonomy_svg import BranchNode, FamilyNode, MethodNode, taxonomy_svg
+from untrusted import (
+    description_html,
+    executable_markup,
+    front_matter_title,
+    link,
+    literal,
+    literal_value,
+    nav_title,
+    objective_html,
+    page_link_resolver,
+)
 
 from posttrain import catalog as catalog_module
 from posttrain import registry, stats
 from posttrain.configinfo import FieldInfo, config_fields, module_file
 from posttrain.runner import headline_metric
 from posttrain.schema import MethodEntry
+from posttrain.textsafety import safe_url
 
 log = logging.getLogger("mkdocs.hooks.posttrain")
 SITE_DIR = Path(__file__).resolve().parent
@@ -261,7 +273,7 @@ def load_site_data() -> SiteData:
 
 # --- small helpers ---------------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>$|#])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>$|#{}])")  # { } too: attr_list would read {: onclick=...}
 
 
 def md(text: Any) -> str:
@@ -434,13 +446,13 @@ def shown_path(path: Path) -> str:
 def method_page(data: SiteData, info: MethodInfo) -> str:
     e = info.entry
     src = info.src
-    lines: list[str] = [f"# {md(e.name)}", ""]
+    lines: list[str] = [front_matter_title(e.name), f"# {md(e.name)}", ""]
     meta = []
     if info.branch is not None:
         meta.append(f"**Branch:** [{md(info.branch.name)}]({rel(src, f'branches/{info.branch.id}/index.md')})")
         meta.append(f"**Family:** [{md(info.family.name)}]({rel(src, f'families/{info.family.id}/index.md')})")
     else:
-        meta.append(f"**Family:** `{e.family}` (not in the taxonomy)")
+        meta.append(f"**Family:** {literal(e.family)} (not in the taxonomy)")
     meta.append(f"**Status:** {status_badge(e.status.value)}")
     if e.aliases:
         meta.append("**Also known as:** " + ", ".join(md(a) for a in e.aliases))
@@ -451,18 +463,18 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
         "",
         "    " + md(e.summary),
         "",
-        e.description.strip(),
+        description_html(e.description.strip(), page_link_resolver(src, _url_from(src))),
         "",
     ]
 
-    lines += ["## Objective", "", "$$", e.objective.strip(), "$$", ""]
+    lines += ["## Objective", "", objective_html(e.objective), ""]
 
     lines += ["## Papers", ""]
     for p in e.papers:
         authors = ", ".join(p.authors[:4]) + (" et al." if len(p.authors) > 4 else "")
         bits = [b for b in (md(authors) if authors else "", str(p.year), md(p.venue) if p.venue else "") if b]
         arxiv = f" · arXiv [{p.arxiv}](https://arxiv.org/abs/{p.arxiv})" if p.arxiv else ""
-        lines.append(f"- [{md(p.title)}]({p.link}) — {', '.join(bits)}{arxiv}")
+        lines.append(f"- {link(md(p.title), p.link)} — {', '.join(bits)}{arxiv}")
     lines += ["", f"More papers on this topic: the [papers index]({rel(src, 'papers.md')}).", ""]
 
     lines += ["## Lineage", ""]
@@ -488,7 +500,7 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
     lines += ["## Logged metrics", ""]
     if e.metrics:
         lines += ["| metric | meaning |", "|---|---|"]
-        lines += [f"| `{m.name}` | {md(m.description)} |" for m in e.metrics]
+        lines += [f"| {literal(m.name)} | {md(m.description)} |" for m in e.metrics]
     else:
         lines.append("This entry lists no metrics (a method gets them with its plugin).")
     lines.append("")
@@ -508,14 +520,14 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
         lines.append("No related methods listed.")
     lines += ["", "## Implementations in other libraries", ""]
     if e.implementations:
-        lines += [f"- [{md(i.name)}]({i.url})" for i in e.implementations]
+        lines += [f"- {link(md(i.name), i.url)}" for i in e.implementations]
     else:
         lines.append("None listed.")
     lines.append("")
     entry_file = data.catalog.files.get(e.id)
-    foot = f"Catalog entry: `{shown_path(entry_file)}`" if entry_file else ""
+    foot = f"Catalog entry: {literal(shown_path(entry_file))}" if entry_file else ""
     if e.tags:
-        foot += " · Tags: " + ", ".join(f"`{t}`" for t in e.tags)
+        foot += " · Tags: " + ", ".join(literal(t) for t in e.tags)
     lines += ["---", "", foot, ""]
     return "\n".join(lines)
 
@@ -568,7 +580,7 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
             ]
             for f in info.fields:
                 paper = e.defaults.get(f.name)
-                paper_cell = code(paper.value) if paper else ""
+                paper_cell = literal_value(paper.value) if paper else ""
                 out.append(row(f"`{f.name}`", f"`{md(f.type)}`", code(f.default), paper_cell, md(f.description)))
         else:
             out.append(f"The plugin's module `{shown_path(info.source)}` declares no `Config` fields.")
@@ -588,7 +600,7 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
         out += [
             '!!! warning "Plugin not installed"',
             "",
-            f"    This entry names the plugin `{e.plugin}`, but no installed distribution "
+            f"    This entry names the plugin {literal(e.plugin)}, but no installed distribution "
             "registers it in the "
             "`posttrain.plugins` entry-point group, so the config table cannot be shown. Install the "
             f"distribution that provides it, check with `catalog plugins`, then run `catalog run {e.id}`.",
@@ -606,7 +618,7 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
     out += ["### Paper defaults", ""]
     if e.defaults:
         out += ["| hyperparameter | paper value | where the paper says so |", "|---|---|---|"]
-        out += [f"| `{k}` | {code(d.value)} | {md(d.source)} |" for k, d in e.defaults.items()]
+        out += [f"| {literal(k)} | {literal_value(d.value)} | {md(d.source)} |" for k, d in e.defaults.items()]
     else:
         out.append("No paper defaults recorded for this entry.")
     return out
@@ -782,8 +794,8 @@ def _methods_of(data: SiteData, family_id: str) -> list[MethodInfo]:
 def _runnable_cell(info: MethodInfo) -> str:
     return {
         "runnable": f"yes: `catalog run {info.entry.id}`",
-        "no-source": f"plugin `{info.entry.plugin}` registered, source missing",
-        "not-installed": f"plugin `{info.entry.plugin}` not installed",
+        "no-source": f"plugin {literal(info.entry.plugin)} registered, source missing",
+        "not-installed": f"plugin {literal(info.entry.plugin)} not installed",
         "catalogued": "no (catalogued only)",
     }[info.state]
 
@@ -861,7 +873,7 @@ def taxonomy_page(data: SiteData) -> str:
 
 def branch_page(data: SiteData, branch: Any) -> str:
     src = f"branches/{branch.id}/index.md"
-    lines = [f"# {md(branch.name)}", ""]
+    lines = [front_matter_title(branch.name), f"# {md(branch.name)}", ""]
     if branch.survey_section:
         lines += [
             f"Survey section: {md(branch.survey_section)} · [whole taxonomy]({rel(src, 'taxonomy.md')})",
@@ -891,6 +903,7 @@ def family_page(data: SiteData, branch: Any, family: Any) -> str:
     src = f"families/{family.id}/index.md"
     ms = _methods_of(data, family.id)
     lines = [
+        front_matter_title(family.name),
         f"# {md(family.name)}",
         "",
         f"Branch: [{md(branch.name)}]({rel(src, f'branches/{branch.id}/index.md')})"
@@ -1015,8 +1028,8 @@ def papers_page(data: SiteData, href) -> str:
     ]
     for r in rows:
         title = escape(r["title"])
-        if r["link"]:
-            title = f'<a href="{escape(r["link"])}">{title}</a>'
+        if r["link"] and safe_url(r["link"]):
+            title = f'<a href="{escape(safe_url(r["link"]))}">{title}</a>'
         methods = ", ".join(f'<a href="{escape(href(m.src))}">{escape(m.entry.name)}</a>' for m in r["methods"])
         sections_attr = escape("|".join(r["sections"]))
         lines.append(
@@ -1065,7 +1078,7 @@ def status_page(data: SiteData) -> str:
     ]
     order = sorted(data.methods.values(), key=lambda m: (m.state != "runnable", m.entry.family, m.entry.name.lower()))
     for m in order:
-        fam = f"[{md(m.family.name)}](families/{m.family.id}/index.md)" if m.family else f"`{m.entry.family}`"
+        fam = f"[{md(m.family.name)}](families/{m.family.id}/index.md)" if m.family else literal(m.entry.family)
         plugin = m.entry.plugin
         cpu = smoke_cell(data.smoke["cpu"].get(plugin)) if plugin else "—"
         gpu = smoke_cell(data.smoke["gpu"].get(plugin)) if plugin else "—"
@@ -1455,6 +1468,27 @@ MARKERS = {
 
 DATA: SiteData | None = None
 PAGES: dict[str, str] = {}
+USE_DIRECTORY_URLS = False  # the site's setting, read in on_config
+GENERATED_PAGES = ("taxonomy.md", "papers.md", "status.md", "results.md", "cli.md", "compare.md")
+
+
+def _url_from(page_src: str):
+    """``url_of(src)`` for links in catalog text on ``page_src``: a relative URL, or None (with a
+    warning, so --strict fails) when ``src`` is no page of the site."""
+
+    def url_of(src: str) -> str | None:
+        known = (
+            src in GENERATED_PAGES
+            or src.startswith(("branches/", "families/"))
+            or (DATA is not None and any(m.src == src for m in DATA.methods.values()))
+            or (SITE_DIR / "docs" / src).is_file()
+        )
+        if not known:
+            log.warning("%s: catalog text links to %s, which is not a page of the site", page_src, src)
+            return None
+        return get_relative_url(_page_url(src, USE_DIRECTORY_URLS), _page_url(page_src, USE_DIRECTORY_URLS))
+
+    return url_of
 
 
 def _page_url(src: str, use_directory_urls: bool) -> str:
@@ -1466,7 +1500,8 @@ def _page_url(src: str, use_directory_urls: bool) -> str:
 
 
 def on_config(config, **kwargs):
-    global DATA
+    global DATA, USE_DIRECTORY_URLS
+    USE_DIRECTORY_URLS = config["use_directory_urls"]
     DATA = load_site_data()
     if DATA.catalog.taxonomy is None:
         log.warning("catalog: no valid taxonomy; the taxonomy pages are left out")
@@ -1477,13 +1512,13 @@ def on_config(config, **kwargs):
         for f in b.families:
             section.append(
                 {
-                    f.name: [
+                    nav_title(f.name): [
                         f"families/{f.id}/index.md",
-                        *({m.entry.name: m.src} for m in _methods_of(DATA, f.id)),
+                        *({nav_title(m.entry.name): m.src} for m in _methods_of(DATA, f.id)),
                     ]
                 }
             )
-        nav.append({b.name: section})
+        nav.append({nav_title(b.name): section})
     nav += [
         {"Papers": "papers.md"},
         {"Status matrix": "status.md"},
@@ -1510,7 +1545,7 @@ def _extra_pages(config, nav: list[Any]) -> list[dict[str, str]]:
         heading = next(
             (ln[2:].strip() for ln in page.read_text(encoding="utf-8").splitlines() if ln.startswith("# ")), ""
         )
-        extra.append({heading or page.stem: page.name})
+        extra.append({nav_title(heading or page.stem): page.name})
     return extra
 
 
@@ -1563,6 +1598,8 @@ def on_page_markdown(markdown: str, page, config, files, **kwargs):
 
 
 def on_page_content(html: str, page, config, files, **kwargs):
+    for found in executable_markup(html):  # catalog text that got past the escaping
+        log.warning("%s: the page would run script: %s", page.file.src_uri, found)
     if FIGURE_PLACEHOLDER not in html or DATA is None or DATA.catalog.taxonomy is None:
         return html
     use_dir = config["use_directory_urls"]

@@ -8,6 +8,7 @@ chromedriver or selenium is missing. Screenshots go to ``site/build/screenshots/
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import importlib.util
@@ -97,15 +98,41 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def base_url(built: SimpleNamespace):
-    handler = functools.partial(_Quiet, directory=str(built.dir))
+@contextlib.contextmanager
+def serve(folder: Path):
+    """A built site served on 127.0.0.1; yields its base URL."""
+    handler = functools.partial(_Quiet, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def base_url(built: SimpleNamespace):
+    with serve(built.dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def payload_url(tmp_path_factory):
+    """The fixture catalog with script planted in every text field (sitebuild.PAYLOADS), built with the
+    validator's text check off, so that only the site's own escaping stands in the way."""
+    from posttrain import textsafety
+
+    root = tmp_path_factory.mktemp("payload-browser-site")
+    catalog = sb.payload_catalog(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(textsafety, "text_problem", lambda *args, **kwargs: None)
+        sb.build_site(root / "build", catalog=catalog, plugins={"demo": sb.demo_spec("demo")})
+    with serve(root / "build") as url:
+        yield SimpleNamespace(
+            url=url, pages=sorted(p.relative_to(root / "build").as_posix() for p in (root / "build").rglob("*.html"))
+        )
 
 
 @pytest.fixture(scope="module")
@@ -287,3 +314,39 @@ def test_catalog_site_serve(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# Runs before any script of every page: alert(), confirm() and prompt() only record their message.
+ALERT_SPY = (
+    "window.__alerts = [];"
+    "window.alert = window.confirm = window.prompt = function (m) { window.__alerts.push(String(m)); };"
+)
+
+
+def _alerts(driver) -> list[str]:
+    return driver.execute_script("return window.__alerts || []")
+
+
+def test_planted_payloads_do_not_run(browser, payload_url: SimpleNamespace) -> None:
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": ALERT_SPY})
+    ran = {}
+    for page in payload_url.pages:
+        browser.get(payload_url.url + page)
+        wait(browser).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        time.sleep(0.2)  # an <img onerror> fires once its image has failed to load
+        if _alerts(browser):
+            ran[page] = _alerts(browser)
+    assert ran == {}
+
+    # The search box shows page text as HTML: search for the payloads and open the results.
+    browser.get(payload_url.url + "methods/demo-catalogued.html")
+    box = browser.find_element(By.CSS_SELECTOR, "input.md-search__input")
+    box.click()
+    box.send_keys("alert onerror")
+    wait(browser, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".md-search-result__item")))
+    time.sleep(0.5)
+    assert _alerts(browser) == []
+
+    # The spy itself works: a handler added by hand is recorded.
+    browser.execute_script("document.body.insertAdjacentHTML('beforeend', '<img src=x onerror=alert(\\'control\\')>')")
+    wait(browser).until(lambda d: _alerts(d) == ["control"])

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from posttrain import yamlsafe
 from posttrain.entry_sources import entry_source_findings
 from posttrain.errors import UserError
 from posttrain.paper_identity import arxiv_key, paper_findings
@@ -25,6 +26,7 @@ from posttrain.schema import ARXIV_PATTERN, MethodEntry, Paper, PaperRecord, Tax
 TAXONOMY_FILE = "taxonomy.yaml"
 METHODS_DIR = "methods"
 PAPERS_DIR = "papers"
+FILE_LIMIT = 64 * 1024  # bytes in one YAML file: over ten times the largest today
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -104,9 +106,16 @@ def _read_yaml(path: Path, problems: list[Problem], rel: str) -> tuple[Any, yaml
 
 def _load_yaml(path: Path, problems: list[Problem], rel: str) -> tuple[Any, str | None]:
     """Parse a file; returns (data, text), or (None, None) after recording the problem."""
+    size = path.stat().st_size
+    if size > FILE_LIMIT:
+        problems.append(Problem(rel, 1, "(file)", f"{size} bytes, at most {FILE_LIMIT} allowed"))
+        return None, None
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
+        data = yamlsafe.load(text)
+    except yamlsafe.AliasError as exc:
+        problems.append(Problem(rel, exc.line, "(yaml)", str(exc)))
+        return None, None
     except UnicodeDecodeError:
         problems.append(Problem(rel, 1, "(file)", "not UTF-8 text"))
         return None, None

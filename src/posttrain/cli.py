@@ -273,7 +273,8 @@ def run(
     from posttrain.inference import find_sweep, run_sweep
     from posttrain.runner import execute, prepare, resolve_plugin
 
-    sweep = find_sweep(resolve_plugin(method)[1].config, set_ or [])
+    plugin = _resolve_announced(method, resolve_plugin)
+    sweep = find_sweep(plugin.config, set_ or [])
     if sweep is not None:
         field, values, rest = sweep
         run_sweep(
@@ -308,6 +309,19 @@ def run(
         gradient_checkpointing=gradient_checkpointing,
     )
     execute(prepared, console=console)
+
+
+def _resolve_announced(method: str, resolve_plugin):
+    """The plugin to run; a .py file is announced before it is executed, and what it holds after."""
+    if not (method.endswith(".py") and Path(method).is_file()):
+        return resolve_plugin(method)[1]
+    from posttrain.registry import executing_file_notice, found_in_file
+
+    err = Console(stderr=True, soft_wrap=True)
+    err.print(executing_file_notice(Path(method)), markup=False, highlight=False)
+    plugin = resolve_plugin(method)[1]
+    err.print(found_in_file(Path(method), plugin), markup=False, highlight=False)
+    return plugin
 
 
 @app.command()

@@ -83,10 +83,35 @@ def load(name: str) -> Plugin:
     return _checked(getattr(module, attr or "plugin", None), name, spec.target)
 
 
+# Plugin files already executed in this process, so that a second lookup does not run a file again.
+_LOADED_FILES: dict[Path, Plugin] = {}
+
+
+def executing_file_notice(path: Path) -> str:
+    """What ``catalog run FILE.py`` says before it runs the file: that the file is code it executes."""
+    return (
+        f"{path}: executing this Python file to find its plugin (it runs with your permissions, "
+        "like `python` would; run only files you trust)"
+    )
+
+
+def found_in_file(path: Path, plugin: Plugin) -> str:
+    """What ``catalog run FILE.py`` found in the file: the plugin, its kind and its Config."""
+    n = len(plugin.config.model_fields)
+    return (
+        f"{path}: found plugin '{plugin.id}' ({plugin.kind}; Config {plugin.config.__name__} with {n} "
+        f"field{'s' if n != 1 else ''})"
+    )
+
+
 def load_file(path: Path) -> Plugin:
-    """Load a plugin from a Python file the user named on the command line (``catalog run ./my_dpo.py``)."""
+    """Load a plugin from a Python file the user named on the command line (``catalog run ./my_dpo.py``).
+
+    The file is executed once per process; ``executing_file_notice`` says so to the user."""
     if not path.is_file():
         raise UserError(f"plugin file {path} does not exist")
+    if path.resolve() in _LOADED_FILES:
+        return _LOADED_FILES[path.resolve()]
     module_name = f"posttrain_user_{path.stem.replace('-', '_')}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -99,7 +124,9 @@ def load_file(path: Path) -> Plugin:
         raise UserError(f"{path}: import failed: {exc}") from exc
     except SyntaxError as exc:
         raise UserError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    return _checked(getattr(module, "plugin", None), None, str(path))
+    plugin = _checked(getattr(module, "plugin", None), None, str(path))
+    _LOADED_FILES[path.resolve()] = plugin
+    return plugin
 
 
 def _checked(obj: object, name: str | None, where: str) -> Plugin:

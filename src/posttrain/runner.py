@@ -18,12 +18,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from posttrain.errors import UserError
+from posttrain import yamlsafe
+from posttrain.errors import UserError, clipped, quoted
 from posttrain.interface import Plugin, RunContext, RunResult
 from posttrain.registry import discover, load, load_file, suggest
 
 CONTEXT_KEYS = {"model", "dataset", "seed", "device", "output_dir"}
 DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
+CONFIG_FILE_LIMIT = 1024 * 1024  # bytes in a --config file (a few hundred is typical)
 
 
 @dataclass
@@ -65,9 +67,11 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
     for item in sets:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--set {item}: expected key=value")
+            raise UserError(f"--set {clipped(item)}: expected key=value")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            out[key.strip()] = yamlsafe.load(raw) if raw.strip() else ""
+        except yamlsafe.AliasError as exc:
+            raise UserError(f"--set {clipped(key.strip())}: {exc}") from None
         except yaml.YAMLError:
             out[key.strip()] = raw
     return out
@@ -76,8 +80,13 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
 def read_run_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"--config {path}: file does not exist")
+    size = path.stat().st_size
+    if size > CONFIG_FILE_LIMIT:
+        raise UserError(f"--config {path}: {size} bytes, at most {CONFIG_FILE_LIMIT} expected for a file of options")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlsafe.load(path.read_text(encoding="utf-8"))
+    except yamlsafe.AliasError as exc:
+        raise UserError(f"--config {path}:{exc.line}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise UserError(f"--config {path}:{mark.line + 1 if mark else 1}: invalid YAML") from None
@@ -94,7 +103,8 @@ def build_config(plugin: Plugin, values: dict[str, Any], origin: dict[str, str])
         if key not in fields:
             hint = suggest(key, list(fields))
             raise UserError(
-                f"{origin.get(key, '--set')} {key}: unknown option for {plugin.id}{hint} (see `catalog show {plugin.id}`)"
+                f"{origin.get(key, '--set')} {clipped(key)}: unknown option for {plugin.id}{hint} "
+                f"(see `catalog show {plugin.id}`)"
             )
     try:
         return plugin.config.model_validate(values)
@@ -102,7 +112,7 @@ def build_config(plugin: Plugin, values: dict[str, Any], origin: dict[str, str])
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "(config)"
         where = origin.get(str(err["loc"][0]) if err["loc"] else "", "--set")
-        raise UserError(f"{where} {key}: {err['msg']} (got {err.get('input')!r})") from None
+        raise UserError(f"{where} {clipped(key)}: {err['msg']} (got {quoted(err.get('input'))})") from None
 
 
 def check_context_values(values: dict[str, Any], config_file: Path | None) -> None:
@@ -112,7 +122,7 @@ def check_context_values(values: dict[str, Any], config_file: Path | None) -> No
         ok = (isinstance(value, int) and not isinstance(value, bool)) if expected_int else isinstance(value, str)
         if not ok or (isinstance(value, str) and not value.strip()):
             expected = "an integer" if expected_int else "a non-empty string"
-            raise UserError(f"--config {config_file}: {key}: expected {expected} (got {repr(value)[:60]})")
+            raise UserError(f"--config {config_file}: {key}: expected {expected} (got {quoted(value, 60)})")
 
 
 def default_output_dir(method: str, resume: bool) -> Path:

@@ -15,8 +15,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from posttrain.errors import UserError
+from posttrain.errors import UserError, clipped
 from posttrain.schema import ARXIV_PATTERN, ID_PATTERN
+from posttrain.textsafety import field_limit, text_problem
 
 TODO = "TODO(scaffold)"
 ARXIV_API = "https://export.arxiv.org/api/query"
@@ -395,7 +396,10 @@ def scaffold(
 
     name = name or default_name(method_id)
     if re.search(r'["\\\n]', name):
-        raise UserError(f"--name {name!r}: use no double quotes, backslashes or line breaks")
+        raise UserError(f"--name {clipped(name)!r}: use no double quotes, backslashes or line breaks")
+    unsafe = text_problem(name, field_limit("name"))  # what catalog validate would refuse in the entry
+    if unsafe:
+        raise UserError(f"--name {clipped(name)!r}: {unsafe}")
     pid, meta, notes = resolve_paper(cat, paper, offline)
     paper_file = repo / "catalog" / "papers" / f"{pid}.yaml" if meta is not None else None
     if meta is not None and not meta.fetched:

@@ -18,9 +18,12 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from posttrain import textsafety
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 # New-style (2007+) arXiv ids, optionally versioned, and old-style archive/number ids.
@@ -33,6 +36,32 @@ DATE_PATTERN = r"^\d{4}(-\d{2}(-\d{2})?)?$"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _safe_and_bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every text field: no HTML, no script or non-http links, bounded size (see posttrain.textsafety)."""
+        return checked_text(value, info.field_name or "")
+
+
+def checked_text(value: Any, field_name: str) -> Any:
+    """``value`` unchanged if its text is safe; lists and mappings are checked item by item, one level deep."""
+    limit = textsafety.field_limit(field_name)
+    if isinstance(value, str):
+        problem = textsafety.text_problem(value, limit)
+        if problem:
+            raise ValueError(problem)
+    elif isinstance(value, list | dict):
+        if len(value) > textsafety.list_limit(field_name):
+            raise ValueError(f"{len(value)} items, at most {textsafety.list_limit(field_name)} allowed")
+        pairs = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in pairs:
+            texts = [t for t in (key, item) if isinstance(t, str)]
+            problem = next((p for p in (textsafety.text_problem(t, limit) for t in texts) if p), None)
+            if problem:
+                where = f"item {key}" if isinstance(value, list) else f"key {str(key)[:40]!r}"
+                raise ValueError(f"{where}: {problem}")
+    return value
 
 
 class Family(Strict):

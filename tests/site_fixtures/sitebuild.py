@@ -210,3 +210,63 @@ def fixture_reports_paired(root: Path) -> Path:
     for run in (sampled, single):
         (rep / "runs" / f"{run['method']}.json").write_text(json.dumps(run, indent=1), encoding="utf-8")
     return rep
+
+
+# Script payloads planted in catalog text by payload_catalog(): every one calls alert(), so a page
+# is safe when no alert() call survives anywhere that a browser would run it.
+PAYLOADS = {
+    "name": "</title><script>alert('name')</script> {: onclick=\"alert('name-attr')\" }",
+    "summary": "Summary <script>alert('summary')</script> {: onclick=alert('summary-attr') }.",
+    "description": (
+        "Text <script>alert('description')</script> and <img src=x onerror=alert('img')> and "
+        "[a markdown link](javascript:alert('md-link')), ![an image](javascript:alert('md-image')), "
+        "[an entity link](&#106;avascript:alert('entity-link')), [a reference][r], "
+        "<a href=\"javascript:alert('a-tag')\">a tag</a>, a [page link](demo-runnable.md) and $a<b$.\n\n"
+        "[r]: javascript:alert('reference')\n\n"
+        "A paragraph\n{: onclick=\"alert('description-attr')\" }\n"
+    ),
+    "objective": "x\n$$\n<script>alert('objective')</script>\n$$\ny",
+    "status_note": "Note <img src=x onerror=alert('status-note')> {: onclick=alert('status-note-attr') }",
+    "tag": "t`<img src=x onerror=alert('tag')>`",
+    "metric": "<img src=x onerror=alert('metric')>",  # no backticks: nothing but the site's own escaping
+    "default": "k`<img src=x onerror=alert('default')>`",
+    "plugin": "x`<img src=x onerror=alert('plugin')>`",
+    "url": "https://example.org/)<script>alert('url')</script>",
+    "family": "<script>alert('family')</script>",
+}
+
+
+def payload_catalog(root: Path) -> Path:
+    """fixture_catalog() with PAYLOADS planted in every kind of text field (test data only).
+
+    catalog validate refuses all of them; a test that builds the site from this catalog turns the
+    validator's text check off (posttrain.textsafety.text_problem) to show that the site escapes
+    them by itself."""
+    import yaml
+
+    cat = fixture_catalog(root)
+    taxonomy = yaml.safe_load((cat / "taxonomy.yaml").read_text(encoding="utf-8"))
+    taxonomy["branches"][0]["families"][0]["name"] = PAYLOADS["family"]
+    (cat / "taxonomy.yaml").write_text(yaml.safe_dump(taxonomy), encoding="utf-8")
+    path = cat / "methods" / "demo-catalogued.yaml"
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    entry.update(
+        name=PAYLOADS["name"],
+        aliases=[PAYLOADS["summary"]],
+        summary=PAYLOADS["summary"],
+        description=PAYLOADS["description"],
+        objective=PAYLOADS["objective"],
+        status_note=PAYLOADS["status_note"],
+        tags=[PAYLOADS["tag"]],
+        metrics=[{"name": PAYLOADS["metric"], "description": PAYLOADS["summary"]}],
+        defaults={PAYLOADS["default"]: {"value": PAYLOADS["default"], "source": PAYLOADS["summary"]}},
+        implementations=[{"name": PAYLOADS["family"], "url": PAYLOADS["url"]}],
+        papers=[{"title": PAYLOADS["family"], "authors": [PAYLOADS["family"]], "year": 2024, "url": PAYLOADS["url"]}],
+    )
+    entry["lineage"]["changes"] = [PAYLOADS["summary"]]
+    path.write_text(json.dumps(entry), encoding="utf-8")
+    path = cat / "methods" / "demo-missing.yaml"
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    entry["plugin"] = PAYLOADS["plugin"]
+    path.write_text(json.dumps(entry), encoding="utf-8")
+    return cat
