@@ -28,7 +28,9 @@ from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_sft
 from posttrain.evaluation import exact_match, mean_nll
 from posttrain.hf import load_policy, lora_settings, parameter_counts
+from posttrain.logit_chunks import check_logit_head, final_hidden_states, token_logprobs_chunked
 from posttrain.logprobs import token_logprobs
+from posttrain.packing import check_packing, pack_examples, packed_model_inputs
 from posttrain.train import finish, loop_settings, train_loop
 
 
@@ -41,6 +43,11 @@ class Config(TrainingConfig):
     warmup_steps: int = Field(20, ge=0, description="Linear warmup steps before the schedule.")
     schedule: str = Field(
         "cosine", pattern="^(cosine|linear|constant)$", description="Decay after warmup (InstructGPT: cosine)."
+    )
+    packing: bool = Field(
+        False,
+        description="Padding-free batches: each micro-batch's examples in one row, positions restarting per "
+        "example, no attention across examples (TRL's padding_free); same loss, no padding computed.",
     )
 
 
@@ -55,6 +62,40 @@ def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Ten
     """
     logps = token_logprobs(logits, input_ids)
     mask = loss_mask[:, 1:].to(logps.dtype)
+    return -(logps * mask).sum() / mask.sum().clamp(min=1)
+
+
+# --- batches: padded rows, or one packed row (cfg.packing) ----------------------------------------
+
+
+def padded_batch(model, examples: list[dict], pad_id: int, device: str) -> tuple[dict, dict]:
+    """(forward arguments, batch) of right-padded rows."""
+    batch = pad_sequences(examples, pad_id, device)
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, batch
+
+
+def packed_batch(model, examples: list[dict], pad_id: int, device: str) -> tuple[dict, dict]:
+    """(forward arguments, batch) of one padding-free row (posttrain.packing)."""
+    check_packing(model, examples)
+    batch = pack_examples(examples, device)
+    return packed_model_inputs(batch), batch
+
+
+# --- loss of a batch: from the full logits, or with the LM head in chunks (--logit-chunk-size) ---
+
+
+def logits_loss(model, inputs: dict, batch: dict) -> torch.Tensor:
+    return sft_loss(model(**inputs).logits, batch["input_ids"], batch["completion_mask"])
+
+
+def chunked_loss(model, inputs: dict, batch: dict) -> torch.Tensor:
+    """``sft_loss`` without the (B, T, V) logits: the head runs in chunks over the loss tokens only."""
+    ids = batch["input_ids"]
+    check_logit_head(model, **inputs)
+    hidden = final_hidden_states(model, **inputs)[:, -ids.shape[1] :]  # virtual tokens dropped
+    mask = batch["completion_mask"][:, 1:]
+    logps = token_logprobs_chunked(model, hidden[:, :-1], ids[:, 1:], mask)
+    mask = mask.to(logps.dtype)
     return -(logps * mask).sum() / mask.sum().clamp(min=1)
 
 
@@ -106,12 +147,14 @@ def train_sft(
         extra["initial"] = before
         before = evaluate(model.get_base_model(), tokenizer, heldout_records, heldout, cfg, embedded)
 
+    make_batch = packed_batch if getattr(cfg, "packing", False) else padded_batch
+    batch_loss = chunked_loss if ctx.logit_chunk_size else logits_loss
+
     def loss_fn(step: int, micro: int):
         idx = batch_indices(len(train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
-        batch = pad_sequences([train[i] for i in idx], tokenizer.pad_token_id, ctx.device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = sft_loss(logits, batch["input_ids"], batch["completion_mask"])
-        metrics = {"tokens": int(batch["attention_mask"].sum())}
+        inputs, batch = make_batch(model, [train[i] for i in idx], tokenizer.pad_token_id, ctx.device)
+        loss = batch_loss(model, inputs, batch)
+        metrics = {"tokens": sum(len(train[i]["input_ids"]) for i in idx)}
         if regularizer is not None:
             penalty, extra = regularizer()
             loss = loss + penalty
