@@ -20,7 +20,12 @@ def tiny_config(family: str):
         "cohere": lambda: tf.CohereConfig(num_key_value_heads=2, logit_scale=0.25, **SHAPE),  # logits x scale
         "granite": lambda: tf.GraniteConfig(num_key_value_heads=2, logits_scaling=4.0, **SHAPE),  # logits / scaling
         "opt": lambda: tf.OPTConfig(
-            vocab_size=64, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32
+            vocab_size=64,
+            hidden_size=32,
+            ffn_dim=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            word_embed_proj_dim=32,
         ),
     }
     return configs[family]()
@@ -37,7 +42,10 @@ def sft_examples(lengths=(9, 6, 12), prompt=3, seed: int = 1) -> list[dict]:
     """Tokenized prompt + completion examples of the given lengths (loss on all but the prompt)."""
     g = torch.Generator().manual_seed(seed)
     return [
-        {"input_ids": torch.randint(3, 64, (n,), generator=g).tolist(), "completion_mask": [0] * prompt + [1] * (n - prompt)}
+        {
+            "input_ids": torch.randint(3, 64, (n,), generator=g).tolist(),
+            "completion_mask": [0] * prompt + [1] * (n - prompt),
+        }
         for n in lengths
     ]
 
