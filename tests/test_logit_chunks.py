@@ -154,3 +154,18 @@ def test_trainers_run_with_chunked_logprobs(plugin, tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 2
     assert sizes and set(sizes) == {16}
+
+
+@pytest.mark.parametrize(
+    ("plugin", "sets", "chunk", "message"),
+    [
+        ("kd", [], 8, "--logit-chunk-size: kd compares full next-token distributions"),
+        ("gkd", ["packing=true"], 0, "packing: gkd scores student and teacher on padded rows; set packing=false"),
+    ],
+)
+def test_distillation_trainers_name_the_option_they_cannot_take(plugin, sets, chunk, message, tmp_path):
+    from posttrain.runner import execute, prepare
+
+    prepared = prepare(plugin, sets=sets, output_dir=tmp_path, device="cpu", smoke=True, logit_chunk_size=chunk)
+    with pytest.raises(UserError, match=f"^{message}"):
+        execute(prepared, progress=False)

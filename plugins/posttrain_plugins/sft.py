@@ -26,6 +26,7 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_sft
+from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, mean_nll
 from posttrain.hf import load_policy, lora_settings, parameter_counts
 from posttrain.logit_chunks import check_logit_head, final_hidden_states, token_logprobs_chunked
@@ -97,6 +98,19 @@ def chunked_loss(model, inputs: dict, batch: dict) -> torch.Tensor:
     logps = token_logprobs_chunked(model, hidden[:, :-1], ids[:, 1:], mask)
     mask = mask.to(logps.dtype)
     return -(logps * mask).sum() / mask.sum().clamp(min=1)
+
+
+def require_full_logits(cfg, ctx: RunContext, method: str) -> None:
+    """For the distillation trainers (kd, gkd): their losses compare the student's whole next-token
+    distribution with the teacher's on padded rows, so neither option applies; a one-line error
+    instead of silently ignoring it."""
+    if ctx.logit_chunk_size:
+        raise UserError(
+            f"--logit-chunk-size: {method} compares full next-token distributions of student and teacher, "
+            "so it needs the full logits; use the default (0)"
+        )
+    if getattr(cfg, "packing", False):
+        raise UserError(f"packing: {method} scores student and teacher on padded rows; set packing=false")
 
 
 # --- run ------------------------------------------------------------------------------------
