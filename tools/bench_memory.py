@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(result)
             print(
                 f"{trainer:4s} {option:24s} peak {result['peak_mb']:7.0f} MB  {result['tokens_per_second'] or 0:7.0f} tok/s"
+                f"  {result['tokens_per_cpu_second'] or 0:7.0f} tok/cpu-s"
             )
     report = {
         "benchmark": "peak RSS of SFT and DPO training steps per memory option, 151,936-token vocabulary, CPU",
