@@ -6,9 +6,14 @@ Catalog entry: catalog/methods/sft.yaml.
 
     catalog run sft                                   # embedded tiny model + addition task
     catalog run sft --model Qwen/Qwen2.5-0.5B --dataset data.jsonl --set lora=true
+    catalog run sft --model Qwen/Qwen2.5-0.5B --set packing=true --logit-chunk-size 1024   # less memory
 
 Data: ``messages`` (loss on assistant turns), ``prompt`` + ``completion`` (loss on the
 completion), or ``text`` (loss on every token).
+
+Memory: ``packing=true`` puts each micro-batch's examples in one padding-free row
+(posttrain.packing); ``--logit-chunk-size N`` computes the loss with the LM head applied N tokens at
+a time, never the full logits (posttrain.logit_chunks). Both give the same loss as the default.
 
 Deviations from the paper:
 1. Training length is counted in optimizer steps, not epochs (InstructGPT: 16 epochs), and the
