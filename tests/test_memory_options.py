@@ -58,3 +58,31 @@ def test_bad_dtype_is_one_line_before_any_work(tmp_path):
     )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "--dtype half: expected one of auto, bf16, fp16, fp32" in res.stderr
+
+
+def test_benchmarks_page_shows_the_memory_report():
+    """The Benchmarks page's "Memory options" table is reports/benchmarks/memory-options.json."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    report = json.loads((root / "reports" / "benchmarks" / "memory-options.json").read_text())
+    page = (root / "site" / "docs" / "benchmarks.md").read_text()
+    section = page.split("## Memory options", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    shown = {}
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        shown[cells[0]] = cells[1:]
+    assert len(shown) == len(report["summary"]["sft"])
+    for trainer, first in (("sft", 0), ("dpo", 3)):
+        by_option = report["summary"][trainer]
+        for (label, cells), option in zip(shown.items(), report["summary"]["sft"], strict=True):
+            if option not in by_option:
+                assert cells[first] == "n/a", label
+                continue
+            row = by_option[option]
+            assert cells[first : first + 3] == [
+                f"{row['peak_mb']:,}",
+                f"{row['peak_vs_baseline']:.2f}",
+                f"{row['tokens_per_cpu_second']:,}",
+            ], label

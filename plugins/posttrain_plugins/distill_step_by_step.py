@@ -35,7 +35,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_sft
+from posttrain.data import batch_indices, task_records, tokenize_sft
 from posttrain.distill import load_teacher
 from posttrain.embedded.formats import final_answer
 from posttrain.evaluation import generate
@@ -91,11 +91,13 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     ctx.log(0, {**counts, "rationales": len(rationales)})
     before = sft.evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
 
+    make_batch = sft.packed_batch if cfg.packing else sft.padded_batch
+    batch_loss = sft.chunked_loss if ctx.logit_chunk_size else sft.logits_loss
+
     def task_loss(examples: list[dict], step: int, micro: int):
         idx = batch_indices(len(examples), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
-        batch = pad_sequences([examples[i] for i in idx], tokenizer.pad_token_id, ctx.device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return sft.sft_loss(logits, batch["input_ids"], batch["completion_mask"]), int(batch["attention_mask"].sum())
+        inputs, batch = make_batch(model, [examples[i] for i in idx], tokenizer.pad_token_id, ctx.device)
+        return batch_loss(model, inputs, batch), sum(len(examples[i]["input_ids"]) for i in idx)
 
     def loss_fn(step: int, micro: int):
         label_loss, n_label = task_loss(labels, step, micro)

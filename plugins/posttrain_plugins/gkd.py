@@ -93,6 +93,7 @@ def on_policy_step(seed: int, step: int, micro: int, lmbda: float) -> bool:
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
+    sft.require_full_logits(cfg, ctx, "gkd")
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
     teacher, _, teacher_source = load_teacher(ctx, cfg.teacher, tokenizer)
     train_records, heldout_records, source = task_records(ctx, "sft", cfg.train_examples, cfg.eval_examples)

@@ -76,6 +76,7 @@ def kd_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
+    sft.require_full_logits(cfg, ctx, "kd")
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
     teacher, _, teacher_source = load_teacher(ctx, cfg.teacher, tokenizer)
     train_records, heldout_records, source = task_records(ctx, "sft", cfg.train_examples, cfg.eval_examples)

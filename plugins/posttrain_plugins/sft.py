@@ -6,9 +6,14 @@ Catalog entry: catalog/methods/sft.yaml.
 
     catalog run sft                                   # embedded tiny model + addition task
     catalog run sft --model Qwen/Qwen2.5-0.5B --dataset data.jsonl --set lora=true
+    catalog run sft --model Qwen/Qwen2.5-0.5B --set packing=true --logit-chunk-size 1024   # less memory
 
 Data: ``messages`` (loss on assistant turns), ``prompt`` + ``completion`` (loss on the
 completion), or ``text`` (loss on every token).
+
+Memory: ``packing=true`` puts each micro-batch's examples in one padding-free row
+(posttrain.packing); ``--logit-chunk-size N`` computes the loss with the LM head applied N tokens at
+a time, never the full logits (posttrain.logit_chunks). Both give the same loss as the default.
 
 Deviations from the paper:
 1. Training length is counted in optimizer steps, not epochs (InstructGPT: 16 epochs), and the
@@ -26,9 +31,12 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_sft
+from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, mean_nll
 from posttrain.hf import load_policy, lora_settings, parameter_counts
+from posttrain.logit_chunks import check_logit_head, final_hidden_states, token_logprobs_chunked
 from posttrain.logprobs import token_logprobs
+from posttrain.packing import check_packing, pack_examples, packed_model_inputs
 from posttrain.train import finish, loop_settings, train_loop
 
 
@@ -41,6 +49,11 @@ class Config(TrainingConfig):
     warmup_steps: int = Field(20, ge=0, description="Linear warmup steps before the schedule.")
     schedule: str = Field(
         "cosine", pattern="^(cosine|linear|constant)$", description="Decay after warmup (InstructGPT: cosine)."
+    )
+    packing: bool = Field(
+        False,
+        description="Padding-free batches: each micro-batch's examples in one row, positions restarting per "
+        "example, no attention across examples (TRL's padding_free); same loss, no padding computed.",
     )
 
 
@@ -56,6 +69,53 @@ def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Ten
     logps = token_logprobs(logits, input_ids)
     mask = loss_mask[:, 1:].to(logps.dtype)
     return -(logps * mask).sum() / mask.sum().clamp(min=1)
+
+
+# --- batches: padded rows, or one packed row (cfg.packing) ----------------------------------------
+
+
+def padded_batch(model, examples: list[dict], pad_id: int, device: str) -> tuple[dict, dict]:
+    """(forward arguments, batch) of right-padded rows."""
+    batch = pad_sequences(examples, pad_id, device)
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, batch
+
+
+def packed_batch(model, examples: list[dict], pad_id: int, device: str) -> tuple[dict, dict]:
+    """(forward arguments, batch) of one padding-free row (posttrain.packing)."""
+    check_packing(model, examples)
+    batch = pack_examples(examples, device)
+    return packed_model_inputs(batch), batch
+
+
+# --- loss of a batch: from the full logits, or with the LM head in chunks (--logit-chunk-size) ---
+
+
+def logits_loss(model, inputs: dict, batch: dict) -> torch.Tensor:
+    return sft_loss(model(**inputs).logits, batch["input_ids"], batch["completion_mask"])
+
+
+def chunked_loss(model, inputs: dict, batch: dict) -> torch.Tensor:
+    """``sft_loss`` without the (B, T, V) logits: the head runs in chunks over the loss tokens only."""
+    ids = batch["input_ids"]
+    check_logit_head(model, **inputs)
+    hidden = final_hidden_states(model, **inputs)[:, -ids.shape[1] :]  # virtual tokens dropped
+    mask = batch["completion_mask"][:, 1:]
+    logps = token_logprobs_chunked(model, hidden[:, :-1], ids[:, 1:], mask)
+    mask = mask.to(logps.dtype)
+    return -(logps * mask).sum() / mask.sum().clamp(min=1)
+
+
+def require_full_logits(cfg, ctx: RunContext, method: str) -> None:
+    """For the distillation trainers (kd, gkd): their losses compare the student's whole next-token
+    distribution with the teacher's on padded rows, so neither option applies; a one-line error
+    instead of silently ignoring it."""
+    if ctx.logit_chunk_size:
+        raise UserError(
+            f"--logit-chunk-size: {method} compares full next-token distributions of student and teacher, "
+            "so it needs the full logits; use the default (0)"
+        )
+    if getattr(cfg, "packing", False):
+        raise UserError(f"packing: {method} scores student and teacher on padded rows; set packing=false")
 
 
 # --- run ------------------------------------------------------------------------------------
@@ -106,12 +166,14 @@ def train_sft(
         extra["initial"] = before
         before = evaluate(model.get_base_model(), tokenizer, heldout_records, heldout, cfg, embedded)
 
+    make_batch = packed_batch if getattr(cfg, "packing", False) else padded_batch
+    batch_loss = chunked_loss if ctx.logit_chunk_size else logits_loss
+
     def loss_fn(step: int, micro: int):
         idx = batch_indices(len(train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
-        batch = pad_sequences([train[i] for i in idx], tokenizer.pad_token_id, ctx.device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = sft_loss(logits, batch["input_ids"], batch["completion_mask"])
-        metrics = {"tokens": int(batch["attention_mask"].sum())}
+        inputs, batch = make_batch(model, [train[i] for i in idx], tokenizer.pad_token_id, ctx.device)
+        loss = batch_loss(model, inputs, batch)
+        metrics = {"tokens": sum(len(train[i]["input_ids"]) for i in idx)}
         if regularizer is not None:
             penalty, extra = regularizer()
             loss = loss + penalty

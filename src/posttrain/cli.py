@@ -265,6 +265,13 @@ def run(
     gradient_checkpointing: Annotated[
         bool, typer.Option("--gradient-checkpointing", help="Recompute activations in the backward pass.")
     ] = False,
+    logit_chunk_size: Annotated[
+        int,
+        typer.Option(
+            "--logit-chunk-size",
+            help="Token log-probs with the LM head applied N tokens at a time, never the full logits (0: off).",
+        ),
+    ] = 0,
 ) -> None:
     """Run a method's plugin; writes config.yaml, metrics.jsonl, summary.json, a plot and the model.
 
@@ -292,6 +299,7 @@ def run(
             trust_remote_code=trust_remote_code,
             dtype=dtype,
             gradient_checkpointing=gradient_checkpointing,
+            logit_chunk_size=logit_chunk_size,
         )
         return
     prepared = prepare(
@@ -307,6 +315,7 @@ def run(
         trust_remote_code=trust_remote_code,
         dtype=dtype,
         gradient_checkpointing=gradient_checkpointing,
+        logit_chunk_size=logit_chunk_size,
     )
     execute(prepared, console=console)
 

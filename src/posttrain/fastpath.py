@@ -46,9 +46,17 @@ def lean_decoder(model) -> LeanDecoder | None:
     if inner is None or getattr(inner, "gradient_checkpointing", False):
         return None
     bypassed = [model, base, inner, *inner.layers, *(layer.self_attn for layer in inner.layers)]
-    if any(m._forward_hooks or m._forward_pre_hooks for m in bypassed):
+    if any(has_hooks(m) for m in bypassed):
         return None
     return LeanDecoder(base)
+
+
+def has_hooks(module) -> bool:
+    """Whether ``module`` has forward hooks other than transformers' output-capturing ones: those are
+    installed by the first ``output_hidden_states`` call (posttrain.logit_chunks makes one) and record
+    only inside such a call, which a lean forward never is."""
+    hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+    return any(getattr(hook, "__module__", None) != "transformers.utils.output_capturing" for hook in hooks)
 
 
 def sliding_window_layers(config) -> bool:
@@ -164,6 +172,20 @@ class LeanDecoder:
         samples of a prompt) running the prompt part once: the completions attend to its keys and
         values, and gradients from all of them flow back into it. Equal to the model's forward over
         prompt + completion with logits_to_keep = C + 1, the last dropped."""
+        last, counts, hidden = self._completion_states(input_ids, attention_mask, prompt_width)
+        first = repeat_rows(self.model.lm_head(last), counts)[:, None]  # predicts completion token 0
+        return first if hidden is None else torch.cat([first, self.model.lm_head(hidden)], 1)
+
+    def completion_hidden(self, input_ids, attention_mask, prompt_width: int) -> torch.Tensor:
+        """(N, C, E) final hidden states that ``completion_logits`` applies the LM head to (for
+        posttrain.logit_chunks, which applies it in chunks)."""
+        last, counts, hidden = self._completion_states(input_ids, attention_mask, prompt_width)
+        first = repeat_rows(last, counts)[:, None]
+        return first if hidden is None else torch.cat([first, hidden], 1)
+
+    def _completion_states(self, input_ids, attention_mask, prompt_width: int):
+        """(last prompt position's hidden state per shared prompt, the run lengths, the completion
+        positions' hidden states (N, C - 1, E) or None when C = 1)."""
         prompt, completion = input_ids[:, :prompt_width], input_ids[:, prompt_width:]
         prompt_attn, completion_attn = attention_mask[:, :prompt_width], attention_mask[:, prompt_width:]
         counts = prompt_run_lengths(prompt, prompt_attn)
@@ -183,17 +205,15 @@ class LeanDecoder:
             pk, pv = prompt_kv[i]
             return torch.cat([pk, k], 2), torch.cat([pv, v], 2)
 
-        first = repeat_rows(self.model.lm_head(last), counts)[:, None]  # predicts completion token 0
         c = completion.shape[1] - 1  # the last completion token is never the input of a kept prediction
         if c == 0:
-            return first
+            return last, counts, None
         x = self.inner.embed_tokens(completion[:, :c])
         start = prompt_attn.sum(-1, keepdim=True)
         cos, sin = self.inner.rotary_emb(x, start + torch.arange(c, device=x.device))
         causal = torch.ones(c, c, dtype=torch.bool, device=x.device).tril() & completion_attn[:, :c].bool()[:, None, :]
         seen = torch.cat([prompt_attn.bool()[:, None, :].expand(-1, c, -1), causal], -1)[:, None]
-        hidden = self._blocks(x, cos, sin, seen, after_prompt)
-        return torch.cat([first, self.model.lm_head(hidden)], 1)
+        return last, counts, self._blocks(x, cos, sin, seen, after_prompt)
 
     def prefill(self, input_ids, attention_mask, position_ids, repeat: int, capacity: int):
         """(last-position logits (B x repeat, V), KVCache) for left-padded prompts, each prompt's

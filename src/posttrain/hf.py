@@ -15,6 +15,7 @@ import torch
 
 from posttrain.errors import UserError
 from posttrain.interface import RunContext
+from posttrain.logit_chunks import set_logit_chunk_size
 
 
 def resolve_device(device: str) -> str:
@@ -187,6 +188,7 @@ def load_policy(ctx: RunContext, lora: LoraSettings | None = None, console=None)
         enable_checkpointing(model, with_adapters=lora is not None)
     if lora is not None:
         model = apply_lora(model, lora)
+    set_logit_chunk_size(model, ctx.logit_chunk_size)
     return model, tokenizer
 
 

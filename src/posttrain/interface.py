@@ -40,6 +40,7 @@ class RunContext:
     trust_remote_code: bool = False
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32: the weights' dtype
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
+    logit_chunk_size: int = 0  # apply the LM head N tokens at a time for token log-probs; 0: full logits
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         if self.metrics is not None:

@@ -42,11 +42,31 @@ def completion_logits(model, batch: dict[str, torch.Tensor], keep: int) -> torch
 
 def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed completion log-prob per sequence (B,) and the completion token count (B,)."""
+    from posttrain.logit_chunks import logit_chunk_size
+
+    if logit_chunk_size(model):
+        return chunked_sequence_logprobs(model, batch)
     ids = batch["input_ids"]
     start = first_completion_position(batch["completion_mask"])
     logits = completion_logits(model, batch, keep=ids.shape[1] - start + 1)
     logps = token_logprobs(logits, ids[:, start - 1 :])
     mask = batch["completion_mask"][:, start:].to(logps.dtype)
+    return masked_sum(logps, mask), mask.sum(-1)
+
+
+def chunked_sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sequence_logprobs`` with the LM head applied in chunks to the completion tokens only
+    (``--logit-chunk-size``, posttrain.logit_chunks): no (B, T, V) logits, forward or backward."""
+    from posttrain.logit_chunks import check_logit_head, final_hidden_states, token_logprobs_chunked
+
+    ids, attn = batch["input_ids"], batch["attention_mask"]
+    check_logit_head(model, ids, attention_mask=attn)
+    start = first_completion_position(batch["completion_mask"])
+    # Prompt tuning prepends virtual tokens: keep the positions of the real tokens, as token_logprobs.
+    hidden = final_hidden_states(model, input_ids=ids, attention_mask=attn)[:, -ids.shape[1] :]
+    mask = batch["completion_mask"][:, start:]
+    logps = token_logprobs_chunked(model, hidden[:, start - 1 : -1], ids[:, start:], mask)
+    mask = mask.to(logps.dtype)
     return masked_sum(logps, mask), mask.sum(-1)
 
 

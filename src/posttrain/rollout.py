@@ -553,6 +553,10 @@ def completion_logprobs(
     For Llama / Qwen2 models posttrain.fastpath's forward (the prompt part once per run of rows
     sharing it); else one padded forward over prompt + completion, keeping the last C + 1 logits.
     """
+    from posttrain.logit_chunks import logit_chunk_size
+
+    if logit_chunk_size(model):
+        return chunked_completion_logprobs(model, rollout, rows, temperature)
     rows = slice(None) if rows is None else rows
     ids, attn = rollout.input_ids[rows], rollout.attention_mask[rows]
     width = ids.shape[1] - rollout.prompt_width
@@ -565,6 +569,27 @@ def completion_logprobs(
     targets = ids[:, rollout.prompt_width :]
     picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
+
+
+def chunked_completion_logprobs(
+    model, rollout: Rollout, rows: slice | torch.Tensor | None = None, temperature: float = 1.0
+) -> torch.Tensor:
+    """``completion_logprobs`` with the LM head applied in chunks (``--logit-chunk-size``,
+    posttrain.logit_chunks): hidden states from the lean forward or the model's, no (n, C, V) logits."""
+    from posttrain.logit_chunks import check_logit_head, final_hidden_states, token_logprobs_chunked
+
+    rows = slice(None) if rows is None else rows
+    ids, attn = rollout.input_ids[rows], rollout.attention_mask[rows]
+    width = ids.shape[1] - rollout.prompt_width
+    positions = position_ids(attn)
+    check_logit_head(model, ids, attention_mask=attn, position_ids=positions)
+    lean = lean_decoder(model)
+    if lean is not None:
+        hidden = lean.completion_hidden(ids, attn, rollout.prompt_width)
+    else:
+        hidden = final_hidden_states(model, input_ids=ids, attention_mask=attn, position_ids=positions)
+        hidden = hidden[:, -width - 1 : -1]
+    return token_logprobs_chunked(model, hidden, ids[:, rollout.prompt_width :], temperature=temperature)
 
 
 def _model_logits(model, ids, attn, keep: int) -> torch.Tensor:

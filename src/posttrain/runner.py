@@ -160,6 +160,7 @@ def prepare(
     trust_remote_code: bool = False,
     dtype: str = "auto",
     gradient_checkpointing: bool = False,
+    logit_chunk_size: int = 0,
     smoke: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> PreparedRun:
@@ -180,6 +181,8 @@ def prepare(
     config = build_config(plugin, values, origin)
     if dtype not in DTYPE_CHOICES:
         raise UserError(f"--dtype {dtype}: expected one of {', '.join(DTYPE_CHOICES)}")
+    if logit_chunk_size < 0:
+        raise UserError(f"--logit-chunk-size {logit_chunk_size}: expected 0 (off) or a positive number of tokens")
 
     from posttrain import distributed
     from posttrain.hf import resolve_device  # imports torch: only now that the input is known to be valid
@@ -201,6 +204,7 @@ def prepare(
         trust_remote_code=trust_remote_code,
         dtype=dtype,
         gradient_checkpointing=gradient_checkpointing,
+        logit_chunk_size=logit_chunk_size,
     )
     command = run_command(
         method if method.endswith(".py") else name,

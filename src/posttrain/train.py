@@ -25,6 +25,7 @@ import torch
 
 from posttrain.errors import UserError
 from posttrain.interface import RunContext
+from posttrain.logit_chunks import set_logit_chunk_size
 from posttrain.tracking import announce, file_sha256
 
 LossFn = Callable[[int, int], tuple[torch.Tensor, dict[str, Any]]]
@@ -191,6 +192,8 @@ def train_loop(
     mode = distributed.resolve_parallel(settings.parallel)
     if not any(p.requires_grad for p in model.parameters()):
         raise UserError("the model has no trainable parameters")
+    if ctx.logit_chunk_size:  # models a plugin loads itself too
+        set_logit_chunk_size(model, ctx.logit_chunk_size)
     ckpt_dir = ctx.output_dir / "checkpoints"
     if distributed.is_main():
         check_disk(ckpt_dir, model, settings.keep_checkpoints)
