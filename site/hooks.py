@@ -261,12 +261,44 @@ def load_site_data() -> SiteData:
 
 # --- small helpers ---------------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>$|#])")
-
-
 def md(text: Any) -> str:
-    """Plain text made safe for inline markdown (no emphasis, links, math or table breaks)."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    """Catalog text made safe for inline markdown (no emphasis, links, math, raw HTML or table
+    breaks); a `code span` its author wrote stays code."""
+    return inline_md(text)
+
+
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+_PROSE_SPECIAL = re.compile(r"([\\*_\[\]$|#])")
+
+
+def inline_md(text: Any) -> str:
+    """Text whose authors wrote `code spans` (Config field descriptions, CLI help, schema text), as
+    inline markdown safe in a table cell: the code spans render as code, and everything else is
+    plain text (no emphasis, links, math, raw HTML or cell breaks)."""
+    text = " ".join(str(text).split())
+    out, last = [], 0
+    for match in _CODE_SPAN.finditer(text):
+        out.append(_plain_prose(text[last : match.start()]))
+        out.append(code_text(match.group(2).strip()))
+        last = match.end()
+    out.append(_plain_prose(text[last:]))
+    return "".join(out)
+
+
+def _plain_prose(text: str) -> str:
+    # "<" and ">" as entities: Python-Markdown has no backslash escape for them.
+    escaped = _PROSE_SPECIAL.sub(r"\\\1", text)
+    return escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code_text(text: str) -> str:
+    """Raw text as one code span (a pipe inside it does not break a table cell)."""
+    text = " ".join(str(text).split())
+    ticks = "`"
+    while ticks in text:
+        ticks += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") or ticks != "`" else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def rel(from_src: str, to_src: str) -> str:
@@ -488,7 +520,7 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
     lines += ["## Logged metrics", ""]
     if e.metrics:
         lines += ["| metric | meaning |", "|---|---|"]
-        lines += [f"| `{m.name}` | {md(m.description)} |" for m in e.metrics]
+        lines += [f"| {code_text(m.name)} | {inline_md(m.description)} |" for m in e.metrics]
     else:
         lines.append("This entry lists no metrics (a method gets them with its plugin).")
     lines.append("")
@@ -569,7 +601,7 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
             for f in info.fields:
                 paper = e.defaults.get(f.name)
                 paper_cell = code(paper.value) if paper else ""
-                out.append(row(f"`{f.name}`", f"`{md(f.type)}`", code(f.default), paper_cell, md(f.description)))
+                out.append(row(code_text(f.name), code_text(f.type), code(f.default), paper_cell, inline_md(f.description)))
         else:
             out.append(f"The plugin's module `{shown_path(info.source)}` declares no `Config` fields.")
         out.append("")
@@ -606,7 +638,7 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
     out += ["### Paper defaults", ""]
     if e.defaults:
         out += ["| hyperparameter | paper value | where the paper says so |", "|---|---|---|"]
-        out += [f"| `{k}` | {code(d.value)} | {md(d.source)} |" for k, d in e.defaults.items()]
+        out += [f"| {code_text(k)} | {code(d.value)} | {inline_md(d.source)} |" for k, d in e.defaults.items()]
     else:
         out.append("No paper defaults recorded for this entry.")
     return out
@@ -1329,7 +1361,7 @@ def cli_page() -> str:
         shown = not (default in (None, (), []) or callable(default) or p.required)
         if getattr(p, "is_flag", False) and not getattr(p, "secondary_opts", None) and not default:
             shown = False
-        return row(label, md(type_name(p)), code(default) if shown else "", md(getattr(p, "help", "") or ""))
+        return row(label, md(type_name(p)), code(default) if shown else "", inline_md(getattr(p, "help", "") or ""))
 
     def type_name(p: Any) -> str:
         if getattr(p, "type", None) is not None:
@@ -1348,7 +1380,7 @@ def cli_page() -> str:
         lines.extend([f"{'#' * min(depth + 2, 4)} `{name}`", ""])
         help_text = (cmd.help or "").split("\f")[0].strip()
         if help_text:
-            lines.extend([md(help_text), ""])
+            lines.extend([inline_md(help_text), ""])
         usage = " ".join([name, *cmd.collect_usage_pieces(ctx)])
         usage = re.sub(r"\{(\w+)\}", lambda m: m.group(1).upper(), usage)  # typer may write {arg}
         lines.extend([fence(usage, "text"), ""])
@@ -1426,7 +1458,7 @@ def marker_entry_fields(data: SiteData, page_src: str) -> str:
     lines = ["| field | required | what it holds |", "|---|---|---|"]
     for name, f in MethodEntry.model_fields.items():
         text = f.description or FIELD_HELP.get(name, "")
-        lines.append(row(f"`{name}`", "yes" if f.is_required() else "no", md(text)))
+        lines.append(row(f"`{name}`", "yes" if f.is_required() else "no", inline_md(text)))
     return "\n".join(lines)
 
 
