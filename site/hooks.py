@@ -671,9 +671,14 @@ def notes_section(info: MethodInfo) -> list[str]:
     out += [
         "### Source",
         "",
+        # Left out of the search index: a search for a method should find its prose, not its code.
+        '<div class="plugin-source" data-search-exclude markdown>',
+        "",
         f'??? example "{shown_path(info.source)} ({n} lines): the whole method in one file"',
         "",
         indent(fence(source, "python")),
+        "",
+        "</div>",
         "",
         f"Copy it to start your own variant: `catalog cp {e.id} ./my_{e.id.replace('-', '_')}.py`.",
     ]
@@ -1497,8 +1502,21 @@ def _page_url(src: str, use_directory_urls: bool) -> str:
     return src[: -len("index.md")] if src.endswith("/index.md") else src[:-3] + "/"
 
 
+FILE_WORKER = "assets/javascripts/file-worker.js"
+
+
+def local_polyfills(config) -> None:
+    """The offline plugin adds a web-worker shim fetched from unpkg.com; the site fetches nothing from
+    another host, so our own shim (docs/assets/javascripts/file-worker.js) takes its place."""
+    polyfills = config["extra"].get("polyfills") or []
+    kept = [p for p in polyfills if "iframe-worker" not in str(p)]
+    if len(kept) != len(polyfills) or "offline" in config["plugins"]:
+        config["extra"]["polyfills"] = [*kept, FILE_WORKER]
+
+
 def on_config(config, **kwargs):
     global DATA
+    local_polyfills(config)
     DATA = load_site_data()
     if DATA.catalog.taxonomy is None:
         log.warning("catalog: no valid taxonomy; the taxonomy pages are left out")
@@ -1604,3 +1622,12 @@ def on_page_content(html: str, page, config, files, **kwargs):
 
     figure = f'<div class="taxonomy-figure">{taxonomy_svg(taxonomy_nodes(DATA), href)}</div>'
     return html.replace(FIGURE_PLACEHOLDER, figure)
+
+
+# Material asks api.github.com for the repository's stars and latest release when the repo link has
+# this attribute; the site fetches nothing from another host, so the link stays a plain link.
+_REPO_FACTS = ' data-md-component="source"'
+
+
+def on_post_page(output: str, page, config, **kwargs):
+    return output.replace(_REPO_FACTS, "")
