@@ -369,7 +369,9 @@ def catalogued_entry(cat, method_id: str, family: str, entry_only: bool) -> Any:
     if found.id != method_id or found.plugin is not None or entry_only:
         raise UserError(f"ID '{method_id}': already in the catalog ({where})")
     if found.family != family:
-        raise UserError(f"--family {family}: the catalogued entry '{method_id}' is in family '{found.family}' ({where})")
+        raise UserError(
+            f"--family {family}: the catalogued entry '{method_id}' is in family '{found.family}' ({where})"
+        )
     return found
 
 
@@ -431,7 +433,7 @@ def scaffold(
         written.append(entry_path)
     else:
         notes.append(
-            f"catalog/methods/{method_id}.yaml is kept; set its plugin to \"{method_id}\" (and status to "
+            f'catalog/methods/{method_id}.yaml is kept; set its plugin to "{method_id}" (and status to '
             f"experimental) once the plugin passes `catalog smoke {method_id}`"
         )
     if not entry_only:
