@@ -1455,10 +1455,11 @@ def results_page(data: SiteData) -> str:
 # --- CLI reference ---------------------------------------------------------------------------
 
 
-def compare_page(folder: Path) -> str | None:
-    """The committed output of ``catalog compare`` (reports/compare/): its table and plot (inlined)."""
-    import base64
+COMPARE_PLOT = "assets/reports/compare/compare.png"
 
+
+def compare_page(folder: Path) -> str | None:
+    """The committed output of ``catalog compare`` (reports/compare/): its table and plot."""
     table, plot = folder / "compare.md", folder / "compare.png"
     if not table.is_file():
         return None
@@ -1474,8 +1475,10 @@ def compare_page(folder: Path) -> str | None:
         table.read_text(encoding="utf-8"),
     ]
     if plot.is_file():
-        data = base64.b64encode(plot.read_bytes()).decode()
-        lines += ["", f'<img alt="comparison plot" src="data:image/png;base64,{data}" style="max-width:100%">']
+        lines += [
+            "",
+            f"![Comparison: held-out exact match, trainable parameters, peak memory, wall time]({COMPARE_PLOT})",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -1740,9 +1743,14 @@ def on_files(files: Files, config, **kwargs):
 
 
 def report_images(data: SiteData) -> dict[str, Path]:
-    """Committed charts the pages show, by their place in the built site: each method's budget sweep."""
+    """Committed charts the pages show, by their place in the built site: each method's budget sweep
+    and the comparison's plot."""
     folder = data.reports_dir / "tts"
-    return {sweep_src(mid): folder / f"{mid}.png" for mid in data.methods if (folder / f"{mid}.png").is_file()}
+    found = {sweep_src(mid): folder / f"{mid}.png" for mid in data.methods if (folder / f"{mid}.png").is_file()}
+    compare = data.reports_dir / "compare" / "compare.png"
+    if compare.is_file() and (data.reports_dir / "compare" / "compare.md").is_file():
+        found[COMPARE_PLOT] = compare
+    return found
 
 
 _MARKER = re.compile(r"^([ \t]*)<!--\s*catalog:([a-z-]+)\s*-->", re.MULTILINE)
