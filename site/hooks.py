@@ -580,7 +580,9 @@ def new_plugin_command(info: MethodInfo) -> str:
 def not_runnable_box(data: SiteData, info: MethodInfo) -> list[str]:
     """One box for a method that has no plugin: why, and the command that starts one."""
     e = info.entry
-    note = f" {md(e.status_note)}" if e.status_note else ""
+    # A note that only repeats "no plugin yet" is left out: the box says so.
+    says_more = e.status_note and e.status_note.strip().rstrip(".").lower() != "no plugin yet"
+    note = f" {md(e.status_note)}" if says_more else ""
     out = [
         '!!! info "Not runnable yet"',
         "",
