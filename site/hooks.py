@@ -1676,7 +1676,7 @@ def on_config(config, **kwargs):
                 {
                     f.name: [
                         f"families/{f.id}/index.md",
-                        *({m.entry.name: m.src} for m in _methods_of(DATA, f.id)),
+                        *({nav_name(m, f.name): m.src} for m in _methods_of(DATA, f.id)),
                     ]
                 }
             )
@@ -1695,6 +1695,15 @@ def on_config(config, **kwargs):
     nav += _extra_pages(config, nav)
     config["nav"] = nav
     return config
+
+
+def nav_name(info: MethodInfo, family_name: str) -> str:
+    """A method's nav label; one named like its family says which it is, so no two labels are the same."""
+    name = info.entry.name
+    if name.lower() != family_name.lower():
+        return name
+    short = next((a for a in info.entry.aliases if a.lower() != name.lower() and len(a) <= 12), None)
+    return f"{name} ({short})" if short else f"{name} (method)"
 
 
 def _extra_pages(config, nav: list[Any]) -> list[dict[str, str]]:

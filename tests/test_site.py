@@ -441,3 +441,22 @@ def test_status_page_says_when_and_how_many_smoke_tests_passed(tmp_path: Path) -
     assert "no run is committed yet" in hooks.smoke_summary(data, "gpu")
     skipped = {"plugin": "q", "ok": True, "seconds": 0.0, "detail": "skipped: needs a CUDA GPU"}
     assert "skipped" in hooks.smoke_cell(skipped) and "pass" not in hooks.smoke_cell(skipped)
+
+
+def test_nav_names_are_distinct() -> None:
+    from mkdocs.config import load_config
+
+    hooks = sb.load_hooks()
+    config = hooks.on_config(load_config(config_file=str(sb.CONFIG)))
+    names: list[str] = []
+
+    def walk(items: list) -> None:
+        for item in items:
+            if isinstance(item, dict):
+                for name, value in item.items():
+                    names.append(name)
+                    if isinstance(value, list):
+                        walk(value)
+
+    walk(config["nav"])
+    assert len(names) > 100 and sorted({n for n in names if names.count(n) > 1}) == []
