@@ -8,7 +8,8 @@ plugin's ``Config`` and docstring statically (``ast``, no torch), and reads the 
 - ``taxonomy.md``                 the taxonomy as a clickable SVG (``taxonomy_svg.py``)
 - ``branches/<id>/index.md``      one page per branch of the survey's taxonomy
 - ``families/<id>/index.md``      one page per family
-- ``methods/<id>.md``             one page per method, always with the same sections
+- ``methods/<id>.md``             one page per method: a "Use it" block when it runs (``method_use.py``),
+                                  a "not runnable yet" box when it has no plugin; empty sections left out
 - ``papers.md``                   the papers index (filterable, searchable)
 - ``status.md``                   the status matrix (runnable, CPU and GPU smoke, held-out verdict, last verified)
                                   and the GPU check's results (``reports/gpu/``), or "not measured on GPU yet"

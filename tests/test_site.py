@@ -460,3 +460,17 @@ def test_nav_names_are_distinct() -> None:
 
     walk(config["nav"])
     assert len(names) > 100 and sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_when_to_use_and_pitfalls_come_from_the_entry() -> None:
+    sys.path.insert(0, str(sb.SITE))
+    try:
+        import method_use
+    finally:
+        sys.path.remove(str(sb.SITE))
+    hooks = sb.load_hooks()
+    entry = SimpleNamespace(when_to_use="You have `pairs`.", pitfalls=["Likelihood displacement.", "Long answers."])
+    text = "\n".join(method_use.advice_part(entry, hooks.inline_md))
+    assert "**When to use it**\n\nYou have `pairs`." in text
+    assert "**Pitfalls**\n\n- Likelihood displacement.\n- Long answers." in text
+    assert method_use.advice_part(SimpleNamespace(), hooks.inline_md) == []
