@@ -8,7 +8,8 @@ plugin's ``Config`` and docstring statically (``ast``, no torch), and reads the 
 - ``taxonomy.md``                 the taxonomy as a clickable SVG (``taxonomy_svg.py``)
 - ``branches/<id>/index.md``      one page per branch of the survey's taxonomy
 - ``families/<id>/index.md``      one page per family
-- ``methods/<id>.md``             one page per method, always with the same sections
+- ``methods/<id>.md``             one page per method: a "Use it" block when it runs (``method_use.py``),
+                                  a "not runnable yet" box when it has no plugin; empty sections left out
 - ``papers.md``                   the papers index (filterable, searchable)
 - ``status.md``                   the status matrix (runnable, CPU and GPU smoke, held-out verdict, last verified)
                                   and the GPU check's results (``reports/gpu/``), or "not measured on GPU yet"
@@ -36,6 +37,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import method_use
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 from taxonomy_svg import BranchNode, FamilyNode, MethodNode, taxonomy_svg
@@ -62,6 +64,9 @@ log = logging.getLogger("mkdocs.hooks.posttrain")
 SITE_DIR = Path(__file__).resolve().parent
 REPO = SITE_DIR.parent
 FIGURE_PLACEHOLDER = '<div class="taxonomy-figure"></div>'
+# Where a page links to a committed file outside docs/ (a report): the repository's web view, from
+# mkdocs.yml's repo_url (set in on_config).
+REPO_FILES = ""
 
 
 # --- the data behind the pages -----------------------------------------------------------------
@@ -273,12 +278,45 @@ def load_site_data() -> SiteData:
 
 # --- small helpers ---------------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>$|#{}])")  # { } too: attr_list would read {: onclick=...}
-
 
 def md(text: Any) -> str:
-    """Plain text made safe for inline markdown (no emphasis, links, math or table breaks)."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    """Catalog text made safe for inline markdown (no emphasis, links, math, raw HTML or table
+    breaks); a `code span` its author wrote stays code."""
+    return inline_md(text)
+
+
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+_PROSE_SPECIAL = re.compile(r"([\\*_\[\]$|#{}])")  # { } too: attr_list would read {: onclick=...}
+
+
+def inline_md(text: Any) -> str:
+    """Text whose authors wrote `code spans` (Config field descriptions, CLI help, schema text), as
+    inline markdown safe in a table cell: the code spans render as code, and everything else is
+    plain text (no emphasis, links, math, raw HTML or cell breaks)."""
+    text = " ".join(str(text).split())
+    out, last = [], 0
+    for match in _CODE_SPAN.finditer(text):
+        out.append(_plain_prose(text[last : match.start()]))
+        out.append(code_text(match.group(2).strip()))
+        last = match.end()
+    out.append(_plain_prose(text[last:]))
+    return "".join(out)
+
+
+def _plain_prose(text: str) -> str:
+    # "<" and ">" as entities: Python-Markdown has no backslash escape for them.
+    escaped = _PROSE_SPECIAL.sub(r"\\\1", text)
+    return escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code_text(text: str) -> str:
+    """Raw text as one code span (a pipe inside it does not break a table cell)."""
+    text = " ".join(str(text).split())
+    ticks = "`"
+    while ticks in text:
+        ticks += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") or ticks != "`" else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def rel(from_src: str, to_src: str) -> str:
@@ -312,6 +350,8 @@ def smoke_cell(rec: dict[str, Any] | None) -> str:
         return "not yet measured"
     seconds = rec.get("seconds")
     took = f" ({seconds:.1f} s)" if isinstance(seconds, int | float) else ""
+    if rec.get("ok") and str(rec.get("detail", "")).startswith("skipped"):
+        return f'<span class="result-skip">skipped</span> ({md(rec["detail"].partition(":")[2].strip())})'
     if rec.get("ok"):
         return f'<span class="result-pass">pass</span>{took}'
     return f'<span class="result-fail">fail</span>{took}'
@@ -444,9 +484,34 @@ def shown_path(path: Path) -> str:
 
 
 def method_page(data: SiteData, info: MethodInfo) -> str:
+    """A method's page. Sections with nothing to say are left out; a method without a plugin gets one
+    "not runnable yet" box instead of its run, metrics, notes and results sections."""
     e = info.entry
-    src = info.src
-    lines: list[str] = [front_matter_title(e.name), f"# {md(e.name)}", ""]
+    lines: list[str] = [*method_header(info), "## Objective", "", objective_html(e.objective), ""]
+    if info.state == "runnable":
+        lines += ["## Use it", "", *use_it_section(data, info), ""]
+    elif info.state == "catalogued":
+        lines += not_runnable_box(data, info)
+    lines += ["## Papers", "", *papers_section(info), ""]
+    lines += lineage_section(data, info)
+    if info.state != "catalogued":
+        lines += ["## How to run it", "", *run_section(data, info), ""]
+        if e.metrics:
+            lines += ["## Logged metrics", "", "| metric | meaning |", "|---|---|"]
+            lines += [f"| {code_text(m.name)} | {inline_md(m.description)} |" for m in e.metrics] + [""]
+        lines += ["## Implementation notes and deviations from the paper", "", *notes_section(info), ""]
+        lines += ["## Results", "", *results_section(data, info), ""]
+    lines += related_sections(data, info)
+    entry_file = data.catalog.files.get(e.id)
+    foot = f"Catalog entry: {literal(shown_path(entry_file))}" if entry_file else ""
+    if e.tags:
+        foot += " · Tags: " + ", ".join(literal(t) for t in e.tags)
+    lines += ["---", "", foot, ""]
+    return "\n".join(lines)
+
+
+def method_header(info: MethodInfo) -> list[str]:
+    e, src = info.entry, info.src
     meta = []
     if info.branch is not None:
         meta.append(f"**Branch:** [{md(info.branch.name)}]({rel(src, f'branches/{info.branch.id}/index.md')})")
@@ -456,7 +521,10 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
     meta.append(f"**Status:** {status_badge(e.status.value)}")
     if e.aliases:
         meta.append("**Also known as:** " + ", ".join(md(a) for a in e.aliases))
-    lines += [
+    return [
+        front_matter_title(e.name),
+        f"# {md(e.name)}",
+        "",
         " · ".join(meta),
         "",
         '!!! abstract "Summary"',
@@ -467,69 +535,163 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
         "",
     ]
 
-    lines += ["## Objective", "", objective_html(e.objective), ""]
 
-    lines += ["## Papers", ""]
-    for p in e.papers:
+def papers_section(info: MethodInfo) -> list[str]:
+    out = []
+    for p in info.entry.papers:
         authors = ", ".join(p.authors[:4]) + (" et al." if len(p.authors) > 4 else "")
         bits = [b for b in (md(authors) if authors else "", str(p.year), md(p.venue) if p.venue else "") if b]
         arxiv = f" · arXiv [{p.arxiv}](https://arxiv.org/abs/{p.arxiv})" if p.arxiv else ""
-        lines.append(f"- {link(md(p.title), p.link)} — {', '.join(bits)}{arxiv}")
-    lines += ["", f"More papers on this topic: the [papers index]({rel(src, 'papers.md')}).", ""]
+        out.append(f"- {link(md(p.title), p.link)} — {', '.join(bits)}{arxiv}")
+    return [*out, "", f"More papers on this topic: the [papers index]({rel(info.src, 'papers.md')})."]
 
-    lines += ["## Lineage", ""]
+
+def lineage_section(data: SiteData, info: MethodInfo) -> list[str]:
+    """The method this one modifies and the methods that modify it; nothing when there are none."""
+    e, src = info.entry, info.src
     children = [m for m in data.methods.values() if m.entry.lineage and m.entry.lineage.parent == e.id]
+    if not e.lineage and not children:
+        return []
+    out = ["## Lineage", ""]
     if e.lineage:
         parent = data.methods.get(e.lineage.parent)
         target = f"[{md(parent.entry.name)}]({rel(src, parent.src)})" if parent else f"`{e.lineage.parent}`"
-        lines += [f"{md(e.name)} modifies {target}. What it changes:", ""]
-        lines += [f"- {md(c)}" for c in e.lineage.changes] + [""]
+        out += [f"{md(e.name)} modifies {target}. What it changes:", ""]
+        out += [f"- {md(c)}" for c in e.lineage.changes] + [""]
     if children:
-        lines += ["Methods that modify this one:", ""]
+        out += ["Methods that modify this one:", ""]
         for child in children:
             changes = "; ".join(md(c) for c in child.entry.lineage.changes)
-            lines.append(f"- [{md(child.entry.name)}]({rel(src, child.src)}): {changes}")
-        lines.append("")
-    if not e.lineage and not children:
-        lines += [
-            "No lineage recorded: this entry names no parent method, and no entry names it as its parent.",
-            "",
-        ]
+            out.append(f"- [{md(child.entry.name)}]({rel(src, child.src)}): {changes}")
+        out.append("")
+    return out
 
-    lines += ["## How to run it", ""] + run_section(data, info) + [""]
-    lines += ["## Logged metrics", ""]
-    if e.metrics:
-        lines += ["| metric | meaning |", "|---|---|"]
-        lines += [f"| {literal(m.name)} | {md(m.description)} |" for m in e.metrics]
-    else:
-        lines.append("This entry lists no metrics (a method gets them with its plugin).")
-    lines.append("")
 
-    lines += ["## Implementation notes and deviations from the paper", ""] + notes_section(info) + [""]
-    lines += ["## Results", ""] + results_section(data, info) + [""]
-
-    lines += ["## Related methods", ""]
+def related_sections(data: SiteData, info: MethodInfo) -> list[str]:
+    e, out = info.entry, []
     if e.related:
+        out += ["## Related methods", ""]
         for rid in e.related:
             other = data.methods.get(rid)
             if other:
-                lines.append(f"- [{md(other.entry.name)}]({rel(src, other.src)}): {md(other.entry.summary)}")
+                out.append(f"- [{md(other.entry.name)}]({rel(info.src, other.src)}): {md(other.entry.summary)}")
             else:
-                lines.append(f"- `{rid}` (not in the catalog)")
-    else:
-        lines.append("No related methods listed.")
-    lines += ["", "## Implementations in other libraries", ""]
+                out.append(f"- `{rid}` (not in the catalog)")
+        out.append("")
     if e.implementations:
-        lines += [f"- {link(md(i.name), i.url)}" for i in e.implementations]
+        out += ["## Implementations in other libraries", ""]
+        out += [f"- {link(md(i.name), i.url)}" for i in e.implementations] + [""]
+    return out
+
+
+def new_plugin_command(info: MethodInfo) -> str:
+    """The `catalog new` command that scaffolds this catalogued method's plugin and test."""
+    e = info.entry
+    paper = next((p.arxiv for p in e.papers if p.arxiv), None)
+    return f"catalog new {e.id} --family {e.family} --paper {paper or 'ARXIV_ID'}"
+
+
+def not_runnable_box(data: SiteData, info: MethodInfo) -> list[str]:
+    """One box for a method that has no plugin: why, and the command that starts one."""
+    e = info.entry
+    # A note that only repeats "no plugin yet" is left out: the box says so.
+    says_more = e.status_note and e.status_note.strip().rstrip(".").lower() != "no plugin yet"
+    note = f" {md(e.status_note)}" if says_more else ""
+    out = [
+        '!!! info "Not runnable yet"',
+        "",
+        f"    No plugin implements {md(e.name)} yet, so `catalog run {e.id}` is not available.{note} "
+        "To contribute one, scaffold its plugin and test from a checkout (the entry stays as it is) and "
+        f"follow [adding a plugin]({rel(info.src, 'contributing.md')}#add-a-plugin):",
+        "",
+        indent(fence(new_plugin_command(info), "bash")),
+        "",
+    ]
+    if e.defaults:
+        out += [
+            "    The paper's hyperparameters, for the plugin's `Config`:",
+            "",
+            "    | hyperparameter | paper value | where the paper says so |",
+            "    |---|---|---|",
+        ]
+        out += [
+            f"    | {code_text(k)} | {literal_value(d.value)} | {inline_md(d.source)} |" for k, d in e.defaults.items()
+        ]
+        out.append("")
+    return out
+
+
+def use_it_section(data: SiteData, info: MethodInfo) -> list[str]:
+    """Data, a command on a hub model with its memory need, the objective's symbols, advice, the
+    recorded run: each part from the plugin's source, its Config, the catalog entry or its report."""
+    assert info.source is not None
+    e = info.entry
+    facts = method_use.plugin_facts(info.source)
+    peft = info.family is not None and info.family.id == "parameter-efficient"
+    out = method_use.data_part(facts, fence)
+    out += method_use.command_part(e.id, facts, peft, fence)
+    out += method_use.glossary_part(e.objective, info.fields, inline_md, code_text)
+    out += method_use.advice_part(e, inline_md, lambda source, where: cite_source(data, source, where))
+    out += recorded_run_part(data, info)
+    return out
+
+
+def cite_source(data: SiteData, source: str, where: str | None) -> str:
+    """A practitioner claim's source: the paper's title as a link, or the committed report."""
+    place = f", {inline_md(where)}" if where else ""
+    if source.startswith("reports/"):
+        return report_link(source) + place
+    record = data.catalog.papers.get(source)
+    if record is None:
+        return code_text(source) + place
+    return link(md(record.title), record.link) + place
+
+
+def report_link(path: str) -> str:
+    """A link to a committed file outside docs/ (or its path alone when no repo_url is set)."""
+    return f"[`{path}`]({REPO_FILES}{path})" if REPO_FILES else f"`{path}`"
+
+
+def recorded_run_part(data: SiteData, info: MethodInfo) -> list[str]:
+    """The recorded run: its curves (a sweep's chart for test-time methods) and its headline result."""
+    e = info.entry
+    run = data.runs.get(e.id)
+    out = ["**The recorded run**", ""]
+    if run is None:
+        return [*out, "No run of this method is committed under `reports/runs/` yet.", ""]
+    sweep = data.reports_dir / "tts" / f"{e.id}.png"
+    if sweep.is_file():
+        out += [
+            f'<figure class="use-it-chart" markdown>\n![{e.id}: accuracy against compute]'
+            f"({rel(info.src, sweep_src(e.id))})\n</figure>",
+            "",
+            f"Accuracy against generated tokens per problem over a budget sweep ({report_link(f'reports/tts/{e.id}.json')}).",
+            "",
+        ]
     else:
-        lines.append("None listed.")
-    lines.append("")
-    entry_file = data.catalog.files.get(e.id)
-    foot = f"Catalog entry: {literal(shown_path(entry_file))}" if entry_file else ""
-    if e.tags:
-        foot += " · Tags: " + ", ".join(literal(t) for t in e.tags)
-    lines += ["---", "", foot, ""]
-    return "\n".join(lines)
+        out += [
+            f"Training curves: this report keeps the end-of-run numbers only, not per-step metrics "
+            f"({report_link(f'reports/runs/{e.id}.json')}); `catalog run {e.id}` writes them to the run "
+            "folder's `metrics.jsonl` and plots them in its `plot.png`.",
+            "",
+        ]
+    top = headline(run)
+    if top is None:
+        return [*out, "The report has no per-problem outcomes, so no paired test ([results](#results)).", ""]
+    test = top["test"]
+    pooled = f", pooled over {test['seeds']} seeds" if top["pooled"] else ""
+    out += [
+        f"Held-out {code_text(top['metric'])}: {fmt_number(top['before'])} before, {fmt_number(top['after'])} "
+        f"after; {test['fixed']} problems fixed, {test['broken']} broken, sign-test p = {fmt_p(test['p'])}{pooled}: "
+        f"{verdict_badge(test['verdict'])}. Every metric and seed is under [Results](#results).",
+        "",
+    ]
+    return out
+
+
+def sweep_src(method_id: str) -> str:
+    """Where a committed sweep chart (reports/tts/<id>.png) is placed in the built site."""
+    return f"assets/reports/tts/{method_id}.png"
 
 
 def _example_override(fields: list[FieldInfo]) -> str:
@@ -575,13 +737,18 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
                 f"Every field of the plugin's `Config` (read from `{shown_path(info.source)}`); set one with "
                 "`--set name=value` or a YAML file given to `--config`.",
                 "",
+                '<div class="config-table" markdown>',
+                "",
                 "| option | type | default | paper value | description |",
                 "|---|---|---|---|---|",
             ]
             for f in info.fields:
                 paper = e.defaults.get(f.name)
                 paper_cell = literal_value(paper.value) if paper else ""
-                out.append(row(f"`{f.name}`", f"`{md(f.type)}`", code(f.default), paper_cell, md(f.description)))
+                out.append(
+                    row(code_text(f.name), code_text(f.type), code(f.default), paper_cell, inline_md(f.description))
+                )
+            out += ["", "</div>"]
         else:
             out.append(f"The plugin's module `{shown_path(info.source)}` declares no `Config` fields.")
         out.append("")
@@ -606,19 +773,10 @@ def run_section(data: SiteData, info: MethodInfo) -> list[str]:
             f"distribution that provides it, check with `catalog plugins`, then run `catalog run {e.id}`.",
             "",
         ]
-    else:
-        note = f" {md(e.status_note)}" if e.status_note else ""
-        out += [
-            '!!! info "Catalogued only: not runnable yet"',
-            "",
-            f"    There is no plugin for this method yet, so `catalog run {e.id}` is not available.{note} "
-            f"To add one, see [adding a plugin]({rel(info.src, 'contributing.md')}#add-a-plugin).",
-            "",
-        ]
     out += ["### Paper defaults", ""]
     if e.defaults:
         out += ["| hyperparameter | paper value | where the paper says so |", "|---|---|---|"]
-        out += [f"| {literal(k)} | {literal_value(d.value)} | {md(d.source)} |" for k, d in e.defaults.items()]
+        out += [f"| {code_text(k)} | {literal_value(d.value)} | {inline_md(d.source)} |" for k, d in e.defaults.items()]
     else:
         out.append("No paper defaults recorded for this entry.")
     return out
@@ -651,9 +809,14 @@ def notes_section(info: MethodInfo) -> list[str]:
     out += [
         "### Source",
         "",
+        # Left out of the search index: a search for a method should find its prose, not its code.
+        '<div class="plugin-source" data-search-exclude markdown>',
+        "",
         f'??? example "{shown_path(info.source)} ({n} lines): the whole method in one file"',
         "",
         indent(fence(source, "python")),
+        "",
+        "</div>",
         "",
         f"Copy it to start your own variant: `catalog cp {e.id} ./my_{e.id.replace('-', '_')}.py`.",
     ]
@@ -673,6 +836,8 @@ def results_section(data: SiteData, info: MethodInfo) -> list[str]:
         out += ["### Smoke tests", "", "A 2-step run on the tiny embedded model (`catalog smoke`).", ""]
         out += ["| machine | result | date | detail |", "|---|---|---|---|"]
         for kind, rec in smoke.items():
+            if rec is None and not data.smoke[kind]:
+                continue  # no smoke run on this kind of machine is committed at all (the status page says so)
             if rec is None:
                 out.append(f"| {kind.upper()} | not yet measured | | |")
             else:
@@ -682,7 +847,7 @@ def results_section(data: SiteData, info: MethodInfo) -> list[str]:
                         kind.upper() + device,
                         smoke_cell(rec),
                         md(rec.get("date", "")),
-                        md(rec.get("detail", ""))[:300],
+                        md(str(rec.get("detail", ""))[:300]),
                     )
                 )
         out.append("")
@@ -1058,8 +1223,8 @@ def status_page(data: SiteData) -> str:
         "embedded model) on CPU and on GPU, and what the paired test says about each method's headline "
         "held-out metric on the embedded task (gain, no significant change or harm, with the sign-test p; "
         "pooled over seeds for methods that sample). Results come from `reports/smoke-cpu.json`, "
-        "`reports/smoke-gpu.json` and `reports/runs/*.json`; a cell says *not yet measured* when no "
-        "report covers it. [Results](results.md) has the numbers behind each verdict, and "
+        "`reports/smoke-gpu.json` and `reports/runs/*.json`; a cell says *not yet measured* when the "
+        "committed reports do not cover that method. [Results](results.md) has the numbers behind each verdict, and "
         "[how results are measured](evidence.md) the test.",
         "",
     ]
@@ -1073,6 +1238,7 @@ def status_page(data: SiteData) -> str:
         + (f", {counts['no-source']} with a registered plugin whose source is missing" if counts["no-source"] else "")
         + ".",
         "",
+        *[smoke_summary(data, kind) for kind in ("cpu", "gpu")],
         "| method | family | status | runnable | CPU smoke | GPU smoke | held-out result | last verified |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -1081,7 +1247,7 @@ def status_page(data: SiteData) -> str:
         fam = f"[{md(m.family.name)}](families/{m.family.id}/index.md)" if m.family else literal(m.entry.family)
         plugin = m.entry.plugin
         cpu = smoke_cell(data.smoke["cpu"].get(plugin)) if plugin else "—"
-        gpu = smoke_cell(data.smoke["gpu"].get(plugin)) if plugin else "—"
+        gpu = smoke_cell(data.smoke["gpu"].get(plugin)) if plugin and data.smoke["gpu"] else "—"
         lines.append(
             row(
                 f"[{md(m.entry.name)}]({m.src})",
@@ -1096,6 +1262,34 @@ def status_page(data: SiteData) -> str:
         )
     lines += ["", "## GPU check", "", gpu_section(load_gpu_reports(data.reports_dir / "gpu"))]
     return "\n".join(lines) + "\n"
+
+
+def smoke_summary(data: SiteData, kind: str) -> str:
+    """One paragraph: how many plugins passed the committed smoke run on this kind of machine, and when."""
+    records = list(data.smoke[kind].values())
+    name = kind.upper()
+    if not records:
+        return (
+            f"{name} smoke: no run is committed yet (`reports/smoke-{kind}.json`"
+            + (", written by `python tools/gpu_check.py` on a CUDA machine" if kind == "gpu" else "")
+            + f"), so the {name} column shows —.\n"
+        )
+    skipped = [r for r in records if r.get("ok") and str(r.get("detail", "")).startswith("skipped")]
+    passed = sum(1 for r in records if r.get("ok")) - len(skipped)
+    failed = sum(1 for r in records if not r.get("ok"))
+    dates = sorted({str(r["date"]) for r in records if r.get("date")})
+    when = f"run on {dates[0]}" if len(dates) == 1 else (f"run {dates[0]} to {dates[-1]}" if dates else "undated")
+    devices = ", ".join(sorted({str(r["device"]) for r in records if r.get("device")})) or kind
+    return (
+        f"{name} smoke (`reports/smoke-{kind}.json`, `catalog smoke --device {kind if kind == 'cpu' else 'cuda'}`, "
+        f"{when} on {md(devices)}): {passed} of {len(records)} plugins pass, {failed} fail"
+        + (
+            f", {len(skipped)} skipped ({', '.join(md(r['plugin']) for r in skipped)}: needs a CUDA GPU)"
+            if skipped
+            else ""
+        )
+        + ".\n"
+    )
 
 
 # --- GPU check (tools/gpu_check.py writes reports/gpu/<step>.json) ------------------------------
@@ -1291,10 +1485,11 @@ def results_page(data: SiteData) -> str:
 # --- CLI reference ---------------------------------------------------------------------------
 
 
-def compare_page(folder: Path) -> str | None:
-    """The committed output of ``catalog compare`` (reports/compare/): its table and plot (inlined)."""
-    import base64
+COMPARE_PLOT = "assets/reports/compare/compare.png"
 
+
+def compare_page(folder: Path) -> str | None:
+    """The committed output of ``catalog compare`` (reports/compare/): its table and plot."""
     table, plot = folder / "compare.md", folder / "compare.png"
     if not table.is_file():
         return None
@@ -1310,8 +1505,10 @@ def compare_page(folder: Path) -> str | None:
         table.read_text(encoding="utf-8"),
     ]
     if plot.is_file():
-        data = base64.b64encode(plot.read_bytes()).decode()
-        lines += ["", f'<img alt="comparison plot" src="data:image/png;base64,{data}" style="max-width:100%">']
+        lines += [
+            "",
+            f"![Comparison: held-out exact match, trainable parameters, peak memory, wall time]({COMPARE_PLOT})",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -1342,7 +1539,7 @@ def cli_page() -> str:
         shown = not (default in (None, (), []) or callable(default) or p.required)
         if getattr(p, "is_flag", False) and not getattr(p, "secondary_opts", None) and not default:
             shown = False
-        return row(label, md(type_name(p)), code(default) if shown else "", md(getattr(p, "help", "") or ""))
+        return row(label, md(type_name(p)), code(default) if shown else "", inline_md(getattr(p, "help", "") or ""))
 
     def type_name(p: Any) -> str:
         if getattr(p, "type", None) is not None:
@@ -1361,7 +1558,7 @@ def cli_page() -> str:
         lines.extend([f"{'#' * min(depth + 2, 4)} `{name}`", ""])
         help_text = (cmd.help or "").split("\f")[0].strip()
         if help_text:
-            lines.extend([md(help_text), ""])
+            lines.extend([inline_md(help_text), ""])
         usage = " ".join([name, *cmd.collect_usage_pieces(ctx)])
         usage = re.sub(r"\{(\w+)\}", lambda m: m.group(1).upper(), usage)  # typer may write {arg}
         lines.extend([fence(usage, "text"), ""])
@@ -1439,7 +1636,7 @@ def marker_entry_fields(data: SiteData, page_src: str) -> str:
     lines = ["| field | required | what it holds |", "|---|---|---|"]
     for name, f in MethodEntry.model_fields.items():
         text = f.description or FIELD_HELP.get(name, "")
-        lines.append(row(f"`{name}`", "yes" if f.is_required() else "no", md(text)))
+        lines.append(row(f"`{name}`", "yes" if f.is_required() else "no", inline_md(text)))
     return "\n".join(lines)
 
 
@@ -1499,9 +1696,24 @@ def _page_url(src: str, use_directory_urls: bool) -> str:
     return src[: -len("index.md")] if src.endswith("/index.md") else src[:-3] + "/"
 
 
+FILE_WORKER = "assets/javascripts/file-worker.js"
+
+
+def local_polyfills(config) -> None:
+    """The offline plugin adds a web-worker shim fetched from unpkg.com; the site fetches nothing from
+    another host, so our own shim (docs/assets/javascripts/file-worker.js) takes its place."""
+    polyfills = config["extra"].get("polyfills") or []
+    kept = [p for p in polyfills if "iframe-worker" not in str(p)]
+    if len(kept) != len(polyfills) or "offline" in config["plugins"]:
+        config["extra"]["polyfills"] = [*kept, FILE_WORKER]
+
+
 def on_config(config, **kwargs):
-    global DATA, USE_DIRECTORY_URLS
+    global DATA, REPO_FILES, USE_DIRECTORY_URLS
     USE_DIRECTORY_URLS = config["use_directory_urls"]
+    local_polyfills(config)
+    repo_url = (config.get("repo_url") or "").rstrip("/")
+    REPO_FILES = f"{repo_url}/blob/main/" if repo_url else ""
     DATA = load_site_data()
     if DATA.catalog.taxonomy is None:
         log.warning("catalog: no valid taxonomy; the taxonomy pages are left out")
@@ -1514,7 +1726,7 @@ def on_config(config, **kwargs):
                 {
                     nav_title(f.name): [
                         f"families/{f.id}/index.md",
-                        *({nav_title(m.entry.name): m.src} for m in _methods_of(DATA, f.id)),
+                        *({nav_title(nav_name(m, f.name)): m.src} for m in _methods_of(DATA, f.id)),
                     ]
                 }
             )
@@ -1533,6 +1745,15 @@ def on_config(config, **kwargs):
     nav += _extra_pages(config, nav)
     config["nav"] = nav
     return config
+
+
+def nav_name(info: MethodInfo, family_name: str) -> str:
+    """A method's nav label; one named like its family says which it is, so no two labels are the same."""
+    name = info.entry.name
+    if name.lower() != family_name.lower():
+        return name
+    short = next((a for a in info.entry.aliases if a.lower() != name.lower() and len(a) <= 12), None)
+    return f"{name} ({short})" if short else f"{name} (method)"
 
 
 def _extra_pages(config, nav: list[Any]) -> list[dict[str, str]]:
@@ -1572,12 +1793,25 @@ def on_files(files: Files, config, **kwargs):
     comparison = compare_page(reports_dir() / "compare")
     if comparison is not None:
         PAGES["compare.md"] = comparison
+    for src, image in report_images(DATA).items():
+        files.append(File.generated(config, src, content=image.read_bytes()))
     for src, content in PAGES.items():
         if files.get_file_from_path(src) is not None:
             log.warning("%s is generated from the catalog; remove the hand-written copy in docs/", src)
             files.remove(files.get_file_from_path(src))
         files.append(File.generated(config, src, content=content))
     return files
+
+
+def report_images(data: SiteData) -> dict[str, Path]:
+    """Committed charts the pages show, by their place in the built site: each method's budget sweep
+    and the comparison's plot."""
+    folder = data.reports_dir / "tts"
+    found = {sweep_src(mid): folder / f"{mid}.png" for mid in data.methods if (folder / f"{mid}.png").is_file()}
+    compare = data.reports_dir / "compare" / "compare.png"
+    if compare.is_file() and (data.reports_dir / "compare" / "compare.md").is_file():
+        found[COMPARE_PLOT] = compare
+    return found
 
 
 _MARKER = re.compile(r"^([ \t]*)<!--\s*catalog:([a-z-]+)\s*-->", re.MULTILINE)
@@ -1609,3 +1843,12 @@ def on_page_content(html: str, page, config, files, **kwargs):
 
     figure = f'<div class="taxonomy-figure">{taxonomy_svg(taxonomy_nodes(DATA), href)}</div>'
     return html.replace(FIGURE_PLACEHOLDER, figure)
+
+
+# Material asks api.github.com for the repository's stars and latest release when the repo link has
+# this attribute; the site fetches nothing from another host, so the link stays a plain link.
+_REPO_FACTS = ' data-md-component="source"'
+
+
+def on_post_page(output: str, page, config, **kwargs):
+    return output.replace(_REPO_FACTS, "")

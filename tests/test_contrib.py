@@ -412,3 +412,19 @@ def test_validate_format_option(cli):
     assert code == 2 and "--format json: expected text or github" in out
     code, out = cli("validate", "--format", "github")
     assert code == 0 and out.startswith("ok:")
+
+
+def test_new_on_a_catalogued_entry_writes_its_plugin_and_keeps_the_entry(checkout, cli, monkeypatch):
+    """The "not runnable yet" box on a catalogued method's site page gives this command verbatim."""
+    monkeypatch.setenv("POSTTRAIN_ARXIV_API", UNREACHABLE)
+    entry = checkout / "catalog" / "methods" / "bfpo.yaml"
+    before = entry.read_bytes()
+    code, out = cli(
+        "new", "bfpo", "--family", "preference-optimization", "--paper", "2408.15313", "--repo", str(checkout)
+    )
+    assert code == 0, out
+    assert entry.read_bytes() == before and "catalog/methods/bfpo.yaml is kept" in " ".join(out.split())
+    assert (checkout / "plugins" / "posttrain_plugins" / "bfpo.py").is_file()
+    assert 'bfpo = "posttrain_plugins.bfpo:plugin"' in (checkout / "pyproject.toml").read_text()
+    code, out = cli("new", "bfpo", "--family", "policy-optimization", "--paper", "2408.15313", "--repo", str(checkout))
+    assert code == 2 and "is in family 'preference-optimization'" in out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import json
 import posixpath
 import re
 import subprocess
@@ -65,12 +66,14 @@ def test_every_page_is_generated(real_site: Path, catalog) -> None:
 def test_method_pages_share_one_anatomy(real_site: Path, catalog) -> None:
     for mid, entry in catalog.methods.items():
         page = (real_site / "methods" / f"{mid}.html").read_text(encoding="utf-8")
-        assert h2s(page) == sb.ANATOMY, mid
+        state = "catalogued" if entry.plugin is None else "runnable"
+        assert sb.anatomy_problem(h2s(page), state) is None, mid
         assert '<div class="arithmatex">' in page, f"{mid}: objective is not marked up as display math"
         for paper in entry.papers:
             assert html.escape(paper.link) in page, f"{mid}: paper link missing"
+        assert "None listed." not in page and "No related methods listed." not in page, mid
         if entry.plugin is None:
-            assert "Catalogued only" in page
+            assert "Not runnable yet" in page and f"catalog new {mid} --family {entry.family} --paper" in untagged(page)
         else:
             assert f"catalog run {mid}" in page or "Plugin not installed" in page or "Plugin source not found" in page
 
@@ -145,7 +148,7 @@ def test_three_entry_states_results_and_papers(tmp_path: Path) -> None:
         papers=papers,
     )
     runnable = (out / "methods" / "demo-runnable.html").read_text(encoding="utf-8")
-    assert h2s(runnable) == sb.ANATOMY
+    assert sb.anatomy_problem(h2s(runnable), "runnable") is None
     assert "catalog run demo-runnable" in runnable
     assert re.search(r"<th[^>]*>option</th>\s*<th[^>]*>type</th>\s*<th[^>]*>default</th>", runnable)
     assert "the fixture&rsquo;s KL strength" in runnable or "the fixture's KL strength" in runnable
@@ -155,13 +158,14 @@ def test_three_entry_states_results_and_papers(tmp_path: Path) -> None:
     assert "Methods that modify this one" in runnable and "https://example.org/impl" in runnable
 
     missing = (out / "methods" / "demo-missing.html").read_text(encoding="utf-8")
-    assert h2s(missing) == sb.ANATOMY
+    assert sb.anatomy_problem(h2s(missing), "plugin-missing") is None
     assert "Plugin not installed" in missing and "not-installed-plugin" in missing
     assert "Not yet measured" in missing
 
     catalogued = (out / "methods" / "demo-catalogued.html").read_text(encoding="utf-8")
-    assert h2s(catalogued) == sb.ANATOMY
-    assert "Catalogued only" in catalogued and "Needs a process reward model first." in catalogued
+    assert sb.anatomy_problem(h2s(catalogued), "catalogued") is None
+    assert "Not runnable yet" in catalogued and "Needs a process reward model first." in catalogued
+    assert "catalog new demo-catalogued --family search --paper 2401.00001" in untagged(catalogued)
     assert 'href="demo-runnable.html"' in catalogued and "Searches instead of training." in catalogued
 
     status = (out / "status.html").read_text(encoding="utf-8")
@@ -204,6 +208,11 @@ def test_site_build_says_how_to_install_mkdocs(monkeypatch) -> None:
     assert "pip install 'posttrain-catalog[docs]'" in result.output
 
 
+def untagged(page: str) -> str:
+    """The page's text with its tags removed and nothing put in their place (code keeps its words whole)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
 def text_of(page: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
 
@@ -217,7 +226,7 @@ def test_paired_tests_on_method_results_and_status_pages(tmp_path: Path) -> None
     )
     # A method that samples: seed 0's paired test, each seed's, and the pooled line.
     sampled = (out / "methods" / "demo-runnable.html").read_text(encoding="utf-8")
-    assert h2s(sampled) == sb.ANATOMY
+    assert sb.anatomy_problem(h2s(sampled), "runnable") is None
     text = text_of(sampled)
     assert "fixed / broken" in text and "difference ± SE (points)" in text
     assert "60 / 27 +6.6 ± 1.8 0.00052 ▲ gain" in text
@@ -315,3 +324,171 @@ def test_gpu_results_section_from_the_check_reports(tmp_path: Path, caplog) -> N
     assert "| sft | TRL | failed: CUDA out of memory |" in section
     assert section in hooks.status_page(data)
     assert "<!-- catalog:gpu-results -->" in (sb.SITE / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+
+
+def article_text(page: str, inline_code: bool = False) -> str:
+    """The rendered text of a page's article without code blocks, math and scripts (and without inline
+    code unless ``inline_code``)."""
+    body = page[page.find("<article") : page.find("</article>")]
+    body = re.sub(r"<(script|pre)\b.*?</\1>", " ", body, flags=re.S)
+    if not inline_code:
+        body = re.sub(r"<code\b.*?</code>", " ", body, flags=re.S)
+    body = re.sub(r'<(div|span) class="arithmatex">.*?</\1>', " ", body, flags=re.S)
+    return text_of(body)
+
+
+def test_no_markdown_escapes_or_backticks_leak_into_the_text(real_site: Path) -> None:
+    leaks = {}
+    for path in real_site.rglob("*.html"):
+        page = path.read_text(encoding="utf-8")
+        text, with_code = article_text(page), article_text(page, inline_code=True)
+        found = [s for s in ("\\[", "\\|", "\\_", "\\<") if s in with_code] + (["`"] if "`" in text else [])
+        if found:
+            leaks[str(path.relative_to(real_site))] = found
+    assert leaks == {}
+    ia3 = (real_site / "methods" / "ia3.html").read_text(encoding="utf-8")
+    assert re.search(r"<h1[^>]*>\(IA\)³", ia3)  # the name with its superscript, not a caret
+
+
+def test_every_runnable_method_page_has_a_use_it_block(real_site: Path, catalog) -> None:
+    from posttrain.registry import discover
+
+    runs = {p.stem for p in (sb.REPO / "reports" / "runs").glob("*.json")}
+    for mid, entry in catalog.methods.items():
+        if entry.plugin is None or entry.plugin not in discover():
+            continue
+        page = (real_site / "methods" / f"{mid}.html").read_text(encoding="utf-8")
+        use = text_of(page[page.index('id="use-it"') : page.index('id="papers"')])
+        assert "Data." in use and "The recorded run" in use, mid
+        if "runs on the embedded task only" not in use:
+            assert f"catalog run {mid} --model Qwen/Qwen2.5-0.5B-Instruct" in use, mid
+            assert re.search(r"about \d+\.\d GiB\s*: \d bytes × parameters", use), mid
+        if mid in runs:
+            assert "problems fixed" in use or "no per-problem outcomes" in use, mid
+        assert "(IA)^3" not in use
+
+
+def test_use_it_parts_come_from_the_plugin_and_its_config(tmp_path: Path) -> None:
+    out = sb.build_site(
+        tmp_path / "build",
+        catalog=sb.fixture_catalog(tmp_path),
+        reports=sb.fixture_reports_paired(tmp_path),
+        plugins={"demo": sb.demo_spec("demo")},
+    )
+    use = text_of((out / "methods" / "demo-runnable.html").read_text(encoding="utf-8"))
+    # The objective uses β and σ: β is the Config field's symbol, σ shared notation.
+    assert "β the fixture's KL strength (paper symbol β). beta" in use
+    assert "σ the logistic function" in use
+    assert "120 problems fixed, 75 broken, sign-test p = 0.0016, pooled over 3 seeds" in use
+
+
+def test_method_use_reads_data_formats_and_estimates_memory() -> None:
+    sys.path.insert(0, str(sb.SITE))
+    try:
+        import method_use
+    finally:
+        sys.path.remove(str(sb.SITE))
+    from posttrain.configinfo import module_file
+
+    dpo = method_use.plugin_facts(module_file("posttrain_plugins.dpo"))
+    assert dpo.kind == "trainer" and dpo.data_kinds == ["preference"]
+    lora = method_use.plugin_facts(module_file("posttrain_plugins.lora"))  # its data is sft's
+    assert lora.data_kinds == ["sft"]
+    kto = method_use.plugin_facts(module_file("posttrain_plugins.kto"))
+    assert "unpaired" in kto.data_kinds and kto.has_reference
+    best = method_use.plugin_facts(module_file("posttrain_plugins.best_of_n"))
+    assert best.kind == "inference" and best.data_kinds == ["prompt"]
+    records = [json.loads(line) for line in method_use.example_records("sft")]
+    assert [tuple(r) for r in records] == [tuple(c) for c in method_use.FORMATS["sft"]]
+    # 8 bytes per trained parameter, 2 per frozen one: 1 GiB of parameters is 8 GiB, 10 with a reference.
+    text = method_use.memory_estimate(dpo, peft=False, parameters=2**30)
+    assert text.startswith("about **8.0 GiB**") and "10.0 GiB when a frozen reference copy" in text
+    assert method_use.memory_estimate(best, peft=False, parameters=2**30).startswith("about **2.0 GiB**")
+
+
+def test_inline_markdown_keeps_code_spans_and_escapes_the_rest() -> None:
+    hooks = sb.load_hooks()
+    assert hooks.inline_md("Regex of the `format` reward (default: <think>)") == (
+        "Regex of the `format` reward (default: &lt;think&gt;)"
+    )
+    assert hooks.inline_md("a | b [c] *d*") == "a \\| b \\[c\\] \\*d\\*"
+    assert hooks.code_text("Literal['a', 'b'] | None") == "`Literal['a', 'b'] | None`"
+    assert hooks.code_text("a`b") == "`` a`b ``"
+
+
+def test_search_offline_repo_link_and_404_under_a_sub_path(real_site: Path) -> None:
+    index = json.loads((real_site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    sources = [d["location"] for d in index["docs"] if "class Config(" in d["text"]]
+    assert all(not loc.startswith("methods/") for loc in sources), sources  # plugin source is not indexed
+    assert (real_site / "search" / "search_index.js").is_file()  # the offline plugin: search from file://
+    home = (real_site / "index.html").read_text(encoding="utf-8")
+    assert "unpkg.com" not in home and "assets/javascripts/file-worker.js" in home
+    assert 'class="md-source"' in home and 'data-md-component="source"' not in home  # no GitHub API calls
+    not_found = (real_site / "404.html").read_text(encoding="utf-8")
+    sub_path = re.search(r'href="(/[^"]*/)assets/stylesheets/extra.css"', not_found)
+    assert sub_path, "the 404 page's links do not start at the site's path"
+    nav_titles = re.findall(r"<h1[^>]*>(.*?)<", (real_site / "test-time-scaling.html").read_text(encoding="utf-8"))
+    assert nav_titles and nav_titles[0].strip() != "Test-time scaling"  # the branch has that name
+
+
+def test_status_page_says_when_and_how_many_smoke_tests_passed(tmp_path: Path) -> None:
+    hooks = sb.load_hooks()
+    reports = sb.fixture_reports(tmp_path)
+    smoke, runs = hooks.load_reports(reports)
+    data = SimpleNamespace(methods={}, smoke=smoke, runs=runs, reports_dir=reports)
+    cpu = hooks.smoke_summary(data, "cpu")
+    assert "run on 2026-01-02 on cpu): 1 of 1 plugins pass, 0 fail." in cpu
+    assert "no run is committed yet" in hooks.smoke_summary(data, "gpu")
+    skipped = {"plugin": "q", "ok": True, "seconds": 0.0, "detail": "skipped: needs a CUDA GPU"}
+    assert "skipped" in hooks.smoke_cell(skipped) and "pass" not in hooks.smoke_cell(skipped)
+
+
+def test_nav_names_are_distinct() -> None:
+    from mkdocs.config import load_config
+
+    hooks = sb.load_hooks()
+    config = hooks.on_config(load_config(config_file=str(sb.CONFIG)))
+    names: list[str] = []
+
+    def walk(items: list) -> None:
+        for item in items:
+            if isinstance(item, dict):
+                for name, value in item.items():
+                    names.append(name)
+                    if isinstance(value, list):
+                        walk(value)
+
+    walk(config["nav"])
+    assert len(names) > 100 and sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_practitioner_fields_come_from_the_entry_with_their_sources() -> None:
+    sys.path.insert(0, str(sb.SITE))
+    try:
+        import method_use
+    finally:
+        sys.path.remove(str(sb.SITE))
+    hooks = sb.load_hooks()
+
+    def claim(text: str, source: str, where: str | None = None) -> SimpleNamespace:
+        return SimpleNamespace(text=text, source=source, where=where)
+
+    entry = SimpleNamespace(
+        when_to_use=[claim("You have `pairs`.", "dpo-2023", "Abstract")],
+        avoid_when=[],
+        failure_modes=[claim("Likelihood displacement.", "reports/runs/dpo-plain.json"), claim("Long answers.", "p")],
+        results=[SimpleNamespace(text="+3 points", paper="dpo-2023", where="Table 2")],
+        data=None,
+        compute=None,
+    )
+
+    def cite(source: str, where: str | None) -> str:
+        return f"<{source}|{where}>"
+
+    text = "\n".join(method_use.advice_part(entry, hooks.inline_md, cite))
+    assert "**When to use it**\n\n- You have `pairs`. (<dpo-2023|Abstract>)" in text
+    assert "**Failure modes**\n\n- Likelihood displacement. (<reports/runs/dpo-plain.json|None>)" in text
+    assert "- Long answers. (<p|None>)" in text
+    assert "**What the paper reports**\n\n- +3 points (<dpo-2023|Table 2>)" in text
+    assert "Avoid it when" not in text
+    assert method_use.advice_part(SimpleNamespace(), hooks.inline_md, cite) == []

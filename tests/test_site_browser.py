@@ -12,6 +12,7 @@ import contextlib
 import functools
 import http.server
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -152,6 +153,7 @@ def browser(tmp_path_factory):
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -219,8 +221,8 @@ def test_home_taxonomy_to_method_page(browser, base_url: str, built: SimpleNames
     rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
     names = [r.find_element(By.CSS_SELECTOR, "td").text.strip() for r in rows]
     assert names and names == built.config_names
-    headings = [h.get_attribute("id") for h in browser.find_elements(By.CSS_SELECTOR, "article h2")]
-    assert len(headings) == len(sb.ANATOMY)
+    headings = [h.text.replace("¶", "").strip() for h in browser.find_elements(By.CSS_SELECTOR, "article h2")]
+    assert sb.anatomy_problem(headings, "runnable") is None
     browser.execute_script("window.scrollTo(0, document.getElementById('objective').offsetTop - 70)")
     time.sleep(0.5)  # let the header's title transition finish
     shot(browser, "03-method-objective")
@@ -268,18 +270,195 @@ def test_papers_index_filters(browser, base_url: str, catalog) -> None:
     assert browser.find_element(By.ID, "papers-empty").is_displayed()
 
 
-def test_every_method_page_renders(browser, base_url: str, catalog) -> None:
-    for mid in sorted(catalog.methods):
+# What every page is checked for, in the page itself: returns a list of problems (empty when fine).
+PAGE_CHECKS = """
+const problems = [];
+const article = document.querySelector("article");
+if (!article) return ["no article"];
+const column = article.getBoundingClientRect();
+// Rendered text: no markdown escapes (inline code included) and no backticks outside code.
+const shown = article.cloneNode(true);
+shown.querySelectorAll("pre, .arithmatex, .katex, script, style").forEach(e => e.remove());
+const withCode = shown.textContent;
+shown.querySelectorAll("code").forEach(e => e.remove());
+const prose = shown.textContent;
+for (const [raw, text] of [["\\\\[", withCode], ["\\\\|", withCode], ["`", prose]]) {
+  const at = text.indexOf(raw);
+  if (at >= 0) problems.push("raw " + raw + " in: " + text.slice(Math.max(0, at - 40), at + 40).trim());
+}
+// Every formula is rendered, and fits its column or scrolls inside it.
+article.querySelectorAll(".arithmatex").forEach(m => {
+  if (!m.querySelector(".katex")) problems.push("unrendered formula: " + m.textContent.slice(0, 60));
+  const box = m.getBoundingClientRect();
+  const scrolls = ["auto", "scroll"].includes(getComputedStyle(m).overflowX);
+  if (box.right > column.right + 1) problems.push("formula wider than its column: " + m.textContent.slice(0, 40));
+  if (m.scrollWidth > m.clientWidth + 1 && !scrolls) problems.push("formula clipped: " + m.textContent.slice(0, 40));
+});
+// The page itself never scrolls sideways (wide tables and formulas scroll inside their box).
+if (document.documentElement.scrollWidth > window.innerWidth + 1)
+  problems.push("page wider than the window: " + document.documentElement.scrollWidth);
+// Every image has loaded and is shown at a readable size (at least 90% of the column, or its own size).
+article.querySelectorAll("img").forEach(img => {
+  if (!img.complete || img.naturalWidth === 0) { problems.push("image not loaded: " + img.src.slice(0, 80)); return; }
+  const shown = img.getBoundingClientRect().width;
+  if (shown + 1 < Math.min(img.naturalWidth, 0.9 * column.width)) problems.push("image too small: " + img.alt + " " + shown);
+});
+return problems;
+"""
+
+
+def site_pages(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.html") if "assets" not in p.parts)
+
+
+def console_errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+class _EmptySearch(_Quiet):
+    """The site with an empty search index: search has tests of its own, and in the page sweep the
+    full index would be rebuilt on each of ~300 page loads."""
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0].endswith("search/search_index.json"):
+            index = json.loads((Path(self.directory) / "search" / "search_index.json").read_text(encoding="utf-8"))
+            body = json.dumps({**index, "docs": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+
+@pytest.fixture(scope="module")
+def sweep_url(built: SimpleNamespace):
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_EmptySearch, directory=str(built.dir))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+def check_every_page(browser, base_url: str, pages: list[str], width: int) -> dict[str, list[str]]:
+    browser.set_window_size(width, 1000)
+    console_errors(browser)  # drop what earlier tests logged
+    found = {}
+    for page in pages:
+        browser.get(base_url + page)
+        if browser.find_elements(By.CSS_SELECTOR, "article .arithmatex"):
+            wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "article .arithmatex .katex"))
+        problems = browser.execute_script(PAGE_CHECKS) + console_errors(browser)
+        if problems:
+            found[page] = problems
+    return found
+
+
+def test_every_page_at_desktop_and_phone_width(
+    browser, base_url: str, sweep_url: str, built: SimpleNamespace, catalog
+) -> None:
+    """Every built page at 1400 px and at 400 px: no console error, no raw escape or backtick, every
+    formula fits or scrolls inside its column, every image loaded at a readable size."""
+    pages = [p for p in site_pages(built.dir) if p != "404.html"]
+    assert len(pages) > len(catalog.methods)
+    for width in (1400, 400):
+        assert check_every_page(browser, sweep_url, pages, width) == {}, f"at {width} px"
+    browser.set_window_size(400, 1000)
+    browser.get(base_url + f"methods/{TARGET}.html")
+    shot(browser, "08-method-phone")
+    browser.set_window_size(1400, 1000)
+    for mid in sorted(catalog.methods):  # the method pages' sections, as the static test checks them
+        if mid not in ("grpo", TARGET, "tree-of-thoughts", "bfpo"):
+            continue
         browser.get(base_url + f"methods/{mid}.html")
-        wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, "div.arithmatex .katex")))
-        assert browser.find_elements(By.CSS_SELECTOR, ".katex-error") == [], mid
         h2 = [h.text.replace("¶", "").strip() for h in browser.find_elements(By.CSS_SELECTOR, "article h2")]
-        assert h2 == sb.ANATOMY, mid
-        assert only_local_requests(browser, base_url) == [], mid
+        state = "catalogued" if catalog.methods[mid].plugin is None else "runnable"
+        assert sb.anatomy_problem(h2, state) is None, mid
     browser.get(base_url + "status.html")
     # the matrix is the first table; the GPU check's section below it may hold tables of its own
     assert len(browser.find_elements(By.XPATH, "(//article//table)[1]/tbody/tr")) == len(catalog.methods)
     shot(browser, "07-status")
+    browser.get(base_url + "test-time-scaling.html")
+    shot(browser, "09-test-time-scaling")
+
+
+def test_config_table_reads_on_a_phone(browser, base_url: str, built: SimpleNamespace) -> None:
+    """At 400 px each option is a block of its own, and no option name breaks mid-word."""
+    browser.set_window_size(400, 1000)
+    try:
+        browser.get(base_url + f"methods/{TARGET}.html")
+        cells = browser.find_elements(By.CSS_SELECTOR, ".config-table tbody td:first-child code")
+        assert [c.text for c in cells] == built.config_names
+        for cell in cells:
+            lines = browser.execute_script("return arguments[0].getClientRects().length", cell)
+            assert lines == 1, f"{cell.text} breaks over {lines} lines"
+        width = browser.execute_script("return document.querySelector('.config-table table').scrollWidth")
+        column = browser.execute_script("return document.querySelector('article').clientWidth")
+        assert width <= column + 1, "the config table is wider than the phone's column"
+    finally:
+        browser.set_window_size(1400, 1000)
+
+
+def test_search_works_from_disk(browser, built: SimpleNamespace, catalog) -> None:
+    """The offline plugin and the local worker shim: search from a file:// copy, with no server."""
+    browser.get((built.dir / "index.html").as_uri())
+    box = browser.find_element(By.CSS_SELECTOR, "input.md-search__input")
+    box.click()
+    box.send_keys(catalog.methods[TARGET].name)
+    link = f'.md-search-result__item a[href*="methods/{TARGET}.html"]'
+    wait(browser, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, link)))
+    assert console_errors(browser) == []
+
+
+class _UnderSubPath(http.server.SimpleHTTPRequestHandler):
+    """Serves the site under a sub-path (as a project page is), answering unknown paths with 404.html."""
+
+    prefix = "/"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def translate_path(self, path: str) -> str:
+        inside = path[len(self.prefix) - 1 :] if path.startswith(self.prefix) else "/no-such-page"
+        return super().translate_path(inside)
+
+    def send_error(self, code, message=None, explain=None) -> None:
+        page = Path(self.directory) / "404.html"
+        if code != 404 or not page.is_file():
+            return super().send_error(code, message, explain)
+        body = page.read_bytes()
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_404_page_works_under_a_sub_path(browser, built: SimpleNamespace) -> None:
+    import re
+
+    page = (built.dir / "404.html").read_text(encoding="utf-8")
+    prefix = re.search(r'href="(/[^"]*/)assets/stylesheets/extra.css"', page).group(1)
+    handler = functools.partial(type("H", (_UnderSubPath,), {"prefix": prefix}), directory=str(built.dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        root = f"http://127.0.0.1:{server.server_port}{prefix}"
+        browser.get(root + "methods/no-such-method.html")
+        assert "404" in browser.find_element(By.CSS_SELECTOR, "article").text
+        loaded = browser.execute_script(
+            "return [...document.styleSheets].some(s => (s.href || '').endsWith('extra.css') && s.cssRules.length > 0)"
+        )
+        assert loaded, "the 404 page's stylesheets did not load"
+        shot(browser, "10-not-found")
+        browser.find_element(By.CSS_SELECTOR, "a.md-header__button.md-logo").click()
+        wait(browser).until(ec.url_to_be(root + "index.html"))
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _free_port() -> int:

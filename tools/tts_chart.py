@@ -28,7 +28,7 @@ DEFAULTS_BEGIN, DEFAULTS_END = "<!-- tts:defaults -->", "<!-- /tts:defaults -->"
 
 
 def record(method: str, sweep: str, sets: list[str], seed: int) -> Path:
-    from posttrain.inference import plot_sweeps, run_sweep
+    from posttrain.inference import run_sweep
 
     field, _, raw = sweep.partition("=")
     values = [v for v in raw.split(",") if v]
@@ -38,7 +38,7 @@ def record(method: str, sweep: str, sets: list[str], seed: int) -> Path:
     REPORTS.mkdir(parents=True, exist_ok=True)
     target = REPORTS / f"{method}.json"
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    plot_sweeps([result], REPORTS / f"{method}.png", title=f"{method}: accuracy against compute")
+    plot_panels([result], REPORTS / f"{method}.png", title=f"{method}: accuracy against compute")
     keep_default_run(method, field, out, sets)
     shutil.rmtree(out, ignore_errors=True)
     print(f"wrote {target}")
@@ -106,16 +106,78 @@ def fill(text: str, begin: str, end: str, body: str) -> str:
     return f"{head}{begin}\n{body}\n{end}{tail}"
 
 
-def chart(files: list[Path], output: Path | None) -> None:
-    from posttrain.inference import plot_sweeps
+def base_of(sweep: dict) -> tuple:
+    """What a sweep's greedy point depends on: its model, its data and the greedy accuracy itself (the
+    embedded methods decode with different embedded models, so "model: embedded" alone does not tell)."""
+    greedy = (sweep.get("greedy") or {}).get("accuracy")
+    return (str(sweep.get("model")), str(sweep.get("data")), None if greedy is None else round(greedy, 3))
 
+
+def plot_panels(
+    sweeps: list[dict], path: Path, x_key: str = "generated_tokens_per_problem", title: str | None = None
+) -> Path:
+    """Accuracy against compute with one panel per base model (each with its own greedy star), the
+    legend under each panel, drawn at twice the usual resolution."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple, list[dict]] = {}
+    for sweep in sweeps:
+        groups.setdefault(base_of(sweep), []).append(sweep)
+    cols = min(2, len(groups))
+    rows = -(-len(groups) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(6.2 * cols, 5.2 * rows), squeeze=False)
+    for ax, ((model, data, greedy_acc), members) in zip(grid.flat, groups.items(), strict=False):
+        for sweep in members:
+            pts = [p for p in sweep["points"] if p.get("accuracy") is not None]
+            xs = [max(p[x_key], 1e-9) for p in pts]
+            ys = [p["accuracy"] for p in pts]
+            line = ax.plot(xs, ys, marker="o", label=f"{sweep['method']} ({sweep['field']})")[0]
+            for x, y, p in zip(xs, ys, pts, strict=True):
+                ax.annotate(
+                    str(p["value"]),
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                    color=line.get_color(),
+                )
+        greedy = members[0].get("greedy") or {}
+        if greedy.get("accuracy") is not None:
+            ax.scatter(
+                [greedy[x_key]],
+                [greedy["accuracy"]],
+                marker="*",
+                s=140,
+                color="black",
+                zorder=5,
+                label="greedy decoding",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(x_key.replace("_", " "), fontsize=9)
+        ax.set_ylabel("accuracy", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"greedy accuracy {greedy_acc} (model {model}, data {data})", fontsize=9)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    for ax in list(grid.flat)[len(groups) :]:
+        ax.set_visible(False)
+    fig.suptitle(title or "Test-time scaling on the embedded task: accuracy against compute", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=220)
+    plt.close(fig)
+    return path
+
+
+def chart(files: list[Path], output: Path | None) -> None:
     committed = not files
     files = files or sorted(REPORTS.glob("*.json"))
     sweeps = [json.loads(f.read_text()) for f in files]
     if not sweeps:
         raise SystemExit("no sweep files")
     target = output or REPORTS / "chart.png"
-    plot_sweeps(sweeps, target, title="Test-time scaling on the embedded task: accuracy against compute")
+    plot_panels(sweeps, target)
     print(f"wrote {target}")
     if committed and PAGE.is_file():
         PAGE_CHART.parent.mkdir(parents=True, exist_ok=True)

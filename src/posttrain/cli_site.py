@@ -95,6 +95,8 @@ def register(app: typer.Typer) -> None:
         site_root = (config_file or default_config()).resolve().parent
         repo = site_root.parent
         args = ["serve", "--dev-addr", dev_addr]
+        # mkdocs serves under site_url's path; served locally, the site starts at the address's root.
+        os.environ.setdefault("POSTTRAIN_SITE_URL", f"http://{dev_addr}/")
         for watched in (repo / "catalog", repo / "plugins", repo / "reports", site_root / "hooks.py"):
             if watched.exists():
                 args += ["--watch", str(watched)]

@@ -14,6 +14,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from posttrain.errors import UserError, clipped
 from posttrain.schema import ARXIV_PATTERN, ID_PATTERN
@@ -359,6 +360,22 @@ def resolve_paper(cat, paper: str, offline: bool) -> tuple[str, PaperMeta | None
     return awesome.slug(title_for_id, meta.date, set(cat.papers)), meta, []
 
 
+def catalogued_entry(cat, method_id: str, family: str, entry_only: bool) -> Any:
+    """The existing entry ``method_id`` when it is catalogued only (no plugin), so that ``catalog new``
+    writes just its plugin and test; None for a new id. Any other existing id is an error."""
+    found = cat.resolve(method_id)
+    if found is None:
+        return None
+    where = f"catalog/methods/{found.id}.yaml"
+    if found.id != method_id or found.plugin is not None or entry_only:
+        raise UserError(f"ID '{method_id}': already in the catalog ({where})")
+    if found.family != family:
+        raise UserError(
+            f"--family {family}: the catalogued entry '{method_id}' is in family '{found.family}' ({where})"
+        )
+    return found
+
+
 def scaffold(
     repo: Path,
     method_id: str,
@@ -379,8 +396,7 @@ def scaffold(
     families = cat.taxonomy.families() if cat.taxonomy else {}
     if family not in families:
         raise UserError(f"--family: unknown family '{family}'{suggest(family, list(families))} (see `catalog list`)")
-    if cat.resolve(method_id) is not None:
-        raise UserError(f"ID '{method_id}': already in the catalog (catalog/methods/{cat.resolve(method_id).id}.yaml)")
+    catalogued = catalogued_entry(cat, method_id, family, entry_only)
     entry_path = repo / "catalog" / "methods" / f"{method_id}.yaml"
     module = module_name(method_id)
     plugin_path = repo / "plugins" / "posttrain_plugins" / f"{module}.py"
@@ -388,13 +404,15 @@ def scaffold(
     pyproject_path = repo / "pyproject.toml"
     pyproject = pyproject_path.read_text(encoding="utf-8")
     targets = [entry_path] if entry_only else [entry_path, plugin_path, test_path]
+    if catalogued is not None:
+        targets.remove(entry_path)  # the entry is there already: write its plugin and test only
     for path in targets:
         if path.exists():
             raise UserError(f"{path} already exists; remove it or choose another ID")
     if not entry_only and method_id in entry_point_names(pyproject):
         raise UserError(f"pyproject.toml already registers a plugin named '{method_id}'")
 
-    name = name or default_name(method_id)
+    name = name or (catalogued.name if catalogued is not None else default_name(method_id))
     if re.search(r'["\\\n]', name):
         raise UserError(f"--name {clipped(name)!r}: use no double quotes, backslashes or line breaks")
     unsafe = text_problem(name, field_limit("name"))  # what catalog validate would refuse in the entry
@@ -414,8 +432,14 @@ def scaffold(
     if paper_file is not None:
         paper_file.write_text(awesome.dump_record(paper_record(pid, meta)), encoding="utf-8")
         written.append(paper_file)
-    entry_path.write_text(entry_yaml(method_id, name, family, pid), encoding="utf-8")
-    written.append(entry_path)
+    if catalogued is None:
+        entry_path.write_text(entry_yaml(method_id, name, family, pid), encoding="utf-8")
+        written.append(entry_path)
+    else:
+        notes.append(
+            f'catalog/methods/{method_id}.yaml is kept; set its plugin to "{method_id}" (and status to '
+            f"experimental) once the plugin passes `catalog smoke {method_id}`"
+        )
     if not entry_only:
         plugin_path.write_text(plugin_source(method_id, name, cited if cited.arxiv else None, pid), encoding="utf-8")
         test_path.write_text(test_source(method_id), encoding="utf-8")

@@ -21,9 +21,10 @@ SITE = REPO / "site"
 CONFIG = SITE / "mkdocs.yml"
 FIXTURES = Path(__file__).resolve().parent
 
-# Every method page has these sections, in this order.
+# A method page's sections, in this order; a section with nothing to say is left out.
 ANATOMY = [
     "Objective",
+    "Use it",
     "Papers",
     "Lineage",
     "How to run it",
@@ -33,6 +34,26 @@ ANATOMY = [
     "Related methods",
     "Implementations in other libraries",
 ]
+# The sections every page of a method in that state has (a catalogued method has a "not runnable
+# yet" box instead of its run, metrics, notes and results).
+REQUIRED = {
+    "runnable": ["Objective", "Use it", "Papers", "How to run it", ANATOMY[6], "Results"],
+    "plugin-missing": ["Objective", "Papers", "How to run it", ANATOMY[6], "Results"],
+    "catalogued": ["Objective", "Papers"],
+}
+NOT_FOR_CATALOGUED = ["Use it", "How to run it", "Logged metrics", ANATOMY[6], "Results"]
+
+
+def anatomy_problem(headings: list[str], state: str) -> str | None:
+    """Why a page's h2 headings do not follow ANATOMY for a method in ``state``, or None."""
+    if headings != [h for h in ANATOMY if h in headings]:
+        return f"sections out of order or unknown: {headings}"
+    missing = [h for h in REQUIRED[state] if h not in headings]
+    if missing:
+        return f"missing sections {missing}: {headings}"
+    if state == "catalogued" and any(h in headings for h in NOT_FOR_CATALOGUED):
+        return f"a catalogued method's page has run sections: {headings}"
+    return None
 
 
 def load_hooks() -> ModuleType:
