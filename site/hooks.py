@@ -1260,8 +1260,54 @@ def status_page(data: SiteData) -> str:
                 last_verified(data, m) if plugin else "—",
             )
         )
+    lines += ["", "## Model families", "", *families_section(_read_json_if_present(data.reports_dir / MATRIX_REPORT))]
     lines += ["", "## GPU check", "", gpu_section(load_gpu_reports(data.reports_dir / "gpu"))]
     return "\n".join(lines) + "\n"
+
+
+MATRIX_REPORT = "architecture-matrix.json"
+
+
+def _read_json_if_present(path: Path) -> Any:
+    return _read_json(path) if path.is_file() else None
+
+
+def families_section(matrix: Any) -> list[str]:
+    """The architecture matrix (`tools/architecture_matrix.py`): which plugins ran 2 steps on a tiny
+    random model of each family, and the one-line error each gap gives."""
+    if not isinstance(matrix, dict) or not matrix.get("cells"):
+        return [
+            f"No architecture matrix is committed (`reports/{MATRIX_REPORT}`, `python tools/architecture_matrix.py`)."
+        ]
+    families = list(matrix.get("families") or {})
+    cells = {(c["family"], c["plugin"]): c for c in matrix["cells"]}
+    plugins = list(dict.fromkeys(c["plugin"] for c in matrix["cells"]))
+    out = [
+        f"Each plugin below ran 2 steps on a tiny random-initialised model of each family, on "
+        f"{md(matrix.get('device', 'cpu'))}, on {md(matrix.get('date', 'an unrecorded date'))} "
+        f"(`reports/{MATRIX_REPORT}`, `python tools/architecture_matrix.py`). A gap is a one-line error, listed "
+        "under the table.",
+        "",
+        "| plugin | " + " | ".join(md(f) for f in families) + " |",
+        "|---|" + "---|" * len(families),
+    ]
+    for plugin in plugins:
+        marks = [_matrix_mark(cells.get((f, plugin))) for f in families]
+        out.append(f"| {code_text(plugin)} | " + " | ".join(marks) + " |")
+    gaps: dict[str, list[str]] = {}
+    for c in matrix["cells"]:
+        if c.get("outcome") != "ok":
+            gaps.setdefault(str(c.get("detail", "")), []).append(f"{c['plugin']} on {c['family']}")
+    if gaps:
+        out += ["", "Gaps, each with the error a user sees:", ""]
+        out += [f"- {', '.join(md(w) for w in where)}: {inline_md(detail)}" for detail, where in gaps.items()]
+    return out
+
+
+def _matrix_mark(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "—"
+    return "✓" if cell.get("outcome") == "ok" else "✗ (see below)"
 
 
 def smoke_summary(data: SiteData, kind: str) -> str:

@@ -492,3 +492,20 @@ def test_practitioner_fields_come_from_the_entry_with_their_sources() -> None:
     assert "**What the paper reports**\n\n- +3 points (<dpo-2023|Table 2>)" in text
     assert "Avoid it when" not in text
     assert method_use.advice_part(SimpleNamespace(), hooks.inline_md, cite) == []
+
+
+def test_status_page_shows_the_architecture_matrix_and_its_gaps() -> None:
+    hooks = sb.load_hooks()
+    matrix = {
+        "date": "2026-12-06",
+        "device": "cpu",
+        "families": {"llama": {}, "olmo2": {}},
+        "cells": [
+            {"family": "llama", "plugin": "prm", "outcome": "ok", "detail": "x"},
+            {"family": "olmo2", "plugin": "prm", "outcome": "error", "detail": "prm needs a `token` head"},
+        ],
+    }
+    text = "\n".join(hooks.families_section(matrix))
+    assert "| `prm` | ✓ | ✗ (see below) |" in text
+    assert "- prm on olmo2: prm needs a `token` head" in text
+    assert "No architecture matrix" in "\n".join(hooks.families_section(None))
