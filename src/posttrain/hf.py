@@ -251,11 +251,18 @@ def save_model(model, tokenizer, path: Path) -> Path:
     import shutil
 
     tmp = path.with_name(f".tmp-{path.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    except OSError as exc:  # disk full, permissions: the checkpoints written so far stay
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(
+            f"could not save the model to {path}: {exc.strerror or exc}; the run's checkpoints are intact "
+            "(free space, then continue with --resume)"
+        ) from None
     return path
 
 

@@ -34,6 +34,8 @@ class PreparedRun:
     config: BaseModel
     ctx: RunContext
     command: str
+    resolved: dict[str, Any] | None = None  # what config.yaml records (see resolved_run)
+    overwrite: bool = False  # --overwrite: replace the run artifacts already in the folder
 
 
 def resolve_plugin(method: str) -> tuple[str, Plugin]:
@@ -117,24 +119,59 @@ def check_context_values(values: dict[str, Any], config_file: Path | None) -> No
 
 
 def default_output_dir(method: str, resume: bool) -> Path:
+    """``runs/ID/TIMESTAMP``; with --resume the newest folder there that holds a run of ID (a saved
+    model or anything else kept under runs/ID is never taken for one)."""
+    from posttrain.runfolder import read_owner
+
     base = Path("runs") / method
     if resume:
-        runs = sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []
+        folders = sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []
+        runs = [p for p in folders if (read_owner(p) or {}).get("method") == method]
         if not runs:
             raise UserError(f"--resume: no earlier run of {method} under {base} (pass --output-dir)")
         return runs[-1]
     return base / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def check_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise UserError(f"--output-dir {path}: not writable ({exc.strerror})") from None
-    except ValueError as exc:  # e.g. a NUL byte in the path
-        raise UserError(f"--output-dir {str(path)!r}: not a valid path ({exc})") from None
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's seed accepts
+
+
+def check_run_options(model: str | None, dataset: str | None, seed: int | None) -> None:
+    """Command-line values that no later step would explain well: empty names, a seed out of range."""
+    for option, value in (("--model", model), ("--dataset", dataset)):
+        if value is not None and not value.strip():
+            raise UserError(f"{option}: expected a name or a path, got an empty string")
+    if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise UserError(f"--seed {seed}: expected an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]}")
+
+
+def resolved_run(method: str, plugin: Plugin, config: BaseModel, ctx: RunContext) -> dict[str, Any]:
+    """The resolved configuration config.yaml records (and a resume is compared with)."""
+    return {
+        "method": method,
+        "plugin": plugin.id,
+        "model": ctx.model or "embedded",
+        "dataset": ctx.dataset or "embedded",
+        "seed": ctx.seed,
+        "device": ctx.device,
+        "config": config.model_dump(mode="json"),
+    }
+
+
+def check_run_folder(prepared: PreparedRun, force_resume: bool) -> None:
+    """Before anything is written: a new run takes a new or empty folder (or --overwrite), a resume
+    only a run of the same method and options (or --force-resume) with a valid checkpoint."""
+    from posttrain import runfolder
+
+    ctx = prepared.ctx
+    runfolder.check_writable_parent(ctx.output_dir)
+    if not ctx.resume:
+        runfolder.check_new_run(ctx.output_dir, prepared.overwrite, ctx.dataset)
+        return
+    step = _resume_step(ctx.output_dir)
+    runfolder.check_resume(ctx.output_dir, prepared.method, prepared.resolved or {}, step, force_resume)
+    if step is None and prepared.plugin.kind == "trainer":
+        raise UserError(f"--resume: no valid checkpoint in {ctx.output_dir / 'checkpoints'}")
 
 
 def prepare(
@@ -153,13 +190,21 @@ def prepare(
     gradient_checkpointing: bool = False,
     smoke: bool = False,
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    force_resume: bool = False,
 ) -> PreparedRun:
+    check_run_options(model, dataset, seed)
+    resume = resume or force_resume
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite: pass one of them (continue the run, or replace it)")
     name, plugin = resolve_plugin(method)
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     file_values = read_run_file(config_file) if config_file else {}
     context_from_file = {k: file_values.pop(k) for k in list(file_values) if k in CONTEXT_KEYS}
     check_context_values(context_from_file, config_file)
+    if seed is None and "seed" in context_from_file:
+        check_run_options(None, None, context_from_file["seed"])
     if smoke:
         values.update(plugin.smoke)
     values.update(file_values)
@@ -180,7 +225,6 @@ def prepare(
     )
     out = Path(output_dir or context_from_file.get("output_dir") or default_output_dir(name, resume))
     out = distributed.same_on_all_ranks(out)
-    check_writable(out)
     ctx = RunContext(
         output_dir=out,
         device=run_device,
@@ -194,7 +238,11 @@ def prepare(
         gradient_checkpointing=gradient_checkpointing,
     )
     command = "catalog " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else f"catalog run {name}"
-    return PreparedRun(method=name, plugin=plugin, config=config, ctx=ctx, command=command)
+    resolved = resolved_run(name, plugin, config, ctx)
+    prepared = PreparedRun(name, plugin, config, ctx, command, resolved=resolved, overwrite=overwrite)
+    if distributed.is_main():  # the other ranks would see the folder rank 0 is creating
+        check_run_folder(prepared, force_resume)
+    return prepared
 
 
 def seed_everything(seed: int) -> None:
@@ -214,9 +262,32 @@ def _resume_step(out: Path) -> int | None:
 
 
 def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunResult:
+    """Run the plugin in its run folder: created (and locked) only now, and removed again when the
+    run fails before its training loop began; run.json says whether it finished."""
+    from posttrain.distributed import is_main
+    from posttrain.runfolder import RunFolder
+
+    ctx = prepared.ctx
+    resolved = prepared.resolved or resolved_run(prepared.method, prepared.plugin, prepared.config, ctx)
+    folder = RunFolder(ctx.output_dir, prepared.method, prepared.plugin.id, resolved) if is_main() else None
+    if folder is not None:
+        folder.open(overwrite=prepared.overwrite)
+    failed = True
+    try:
+        result = _execute(prepared, resolved, console, progress)
+        failed = False
+        if folder is not None:
+            folder.set_status("finished")
+        return result
+    finally:
+        if folder is not None:
+            folder.close(failed)
+
+
+def _execute(prepared: PreparedRun, resolved: dict[str, Any], console, progress: bool) -> RunResult:
     from posttrain import outcomes
     from posttrain.distributed import barrier, is_main
-    from posttrain.tracking import MetricsLogger, announcing, plot_metrics, rich_progress, write_json
+    from posttrain.tracking import MetricsLogger, announcing, plot_metrics, rich_progress, write_atomic, write_json
 
     ctx = prepared.ctx
     seed_everything(ctx.seed)
@@ -226,17 +297,8 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
     barrier()  # the other ranks read checkpoints only after rank 0 has looked at the folder
     if progress and main:
         ctx.progress = rich_progress(console)
-    resolved = {
-        "method": prepared.method,
-        "plugin": prepared.plugin.id,
-        "model": ctx.model or "embedded",
-        "dataset": ctx.dataset or "embedded",
-        "seed": ctx.seed,
-        "device": ctx.device,
-        "config": prepared.config.model_dump(mode="json"),
-    }
     if main:
-        (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        write_atomic(ctx.output_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     if console is not None and main:
         console.print(f"[bold]{prepared.method}[/bold] on {ctx.device}, seed {ctx.seed} -> {ctx.output_dir}")
     t0 = time.perf_counter()
@@ -268,11 +330,11 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
     if plot:
         result.artifacts["plot"] = str(plot)
     if console is not None:
-        print_summary(console, summary)
+        print_summary(console, summary, ctx.output_dir / "summary.json")
     return result
 
 
-def print_summary(console, summary: dict[str, Any]) -> None:
+def print_summary(console, summary: dict[str, Any], path: Path | None = None) -> None:
     """The end-of-run table: each held-out metric before and after, and for those with per-problem
     outcomes the paired test (fixed / broken, difference ± SE, sign-test p, verdict); then, when the
     headline metric fell, a plain sentence saying so and naming the likely cause."""
@@ -318,7 +380,8 @@ def print_summary(console, summary: dict[str, Any]) -> None:
             )
         else:
             console.print(f"Held-out {headline} fell, within noise: {stats.describe(test)}.", highlight=False)
-    console.print(f"summary: {Path(summary['artifacts'].get('model', '.')).parent / 'summary.json'}")
+    if path is not None:  # the run folder's, also for methods that save no model (test-time methods)
+        console.print(f"summary: {path}", markup=False, highlight=False)
 
 
 def console_for_table(console):
