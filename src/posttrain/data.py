@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 import importlib
+import io
 import json
 import random
 from collections.abc import Iterator
@@ -38,32 +39,54 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"dataset file {path} does not exist")
     records = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object per line, found {type(obj).__name__}")
-            obj["_line"] = number
-            records.append(obj)
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        obj = parse_json(line, f"{path}:{number}")
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{number}: expected a JSON object per line, found {type(obj).__name__}")
+        obj["_line"] = number
+        records.append(obj)
     if not records:
         raise UserError(f"{path}: the dataset is empty")
     return records
 
 
+def read_text(path: Path) -> str:
+    """A data file's text; bytes that are not UTF-8 are a one-line error naming the line and column."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def parse_json(text: str, where: str) -> Any:
+    """json.loads with its failures as one line naming ``where`` (file:line)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise UserError(f"{where}: JSON nested too deeply (expected records of strings and message lists)") from None
+
+
 def read_json(path: Path) -> list[dict[str, Any]]:
     """A JSON array of objects, or JSON Lines under a ``.json`` name."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if not text.lstrip().startswith("["):
         return read_jsonl(path)
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply (expected an array of records)") from None
     bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
     if bad is not None:
         raise UserError(f"{path}: item {bad + 1}: expected a JSON array of objects, found {type(rows[bad]).__name__}")
@@ -72,8 +95,8 @@ def read_json(path: Path) -> list[dict[str, Any]]:
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
     """A CSV file with a header row; every value is a string (line numbers count the header)."""
-    with path.open(encoding="utf-8", newline="") as fh:
-        return table_records(list(csv.DictReader(fh)), path, first_line=2)
+    text = read_text(path)
+    return table_records(list(csv.DictReader(io.StringIO(text, newline=""))), path, first_line=2)
 
 
 def read_parquet(path: Path) -> list[dict[str, Any]]:
@@ -99,6 +122,8 @@ def table_records(rows: list[dict], source: Any, first_line: int = 1) -> list[di
 
 def read_file(path: Path) -> list[dict[str, Any]]:
     """Records of one data file, read by its suffix: .parquet, .csv, .json (an array), else JSON Lines."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise UserError(f"--dataset {path}: not a regular file (a device, pipe or socket); expected a data file or folder")
     if not path.is_file():
         raise UserError(f"dataset file {path} does not exist")
     readers = {".parquet": read_parquet, ".csv": read_csv, ".json": read_json}
@@ -286,13 +311,22 @@ def shared_prefix_length(a: list[dict], b: list[dict]) -> int:
     return n
 
 
+HELDOUT_SPLIT_SEED = 1234  # the split of a single file: the same for every --seed, as README says
+
+
 def split_heldout(
-    records: list[dict], share: float = 0.05, cap: int = 200, seed: int = 0
+    records: list[dict], source: Any = "the dataset", share: float = 0.05, cap: int = 200
 ) -> tuple[list[dict], list[dict]]:
-    """Deterministic train / held-out split of a single file (at least one held-out record)."""
+    """A fixed train / held-out split of a single file (at least one record each), independent of
+    the run's seed, so runs with different seeds are measured on the same held-out problems."""
+    if len(records) < 2:
+        raise UserError(
+            f"{source}: {len(records)} record{'' if len(records) == 1 else 's'}: too few to split off a held-out set; expected at least 2 "
+            "(or a folder with train and test files)"
+        )
     order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    n_eval = max(1, min(cap, int(len(records) * share))) if len(records) > 1 else 0
+    random.Random(HELDOUT_SPLIT_SEED).shuffle(order)
+    n_eval = max(1, min(cap, int(len(records) * share)))
     heldout = [records[i] for i in order[:n_eval]]
     train = [records[i] for i in order[n_eval:]]
     return train, heldout
@@ -495,7 +529,7 @@ def task_records(ctx, kind: str, n_train: int, n_eval: int) -> tuple[list[dict],
     if has_split(ctx.dataset, "test"):
         heldout, heldout_source = load_records(ctx.dataset, "test")
         return records, checked_records(heldout, kind, heldout_source)[:n_eval], source
-    train, heldout = split_heldout(records, seed=ctx.seed)
+    train, heldout = split_heldout(records, source)
     return train, heldout[:n_eval], source
 
 

@@ -364,6 +364,9 @@ class RewardModelScorer:
     def __init__(self, path: str, device: str):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from posttrain.hf import checked_model_path
+
+        path = checked_model_path(path, "--set reward_model=")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
