@@ -456,6 +456,21 @@ def _pack(p_ids: list[int], c_ids: list[int], max_length: int | None) -> dict:
     return {"input_ids": ids, "completion_mask": mask}
 
 
+def check_loss_tokens(examples: list[dict], records: list[dict], source: str) -> None:
+    """Tokenized training examples must have tokens to learn (completion_mask 1): none at all is an
+    error, some without is a warning (each such record adds nothing to the loss)."""
+    empty = [r for e, r in zip(examples, records, strict=True) if not any(e["completion_mask"])]
+    if not empty:
+        return
+    why = "no assistant turn, an empty completion, or a prompt longer than max_length"
+    where = f"{source}:{empty[0].get('_line', '?')}"
+    if len(empty) == len(examples):
+        raise UserError(f"{where}: no training record has a token to learn ({why}); nothing to train on")
+    from posttrain.tracking import warn
+
+    warn(f"{where}: {len(empty)} of {len(examples)} training records have no token to learn ({why})")
+
+
 # --- batching -----------------------------------------------------------------------------------
 
 

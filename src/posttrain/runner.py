@@ -319,6 +319,7 @@ def _execute(prepared: PreparedRun, resolved: dict[str, Any], console, progress:
         "paired": outcomes.paired_statistics(pairs),
         "artifacts": result.artifacts,
     }
+    summary["heldout_examples"] = heldout_size(summary["paired"])
     if not main:
         return result
     if pairs:
@@ -380,8 +381,28 @@ def print_summary(console, summary: dict[str, Any], path: Path | None = None) ->
             )
         else:
             console.print(f"Held-out {headline} fell, within noise: {stats.describe(test)}.", highlight=False)
+    warn_small_heldout(console, summary.get("heldout_examples"))
     if path is not None:  # the run folder's, also for methods that save no model (test-time methods)
         console.print(f"summary: {path}", markup=False, highlight=False)
+
+
+SMALL_HELDOUT = 50  # below this, a held-out difference of a few problems is mostly noise
+
+
+def heldout_size(paired: dict[str, Any]) -> int | None:
+    """How many held-out problems the headline metric was measured on (None without per-problem outcomes)."""
+    headline = headline_metric(paired)
+    return int(paired[headline]["n"]) if headline else None
+
+
+def warn_small_heldout(console, size: int | None) -> None:
+    if size is not None and size < SMALL_HELDOUT:
+        console.print(
+            f"warning: the held-out set has only {size} problems (fewer than {SMALL_HELDOUT}): its before/after "
+            "difference is mostly noise; give a test split (a folder with train and test files) or more data",
+            markup=False,
+            highlight=False,
+        )
 
 
 def console_for_table(console):

@@ -243,3 +243,10 @@ def announce(message: str) -> None:
         return
     console.print(f"[{time.perf_counter() - start:6.1f} s] {message}", markup=False, highlight=False)
     console.file.flush()
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, one line, flushed at once (also outside ``catalog run``: it is about the data)."""
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
