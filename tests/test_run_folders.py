@@ -169,3 +169,11 @@ def test_metrics_are_only_appended_and_read_as_one_history(tmp_path):
 def test_resume_and_overwrite_together_are_refused(tmp_path):
     with pytest.raises(UserError, match="--resume and --overwrite: pass one of them"):
         prepare("sft", output_dir=tmp_path, device="cpu", resume=True, overwrite=True)
+
+
+def test_a_failed_start_in_an_existing_empty_folder_leaves_it_empty(tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    with pytest.raises(UserError, match="does not exist"):
+        _run(out, dataset=str(tmp_path / "missing.jsonl"))
+    assert list(out.iterdir()) == []

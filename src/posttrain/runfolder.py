@@ -262,8 +262,10 @@ class RunFolder:
         self.method, self.plugin, self.resolved = method, plugin, resolved
         self.created: Path | None = None  # the outermost folder this run made (removed if it fails early)
         self._lock: _FileLock | None = None
+        self.resuming = False  # a resumed run's folder is the earlier run's: never removed
 
-    def open(self, overwrite: bool) -> None:
+    def open(self, overwrite: bool, resume: bool = False) -> None:
+        self.resuming = resume
         self.created = _make_folder(self.folder)
         self._lock = _acquire(self.folder)
         if overwrite:
@@ -283,11 +285,19 @@ class RunFolder:
         tmp.write_text(json.dumps(owner, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self.folder / OWNER_FILE)
 
+    def _remove_own_files(self) -> None:
+        """A failed start: remove the folders this run made, or in a folder that existed (empty, or
+        emptied by --overwrite) the files it wrote."""
+        if self.created is not None:
+            remove_created(self.folder, self.created)
+        else:
+            remove_artifacts(self.folder)
+
     def close(self, failed: bool) -> None:
         """Release the lock; after a failure before training began, remove what this run created."""
         try:
-            if failed and self.created is not None and not has_results(self.folder):
-                remove_created(self.folder, self.created)
+            if failed and not self.resuming and not has_results(self.folder):
+                self._remove_own_files()
             elif failed:
                 with contextlib.suppress(OSError):
                     self.set_status("failed")

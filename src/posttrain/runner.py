@@ -271,7 +271,7 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
     resolved = prepared.resolved or resolved_run(prepared.method, prepared.plugin, prepared.config, ctx)
     folder = RunFolder(ctx.output_dir, prepared.method, prepared.plugin.id, resolved) if is_main() else None
     if folder is not None:
-        folder.open(overwrite=prepared.overwrite)
+        folder.open(overwrite=prepared.overwrite, resume=ctx.resume)
     failed = True
     try:
         result = _execute(prepared, resolved, console, progress)
