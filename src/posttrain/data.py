@@ -61,8 +61,7 @@ def read_text(path: Path) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - data.rfind(b"\n", 0, exc.start)
         raise UserError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); "
-            "save the file as UTF-8"
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); save the file as UTF-8"
         ) from None
 
 
@@ -123,7 +122,7 @@ def table_records(rows: list[dict], source: Any, first_line: int = 1) -> list[di
 def read_file(path: Path) -> list[dict[str, Any]]:
     """Records of one data file, read by its suffix: .parquet, .csv, .json (an array), else JSON Lines."""
     if path.exists() and not path.is_file() and not path.is_dir():
-        raise UserError(f"--dataset {path}: not a regular file (a device, pipe or socket); expected a data file or folder")
+        raise not_a_data_file(path)
     if not path.is_file():
         raise UserError(f"dataset file {path} does not exist")
     readers = {".parquet": read_parquet, ".csv": read_csv, ".json": read_json}
@@ -181,6 +180,24 @@ def has_split(source: str, split: str) -> bool:
     if not path.is_dir():
         return False
     return split in saved_splits(path) if is_saved_dataset(path) else split_file(path, split) is not None
+
+
+def not_a_data_file(source: Any) -> UserError:
+    return UserError(
+        f"--dataset {source}: not a regular file (a device, pipe or socket); expected a data file or folder"
+    )
+
+
+def check_dataset_path(source: str) -> None:
+    """A --dataset that names a local path exists as a file or folder (a hub id is checked on load)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return
+    if looks_like_path(source) or path.exists():
+        if path.exists() and not path.is_file():
+            raise not_a_data_file(source)
+        if not path.exists():
+            raise UserError(f"dataset file {path} does not exist")
 
 
 def load_records(source: str, split: str = "train") -> tuple[list[dict[str, Any]], str]:

@@ -158,6 +158,24 @@ def resolved_run(method: str, plugin: Plugin, config: BaseModel, ctx: RunContext
     }
 
 
+def check_sources(ctx: RunContext) -> None:
+    """A local --model folder and --dataset path exist (checked again, in full, when they load), so a
+    mistyped path fails before the run folder is made."""
+    from posttrain.data import check_dataset_path
+    from posttrain.hf import checked_model_path
+
+    for option, value, check in (
+        ("--model", ctx.model, lambda v: checked_model_path(v, "--model", adapters=True)),
+        ("--dataset", ctx.dataset, check_dataset_path),
+    ):
+        if value is None or value.startswith("embedded:"):
+            continue
+        try:
+            check(value)
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise UserError(f"{option} {value[:200]!r}: not a usable path ({exc.strerror or exc})") from None
+
+
 def check_run_folder(prepared: PreparedRun, force_resume: bool) -> None:
     """Before anything is written: a new run takes a new or empty folder (or --overwrite), a resume
     only a run of the same method and options (or --force-resume) with a valid checkpoint."""
@@ -238,6 +256,7 @@ def prepare(
         gradient_checkpointing=gradient_checkpointing,
     )
     command = "catalog " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else f"catalog run {name}"
+    check_sources(ctx)
     resolved = resolved_run(name, plugin, config, ctx)
     prepared = PreparedRun(name, plugin, config, ctx, command, resolved=resolved, overwrite=overwrite)
     if distributed.is_main():  # the other ranks would see the folder rank 0 is creating
