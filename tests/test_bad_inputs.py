@@ -260,3 +260,14 @@ def test_nan_in_a_dataset_writes_valid_json_and_the_summary_path_is_right(cli, t
         for line in (out / name).read_text().splitlines():
             json.loads(line, parse_constant=strict)
     json.loads((out / "summary.json").read_text(), parse_constant=strict)
+
+
+def test_grpo_with_an_all_zero_reward_stops_instead_of_reporting_loss_zero(tmp_path, capsys):
+    from posttrain.train import NO_SIGNAL_STOP_STEPS
+
+    data = _jsonl(tmp_path / "p.jsonl", [{"prompt": f"{i}+{i}=", "answer": "never"} for i in range(40)])
+    sets = ["max_steps=30", "prompts_per_step=1", "num_generations=2", "max_completion_length=4", "eval_examples=2"]
+    prepared = prepare("grpo", output_dir=tmp_path / "run", device="cpu", dataset=data, sets=sets)
+    with pytest.raises(UserError, match=f"stopped at step {NO_SIGNAL_STOP_STEPS}: .*no reward variance"):
+        execute(prepared, progress=False)
+    assert "warning: the gradient has been exactly zero" in capsys.readouterr().err
