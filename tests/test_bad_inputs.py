@@ -216,6 +216,21 @@ def test_an_occasional_zero_gradient_does_not_stop_the_run(tmp_path):
     assert loop.step == 45
 
 
+def test_a_loss_that_saturates_after_learning_is_warned_about_not_stopped(tmp_path, capsys):
+    """A hinge that met its margin has a zero gradient too, after steps that had one: the run ends."""
+    from posttrain.interface import RunContext
+    from posttrain.train import LoopSettings, train_loop
+
+    model = torch.nn.Linear(2, 1)
+
+    def saturating(step, micro):
+        return (model.weight * (step < 3)).sum(), {}
+
+    loop = train_loop(model, RunContext(output_dir=tmp_path), LoopSettings(max_steps=40, learning_rate=0.1), saturating)
+    assert loop.step == 40
+    assert "the weights no longer change" in capsys.readouterr().err
+
+
 def test_the_heldout_size_is_recorded_and_a_small_one_warned(tmp_path):
     from rich.console import Console
 

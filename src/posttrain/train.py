@@ -54,34 +54,43 @@ class LoopResult:
     resumed_from: int | None = None
 
 
-# Consecutive steps with an exactly zero gradient before the loop warns, and before it stops: a run
-# with nothing to learn from (no loss tokens, no reward variance) must not go on reporting loss 0.
+# Consecutive steps with an exactly zero gradient before the loop warns, and (when no step has had a
+# gradient yet) stops: a run with nothing to learn from (no loss tokens, no reward variance) must
+# not go on reporting loss 0.
 NO_SIGNAL_WARN_STEPS = 5
 NO_SIGNAL_STOP_STEPS = 20
 
 
 @dataclass
 class SignalWatch:
-    """Counts the steps in a row whose gradient norm is exactly 0; warns, then stops the run."""
+    """Counts the steps in a row whose gradient norm is exactly 0. From the first step on, that is a
+    run with nothing to learn from: a warning, then a UserError. After steps with a gradient, it is a
+    loss that saturated (a hinge met its margin) or rewards that stopped varying: a warning only."""
 
     warn_after: int = NO_SIGNAL_WARN_STEPS
     stop_after: int = NO_SIGNAL_STOP_STEPS
     zero_steps: int = 0
+    had_signal: bool = False
 
     def update(self, step: int, grad_norm: float, metrics: dict[str, Any], main: bool = True) -> None:
         if grad_norm != 0.0:
-            self.zero_steps = 0
+            self.zero_steps, self.had_signal = 0, True
             return
         self.zero_steps += 1
         if self.zero_steps == self.warn_after and main:
+            then = (
+                "the weights no longer change (a saturated loss?)"
+                if self.had_signal
+                else f"the run stops if this lasts {self.stop_after} steps"
+            )
             warn(
                 f"the gradient has been exactly zero for {self.zero_steps} steps in a row (up to step {step}): "
-                f"{no_signal_cause(metrics)}; the run stops if this lasts {self.stop_after} steps"
+                f"{no_signal_cause(metrics)}; {then}"
             )
-        if self.zero_steps >= self.stop_after:
+        if self.zero_steps >= self.stop_after and not self.had_signal:
             raise UserError(
-                f"stopped at step {step}: the gradient was exactly zero for {self.zero_steps} steps in a row, "
-                f"nothing to learn from: {no_signal_cause(metrics)}"
+                f"stopped at step {step}: the gradient was exactly zero at every step so far, nothing to learn "
+                f"from: {no_signal_cause(metrics)}"
             )
 
 
