@@ -337,8 +337,9 @@ def split_heldout(
     """A fixed train / held-out split of a single file (at least one record each), independent of
     the run's seed, so runs with different seeds are measured on the same held-out problems."""
     if len(records) < 2:
+        count = f"{len(records)} record" + ("" if len(records) == 1 else "s")
         raise UserError(
-            f"{source}: {len(records)} record{'' if len(records) == 1 else 's'}: too few to split off a held-out set; expected at least 2 "
+            f"{source}: {count}: too few to split off a held-out set; expected at least 2 "
             "(or a folder with train and test files)"
         )
     order = list(range(len(records)))
