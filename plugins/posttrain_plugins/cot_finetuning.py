@@ -95,7 +95,7 @@ def cot_data(cfg: Config, ctx: RunContext):
         train = rationale_examples(cfg.train_examples, ctx.seed, "train")
         return train, rationale_examples(cfg.eval_examples, EVAL_SEED, "test"), "add2x2-rationales"
     records, source = load_records(ctx.dataset, "train")
-    train, heldout = split_heldout([with_rationale(r) for r in records], seed=ctx.seed)
+    train, heldout = split_heldout([with_rationale(r) for r in records], source)
     return train, heldout[: cfg.eval_examples], source
 
 

@@ -73,7 +73,7 @@ def dialogue_data(cfg: Config, ctx: RunContext):
         train = conversations(cfg.train_examples, ctx.seed, "train", cfg.turns)
         return train, conversations(cfg.eval_examples, EVAL_SEED, "test", cfg.turns), "add2x2-dialogues"
     records, source = load_records(ctx.dataset, "train")
-    train, heldout = split_heldout([to_messages(r) for r in records], seed=ctx.seed)
+    train, heldout = split_heldout([to_messages(r) for r in records], source)
     return train, heldout[: cfg.eval_examples], source
 
 

@@ -78,7 +78,7 @@ def instruction_data(cfg: Config, ctx: RunContext):
         return train, heldout, f"add2x2-instructions-{cfg.embedded_format}"
     records, source = load_records(ctx.dataset, "train")
     if "instruction" in records[0]:
-        train, heldout = split_heldout([to_prompt_completion(r) for r in records], seed=ctx.seed)
+        train, heldout = split_heldout([to_prompt_completion(r) for r in records], source)
         return train, heldout[: cfg.eval_examples], source
     return task_records(ctx, "sft", cfg.train_examples, cfg.eval_examples)
 

@@ -136,7 +136,7 @@ def kto_records(ctx, cfg: Config) -> tuple[list[dict], list[dict], list[dict], s
     if has_split(ctx.dataset, "test"):
         train, heldout = records, load_records(ctx.dataset, "test")[0][: cfg.eval_examples]
     else:
-        train, heldout = split_heldout(records, seed=ctx.seed)
+        train, heldout = split_heldout(records, source)
         heldout = heldout[: cfg.eval_examples]
     train_u = check_unpaired([x for r in train for x in as_unpaired(r)], source)
     held_u = check_unpaired([x for r in heldout for x in as_unpaired(r)], source)

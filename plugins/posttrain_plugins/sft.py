@@ -30,7 +30,7 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.config import TrainingConfig
-from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_sft
+from posttrain.data import batch_indices, check_loss_tokens, pad_sequences, task_records, tokenize_sft
 from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, mean_nll
 from posttrain.hf import load_policy, lora_settings, parameter_counts
@@ -156,6 +156,7 @@ def train_sft(
     """
     train_records, heldout_records, source = data or task_records(ctx, "sft", cfg.train_examples, cfg.eval_examples)
     train = [(tokenize_train or tokenize_sft)(r, tokenizer, cfg.max_length) for r in train_records]
+    check_loss_tokens(train, train_records, source)
     heldout = [tokenize_sft(r, tokenizer, cfg.max_length) for r in heldout_records]
     embedded = ctx.dataset is None
     counts = parameter_counts(model)

@@ -258,6 +258,12 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in the run folder.")
     ] = False,
+    force_resume: Annotated[
+        bool, typer.Option("--force-resume", help="Resume although the options differ from the run's.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the run already in --output-dir.")
+    ] = False,
     trust_remote_code: Annotated[
         bool, typer.Option("--trust-remote-code", help="Allow model code from the hub.")
     ] = False,
@@ -316,6 +322,8 @@ def run(
         dtype=dtype,
         gradient_checkpointing=gradient_checkpointing,
         logit_chunk_size=logit_chunk_size,
+        overwrite=overwrite,
+        force_resume=force_resume,
     )
     execute(prepared, console=console)
 

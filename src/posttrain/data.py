@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 import importlib
+import io
 import json
 import random
 from collections.abc import Iterator
@@ -38,32 +39,53 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"dataset file {path} does not exist")
     records = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object per line, found {type(obj).__name__}")
-            obj["_line"] = number
-            records.append(obj)
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        obj = parse_json(line, f"{path}:{number}")
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{number}: expected a JSON object per line, found {type(obj).__name__}")
+        obj["_line"] = number
+        records.append(obj)
     if not records:
         raise UserError(f"{path}: the dataset is empty")
     return records
 
 
+def read_text(path: Path) -> str:
+    """A data file's text; bytes that are not UTF-8 are a one-line error naming the line and column."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); save the file as UTF-8"
+        ) from None
+
+
+def parse_json(text: str, where: str) -> Any:
+    """json.loads with its failures as one line naming ``where`` (file:line)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise UserError(f"{where}: JSON nested too deeply (expected records of strings and message lists)") from None
+
+
 def read_json(path: Path) -> list[dict[str, Any]]:
     """A JSON array of objects, or JSON Lines under a ``.json`` name."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if not text.lstrip().startswith("["):
         return read_jsonl(path)
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply (expected an array of records)") from None
     bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
     if bad is not None:
         raise UserError(f"{path}: item {bad + 1}: expected a JSON array of objects, found {type(rows[bad]).__name__}")
@@ -72,8 +94,8 @@ def read_json(path: Path) -> list[dict[str, Any]]:
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
     """A CSV file with a header row; every value is a string (line numbers count the header)."""
-    with path.open(encoding="utf-8", newline="") as fh:
-        return table_records(list(csv.DictReader(fh)), path, first_line=2)
+    text = read_text(path)
+    return table_records(list(csv.DictReader(io.StringIO(text, newline=""))), path, first_line=2)
 
 
 def read_parquet(path: Path) -> list[dict[str, Any]]:
@@ -99,6 +121,8 @@ def table_records(rows: list[dict], source: Any, first_line: int = 1) -> list[di
 
 def read_file(path: Path) -> list[dict[str, Any]]:
     """Records of one data file, read by its suffix: .parquet, .csv, .json (an array), else JSON Lines."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise not_a_data_file(path)
     if not path.is_file():
         raise UserError(f"dataset file {path} does not exist")
     readers = {".parquet": read_parquet, ".csv": read_csv, ".json": read_json}
@@ -156,6 +180,24 @@ def has_split(source: str, split: str) -> bool:
     if not path.is_dir():
         return False
     return split in saved_splits(path) if is_saved_dataset(path) else split_file(path, split) is not None
+
+
+def not_a_data_file(source: Any) -> UserError:
+    return UserError(
+        f"--dataset {source}: not a regular file (a device, pipe or socket); expected a data file or folder"
+    )
+
+
+def check_dataset_path(source: str) -> None:
+    """A --dataset that names a local path exists as a file or folder (a hub id is checked on load)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return
+    if looks_like_path(source) or path.exists():
+        if path.exists() and not path.is_file():
+            raise not_a_data_file(source)
+        if not path.exists():
+            raise UserError(f"dataset file {path} does not exist")
 
 
 def load_records(source: str, split: str = "train") -> tuple[list[dict[str, Any]], str]:
@@ -286,13 +328,23 @@ def shared_prefix_length(a: list[dict], b: list[dict]) -> int:
     return n
 
 
+HELDOUT_SPLIT_SEED = 1234  # the split of a single file: the same for every --seed, as README says
+
+
 def split_heldout(
-    records: list[dict], share: float = 0.05, cap: int = 200, seed: int = 0
+    records: list[dict], source: Any = "the dataset", share: float = 0.05, cap: int = 200
 ) -> tuple[list[dict], list[dict]]:
-    """Deterministic train / held-out split of a single file (at least one held-out record)."""
+    """A fixed train / held-out split of a single file (at least one record each), independent of
+    the run's seed, so runs with different seeds are measured on the same held-out problems."""
+    if len(records) < 2:
+        count = f"{len(records)} record" + ("" if len(records) == 1 else "s")
+        raise UserError(
+            f"{source}: {count}: too few to split off a held-out set; expected at least 2 "
+            "(or a folder with train and test files)"
+        )
     order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    n_eval = max(1, min(cap, int(len(records) * share))) if len(records) > 1 else 0
+    random.Random(HELDOUT_SPLIT_SEED).shuffle(order)
+    n_eval = max(1, min(cap, int(len(records) * share)))
     heldout = [records[i] for i in order[:n_eval]]
     train = [records[i] for i in order[n_eval:]]
     return train, heldout
@@ -422,6 +474,21 @@ def _pack(p_ids: list[int], c_ids: list[int], max_length: int | None) -> dict:
     return {"input_ids": ids, "completion_mask": mask}
 
 
+def check_loss_tokens(examples: list[dict], records: list[dict], source: str) -> None:
+    """Tokenized training examples must have tokens to learn (completion_mask 1): none at all is an
+    error, some without is a warning (each such record adds nothing to the loss)."""
+    empty = [r for e, r in zip(examples, records, strict=True) if not any(e["completion_mask"])]
+    if not empty:
+        return
+    why = "no assistant turn, an empty completion, or a prompt longer than max_length"
+    where = f"{source}:{empty[0].get('_line', '?')}"
+    if len(empty) == len(examples):
+        raise UserError(f"{where}: no training record has a token to learn ({why}); nothing to train on")
+    from posttrain.tracking import warn
+
+    warn(f"{where}: {len(empty)} of {len(examples)} training records have no token to learn ({why})")
+
+
 # --- batching -----------------------------------------------------------------------------------
 
 
@@ -495,7 +562,7 @@ def task_records(ctx, kind: str, n_train: int, n_eval: int) -> tuple[list[dict],
     if has_split(ctx.dataset, "test"):
         heldout, heldout_source = load_records(ctx.dataset, "test")
         return records, checked_records(heldout, kind, heldout_source)[:n_eval], source
-    train, heldout = split_heldout(records, seed=ctx.seed)
+    train, heldout = split_heldout(records, source)
     return train, heldout[:n_eval], source
 
 

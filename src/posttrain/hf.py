@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import importlib
 import os
+import re
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,12 +65,27 @@ def model_source(ctx: RunContext, console=None) -> str:
         return str(getattr(importlib.import_module(module), function)(seed=0, console=console))
     if ctx.model.startswith("embedded:"):
         raise UserError(f"--model {ctx.model}: no such embedded model (expected one of {', '.join(EMBEDDED_MODELS)})")
-    path = Path(ctx.model).expanduser()
-    if ctx.model.startswith((".", "/", "~")) and not path.exists():
-        raise UserError(f"--model {ctx.model}: folder does not exist")
-    if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-        raise UserError(f"--model {ctx.model}: folder has no config.json (not a transformers model folder)")
-    return str(path) if path.exists() else ctx.model
+    return checked_model_path(ctx.model, "--model", adapters=True)
+
+
+# A hub model id: ``name`` or ``owner/name`` (what huggingface_hub accepts as a repo id).
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def checked_model_path(value: str, what: str, adapters: bool = False) -> str:
+    """A local model folder (with config.json, or adapter_config.json when ``adapters``) or a hub id;
+    a path that exists nowhere is a one-line error saying so, never the hub client's repo-id message."""
+    path = Path(value).expanduser()
+    if path.exists():
+        has_config = (path / "config.json").is_file() or (adapters and (path / "adapter_config.json").is_file())
+        if path.is_dir() and not has_config:
+            raise UserError(f"{what} {value}: folder has no config.json (not a transformers model folder)")
+        return str(path)
+    if value.startswith((".", "/", "~")):
+        raise UserError(f"{what} {value}: folder does not exist")
+    if not HUB_ID.match(value):
+        raise UserError(f"{what} {value}: no such folder, and not a hub model id (expected name or owner/name)")
+    return value
 
 
 def load_tokenizer(source: str, trust_remote_code: bool = False):
@@ -91,9 +107,43 @@ def load_model(source: str, device: str, trust_remote_code: bool = False, dtype:
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype or default_dtype(device), trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError) as exc:
-        raise UserError(f"--model {source}: could not load the model: {str(exc).splitlines()[0]}") from None
+    except weight_load_errors() as exc:
+        raise weights_error(source, exc, "--model") from None
     return model.to(device)
+
+
+def weight_load_errors() -> tuple[type[BaseException], ...]:
+    """What ``from_pretrained`` raises for a missing, damaged or refused model file."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError, SafetensorError)
+
+
+def weights_error(source: str, exc: BaseException, what: str) -> UserError:
+    """One line for a failed model load, naming the weight file when that is what failed."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    files = ", ".join(str(f) for f in weight_files(source)) or source
+    if isinstance(exc, pickle.UnpicklingError):
+        return UserError(
+            f"{what} {source}: {files}: a pickle holding more than tensors, not loaded (loading it could run "
+            "code); convert the weights to safetensors"
+        )
+    if isinstance(exc, SafetensorError):
+        return UserError(f"{what} {source}: {files}: not a valid safetensors file, truncated or damaged ({message})")
+    return UserError(f"{what} {source}: could not load the model: {message}")
+
+
+def weight_files(source: str) -> list[Path]:
+    folder = Path(source)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
 
 
 def head_error(source: str, exc: Exception, head: str, method: str) -> UserError:
@@ -253,11 +303,18 @@ def save_model(model, tokenizer, path: Path) -> Path:
     import shutil
 
     tmp = path.with_name(f".tmp-{path.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    except OSError as exc:  # disk full, permissions: the checkpoints written so far stay
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(
+            f"could not save the model to {path}: {exc.strerror or exc}; the run's checkpoints are intact "
+            "(free space, then continue with --resume)"
+        ) from None
     return path
 
 

@@ -36,7 +36,7 @@ from posttrain import outcomes
 from posttrain.data import chat_text
 from posttrain.errors import UserError
 from posttrain.interface import RunContext, RunResult
-from posttrain.tracking import announce
+from posttrain.tracking import announce, finite_json
 
 EMBEDDED_EVAL_SEED = 1234  # the held-out prompts every method (and every trainer's eval) is measured on
 SWEEP = {"sweep": True}
@@ -364,6 +364,9 @@ class RewardModelScorer:
     def __init__(self, path: str, device: str):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from posttrain.hf import checked_model_path
+
+        path = checked_model_path(path, "--set reward_model=")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
@@ -452,7 +455,7 @@ def finish(
                 "correct": problems.check(pred, record),
                 "compute": per_problem[i] if per_problem else {},
             }
-            fh.write(json.dumps(row, default=str) + "\n")
+            fh.write(json.dumps(finite_json(row), default=str) + "\n")
     if before:
         ctx.log(0, {f"greedy/{k}": v for k, v in before.items() if isinstance(v, int | float)})
     ctx.log(1, {k: v for k, v in after.items() if isinstance(v, int | float)})

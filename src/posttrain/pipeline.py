@@ -51,6 +51,7 @@ class Pipeline:
             prepared = prepare(
                 method, model=model, dataset=dataset, output_dir=out, device=self.ctx.device, seed=self.ctx.seed,
                 trust_remote_code=self.ctx.trust_remote_code, smoke=self.ctx.smoke, extra=overrides,
+                overwrite=True,  # the pipeline owns its stage folders: a rerun (--resume) redoes a stage
             )  # fmt: skip
         except UserError as exc:
             raise UserError(f"{self.name} stage {number} ({method}): {exc}") from None

@@ -80,6 +80,11 @@ def load(name: str) -> Plugin:
             f"plugin '{name}' ({spec.distribution}) failed to import: {exc}; "
             "install the training extras with: pip install 'posttrain-catalog[train]'"
         ) from exc
+    except Exception as exc:  # the plugin's module raised while importing: name its file, not a traceback
+        raise UserError(
+            f"plugin '{name}' ({spec.distribution}): {_module_file(exc, module_name)} failed at import: "
+            f"{_one_line(exc)}"
+        ) from None
     return _checked(getattr(module, attr or "plugin", None), name, spec.target)
 
 
@@ -124,9 +129,32 @@ def load_file(path: Path) -> Plugin:
         raise UserError(f"{path}: import failed: {exc}") from exc
     except SyntaxError as exc:
         raise UserError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except Exception as exc:  # the user's module ran and raised: name the file and line, not a traceback
+        raise UserError(f"{path}:{_raising_line(exc, path)}: failed at import: {_one_line(exc)}") from None
     plugin = _checked(getattr(module, "plugin", None), None, str(path))
     _LOADED_FILES[path.resolve()] = plugin
     return plugin
+
+
+def _raising_line(exc: BaseException, path: Path) -> int | str:
+    """The last line of ``path`` in the exception's traceback (where the module raised)."""
+    import traceback
+
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path.resolve()]
+    return lines[-1] if lines and lines[-1] is not None else "?"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _module_file(exc: BaseException, module_name: str) -> str:
+    """file:line where the module ``module_name`` (or a module it imported) raised."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else module_name
 
 
 def _checked(obj: object, name: str | None, where: str) -> Plugin:

@@ -44,12 +44,9 @@ from posttrain.errors import UserError
 
 
 def _check_folder(path: str | Path, what: str) -> str:
-    source = Path(str(path)).expanduser()
-    if str(path).startswith((".", "/", "~")) and not source.exists():
-        raise UserError(f"{what} {path}: folder does not exist")
-    if source.is_dir() and not (source / "config.json").is_file():
-        raise UserError(f"{what} {path}: folder has no config.json (not a transformers model folder)")
-    return str(source) if source.exists() else str(path)
+    from posttrain.hf import checked_model_path
+
+    return checked_model_path(str(path), what)
 
 
 def prepare_tokenizer(tokenizer, model=None):
@@ -67,15 +64,15 @@ def load_reward_model(path: str | Path, device: str = "cpu", what: str = "reward
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from posttrain.hf import quiet_transformers
+    from posttrain.hf import quiet_transformers, weight_load_errors, weights_error
 
     quiet_transformers()
     source = _check_folder(path, what)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{what} {path}: could not load a reward model: {str(exc).splitlines()[0]}") from None
+    except weight_load_errors() as exc:
+        raise weights_error(source, exc, what) from None
     if model.config.num_labels != 1:
         raise UserError(
             f"{what} {path}: expected a reward model with one output (num_labels=1), found {model.config.num_labels}"

@@ -122,6 +122,9 @@ def reward_model_reward(path: str, device: str = "cpu", batch_size: int = 32) ->
 def _load_classifier(path: str, device: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from posttrain.hf import checked_model_path
+
+    path = checked_model_path(path, "reward-model:")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(path)

@@ -35,6 +35,8 @@ class PreparedRun:
     config: BaseModel
     ctx: RunContext
     command: str
+    resolved: dict[str, Any] | None = None  # what config.yaml records (see resolved_run)
+    overwrite: bool = False  # --overwrite: replace the run artifacts already in the folder
 
 
 def resolve_plugin(method: str) -> tuple[str, Plugin]:
@@ -126,24 +128,80 @@ def check_context_values(values: dict[str, Any], config_file: Path | None) -> No
 
 
 def default_output_dir(method: str, resume: bool) -> Path:
+    """``runs/ID/TIMESTAMP``; with --resume the newest folder there that holds a run of ID (a saved
+    model or anything else kept under runs/ID is never taken for one)."""
+    from posttrain.runfolder import read_owner
+
     base = Path("runs") / method
     if resume:
-        runs = sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []
+        folders = sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []
+        runs = [p for p in folders if (read_owner(p) or {}).get("method") == method]
         if not runs:
             raise UserError(f"--resume: no earlier run of {method} under {base} (pass --output-dir)")
         return runs[-1]
     return base / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def check_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise UserError(f"--output-dir {path}: not writable ({exc.strerror})") from None
-    except ValueError as exc:  # e.g. a NUL byte in the path
-        raise UserError(f"--output-dir {str(path)!r}: not a valid path ({exc})") from None
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's seed accepts
+
+
+def check_run_options(model: str | None, dataset: str | None, seed: int | None) -> None:
+    """Command-line values that no later step would explain well: empty names, a seed out of range."""
+    for option, value in (("--model", model), ("--dataset", dataset)):
+        if value is not None and not value.strip():
+            raise UserError(f"{option}: expected a name or a path, got an empty string")
+    if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise UserError(f"--seed {seed}: expected an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]}")
+
+
+def resolved_run(method: str, plugin: Plugin, config: BaseModel, ctx: RunContext) -> dict[str, Any]:
+    """The resolved configuration config.yaml records (and a resume is compared with)."""
+    return {
+        "method": method,
+        "plugin": plugin.id,
+        "model": ctx.model or "embedded",
+        "dataset": ctx.dataset or "embedded",
+        "seed": ctx.seed,
+        "device": ctx.device,
+        "dtype": ctx.dtype,
+        "gradient_checkpointing": ctx.gradient_checkpointing,
+        "logit_chunk_size": ctx.logit_chunk_size,
+        "config": config.model_dump(mode="json"),
+    }
+
+
+def check_sources(ctx: RunContext) -> None:
+    """A local --model folder and --dataset path exist (checked again, in full, when they load), so a
+    mistyped path fails before the run folder is made."""
+    from posttrain.data import check_dataset_path
+    from posttrain.hf import checked_model_path
+
+    for option, value, check in (
+        ("--model", ctx.model, lambda v: checked_model_path(v, "--model", adapters=True)),
+        ("--dataset", ctx.dataset, check_dataset_path),
+    ):
+        if value is None or value.startswith("embedded:"):
+            continue
+        try:
+            check(value)
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise UserError(f"{option} {value[:200]!r}: not a usable path ({exc.strerror or exc})") from None
+
+
+def check_run_folder(prepared: PreparedRun, force_resume: bool) -> None:
+    """Before anything is written: a new run takes a new or empty folder (or --overwrite), a resume
+    only a run of the same method and options (or --force-resume) with a valid checkpoint."""
+    from posttrain import runfolder
+
+    ctx = prepared.ctx
+    runfolder.check_writable_parent(ctx.output_dir)
+    if not ctx.resume:
+        runfolder.check_new_run(ctx.output_dir, prepared.overwrite, ctx.dataset)
+        return
+    step = _resume_step(ctx.output_dir)
+    runfolder.check_resume(ctx.output_dir, prepared.method, prepared.resolved or {}, step, force_resume)
+    if step is None and prepared.plugin.kind == "trainer":
+        raise UserError(f"--resume: no valid checkpoint in {ctx.output_dir / 'checkpoints'}")
 
 
 def prepare(
@@ -163,13 +221,21 @@ def prepare(
     logit_chunk_size: int = 0,
     smoke: bool = False,
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    force_resume: bool = False,
 ) -> PreparedRun:
+    check_run_options(model, dataset, seed)
+    resume = resume or force_resume
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite: pass one of them (continue the run, or replace it)")
     name, plugin = resolve_plugin(method)
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     file_values = read_run_file(config_file) if config_file else {}
     context_from_file = {k: file_values.pop(k) for k in list(file_values) if k in CONTEXT_KEYS}
     check_context_values(context_from_file, config_file)
+    if seed is None and "seed" in context_from_file:
+        check_run_options(None, None, context_from_file["seed"])
     if smoke:
         values.update(plugin.smoke)
     values.update(file_values)
@@ -192,7 +258,6 @@ def prepare(
     )
     out = Path(output_dir or context_from_file.get("output_dir") or default_output_dir(name, resume))
     out = distributed.same_on_all_ranks(out)
-    check_writable(out)
     ctx = RunContext(
         output_dir=out,
         device=run_device,
@@ -214,8 +279,15 @@ def prepare(
         config_file=config_file,
         seed=seed,
         dtype=dtype,
+        gradient_checkpointing=gradient_checkpointing,
+        logit_chunk_size=logit_chunk_size,
     )
-    return PreparedRun(method=name, plugin=plugin, config=config, ctx=ctx, command=command)
+    check_sources(ctx)
+    resolved = resolved_run(name, plugin, config, ctx)
+    prepared = PreparedRun(name, plugin, config, ctx, command, resolved=resolved, overwrite=overwrite)
+    if distributed.is_main():  # the other ranks would see the folder rank 0 is creating
+        check_run_folder(prepared, force_resume)
+    return prepared
 
 
 def run_command(
@@ -227,6 +299,8 @@ def run_command(
     config_file: Path | None = None,
     seed: int | None = None,
     dtype: str = "auto",
+    gradient_checkpointing: bool = False,
+    logit_chunk_size: int = 0,
 ) -> str:
     """The `catalog run` line that repeats a run (summary.json's and a report's `command`), built
     from the run's options rather than sys.argv: under tools/record_run.py, pytest or `catalog compare`
@@ -241,6 +315,10 @@ def run_command(
         parts += ["--seed", str(seed)]
     if dtype != "auto":
         parts += ["--dtype", dtype]
+    if gradient_checkpointing:
+        parts.append("--gradient-checkpointing")
+    if logit_chunk_size:
+        parts += ["--logit-chunk-size", str(logit_chunk_size)]
     return shlex.join(parts)
 
 
@@ -261,9 +339,32 @@ def _resume_step(out: Path) -> int | None:
 
 
 def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunResult:
+    """Run the plugin in its run folder: created (and locked) only now, and removed again when the
+    run fails before its training loop began; run.json says whether it finished."""
+    from posttrain.distributed import is_main
+    from posttrain.runfolder import RunFolder
+
+    ctx = prepared.ctx
+    resolved = prepared.resolved or resolved_run(prepared.method, prepared.plugin, prepared.config, ctx)
+    folder = RunFolder(ctx.output_dir, prepared.method, prepared.plugin.id, resolved) if is_main() else None
+    if folder is not None:
+        folder.open(overwrite=prepared.overwrite, resume=ctx.resume)
+    failed = True
+    try:
+        result = _execute(prepared, resolved, console, progress)
+        failed = False
+        if folder is not None:
+            folder.set_status("finished")
+        return result
+    finally:
+        if folder is not None:
+            folder.close(failed)
+
+
+def _execute(prepared: PreparedRun, resolved: dict[str, Any], console, progress: bool) -> RunResult:
     from posttrain import outcomes
     from posttrain.distributed import barrier, is_main
-    from posttrain.tracking import MetricsLogger, announcing, plot_metrics, rich_progress, write_json
+    from posttrain.tracking import MetricsLogger, announcing, plot_metrics, rich_progress, write_atomic, write_json
 
     ctx = prepared.ctx
     seed_everything(ctx.seed)
@@ -273,17 +374,8 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
     barrier()  # the other ranks read checkpoints only after rank 0 has looked at the folder
     if progress and main:
         ctx.progress = rich_progress(console)
-    resolved = {
-        "method": prepared.method,
-        "plugin": prepared.plugin.id,
-        "model": ctx.model or "embedded",
-        "dataset": ctx.dataset or "embedded",
-        "seed": ctx.seed,
-        "device": ctx.device,
-        "config": prepared.config.model_dump(mode="json"),
-    }
     if main:
-        (ctx.output_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        write_atomic(ctx.output_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     if console is not None and main:
         console.print(f"[bold]{prepared.method}[/bold] on {ctx.device}, seed {ctx.seed} -> {ctx.output_dir}")
     t0 = time.perf_counter()
@@ -304,6 +396,7 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
         "paired": outcomes.paired_statistics(pairs),
         "artifacts": result.artifacts,
     }
+    summary["heldout_examples"] = heldout_size(summary["paired"])
     if not main:
         return result
     if pairs:
@@ -322,11 +415,11 @@ def execute(prepared: PreparedRun, console=None, progress: bool = True) -> RunRe
     if plot:
         result.artifacts["plot"] = str(plot)
     if console is not None:
-        print_summary(console, summary)
+        print_summary(console, summary, ctx.output_dir / "summary.json")
     return result
 
 
-def print_summary(console, summary: dict[str, Any]) -> None:
+def print_summary(console, summary: dict[str, Any], path: Path | None = None) -> None:
     """The end-of-run table: each held-out metric before and after, and for those with per-problem
     outcomes the paired test (fixed / broken, difference ± SE, sign-test p, verdict); then, when the
     headline metric fell, a plain sentence saying so and naming the likely cause."""
@@ -372,7 +465,28 @@ def print_summary(console, summary: dict[str, Any]) -> None:
             )
         else:
             console.print(f"Held-out {headline} fell, within noise: {stats.describe(test)}.", highlight=False)
-    console.print(f"summary: {Path(summary['artifacts'].get('model', '.')).parent / 'summary.json'}")
+    warn_small_heldout(console, summary.get("heldout_examples"))
+    if path is not None:  # the run folder's, also for methods that save no model (test-time methods)
+        console.print(f"summary: {path}", markup=False, highlight=False)
+
+
+SMALL_HELDOUT = 50  # below this, a held-out difference of a few problems is mostly noise
+
+
+def heldout_size(paired: dict[str, Any]) -> int | None:
+    """How many held-out problems the headline metric was measured on (None without per-problem outcomes)."""
+    headline = headline_metric(paired)
+    return int(paired[headline]["n"]) if headline else None
+
+
+def warn_small_heldout(console, size: int | None) -> None:
+    if size is not None and size < SMALL_HELDOUT:
+        console.print(
+            f"warning: the held-out set has only {size} problems (fewer than {SMALL_HELDOUT}): its before/after "
+            "difference is mostly noise; give a test split (a folder with train and test files) or more data",
+            markup=False,
+            highlight=False,
+        )
 
 
 def console_for_table(console):

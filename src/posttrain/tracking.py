@@ -13,40 +13,64 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from posttrain.errors import UserError
+
 
 class MetricsLogger:
-    """Appends one JSON object per logged step to ``metrics.jsonl``."""
+    """Appends one JSON object per logged step to ``metrics.jsonl``; never truncates or removes it.
+
+    A resumed run appends a marker row ``{"step": S, "resumed_from_step": S}`` and then the steps
+    after its checkpoint S; ``rows()`` reads the file as the run's history: rows an interrupted run
+    logged after S are replaced by the resumed run's.
+    """
 
     def __init__(self, output_dir: Path, resume_step: int | None = None):
         self.path = output_dir / "metrics.jsonl"
         # On resume the rows up to the checkpoint are kept, so a resumed run does not log them twice.
         self.skip_upto = resume_step if resume_step is not None and self.path.exists() else None
-        if resume_step is not None and self.path.exists():
-            self._truncate_after(resume_step)
-        elif self.path.exists():
-            self.path.unlink()
+        if self.skip_upto is not None:
+            self._append({"step": self.skip_upto, RESUME_MARKER: self.skip_upto})
 
-    def _truncate_after(self, step: int) -> None:
-        # A run killed mid-write can leave a partial last line: _complete_rows drops it.
-        kept = [json.dumps(row) for row in _complete_rows(self.path) if row.get("step", 0) <= step]
-        write_atomic(self.path, "".join(ln + "\n" for ln in kept))
+    def _append(self, row: Mapping[str, Any]) -> None:
+        with self.path.open("a+", encoding="utf-8") as fh:
+            if fh.tell() and not _ends_with_newline(self.path):  # a killed write left a partial line
+                fh.write("\n")
+            fh.write(json.dumps(finite_json(row)) + "\n")
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         if self.skip_upto is not None and step <= self.skip_upto:
             return
-        row = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
+        self._append({"step": step, **{k: _plain(v) for k, v in metrics.items()}})
 
     def rows(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return _complete_rows(self.path)
+        return history(_complete_rows(self.path))
+
+
+RESUME_MARKER = "resumed_from_step"
+
+
+def history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of metrics.jsonl as one run: at each resume marker, rows logged after its step are dropped."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if RESUME_MARKER in row:
+            out = [r for r in out if r.get("step", 0) <= row[RESUME_MARKER]]
+        else:
+            out.append(row)
+    return out
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
 
 
 def _complete_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for ln in path.read_text().splitlines():
+    for ln in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             rows.append(json.loads(ln))
         except ValueError:
@@ -62,6 +86,18 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by its name ("nan", "inf", "-inf"): Python's
+    json writes them as bare NaN / Infinity, which is not JSON and which other readers reject."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (checkpoints, shipped model files)."""
     digest = hashlib.sha256()
@@ -72,13 +108,20 @@ def file_sha256(path: Path) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file, then rename: ``path`` holds the old text or the new, never a part.
+    A failed write (disk full) removes the temporary file and is a one-line error naming ``path``."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
 
 
 def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+    write_atomic(path, json.dumps(finite_json(obj), indent=2, default=str) + "\n")
 
 
 def training_curves(rows: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
@@ -253,3 +296,10 @@ def announce(message: str) -> None:
         return
     console.print(f"[{time.perf_counter() - start:6.1f} s] {message}", markup=False, highlight=False)
     console.file.flush()
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, one line, flushed at once (also outside ``catalog run``: it is about the data)."""
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -26,7 +26,7 @@ import torch
 from posttrain.errors import UserError
 from posttrain.interface import RunContext
 from posttrain.logit_chunks import set_logit_chunk_size
-from posttrain.tracking import announce, file_sha256
+from posttrain.tracking import announce, file_sha256, warn
 
 LossFn = Callable[[int, int], tuple[torch.Tensor, dict[str, Any]]]
 
@@ -53,6 +53,55 @@ class LoopResult:
     seconds: float
     last: dict[str, Any] = field(default_factory=dict)
     resumed_from: int | None = None
+
+
+# Consecutive steps with an exactly zero gradient before the loop warns, and (when no step has had a
+# gradient yet) stops: a run with nothing to learn from (no loss tokens, no reward variance) must
+# not go on reporting loss 0.
+NO_SIGNAL_WARN_STEPS = 5
+NO_SIGNAL_STOP_STEPS = 20
+
+
+@dataclass
+class SignalWatch:
+    """Counts the steps in a row whose gradient norm is exactly 0. From the first step on, that is a
+    run with nothing to learn from: a warning, then a UserError. After steps with a gradient, it is a
+    loss that saturated (a hinge met its margin) or rewards that stopped varying: a warning only."""
+
+    warn_after: int = NO_SIGNAL_WARN_STEPS
+    stop_after: int = NO_SIGNAL_STOP_STEPS
+    zero_steps: int = 0
+    had_signal: bool = False
+
+    def update(self, step: int, grad_norm: float, metrics: dict[str, Any], main: bool = True) -> None:
+        if grad_norm != 0.0:
+            self.zero_steps, self.had_signal = 0, True
+            return
+        self.zero_steps += 1
+        if self.zero_steps == self.warn_after and main:
+            then = (
+                "the weights no longer change (a saturated loss?)"
+                if self.had_signal
+                else f"the run stops if this lasts {self.stop_after} steps"
+            )
+            warn(
+                f"the gradient has been exactly zero for {self.zero_steps} steps in a row (up to step {step}): "
+                f"{no_signal_cause(metrics)}; {then}"
+            )
+        if self.zero_steps >= self.stop_after and not self.had_signal:
+            raise UserError(
+                f"stopped at step {step}: the gradient was exactly zero at every step so far, nothing to learn "
+                f"from: {no_signal_cause(metrics)}"
+            )
+
+
+def no_signal_cause(metrics: dict[str, Any]) -> str:
+    if metrics.get("reward_std") == 0.0:
+        return (
+            "no reward variance (every sample of each prompt got the same reward; check the reward function "
+            "and that some answers can be right)"
+        )
+    return "no loss tokens (e.g. conversations with no assistant turn) or a loss that does not depend on the weights"
 
 
 def lr_factor(step: int, settings: LoopSettings) -> float:
@@ -241,6 +290,7 @@ def _run_loop(model, wrapped, ctx: RunContext, settings: LoopSettings, loss_fn: 
     t0 = time.perf_counter()
     steps = range(start, settings.max_steps)
     progress = ctx.progress(steps, total=settings.max_steps - start, description=description) if ctx.progress else steps
+    watch = SignalWatch()
     with _StopRequest() as stop:
         window_tokens, window_t = 0, time.perf_counter()
         for step in progress:
@@ -263,6 +313,7 @@ def _run_loop(model, wrapped, ctx: RunContext, settings: LoopSettings, loss_fn: 
                 for k, v in micro_metrics.items():
                     metrics[k] = metrics.get(k, 0.0) + float(v) / settings.grad_accum
             norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm or float("inf"))
+            watch.update(step + 1, _norm_value(norm), metrics, main=distributed.is_main())
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -294,6 +345,12 @@ def _run_loop(model, wrapped, ctx: RunContext, settings: LoopSettings, loss_fn: 
     checkpoint(settings.max_steps)
     model.eval()
     return LoopResult(step=settings.max_steps, seconds=time.perf_counter() - t0, last=last, resumed_from=resumed_from)
+
+
+def _norm_value(norm) -> float:
+    if hasattr(norm, "full_tensor"):  # FSDP: a DTensor
+        norm = norm.full_tensor()
+    return float(norm)
 
 
 def _save(ckpt_dir: Path, step: int, model, optimizer, scheduler, keep: int, mode: str) -> Path:
