@@ -59,10 +59,10 @@ def report_path(method: str) -> Path:
 # --- running ----------------------------------------------------------------------------------------
 
 
-def one_run(method: str, side: str, work: Path, steps: int) -> dict:
+def one_run(method: str, side: str, work: Path, steps: int, profile: bool = False) -> dict:
     bench_side, extra_env = SIDES[side]
     cmd = [sys.executable, str(BENCH), "run", "--method", method, "--side", bench_side, "--work", str(work)]
-    cmd += ["--shape", "30m", "--steps", str(steps), "--device", "cpu"]
+    cmd += ["--shape", "30m", "--steps", str(steps), "--device", "cpu"] + (["--profile-step"] if profile else [])
     if method == "dpo" and side == "trl":
         cmd.append("--trl-precompute-ref")
     env = {
@@ -251,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="measured optimizer steps per run, after 1 warmup step")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of sft, dpo, grpo")
     parser.add_argument("--page-only", action="store_true", help="rebuild the page section from the committed reports")
+    parser.add_argument("--profile", action="store_true", help="profile one step of each side instead (op shares)")
     args = parser.parse_args(argv)
+    if args.profile:
+        profile_steps(argv)
+        return 0
     if not args.page_only:
         methods = [m for m in args.methods.split(",") if m]
         unknown = sorted(set(methods) - set(METHODS))
@@ -261,6 +265,32 @@ def main(argv: list[str] | None = None) -> int:
     update_page(committed_reports())
     print(f"updated {PAGE.relative_to(ROOT)}")
     return 0
+
+
+def profile_steps(argv: list[str] | None) -> None:
+    """One run per method and side with its first measured step profiled: where a step's CPU time goes."""
+    work = Path(tempfile.mkdtemp(prefix="bench-30m-profile-"))
+    parameters = build(work, 2)
+    out = {
+        "benchmark": "one profiled optimizer step per method and side, ~30M-parameter Qwen2, CPU, one thread",
+        "command": "OMP_NUM_THREADS=1 python tools/bench_30m.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "versions": versions(),
+        "machine": machine(),
+        "parameters": parameters,
+        "note": "self CPU time by aten op under torch.profiler (the profiler's own cost included); shares of the step",
+        "steps": {},
+    }
+    for method in METHODS:
+        for side in SIDES_OF[method]:
+            result = one_run(method, side, work, 1, profile=True)
+            out["steps"][f"{method}/{side}"] = result["profile"]
+            print(f"{method:4s} {side:10s} matmul share {result['profile']['matmul_share']:.0%}", flush=True)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    target = REPORTS / "profile-30m.json"
+    target.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {target.relative_to(ROOT)}")
 
 
 def measure(methods: list[str], args, argv: list[str] | None) -> None:

@@ -57,6 +57,10 @@ def page_section(report: dict) -> str:
         f"{r['one_generate_call']['samples_per_second']} | {r['one_generate_call']['tokens_per_second']} | "
         f"{r['one_generate_call']['cpu_seconds_median']} | {speedup['wall']}x | {speedup['cpu']}x |",
         "",
+        f"On a shared machine wall times swing with the load; the CPU time of this one-threaded process is the "
+        f"steady reading: one `generate` call takes {speedup['cpu']}x the CPU time of batched sampling, which "
+        "prefills each prompt once and shares its cache among the n samples.",
+        "",
         "From `reports/benchmarks/self-consistency.json` (`OMP_NUM_THREADS=1 python "
         "tools/bench_self_consistency.py`; `--device cuda` on a GPU). The earlier baseline, "
         f"{report['n']} single-prompt `generate` calls per prompt, measured call overhead and is no longer reported.",

@@ -131,6 +131,7 @@ class Probe:
             sync()
             probe.marks.append((time.perf_counter(), int(probe.tokens) if probe.tokens is not None else 0))
             probe.cpu_marks.append(time.process_time())
+            probe.profiler_at_step_end()
             return out
 
         torch.nn.Embedding.forward = forward
@@ -161,6 +162,24 @@ class Probe:
         GenerationMixin.generate = counted_generate
         rollout.native_generate = counted_native
 
+    def profile_step(self, index: int) -> None:
+        """Profile optimizer step ``index`` (1-based), from the end of the one before to its end."""
+        self.profile_index, self.profiler, self.profile = index, None, None
+
+    def profiler_at_step_end(self) -> None:
+        index = getattr(self, "profile_index", None)
+        if index is None:
+            return
+        if len(self.marks) == index - 1:
+            from torch.profiler import ProfilerActivity, profile
+
+            self.profiler = profile(activities=[ProfilerActivity.CPU])
+            self.profiler.start()
+        elif len(self.marks) == index and self.profiler is not None:
+            self.profiler.stop()
+            self.profile = op_shares(self.profiler)
+            self.profiler = None
+
     def note_generated(self, new_ids) -> None:
         self.generated.append((time.perf_counter(), int((new_ids != self.pad_id).sum())))
 
@@ -184,6 +203,27 @@ class Probe:
             "tokens_per_cpu_second": (k1 - k0) / cpu,
             "generated_tokens_per_step": generated / len(gaps),
         }
+
+
+# aten ops that are dense matrix products (self time: the kernels themselves, not their callers)
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+ATTENTION_OPS = ("flash_attention", "scaled_dot_product")
+
+
+def op_shares(profiler) -> dict:
+    """Self CPU time of one profiled step by op: dense matmuls, the attention kernels, the rest."""
+    events = [e for e in profiler.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    attention = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in ATTENTION_OPS))
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]
+    return {
+        "self_cpu_ms": total / 1000,
+        "matmul_share": matmul / total,
+        "attention_kernel_share": attention / total,
+        "rest_share": (total - matmul - attention) / total,
+        "top_ops": [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in top],
+    }
 
 
 def sync() -> None:
@@ -423,6 +463,8 @@ def run(args) -> dict:
     probe = Probe(config["vocab_size"], build_tokenizer().pad_token_id)
     probe.install()
     size = SIZES[args.shape][args.method]
+    if args.profile_step:
+        probe.profile_step(size["warmup"] + 1)  # the first measured step
     steps = args.steps + size["warmup"]
     side = run_ours if args.side == "ours" else run_trl
     t0 = time.perf_counter()
@@ -444,6 +486,7 @@ def run(args) -> dict:
         "wall_seconds": time.perf_counter() - t0,
         "threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),
+        **({"profile": probe.profile} if args.profile_step else {}),
         **extra,
     }
 
@@ -467,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="TRL's DPO computes the reference log-probs once before training (precompute_ref_log_probs)",
     )
+    one.add_argument("--profile-step", action="store_true", help="profile the first measured step's ops (CPU)")
     args = parser.parse_args(argv)
     if args.command == "build":
         params = build_model(args.shape, args.out / "model")
