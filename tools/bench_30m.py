@@ -252,9 +252,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of sft, dpo, grpo")
     parser.add_argument("--page-only", action="store_true", help="rebuild the page section from the committed reports")
     parser.add_argument("--profile", action="store_true", help="profile one step of each side instead (op shares)")
+    parser.add_argument(
+        "--repeat-offset", type=int, default=0, help="number of the first repeat (a second instance's own numbers)"
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="combine the <method>-vs-trl-30m.json reports in these folders (instances run side by side) into reports/",
+    )
     args = parser.parse_args(argv)
     if args.profile:
         profile_steps(argv)
+        return 0
+    if args.merge:
+        merge(args.merge)
+        update_page(committed_reports())
         return 0
     if not args.page_only:
         methods = [m for m in args.methods.split(",") if m]
@@ -299,7 +313,7 @@ def measure(methods: list[str], args, argv: list[str] | None) -> None:
     print(f"built a {parameters / 1e6:.1f}M-parameter Qwen2 in {work}", flush=True)
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    for repeat in range(args.repeats):
+    for repeat in range(args.repeat_offset, args.repeat_offset + args.repeats):
         for method in methods:
             for side in order_for(method, repeat):
                 result = {**one_run(method, side, work, args.steps), "repeat": repeat}
@@ -313,8 +327,32 @@ def measure(methods: list[str], args, argv: list[str] | None) -> None:
         write_reports(runs, parameters, started, args, argv)  # after every repeat: a stopped run keeps its data
 
 
+def merge(folders: list[Path]) -> None:
+    """One report per method from the reports of instances that ran side by side (each its own
+    repeats, back to back within a repeat): all their runs, the summary recomputed over them."""
+    for method in METHODS:
+        parts = [json.loads((f / report_path(method).name).read_text()) for f in folders]
+        parts = [part for part in parts if part["runs"]]
+        runs = [r for part in parts for r in part["runs"]]
+        if len({r["repeat"] for r in runs}) * len(SIDES_OF[method]) != len(runs):
+            raise SystemExit(f"{method}: the instances' repeat numbers overlap (use --repeat-offset)")
+        report = {
+            **parts[0],
+            "command": " ; ".join(part["command"] for part in parts) + " (instances side by side, then --merge)",
+            "instances": len(parts),
+            "started": min(part["started"] for part in parts),
+            "date": max(part["date"] for part in parts),
+            "summary": summarize(method, runs),
+            "runs": sorted(runs, key=lambda r: (r["repeat"], r["side"])),
+        }
+        report["config"] = {**parts[0]["config"], "repeats": len({r["repeat"] for r in runs})}
+        report_path(method).write_text(json.dumps(report, indent=2) + "\n")
+        ratio = report["summary"]["ours_vs_trl"]["cpu_throughput_ratio"]
+        print(f"{method}: {len(runs)} runs, ours/TRL CPU throughput {ratio_text(ratio)}")
+
+
 def write_reports(runs: dict[str, list[dict]], parameters: int, started: str, args, argv: list[str] | None) -> None:
-    repeats = 1 + max(r["repeat"] for method_runs in runs.values() for r in method_runs)
+    repeats = len({r["repeat"] for method_runs in runs.values() for r in method_runs})
     for method in runs:
         report = {
             "benchmark": f"{method}: posttrain plugin vs TRL on a ~30M-parameter Qwen2, CPU, one thread",
