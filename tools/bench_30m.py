@@ -183,9 +183,10 @@ def method_rows(method: str, report: dict) -> list[str]:
     rows = []
     for side in SIDES_OF[method]:
         vs = s["ours_vs_trl"] if side == "ours" else s.get("ours_plain_vs_trl") if side == "ours-plain" else None
-        label = "DPO, TRL `precompute_ref_log_probs=True`" if method == "dpo" and side == "trl" else None
+        label = "TRL 1.16, `precompute_ref_log_probs=True`" if method == "dpo" and side == "trl" else None
+        tokens = s[side]["generated_tokens_per_step" if method == "grpo" else "training_tokens_per_step"]
         rows.append(
-            f"| {method.upper()} | {label or SIDE_LABEL[side]} | {s[side]['step_cpu_ms_median']:.0f} | "
+            f"| {method.upper()} | {label or SIDE_LABEL[side]} | {tokens:.0f} | {s[side]['step_cpu_ms_median']:.0f} | "
             f"{s[side]['step_wall_ms_median']:.0f} | {s[side]['peak_rss_net_mb_median']:.0f} | "
             f"{ratio_text(vs['cpu_throughput_ratio']) if vs else '1 (baseline)'} | "
             f"{ratio_text(vs['peak_rss_net_ratio']) if vs else '1 (baseline)'} |"
@@ -207,14 +208,14 @@ def page_section(reports: dict[str, dict]) -> str:
         f"{sizes['grpo']['generations']} completions of {sizes['grpo']['completion']} tokens. "
         f"{cfg['measured_steps']} measured steps after {cfg['warmup_steps']} warmup step per run, "
         f"{cfg['repeats']} repeats, each run a fresh process with `OMP_NUM_THREADS={cfg['threads']}`, "
-        f"the two sides back to back in alternating order. {first['machine']['cpu']}, "
-        f"{first['machine']['shared']} (1-minute load average {min(loads):.1f}-{max(loads):.1f} "
-        f"during the runs); torch {first['versions']['torch']}, transformers {first['versions']['transformers']}, "
+        f"the sides of a method back to back, their order alternating between repeats. {first['machine']['cpu']}, "
+        f"{first['machine']['shared']} (1-minute load average {min(loads):.1f}-{max(loads):.1f} at the ends of the runs"
+        f"); torch {first['versions']['torch']}, transformers {first['versions']['transformers']}, "
         f"TRL {first['versions']['trl']}; {first['date']}.",
         "",
-        "| method | side | CPU ms / step | wall ms / step | peak RSS net of imports (MB) | "
+        "| method | side | tokens / step | CPU ms / step | wall ms / step | peak RSS net of imports (MB) | "
         "throughput vs TRL, CPU time: median (min-max) | peak RSS net vs TRL: median (min-max) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for method, report in reports.items():
         lines += method_rows(method, report)
@@ -222,11 +223,65 @@ def page_section(reports: dict[str, dict]) -> str:
         "",
         "Ratios are taken per pair of runs (same repeat) and summarised over the pairs: throughput is "
         "TRL's CPU time per step over ours (above 1: ours is faster), memory is ours over TRL's "
-        "(below 1: ours uses less). Medians per side are over the repeats. Sources: "
-        + ", ".join(f"`reports/benchmarks/{m}-vs-trl-30m.json`" for m in reports)
-        + ".",
+        "(below 1: ours uses less). Medians per side are over the repeats. Tokens per step: trained "
+        "tokens (non-pad tokens into the model with gradients on) for SFT and DPO, generated tokens for GRPO. "
+        "Sources: " + ", ".join(f"`reports/benchmarks/{m}-vs-trl-30m.json`" for m in reports) + ".",
+        "",
+        *goal_lines(reports),
+        *ablation_lines(reports),
+        *profile_lines(),
     ]
     return "\n".join(lines)
+
+
+GOAL_RATIO = 1.3  # issue #18: throughput >= 1.3x TRL's at <= TRL's peak memory, at this size
+
+
+def goal_lines(reports: dict[str, dict]) -> list[str]:
+    out = [
+        f"Goal of issue #18 at this size, throughput at least {GOAL_RATIO}x TRL's at no more than its peak memory (medians):"
+    ]
+    for method, report in reports.items():
+        vs = report["summary"]["ours_vs_trl"]
+        speed, memory = vs["cpu_throughput_ratio"]["median"], vs["peak_rss_net_ratio"]["median"]
+        met = speed >= GOAL_RATIO and memory <= 1
+        out.append(
+            f"- {method.upper()}: {'met' if met else 'not met'} ({speed:.2f}x the throughput at {memory:.2f}x the memory)."
+        )
+    return [*out, ""]
+
+
+def ablation_lines(reports: dict[str, dict]) -> list[str]:
+    grpo = reports.get("grpo")
+    if grpo is None or "ours_vs_ours_plain" not in grpo["summary"]:
+        return []
+    fast = grpo["summary"]["ours_vs_ours_plain"]["cpu_throughput_ratio"]
+    plain = grpo["summary"]["ours_plain_vs_trl"]["cpu_throughput_ratio"]
+    return [
+        "GRPO fast-path ablation: with `POSTTRAIN_FAST_FORWARD=0` our side uses transformers' forward for "
+        "sampling and for the training forward (the native sampler still prefills each prompt once for its "
+        f"group). Against TRL it then reaches {ratio_text(plain)}; the hand-written forward, with each prompt "
+        f"run once per group in the training forward, is worth {ratio_text(fast)} in CPU time per step "
+        "(ours with it over ours without, per pair).",
+        "",
+    ]
+
+
+def profile_lines() -> list[str]:
+    path = REPORTS / "profile-30m.json"
+    if not path.is_file():
+        return []
+    report = json.loads(path.read_text())
+    parts = [
+        f"{name.replace('/', ' ')} {step['matmul_share']:.0%} (+{step['attention_kernel_share']:.0%} attention kernels)"
+        for name, step in report["steps"].items()
+    ]
+    return [
+        "Where a step's time goes (one profiled step per method and side, self time by op under "
+        "`torch.profiler`, `python tools/bench_30m.py --profile`, `reports/benchmarks/profile-30m.json`): dense "
+        "matrix products take " + "; ".join(parts) + ".",
+        "",
+    ]
 
 
 def update_page(reports: dict[str, dict]) -> None:
