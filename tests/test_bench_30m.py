@@ -21,9 +21,10 @@ def test_sides_alternate_between_repeats():
     assert bench_30m.order_for("grpo", 1) == ["ours-plain", "trl", "ours"]
 
 
-def run(repeat: int, side: str, cpu: float, wall: float, net_rss: float) -> dict:
+def run(repeat: int, side: str, cpu: float, wall: float, net_rss: float, generated: float = 100.0) -> dict:
     return {"repeat": repeat, "side": side, "step_cpu_seconds_mean": cpu, "step_seconds_median": wall,
-            "peak_rss_net_gib": net_rss}  # fmt: skip
+            "peak_rss_net_gib": net_rss, "tokens": 200, "steps_measured": 2,
+            "generated_tokens_per_step": generated}  # fmt: skip
 
 
 def test_ratios_are_per_pair_with_their_spread():
@@ -36,12 +37,20 @@ def test_ratios_are_per_pair_with_their_spread():
         run(2, "trl", 1.2, 1.0, 1.0),
         run(3, "ours", 1.0, 1.0, 1.0),  # its pair is missing: not counted
     ]
-    out = bench_30m.pair_ratios(runs, "ours", "trl")
+    out = bench_30m.pair_ratios("sft", runs, "ours", "trl")
     assert out["pairs"] == 3
     assert out["cpu_throughput_ratio_per_pair"] == pytest.approx([1.5, 2.0, 1.2])
     assert out["cpu_throughput_ratio"] == pytest.approx({"min": 1.2, "median": 1.5, "max": 2.0})
     assert out["wall_throughput_ratio"] == pytest.approx({"min": 1.0, "median": 1.0, "max": 3.0})
     assert out["peak_rss_net_ratio"] == pytest.approx({"min": 0.5, "median": 0.75, "max": 1.0})
+
+
+def test_grpo_throughput_is_per_generated_token():
+    """A side that generated 10% fewer tokens in the same CPU time is not faster per token."""
+    runs = [run(0, "ours", 1.0, 1.0, 1.0, generated=90.0), run(0, "trl", 1.0, 1.0, 1.0, generated=100.0)]
+    out = bench_30m.pair_ratios("grpo", runs, "ours", "trl")
+    assert out["cpu_step_time_ratio"]["median"] == pytest.approx(1.0)
+    assert out["cpu_throughput_ratio"]["median"] == pytest.approx(0.9)
 
 
 def test_the_30m_shape_has_about_30m_parameters():

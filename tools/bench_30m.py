@@ -118,17 +118,32 @@ def side_summary(runs: list[dict]) -> dict:
     }
 
 
-def pair_ratios(runs: list[dict], ours: str, other: str) -> dict:
-    """Per repeat: throughput of ``ours`` over ``other`` (the other's time per step over ours, so
-    above 1 means ours is faster) and ours' net peak RSS over the other's (below 1: ours uses less)."""
+def step_tokens(method: str, run: dict) -> float:
+    """The work of one step: trained tokens (SFT, DPO: equal on both sides by construction) or
+    generated tokens (GRPO: sampled, so the sides' counts differ a little when a completion ends early)."""
+    return run["generated_tokens_per_step"] if method == "grpo" else run["tokens"] / run["steps_measured"]
+
+
+def pair_ratios(method: str, runs: list[dict], ours: str, other: str) -> dict:
+    """Per repeat: throughput of ``ours`` over ``other`` in tokens per CPU-second (above 1: ours is
+    faster), the same per step and in wall time, and ours' net peak RSS over the other's (below 1:
+    ours uses less)."""
     by = {(r["repeat"], r["side"]): r for r in runs}
     repeats = sorted({r["repeat"] for r in runs if (r["repeat"], ours) in by and (r["repeat"], other) in by})
-    cpu = [by[k, other]["step_cpu_seconds_mean"] / by[k, ours]["step_cpu_seconds_mean"] for k in repeats]
-    wall = [by[k, other]["step_seconds_median"] / by[k, ours]["step_seconds_median"] for k in repeats]
+
+    def ratio(k, key: str, per_token: bool) -> float:
+        a, b = by[k, ours], by[k, other]
+        scale = step_tokens(method, a) / step_tokens(method, b) if per_token else 1.0
+        return scale * b[key] / a[key]
+
+    cpu = [ratio(k, "step_cpu_seconds_mean", True) for k in repeats]
+    cpu_step = [ratio(k, "step_cpu_seconds_mean", False) for k in repeats]
+    wall = [ratio(k, "step_seconds_median", True) for k in repeats]
     rss = [by[k, ours]["peak_rss_net_gib"] / by[k, other]["peak_rss_net_gib"] for k in repeats]
     return {
         "pairs": len(repeats),
         "cpu_throughput_ratio": spread(cpu),
+        "cpu_step_time_ratio": spread(cpu_step),
         "wall_throughput_ratio": spread(wall),
         "peak_rss_net_ratio": spread(rss),
         "cpu_throughput_ratio_per_pair": cpu,
@@ -137,10 +152,10 @@ def pair_ratios(runs: list[dict], ours: str, other: str) -> dict:
 
 def summarize(method: str, runs: list[dict]) -> dict:
     out = {side: side_summary([r for r in runs if r["side"] == side]) for side in SIDES_OF[method]}
-    out["ours_vs_trl"] = pair_ratios(runs, "ours", "trl")
+    out["ours_vs_trl"] = pair_ratios(method, runs, "ours", "trl")
     if "ours-plain" in SIDES_OF[method]:
-        out["ours_plain_vs_trl"] = pair_ratios(runs, "ours-plain", "trl")
-        out["ours_vs_ours_plain"] = pair_ratios(runs, "ours", "ours-plain")
+        out["ours_plain_vs_trl"] = pair_ratios(method, runs, "ours-plain", "trl")
+        out["ours_vs_ours_plain"] = pair_ratios(method, runs, "ours", "ours-plain")
     return out
 
 
@@ -214,7 +229,7 @@ def page_section(reports: dict[str, dict]) -> str:
         f"TRL {first['versions']['trl']}; {first['date']}.",
         "",
         "| method | side | tokens / step | CPU ms / step | wall ms / step | peak RSS net of imports (MB) | "
-        "throughput vs TRL, CPU time: median (min-max) | peak RSS net vs TRL: median (min-max) |",
+        "throughput vs TRL, tokens per CPU-second: median (min-max) | peak RSS net vs TRL: median (min-max) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for method, report in reports.items():
@@ -222,9 +237,11 @@ def page_section(reports: dict[str, dict]) -> str:
     lines += [
         "",
         "Ratios are taken per pair of runs (same repeat) and summarised over the pairs: throughput is "
-        "TRL's CPU time per step over ours (above 1: ours is faster), memory is ours over TRL's "
+        "ours in tokens per CPU-second over TRL's (above 1: ours is faster), memory is ours over TRL's "
         "(below 1: ours uses less). Medians per side are over the repeats. Tokens per step: trained "
-        "tokens (non-pad tokens into the model with gradients on) for SFT and DPO, generated tokens for GRPO. "
+        "tokens (non-pad tokens into the model with gradients on; the same on both sides) for SFT and DPO, "
+        "generated tokens for GRPO (sampled: a completion that draws EOS early makes a side's count a little "
+        "lower, which the per-token ratio accounts for). "
         "Sources: " + ", ".join(f"`reports/benchmarks/{m}-vs-trl-30m.json`" for m in reports) + ".",
         "",
         *goal_lines(reports),
@@ -261,7 +278,7 @@ def ablation_lines(reports: dict[str, dict]) -> list[str]:
         "GRPO fast-path ablation: with `POSTTRAIN_FAST_FORWARD=0` our side uses transformers' forward for "
         "sampling and for the training forward (the native sampler still prefills each prompt once for its "
         f"group). Against TRL it then reaches {ratio_text(plain)}; the hand-written forward, with each prompt "
-        f"run once per group in the training forward, is worth {ratio_text(fast)} in CPU time per step "
+        f"run once per group in the training forward, is worth {ratio_text(fast)} in generated tokens per CPU-second "
         "(ours with it over ours without, per pair).",
         "",
     ]
