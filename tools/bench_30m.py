@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.profile:
-        profile_steps(argv)
+        profile_steps([m for m in args.methods.split(",") if m in METHODS], argv)
         return 0
     if args.merge:
         merge(args.merge)
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def profile_steps(argv: list[str] | None) -> None:
+def profile_steps(methods: list[str], argv: list[str] | None) -> None:
     """One run per method and side with its first measured step profiled: where a step's CPU time goes."""
     work = Path(tempfile.mkdtemp(prefix="bench-30m-profile-"))
     parameters = build(work, 2)
@@ -368,7 +368,7 @@ def profile_steps(argv: list[str] | None) -> None:
         "note": "self CPU time by aten op under torch.profiler (the profiler's own cost included); shares of the step",
         "steps": {},
     }
-    for method in METHODS:
+    for method in methods:
         for side in SIDES_OF[method]:
             result = one_run(method, side, work, 1, profile=True)
             out["steps"][f"{method}/{side}"] = result["profile"]
