@@ -291,7 +291,7 @@ def profile_lines() -> list[str]:
     report = json.loads(path.read_text())
     steps = report["steps"]
     parts = [
-        f"{name.split('/')[0].upper()} {name.split('/')[1]} {step['matmul_share']:.0%} (+{step['attention_kernel_share']:.0%} attention kernels)"
+        f"{name.split('/')[0].upper()} {name.split('/')[1].replace('trl', 'TRL')} {step['matmul_share']:.0%} (+{step['attention_kernel_share']:.0%} attention kernels)"
         for name, step in steps.items()
     ]
     ceilings = [
