@@ -75,12 +75,33 @@ def test_dpo_defaults_to_rpo_and_the_pairwise_losses_to_their_papers():
 # --- the frozen reference copy ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("name", "freed"), [("dpo", True), ("ipo", True), ("mdpo", True), ("step-dpo", True), ("kto", False)]
-)
-def test_frozen_reference_copy_is_freed_before_training(name, freed, tmp_path, monkeypatch):
-    """kto keeps its copy on purpose (its KL pairs need reference log-probs every step): it shows
-    that the check sees a live copy."""
+@pytest.mark.parametrize("name", ["dpo", "ipo", "mdpo", "step-dpo", "kto"])
+def test_frozen_reference_copy_is_freed_before_training(name, tmp_path, monkeypatch):
+    """Every offline preference trainer computes its reference log-probs before training (kto's
+    KL pairs too: the seed fixes each step's batch), so the frozen copy is gone while a training
+    step runs and training holds one model. The next test shows that the check sees a live copy."""
+    assert run_first_step_tracking_copies(name, tmp_path, monkeypatch) == [False]
+
+
+def test_the_copy_check_sees_a_copy_that_is_kept(tmp_path, monkeypatch):
+    """The check above, with kto's reference pass made to keep its copy: it reports it alive."""
+    import posttrain.hf as hf
+
+    kept = []
+    original = hf.frozen_reference
+
+    def keeping(policy):
+        kept.append(original(policy))
+        return kept[-1]
+
+    monkeypatch.setattr(hf, "frozen_reference", keeping)
+    monkeypatch.setattr(plugin_module("kto"), "frozen_reference", keeping)
+    assert run_first_step_tracking_copies("kto", tmp_path, monkeypatch) == [True]
+
+
+def run_first_step_tracking_copies(name: str, tmp_path, monkeypatch) -> list[bool]:
+    """Run plugin ``name`` to its first training step, which runs (forward and backward), and
+    return, for each frozen reference copy made, whether it is still alive during that step."""
     import posttrain.hf as hf
 
     copies = []
@@ -96,11 +117,13 @@ def test_frozen_reference_copy_is_freed_before_training(name, freed, tmp_path, m
     if hasattr(module, "frozen_reference"):
         monkeypatch.setattr(module, "frozen_reference", tracked)
 
-    def alive(model, loss_fn):
+    def alive_during_a_step(model, loss_fn):
+        loss, _ = loss_fn(0, 0)
+        loss.backward()
         gc.collect()
         return [c() is not None for c in copies]
 
-    assert until_training(name, tmp_path, monkeypatch, alive) == [not freed]
+    return until_training(name, tmp_path, monkeypatch, alive_during_a_step)
 
 
 # --- per-pair outcomes of preference_accuracy -----------------------------------------------------

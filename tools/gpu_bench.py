@@ -9,7 +9,8 @@ vocabulary 151,936, tied embeddings) with random weights, saved in bf16 with the
 byte-level tokenizer: nothing is downloaded, and speed and memory do not depend on the weights.
 The data are random printable strings (one byte token each), so every sequence has the length
 the settings give. ``--shape tiny`` keeps the vocabulary but shrinks the rest, to check the code
-path on a CPU.
+path on a CPU. ``--shape 30m`` is a ~30M-parameter Qwen2 (hidden 512, 8 layers, an 8,192-token
+vocabulary) at sequence length 256, the compute-bound CPU comparison of tools/bench_30m.py.
 
 ``run`` prints one line ``RESULT {json}``. Both sides are measured by the same instruments, put in
 place before anything is built: ``torch.optim.AdamW.step`` is wrapped to synchronise and note the
@@ -17,14 +18,17 @@ time at the end of every optimizer step, and ``torch.nn.Embedding.forward`` to c
 tokens entering the model's token embedding while gradients are enabled (the training forwards;
 reference, old-policy and generation passes run without gradients and are not counted). The
 window runs from the end of the warmup steps to the end of the last step; tokens/s divides the
-tokens counted in it by its length. Peak memory is ``torch.cuda.max_memory_allocated`` over the
-whole process (model, optimizer, evaluation), or the peak RSS on a CPU.
+tokens counted in it by its length; the process CPU time (user + system) is noted at the same
+marks. Peak memory is ``torch.cuda.max_memory_allocated`` over the whole process (model, optimizer,
+evaluation), or on a CPU the peak RSS, also net of the RSS after the side's imports. Generated
+tokens are counted around ``GenerationMixin.generate`` and ``posttrain.rollout.native_generate``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
@@ -45,8 +49,23 @@ QWEN25_05B = dict(
     rope_theta=1_000_000.0,
     tie_word_embeddings=True,
 )
+# ~30M parameters with an 8,192-token vocabulary (about 4M of them in the tied embedding), so the
+# LM head costs about what it costs in a small real model. At 8,192 entries a random model draws
+# EOS rarely, so GRPO completions run to their length limit on both sides.
+QWEN2_30M = dict(
+    hidden_size=512,
+    num_hidden_layers=8,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    intermediate_size=1664,
+    vocab_size=8192,
+    max_position_embeddings=4096,
+    rope_theta=1_000_000.0,
+    tie_word_embeddings=True,
+)
 SHAPES = {
     "0.5b": QWEN25_05B,
+    "30m": QWEN2_30M,
     "tiny": {
         **QWEN25_05B,
         "hidden_size": 64,
@@ -63,6 +82,14 @@ SIZES = {
         "dpo": dict(batch=8, prompt=128, completion=384, warmup=3),
         "grpo": dict(prompts=8, generations=8, prompt=64, completion=128, warmup=2),
         "qlora": dict(batch=16, prompt=16, completion=496, warmup=1),
+    },
+    # Sequence length 256 everywhere (the BOS / EOS tokens ride in the +8 of max_length), 8 sequences
+    # per optimizer step: a step is a few CPU-seconds on one thread.
+    "30m": {
+        "sft": dict(batch=8, prompt=64, completion=192, warmup=1),
+        "dpo": dict(batch=4, prompt=128, completion=128, warmup=1),
+        "grpo": dict(prompts=2, generations=4, prompt=128, completion=128, warmup=1),
+        "qlora": dict(batch=8, prompt=64, completion=192, warmup=1),
     },
     "tiny": {
         "sft": dict(batch=2, prompt=8, completion=24, warmup=1),
@@ -84,6 +111,8 @@ class Probe:
         self.vocab_size, self.pad_id = vocab_size, pad_id
         self.tokens = None  # a tensor on the model's device: no synchronisation per forward
         self.marks: list[tuple[float, int]] = []
+        self.cpu_marks: list[float] = []  # process CPU time (user + system) at each optimizer step's end
+        self.generated: list[tuple[float, int]] = []  # (end time, generated non-pad tokens) per call
 
     def install(self) -> None:
         import torch
@@ -101,10 +130,58 @@ class Probe:
             out = adamw_step(optimizer, *args, **kwargs)
             sync()
             probe.marks.append((time.perf_counter(), int(probe.tokens) if probe.tokens is not None else 0))
+            probe.cpu_marks.append(time.process_time())
+            probe.profiler_at_step_end()
             return out
 
         torch.nn.Embedding.forward = forward
         torch.optim.AdamW.step = step
+        self._count_generation()
+
+    def _count_generation(self) -> None:
+        """Wrap transformers' ``generate`` (TRL, our hf backend) and our native sampler."""
+        from transformers.generation.utils import GenerationMixin
+
+        import posttrain.rollout as rollout
+
+        generate, native_generate = GenerationMixin.generate, rollout.native_generate
+        probe = self
+
+        def counted_generate(model, *args, **kwargs):
+            out = generate(model, *args, **kwargs)
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            seqs = out.sequences if hasattr(out, "sequences") else out
+            probe.note_generated(seqs[:, ids.shape[1] :] if ids is not None else seqs)
+            return out
+
+        def counted_native(model, prompts, num_generations, sampling, stop_ids, pad_id):
+            ids, logps = native_generate(model, prompts, num_generations, sampling, stop_ids, pad_id)
+            probe.note_generated(ids)
+            return ids, logps
+
+        GenerationMixin.generate = counted_generate
+        rollout.native_generate = counted_native
+
+    def profile_step(self, index: int) -> None:
+        """Profile optimizer step ``index`` (1-based), from the end of the one before to its end."""
+        self.profile_index, self.profiler, self.profile = index, None, None
+
+    def profiler_at_step_end(self) -> None:
+        index = getattr(self, "profile_index", None)
+        if index is None:
+            return
+        if len(self.marks) == index - 1:
+            from torch.profiler import ProfilerActivity, profile
+
+            self.profiler = profile(activities=[ProfilerActivity.CPU])
+            self.profiler.start()
+        elif len(self.marks) == index and self.profiler is not None:
+            self.profiler.stop()
+            self.profile = op_shares(self.profiler)
+            self.profiler = None
+
+    def note_generated(self, new_ids) -> None:
+        self.generated.append((time.perf_counter(), int((new_ids != self.pad_id).sum())))
 
     def window(self, warmup: int) -> dict:
         first = max(warmup, 1)  # the window opens at the end of this step (1-based)
@@ -112,6 +189,8 @@ class Probe:
             raise SystemExit(f"measured {len(self.marks)} optimizer steps; need more than {first}")
         (t0, k0), (t1, k1) = self.marks[first - 1], self.marks[-1]
         gaps = [b[0] - a[0] for a, b in zip(self.marks[first - 1 :], self.marks[first:], strict=False)]
+        cpu = self.cpu_marks[-1] - self.cpu_marks[first - 1]
+        generated = sum(k for end, k in self.generated if t0 < end <= t1)
         return {
             "steps": len(self.marks),
             "steps_measured": len(gaps),
@@ -119,7 +198,32 @@ class Probe:
             "seconds": t1 - t0,
             "tokens_per_second": (k1 - k0) / (t1 - t0),
             "step_seconds_median": statistics.median(gaps),
+            "cpu_seconds": cpu,
+            "step_cpu_seconds_mean": cpu / len(gaps),
+            "tokens_per_cpu_second": (k1 - k0) / cpu,
+            "generated_tokens_per_step": generated / len(gaps),
         }
+
+
+# aten ops that are dense matrix products (self time: the kernels themselves, not their callers)
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+ATTENTION_OPS = ("flash_attention", "scaled_dot_product")
+
+
+def op_shares(profiler) -> dict:
+    """Self CPU time of one profiled step by op: dense matmuls, the attention kernels, the rest."""
+    events = [e for e in profiler.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    attention = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in ATTENTION_OPS))
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]
+    return {
+        "self_cpu_ms": total / 1000,
+        "matmul_share": matmul / total,
+        "attention_kernel_share": attention / total,
+        "rest_share": (total - matmul - attention) / total,
+        "top_ops": [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in top],
+    }
 
 
 def sync() -> None:
@@ -129,7 +233,7 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def peak_memory() -> dict:
+def peak_memory(rss_after_imports_gib: float) -> dict:
     import torch
 
     if torch.cuda.is_available():
@@ -137,7 +241,38 @@ def peak_memory() -> dict:
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
             "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
         }
-    return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {
+        "peak_rss_gib": peak,
+        "rss_after_imports_gib": rss_after_imports_gib,
+        "peak_rss_net_gib": peak - rss_after_imports_gib,
+    }
+
+
+def current_rss_gib() -> float:
+    """This process's resident set now (Linux ``/proc``; 0 where it cannot be read)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def import_side(side: str, method: str) -> None:
+    """The libraries a side uses, imported before the RSS baseline is read, so the net peak is the
+    training's (model, optimizer, activations, data), not the imports'."""
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    if side == "trl":
+        import datasets  # noqa: F401
+        import trl  # noqa: F401
+    else:
+        import importlib
+
+        import posttrain.runner  # noqa: F401
+
+        importlib.import_module(f"posttrain_plugins.{'sft' if method == 'qlora' else method}")
 
 
 # --- build: model and data -------------------------------------------------------------------------
@@ -218,7 +353,7 @@ def our_settings(method: str, size: dict, steps: int) -> list[str]:
     return common + extra + [f"batch_size={size['batch']}", f"max_length={size['prompt'] + size['completion'] + 8}"]
 
 
-def run_ours(method: str, size: dict, steps: int, model: Path, data: Path, device: str) -> dict:
+def run_ours(method: str, size: dict, steps: int, model: Path, data: Path, device: str, precompute: bool) -> dict:
     from posttrain.runner import execute, prepare
 
     with tempfile.TemporaryDirectory(prefix=f"gpu-check-{method}-") as out:
@@ -231,7 +366,7 @@ def run_ours(method: str, size: dict, steps: int, model: Path, data: Path, devic
             device=device,
         )
         execute(prepared, progress=False)
-    return {}
+    return {"fast_forward": os.environ.get("POSTTRAIN_FAST_FORWARD", "1") != "0"}
 
 
 # --- run: TRL -------------------------------------------------------------------------------------
@@ -258,7 +393,7 @@ def trl_common(steps: int, cuda: bool) -> dict:
     )
 
 
-def trl_trainer(method: str, size: dict, steps: int, model_dir: Path, data: Path, device: str):
+def trl_trainer(method: str, size: dict, steps: int, model_dir: Path, data: Path, device: str, precompute: bool):
     import trl
     from datasets import Dataset
 
@@ -277,7 +412,12 @@ def trl_trainer(method: str, size: dict, steps: int, model_dir: Path, data: Path
         return trl.SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     if method == "dpo":
         config = trl.DPOConfig(
-            per_device_train_batch_size=size["batch"], max_length=length, beta=0.1, loss_type=["sigmoid"], **common
+            per_device_train_batch_size=size["batch"],
+            max_length=length,
+            beta=0.1,
+            loss_type=["sigmoid"],
+            precompute_ref_log_probs=precompute,
+            **common,
         )
         return trl.DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
 
@@ -302,34 +442,51 @@ def trl_trainer(method: str, size: dict, steps: int, model_dir: Path, data: Path
     )
 
 
-def run_trl(method: str, size: dict, steps: int, model: Path, data: Path, device: str) -> dict:
+def run_trl(method: str, size: dict, steps: int, model: Path, data: Path, device: str, precompute: bool) -> dict:
     import trl
 
-    trl_trainer(method, size, steps, model, data, device).train()
-    return {"trl": trl.__version__}
+    trl_trainer(method, size, steps, model, data, device, precompute).train()
+    return {"trl": trl.__version__, "trl_precompute_ref_log_probs": precompute and method == "dpo"}
 
 
 # --- driver ---------------------------------------------------------------------------------------
 
 
 def run(args) -> dict:
+    import torch
+
     from posttrain.embedded.tokenizer import build_tokenizer
 
+    import_side(args.side, args.method)
+    rss_after_imports = current_rss_gib()
     config = json.loads((args.work / "model" / "config.json").read_text())
     probe = Probe(config["vocab_size"], build_tokenizer().pad_token_id)
     probe.install()
     size = SIZES[args.shape][args.method]
+    if args.profile_step:
+        probe.profile_step(size["warmup"] + 1)  # the first measured step
     steps = args.steps + size["warmup"]
     side = run_ours if args.side == "ours" else run_trl
     t0 = time.perf_counter()
-    extra = side(args.method, size, steps, args.work / "model", args.work / "data" / args.method, args.device)
+    extra = side(
+        args.method,
+        size,
+        steps,
+        args.work / "model",
+        args.work / "data" / args.method,
+        args.device,
+        args.trl_precompute_ref,
+    )
     return {
         "method": args.method,
         "side": args.side,
         **size,
         **probe.window(size["warmup"]),
-        **peak_memory(),
+        **peak_memory(rss_after_imports),
         "wall_seconds": time.perf_counter() - t0,
+        "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+        **({"profile": probe.profile} if args.profile_step else {}),
         **extra,
     }
 
@@ -348,6 +505,12 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--shape", choices=sorted(SHAPES), default="0.5b")
     one.add_argument("--steps", type=int, default=10, help="measured optimizer steps, after the warmup")
     one.add_argument("--device", default="cuda")
+    one.add_argument(
+        "--trl-precompute-ref",
+        action="store_true",
+        help="TRL's DPO computes the reference log-probs once before training (precompute_ref_log_probs)",
+    )
+    one.add_argument("--profile-step", action="store_true", help="profile the first measured step's ops (CPU)")
     args = parser.parse_args(argv)
     if args.command == "build":
         params = build_model(args.shape, args.out / "model")

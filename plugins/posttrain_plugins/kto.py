@@ -20,8 +20,9 @@ undesirable examples, and the loss is E[λ_y − v]. z0 gets no gradient (as in 
 Deviations from the paper:
 1. Mismatched pairs rotate completions by one within each batch, as the paper and TRL do, but
    skip a completion that answers the same prompt (pairs split into chosen and rejected put two
-   answers to one prompt in the data). Reference log-probs of the matched examples are computed
-   once before training; those of the mismatched pairs, which change with every batch, per step.
+   answers to one prompt in the data). Reference log-probs are computed once before training:
+   of the matched examples, and of every step's mismatched pairs (the seed fixes which examples
+   each step draws), so the frozen reference copy is freed before training.
 2. λ_D = 1.33, the top of the paper's recommended range λ_D n_D / (λ_U n_U) ∈ [1, 4/3] (the
    pairs give n_D = n_U): with λ_D = 1 an earlier embedded run pushed the undesirable answers down
    while the desirable ones stayed put, and greedy exact match fell (likelihood displacement); 1.33
@@ -174,6 +175,28 @@ def kl_example(prompt_of: dict, completion_of: dict, max_length: int) -> dict:
     return {"input_ids": ids, "completion_mask": mask}
 
 
+def kl_pairs(train: list[dict], prompts: list, idx: list[int], max_length: int) -> list[dict]:
+    """The mismatched (KL) examples of the batch ``idx``."""
+    partners = mismatched_partners([prompts[i] for i in idx])
+    return [kl_example(train[i], train[idx[q]], max_length) for i, q in zip(idx, partners, strict=True)]
+
+
+@torch.no_grad()
+def kl_reference_logps(ref, train, prompts, cfg, seed: int, pad_id: int, device: str) -> list[torch.Tensor]:
+    """Reference log-probs of the KL examples of every micro-batch of the run, in loop order.
+
+    The batches are fixed by the seed, so this pass can run before training, with the same
+    padded batches the loop builds (the same values it would compute per step), and the reference
+    need not be kept through the loop."""
+    out = []
+    for k in range(cfg.max_steps * cfg.grad_accum):
+        idx = batch_indices(len(train), cfg.batch_size, k, seed)
+        out.append(
+            sequence_logprobs(ref, pad_sequences(kl_pairs(train, prompts, idx, cfg.max_length), pad_id, device))[0]
+        )
+    return out
+
+
 # --- run ------------------------------------------------------------------------------------
 
 
@@ -220,27 +243,20 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         raise UserError(f"{source}: KTO needs both desirable (label true) and undesirable (label false) examples")
     counts = parameter_counts(policy)
     ctx.log(0, counts)
-    # Kept for the whole run: the mismatched KL pairs change with every batch (None under LoRA).
-    reference = frozen_reference(policy)
-    with reference_mode(policy, reference) as ref:
+    with reference_mode(policy, frozen_reference(policy)) as ref:  # None under LoRA: the adapter-free base
         ref_train = all_logps(ref, train, pad, ctx.device)
         ref_held = all_logps(ref, held, pad, ctx.device).cpu()
+        ref_kl = kl_reference_logps(ref, train, prompts, cfg, ctx.seed, pad, ctx.device)
+    del ref  # frees the frozen copy: training holds one model, not two
     embedded = ctx.dataset is None
     before = evaluate(policy, tokenizer, held, held_records, held_labels, ref_held, held_pairs, cfg, embedded)
 
     def loss_fn(step: int, micro: int):
         idx = batch_indices(len(train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
-        partners = mismatched_partners([prompts[i] for i in idx])
-        kl_batch = pad_sequences(
-            [kl_example(train[i], train[idx[q]], cfg.max_length) for i, q in zip(idx, partners, strict=True)],
-            pad,
-            ctx.device,
-        )
+        kl_batch = pad_sequences(kl_pairs(train, prompts, idx, cfg.max_length), pad, ctx.device)
         with torch.no_grad():  # z0 carries no gradient (as in the paper)
             kl_policy = sequence_logprobs(policy, kl_batch)[0]
-        with reference_mode(policy, reference) as ref:
-            kl_ref = sequence_logprobs(ref, kl_batch)[0]
-        z0 = kto_reference_point(kl_policy, kl_ref)
+        z0 = kto_reference_point(kl_policy, ref_kl[step * cfg.grad_accum + micro])
         batch = pad_sequences([train[i] for i in idx], pad, ctx.device)
         desirable = labels[idx]
         losses, rewards = kto_loss(
