@@ -15,6 +15,8 @@ plugin's ``Config`` and docstring statically (``ast``, no torch), and reads the 
                                   and the GPU check's results (``reports/gpu/``), or "not measured on GPU yet"
 - ``results.md``                  one row per measured method: headline metric before -> after, paired test, seeds
 - ``cli.md``                      the CLI reference, from the typer app
+- ``models.md``                   the survey's Table I (RL-trained models), from ``catalog/models/``
+- ``datasets.md``                 the survey's Table III (datasets and benchmarks), from ``catalog/benchmarks/``
 
 Hand-written pages (``docs/index.md``, ``docs/contributing.md``) can hold ``<!-- catalog:NAME -->``
 markers that are replaced with generated text (see ``MARKERS``). Problems with the data (an invalid
@@ -502,6 +504,7 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
         lines += ["## Implementation notes and deviations from the paper", "", *notes_section(info), ""]
         lines += ["## Results", "", *results_section(data, info), ""]
     lines += related_sections(data, info)
+    lines += survey_table_links(data, info)
     entry_file = data.catalog.files.get(e.id)
     foot = f"Catalog entry: {literal(shown_path(entry_file))}" if entry_file else ""
     if e.tags:
@@ -1265,6 +1268,135 @@ def status_page(data: SiteData) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- the survey's Tables I and III (catalog/models/, catalog/benchmarks/) ---------------------------
+
+MODELS_PAGE = "models.md"
+DATASETS_PAGE = "datasets.md"
+SURVEY_LINK = "https://arxiv.org/abs/2502.21321"
+BENCHMARK_GROUPS = {  # the survey's §6 groups, in its order
+    "reasoning": "Reasoning",
+    "rl-alignment": "RL alignment",
+    "multilingual": "Multilingual evaluation",
+    "general-comprehension": "General comprehension",
+    "dialogue-and-search": "Dialogue and search",
+}
+
+
+def survey_table_links(data: SiteData, info: MethodInfo) -> list[str]:
+    """The method page's links to the Table I models trained with it and the Table III datasets tied to it."""
+    out = []
+    models = data.catalog.models_trained_with(info.entry.id)
+    if models:
+        names = ", ".join(md(m.name) for m in models)
+        out.append(f"**Models trained with it** ([RL-trained models]({rel(info.src, MODELS_PAGE)})): {names}")
+    benchmarks = data.catalog.benchmarks_of(info.entry.id)
+    if benchmarks:
+        names = ", ".join(md(b.name) for b in benchmarks)
+        out.append(
+            f"**Datasets the survey ties to it** ([datasets and benchmarks]({rel(info.src, DATASETS_PAGE)})): {names}"
+        )
+    return [line for item in out for line in (item, "")]
+
+
+def _method_links(data: SiteData, page_src: str, ids: list[str]) -> str:
+    """Method ids as links to their pages (an id without a page, which validate reports, as code)."""
+    links = []
+    for mid in ids:
+        info = data.methods.get(mid)
+        links.append(f"[{md(info.entry.name)}]({rel(page_src, info.src)})" if info else literal(mid))
+    return ", ".join(links) or "—"
+
+
+def _table_caveat(table: str) -> str:
+    return (
+        f"The body of the survey's {table} could not be recovered from its published text, so a row is "
+        "recorded here only where the survey's own text states it: the table's caption, the prose of the "
+        "section it sits in, or a bibliography entry cited only at the table. Each row says which. Rows the "
+        "text does not confirm are left out rather than guessed."
+    )
+
+
+def models_page(data: SiteData) -> str:
+    rows = sorted(data.catalog.models.values(), key=lambda m: m.name.lower())
+    lines = [
+        "---",
+        "hide: [navigation]",
+        "---",
+        "# RL-trained models",
+        "",
+        f"Models from Table I of the survey {link('LLM Post-Training: A Deep Dive into Reasoning Large Language Models', SURVEY_LINK)} "
+        "(RL-enhanced LLMs), with the catalog's method for the RL each one used. A size such as 141B-A39B "
+        "is a mixture of experts: 141B parameters in all, 39B active per token (the table's caption).",
+        "",
+        _table_caveat("Table I"),
+        "",
+        f"{len(rows)} models. Source files: `catalog/models/`.",
+        "",
+        "| model | organisation | parameters | RL method | modality | access | source in the survey | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in rows:
+        lines.append(
+            row(
+                md(m.name),
+                md(m.organisation) if m.organisation else "—",
+                literal(m.parameters) if m.parameters else "—",
+                _method_links(data, MODELS_PAGE, m.rl_methods),
+                md(m.modality) if m.modality else "—",
+                m.access.value if m.access else "—",
+                md(m.survey.where),
+                md(m.note) if m.note else "",
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _paper_cell(data: SiteData, bench: Any) -> str:
+    if bench.arxiv:
+        return link(f"arXiv {md(bench.arxiv)}", f"https://arxiv.org/abs/{bench.arxiv}")
+    record = data.catalog.papers.get(bench.paper) if bench.paper else None
+    return link(md(record.title), record.link) if record else "—"
+
+
+def datasets_page(data: SiteData) -> str:
+    lines = [
+        "---",
+        "hide: [navigation]",
+        "---",
+        "# Datasets and benchmarks",
+        "",
+        f"Datasets and benchmarks from Table III of the survey {link('LLM Post-Training: A Deep Dive into Reasoning Large Language Models', SURVEY_LINK)} "
+        "(reasoning, RL-alignment and multilingual datasets) and its section 6, grouped as section 6 groups them. "
+        "This page is about evaluation data; the [Benchmarks](benchmarks.md) page is about the catalog's speed.",
+        "",
+        _table_caveat("Table III"),
+        "",
+        f"{len(data.catalog.benchmarks)} datasets and benchmarks. Source files: `catalog/benchmarks/`.",
+        "",
+    ]
+    for group, title in BENCHMARK_GROUPS.items():
+        members = sorted(
+            (b for b in data.catalog.benchmarks.values() if b.group.value == group), key=lambda b: b.name.lower()
+        )
+        if not members:
+            continue
+        lines += [f"## {title}", "", "| dataset | what it measures | paper | methods | source in the survey | note |"]
+        lines.append("|---|---|---|---|---|---|")
+        for b in members:
+            lines.append(
+                row(
+                    md(b.name),
+                    md(b.focus),
+                    _paper_cell(data, b),
+                    _method_links(data, DATASETS_PAGE, b.methods),
+                    md(b.survey.where),
+                    md(b.note) if b.note else "",
+                )
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 MATRIX_REPORT = "architecture-matrix.json"
 
 
@@ -1712,7 +1844,16 @@ MARKERS = {
 DATA: SiteData | None = None
 PAGES: dict[str, str] = {}
 USE_DIRECTORY_URLS = False  # the site's setting, read in on_config
-GENERATED_PAGES = ("taxonomy.md", "papers.md", "status.md", "results.md", "cli.md", "compare.md")
+GENERATED_PAGES = (
+    "taxonomy.md",
+    "papers.md",
+    "status.md",
+    "results.md",
+    "cli.md",
+    "compare.md",
+    "models.md",
+    "datasets.md",
+)
 
 
 def _url_from(page_src: str):
@@ -1783,6 +1924,7 @@ def on_config(config, **kwargs):
         {"Results": "results.md"},
         {"How results are measured": "evidence.md"},
         {"Benchmarks": "benchmarks.md"},
+        *_survey_table_nav(DATA),
         {"Contributing": "contributing.md"},
         {"CLI reference": "cli.md"},
     ]
@@ -1791,6 +1933,16 @@ def on_config(config, **kwargs):
     nav += _extra_pages(config, nav)
     config["nav"] = nav
     return config
+
+
+def _survey_table_nav(data: SiteData) -> list[dict[str, str]]:
+    """Nav entries for the survey-table pages that have rows (named apart from the speed "Benchmarks")."""
+    nav = []
+    if data.catalog.models:
+        nav.append({"RL-trained models": MODELS_PAGE})
+    if data.catalog.benchmarks:
+        nav.append({"Datasets and benchmarks": DATASETS_PAGE})
+    return nav
 
 
 def nav_name(info: MethodInfo, family_name: str) -> str:
@@ -1836,6 +1988,10 @@ def on_files(files: Files, config, **kwargs):
     PAGES["status.md"] = status_page(DATA)
     PAGES["results.md"] = results_page(DATA)
     PAGES["cli.md"] = cli_page()
+    if DATA.catalog.models:
+        PAGES[MODELS_PAGE] = models_page(DATA)
+    if DATA.catalog.benchmarks:
+        PAGES[DATASETS_PAGE] = datasets_page(DATA)
     comparison = compare_page(reports_dir() / "compare")
     if comparison is not None:
         PAGES["compare.md"] = comparison

@@ -1,4 +1,5 @@
-"""Find, load and validate the catalog (``catalog/``: taxonomy.yaml, methods/<id>.yaml, papers/<id>.yaml).
+"""Find, load and validate the catalog (``catalog/``: taxonomy.yaml, methods/<id>.yaml, papers/<id>.yaml,
+and the survey's tables: models/<id>.yaml for Table I, benchmarks/<id>.yaml for Table III).
 
 Validation collects every problem before reporting, each as ``file:line: field: message``.
 YAML is read only through the safe loader (the C one when PyYAML has it); line numbers are worked
@@ -21,11 +22,14 @@ from posttrain.entry_sources import entry_source_findings
 from posttrain.errors import UserError
 from posttrain.paper_identity import arxiv_key, paper_findings
 from posttrain.paper_identity import normalise_title as normalise_title  # re-exported for callers
-from posttrain.schema import ARXIV_PATTERN, MethodEntry, Paper, PaperRecord, Taxonomy
+from posttrain.schema import ARXIV_PATTERN, BenchmarkRow, MethodEntry, ModelRow, Paper, PaperRecord, Taxonomy
 
 TAXONOMY_FILE = "taxonomy.yaml"
 METHODS_DIR = "methods"
 PAPERS_DIR = "papers"
+MODELS_DIR = "models"  # the survey's Table I, one file per row
+BENCHMARKS_DIR = "benchmarks"  # the survey's Table III, one file per row
+_KIND = {PAPERS_DIR: "paper", METHODS_DIR: "method", MODELS_DIR: "model", BENCHMARKS_DIR: "benchmark"}
 FILE_LIMIT = 64 * 1024  # bytes in one YAML file: over ten times the largest today
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -72,6 +76,17 @@ class Catalog:
     # ids of files that exist but did not load (already reported), so references to them are not
     # reported a second time as unknown
     broken: set[str] = field(default_factory=set)
+    models: dict[str, ModelRow] = field(default_factory=dict)  # Table I rows by id
+    benchmarks: dict[str, BenchmarkRow] = field(default_factory=dict)  # Table III rows by id
+    row_files: dict[str, Path] = field(default_factory=dict)  # "model:<id>" / "benchmark:<id>" -> file
+
+    def models_trained_with(self, method_id: str) -> list[ModelRow]:
+        """Table I rows whose RL method is this method."""
+        return [m for m in self.models.values() if method_id in m.rl_methods]
+
+    def benchmarks_of(self, method_id: str) -> list[BenchmarkRow]:
+        """Table III rows the survey ties to this method."""
+        return [b for b in self.benchmarks.values() if method_id in b.methods]
 
     def papers_of(self, method_id: str) -> list[PaperRecord]:
         """The paper records a method entry cites by id, in order."""
@@ -178,7 +193,7 @@ def _schema_problems(exc: ValidationError, node: yaml.Node | None, rel: str) -> 
 
 def _entries(root: Path, sub: str, problems: list[Problem], broken: set[str]):
     """Yield (path, rel, data, text) for each parsable mapping in ``root/sub``."""
-    kind = "paper" if sub == PAPERS_DIR else "method"
+    kind = _KIND[sub]
     for path in sorted((root / sub).glob("*")):
         broken.add(f"{kind}:{path.stem}")  # removed again below once the file parses
         rel = f"{root.name}/{sub}/{path.name}"
@@ -267,7 +282,27 @@ def load_catalog(root: Path | None = None) -> Catalog:
             entry.papers = resolved  # unresolvable ids are reported by validate()
         cat.methods[entry.id] = entry
         cat.files[entry.id] = path
+    _load_rows(cat, MODELS_DIR, ModelRow, cat.models)
+    _load_rows(cat, BENCHMARKS_DIR, BenchmarkRow, cat.benchmarks)
     return cat
+
+
+def _load_rows(cat: Catalog, sub: str, model: type[ModelRow] | type[BenchmarkRow], into: dict[str, Any]) -> None:
+    """Rows of one survey table (one file each); the folder is optional."""
+    if not (cat.root / sub).is_dir():
+        return
+    for path, rel, data, text in _entries(cat.root, sub, cat.problems, cat.broken):
+        try:
+            row = model.model_validate(data)
+        except ValidationError as exc:
+            cat.problems.extend(_schema_problems(exc, _compose(text), rel))
+            continue
+        if row.id != path.stem:
+            message = f"'{row.id}' must equal the file name '{path.stem}'"
+            cat.problems.append(Problem(rel, line_of(_compose(text), ("id",)), "id", message))
+            continue
+        into[row.id] = row
+        cat.row_files[f"{_KIND[sub]}:{row.id}"] = path
 
 
 # --- cross-references ---------------------------------------------------------------------------
@@ -404,6 +439,7 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
                     )
                 )
             names_seen.setdefault(key, mid)
+    problems += _table_row_problems(cat, at)
     if registered is not None:
         documented = {e.plugin for e in cat.methods.values() if e.plugin}
         for name, dist in sorted(registered.items()):
@@ -428,3 +464,37 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
                 )
     problems.sort(key=lambda p: (p.file, p.line))
     return cat, problems
+
+
+def _table_row_problems(cat: Catalog, at) -> list[Problem]:
+    """The survey-table rows' links: method ids and paper ids that must exist in the catalog."""
+    out: list[Problem] = []
+
+    def unknown_method(kind: str, sub: str, row_id: str, field_name: str, ids: list[str]) -> None:
+        for i, mid in enumerate(ids):
+            if mid not in cat.methods and f"method:{mid}" not in cat.broken:
+                path = cat.row_files[f"{kind}:{row_id}"]
+                out.append(Problem(*at(path, sub, (field_name, i)), f"{field_name}.{i}", f"unknown method id '{mid}'"))
+
+    for mid, model_row in cat.models.items():
+        unknown_method("model", MODELS_DIR, mid, "rl_methods", model_row.rl_methods)
+    for bid, bench in cat.benchmarks.items():
+        unknown_method("benchmark", BENCHMARKS_DIR, bid, "methods", bench.methods)
+        path = cat.row_files[f"benchmark:{bid}"]
+        if bench.paper and bench.paper not in cat.papers and f"paper:{bench.paper}" not in cat.broken:
+            out.append(
+                Problem(
+                    *at(path, BENCHMARKS_DIR, ("paper",)),
+                    "paper",
+                    f"unknown paper id '{bench.paper}' (no {PAPERS_DIR}/{bench.paper}.yaml)",
+                )
+            )
+        elif bench.paper and bench.arxiv and cat.papers[bench.paper].arxiv not in (None, bench.arxiv):
+            out.append(
+                Problem(
+                    *at(path, BENCHMARKS_DIR, ("arxiv",)),
+                    "arxiv",
+                    f"'{bench.arxiv}' differs from paper '{bench.paper}' ({cat.papers[bench.paper].arxiv})",
+                )
+            )
+    return out

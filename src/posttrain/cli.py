@@ -201,7 +201,8 @@ def validate(
     if problems:
         console.print(f"{len(problems)} problem(s) found", style="red")
         raise typer.Exit(2)  # a catalog problem is bad input, like any other (README: exit status 2)
-    console.print(f"ok: {len(cat.methods)} methods, catalog {cat.root}")
+    tables = f", {len(cat.models)} models, {len(cat.benchmarks)} datasets and benchmarks" if cat.models else ""
+    console.print(f"ok: {len(cat.methods)} methods{tables}, catalog {cat.root}")
     if links:
         from posttrain.linkcheck import check_catalog_links
 

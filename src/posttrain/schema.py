@@ -383,9 +383,107 @@ class MethodEntry(Strict):
         return self
 
 
+# --- the survey's tables as data: catalog/models/ (Table I) and catalog/benchmarks/ (Table III) ---
+
+# A parameter count as the survey prints it: "500B", "12B", "1.5B", or a mixture of experts as
+# total-A-active ("141B-A39B").
+PARAMETERS_PATTERN = r"^\d+(\.\d+)?[MBT](-A\d+(\.\d+)?[MBT])?$"
+
+
+class TableMembership(str, Enum):
+    """How the row is known to belong to the table."""
+
+    table_body = "table-body"  # read from the table itself
+    # named by the survey's text that goes with the table: its caption, the prose of the section
+    # it sits in, or a bibliography entry cited only at the table
+    survey_text = "survey-text"
+
+
+class SurveySource(Strict):
+    """Where a row comes from in the survey (arXiv 2502.21321)."""
+
+    table: str = Field(pattern=r"^Table (I|II|III)$", description="The survey table the row belongs to.")
+    where: str = Field(
+        min_length=1, description="What in the survey's text states the row: section, caption or reference number."
+    )
+    membership: TableMembership = Field(
+        description="table-body (read from the table) or survey-text (named by its caption, section or references)."
+    )
+
+
+class Access(str, Enum):
+    open = "open"
+    closed = "closed"
+
+
+class ModelRow(Strict):
+    """One RL-enhanced LLM of the survey's Table I: ``catalog/models/<id>.yaml``.
+
+    A field the survey's recoverable text does not state is left out rather than guessed.
+    """
+
+    id: str = Field(pattern=ID_PATTERN, description="Equals the file name without .yaml.")
+    name: str = Field(min_length=1, description="The model as the survey names it.")
+    organisation: str | None = Field(None, min_length=1, description="Who released it, as the survey cites it.")
+    parameters: str | None = Field(
+        None, pattern=PARAMETERS_PATTERN, description="Parameter count, e.g. 500B, or 141B-A39B for total-A-active."
+    )
+    modality: str | None = Field(None, min_length=1, description="E.g. text, multi-modal.")
+    access: Access | None = Field(None, description="open or closed weights.")
+    rl_methods: list[str] = Field(
+        default_factory=list, description="Method ids from catalog/methods/ for the RL method the survey lists."
+    )
+    survey: SurveySource
+    note: str | None = Field(None, description="Caveats: how a value was read, what the survey leaves unclear.")
+
+    @field_validator("rl_methods")
+    @classmethod
+    def _method_ids(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if not re.match(ID_PATTERN, m)]
+        if bad:
+            raise ValueError(f"not method ids: {', '.join(bad)}")
+        return v
+
+
+class BenchmarkGroup(str, Enum):
+    """The five benchmark groups of the survey's \u00a76."""
+
+    reasoning = "reasoning"
+    rl_alignment = "rl-alignment"
+    multilingual = "multilingual"
+    general_comprehension = "general-comprehension"
+    dialogue_and_search = "dialogue-and-search"
+
+
+class BenchmarkRow(Strict):
+    """One dataset or benchmark of the survey's Table III: ``catalog/benchmarks/<id>.yaml``."""
+
+    id: str = Field(pattern=ID_PATTERN, description="Equals the file name without .yaml.")
+    name: str = Field(min_length=1, description="The dataset as the survey names it.")
+    group: BenchmarkGroup = Field(description="The survey's \u00a76 group it is discussed under.")
+    focus: str = Field(min_length=1, description="What it measures, in one line.")
+    paper: str | None = Field(None, pattern=ID_PATTERN, description="Paper id from catalog/papers/ introducing it.")
+    arxiv: str | None = Field(None, pattern=ARXIV_PATTERN, description="arXiv id of the paper introducing it.")
+    methods: list[str] = Field(
+        default_factory=list, description="Method ids from catalog/methods/ the survey ties it to."
+    )
+    survey: SurveySource
+    note: str | None = Field(None, description="Caveats, e.g. where the survey cites a different paper.")
+
+    @field_validator("methods")
+    @classmethod
+    def _method_ids(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if not re.match(ID_PATTERN, m)]
+        if bad:
+            raise ValueError(f"not method ids: {', '.join(bad)}")
+        return v
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     return {
         "method": MethodEntry.model_json_schema(),
         "paper": PaperRecord.model_json_schema(),
         "taxonomy": Taxonomy.model_json_schema(),
+        "model": ModelRow.model_json_schema(),
+        "benchmark": BenchmarkRow.model_json_schema(),
     }
