@@ -40,7 +40,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gpu_bench import QWEN25_05B  # tools/ is on sys.path when this script runs
+# tools/ is on sys.path when these scripts run
+from bench_report import print_and_write
+from gpu_bench import QWEN25_05B
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("ours", "trl", "trl-precompute")
@@ -373,11 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summarize(runs),
         "runs": runs,
     }
-    print(json.dumps(report["summary"], indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    print_and_write(report, args.out)
     return 0
 
 

@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_report import print_and_write  # tools/ is on sys.path when this script runs
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -289,11 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summarize(runs),
         "runs": runs,
     }
-    print(json.dumps(report["summary"], indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    print_and_write(report, args.out)
     return 0
 
 

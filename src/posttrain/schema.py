@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Annotated, Any, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -156,14 +157,6 @@ class PaperRecord(Strict):
     @classmethod
     def _valid_date(cls, v: str | None) -> str | None:
         return None if v is None else check_date(v)
-
-    @field_validator("methods")
-    @classmethod
-    def _method_ids(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if not re.match(ID_PATTERN, m)]
-        if bad:
-            raise ValueError(f"not method ids: {', '.join(bad)}")
-        return v
 
     @model_validator(mode="after")
     def _complete(self) -> PaperRecord:
@@ -416,6 +409,17 @@ class Access(str, Enum):
     closed = "closed"
 
 
+def method_ids(values: list[str]) -> list[str]:
+    """A survey row's method references: each must look like a method id (existence is checked by validate)."""
+    bad = [m for m in values if not re.match(ID_PATTERN, m)]
+    if bad:
+        raise ValueError(f"not method ids: {', '.join(bad)}")
+    return values
+
+
+MethodIds = Annotated[list[str], AfterValidator(method_ids)]
+
+
 class ModelRow(Strict):
     """One RL-enhanced LLM of the survey's Table I: ``catalog/models/<id>.yaml``.
 
@@ -430,19 +434,11 @@ class ModelRow(Strict):
     )
     modality: str | None = Field(None, min_length=1, description="E.g. text, multi-modal.")
     access: Access | None = Field(None, description="open or closed weights.")
-    rl_methods: list[str] = Field(
+    rl_methods: MethodIds = Field(
         default_factory=list, description="Method ids from catalog/methods/ for the RL method the survey lists."
     )
     survey: SurveySource
     note: str | None = Field(None, description="Caveats: how a value was read, what the survey leaves unclear.")
-
-    @field_validator("rl_methods")
-    @classmethod
-    def _method_ids(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if not re.match(ID_PATTERN, m)]
-        if bad:
-            raise ValueError(f"not method ids: {', '.join(bad)}")
-        return v
 
 
 class BenchmarkGroup(str, Enum):
@@ -464,19 +460,11 @@ class BenchmarkRow(Strict):
     focus: str = Field(min_length=1, description="What it measures, in one line.")
     paper: str | None = Field(None, pattern=ID_PATTERN, description="Paper id from catalog/papers/ introducing it.")
     arxiv: str | None = Field(None, pattern=ARXIV_PATTERN, description="arXiv id of the paper introducing it.")
-    methods: list[str] = Field(
+    methods: MethodIds = Field(
         default_factory=list, description="Method ids from catalog/methods/ the survey ties it to."
     )
     survey: SurveySource
     note: str | None = Field(None, description="Caveats, e.g. where the survey cites a different paper.")
-
-    @field_validator("methods")
-    @classmethod
-    def _method_ids(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if not re.match(ID_PATTERN, m)]
-        if bad:
-            raise ValueError(f"not method ids: {', '.join(bad)}")
-        return v
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
