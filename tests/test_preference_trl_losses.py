@@ -1,0 +1,158 @@
+"""TRL 1.16 DPO loss types that have their own plugin here (apo-zero, apo-down, ...): hand-worked
+numbers and limits, and parity with TRL's own loss code.
+
+Parity runs TRL's ``DPOTrainer._compute_loss`` on identical random inputs in float64, on a trainer
+made with ``object.__new__`` holding only the attributes that method reads, and a stub model whose
+per-token log-probs sum to the inputs (differentiably, so the gradients reach the inputs through
+TRL's code too). Loss, gradients with respect to the policy log-probs and TRL's logged reward
+metrics must agree within 1e-6. Skips when TRL is not installed (extra ``trl``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from posttrain.preference import PairLogps, reward_metrics
+from posttrain_plugins.apo import apo_down_loss, apo_zero_loss
+
+t = torch.tensor
+TOL = 1e-6
+
+
+# --- hand-worked numbers and limits -----------------------------------------------------------
+
+
+def test_apo_losses_are_one_at_reference():
+    pc, pr = t([-3.0, -7.0]), t([-4.0, -1.0])
+    for loss_of in (apo_zero_loss, apo_down_loss):
+        losses, c, r = loss_of(pc, pr, pc, pr, 0.1)
+        assert torch.allclose(losses, torch.ones(2)) and torch.all(c == 0) and torch.all(r == 0)
+
+
+def test_apo_zero_hand_worked_and_gradient_directions():
+    # beta 1: r_w = 1, r_l = -2 -> 1 - sigma(1) + sigma(-2)
+    losses = apo_zero_loss(t([0.0]), t([-3.0]), t([-1.0]), t([-1.0]), 1.0)[0]
+    assert losses.item() == pytest.approx(1 - 1 / (1 + torch.e**-1) + 1 / (1 + torch.e**2))
+    pc, pr = t([-2.0], requires_grad=True), t([-2.0], requires_grad=True)
+    apo_zero_loss(pc, pr, t([-2.0]), t([-2.0]), 1.0)[0].sum().backward()
+    assert pc.grad.item() == pytest.approx(-0.25) and pr.grad.item() == pytest.approx(0.25)  # chosen up, rejected down
+
+
+def test_apo_down_pushes_both_likelihoods_down_and_rejected_more():
+    pc, pr = t([-2.0], requires_grad=True), t([-2.0], requires_grad=True)
+    apo_down_loss(pc, pr, t([-2.0]), t([-2.0]), 1.0)[0].sum().backward()
+    # d/dr_w [sigma(r_w) - sigma(r_w - r_l)] = 1/4 - 1/4 = 0 at the reference; d/dr_l = +1/4
+    assert pc.grad.item() == pytest.approx(0.0) and pr.grad.item() == pytest.approx(0.25)
+    # once the rejected reward has fallen, descent lowers the chosen likelihood too
+    pc = t([-2.0], requires_grad=True)
+    apo_down_loss(pc, t([-6.0]), t([-2.0]), t([-2.0]), 1.0)[0].sum().backward()
+    assert pc.grad.item() > 0
+
+
+# --- TRL parity (float64) ---------------------------------------------------------------------
+
+
+class StubLM:
+    """Row i (marked by its first token) has per-token log-probs ``table[i]``; the statistics TRL
+    only logs (entropy, mean logits, top-1) are zeros."""
+
+    training = True
+
+    def __init__(self, table: torch.Tensor):
+        self.table = table
+
+    def __call__(self, input_ids, **kwargs):
+        log_probs = self.table[input_ids[:, 0]]
+        zeros = torch.zeros_like(log_probs).detach()
+        return SimpleNamespace(log_probs=log_probs, entropy=zeros, mean_logits=zeros, is_top1=zeros.bool())
+
+
+def stub_rows(values: torch.Tensor, lengths: torch.Tensor):
+    """input_ids, completion_mask and a per-token log-prob table whose completion tokens sum to
+    ``values``, built from ``values`` with autograd so gradients flow back to them."""
+    n, width = len(values), int(lengths.max()) + 2
+    ids = torch.zeros(n, width, dtype=torch.long)
+    ids[:, 0] = torch.arange(n)
+    positions = torch.arange(width)
+    mask = (positions >= width - lengths[:, None]).long()
+    table = mask[:, 1:].to(values.dtype) * (values / lengths.to(values.dtype))[:, None]
+    return ids, mask, table
+
+
+def trl_dpo(loss_type: str, pc, pr, rc, rr, lc, lr, beta: float, **attrs):
+    """TRL's DPOTrainer._compute_loss on one batch: (mean loss, its logged train metrics)."""
+    from trl import DPOTrainer
+
+    ids, mask, table = stub_rows(torch.cat([pc, pr]), torch.cat([lc, lr]))
+    model = StubLM(table)
+    trainer = object.__new__(DPOTrainer)
+    accelerator = SimpleNamespace(device=torch.device("cpu"), gather_for_metrics=lambda x: x, gather=lambda x: x)
+    settings = dict(
+        accelerator=accelerator,
+        aux_loss_enabled=False,
+        precompute_ref_logps=True,
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        _total_train_tokens=0,
+        _tp_size=1,
+        model=model,
+        ld_alpha=None,
+        f_divergence_type="reverse_kl",
+        loss_types=[loss_type],
+        loss_weights=[1.0],
+        beta=beta,
+        label_smoothing=0.0,
+        use_weighting=False,
+    )
+    for key, value in {**settings, **attrs}.items():
+        setattr(trainer, key, value)
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "completion_mask": mask,
+        "ref_chosen_logps": rc,
+        "ref_rejected_logps": rr,
+    }
+    loss = trainer._compute_loss(model, inputs, return_outputs=False)
+    return loss, {k: v[-1] for k, v in trainer._metrics["train"].items()}
+
+
+def random_inputs(n: int = 6, seed: int = 7):
+    g = torch.Generator().manual_seed(seed)
+    pc, pr, rc, rr = (-(torch.rand(n, generator=g, dtype=torch.float64) * 20 + 0.1) for _ in range(4))
+    lc, lr = torch.randint(1, 9, (n,), generator=g), torch.randint(1, 9, (n,), generator=g)
+    return pc, pr, rc, rr, lc, lr
+
+
+def assert_parity(loss_type: str, ours, beta: float = 0.1, seed: int = 7, **trl_attrs):
+    """``ours(pc, pr, rc, rr, lc, lr)`` -> (per-pair losses, chosen rewards, rejected rewards)
+    against TRL's loss type: loss, gradients w.r.t. the policy log-probs, logged reward metrics."""
+    pytest.importorskip("trl")
+    pc, pr, rc, rr, lc, lr = random_inputs(seed=seed)
+    theirs_pc, theirs_pr = pc.clone().requires_grad_(), pr.clone().requires_grad_()
+    theirs, logged = trl_dpo(loss_type, theirs_pc, theirs_pr, rc, rr, lc, lr, beta, **trl_attrs)
+    theirs.backward()
+    ours_pc, ours_pr = pc.clone().requires_grad_(), pr.clone().requires_grad_()
+    losses, c_rew, r_rew = ours(ours_pc, ours_pr, rc, rr, lc, lr)
+    loss = losses.mean()
+    loss.backward()
+    assert loss.item() == pytest.approx(theirs.item(), abs=TOL)
+    assert torch.allclose(ours_pc.grad, theirs_pc.grad, atol=TOL) and torch.allclose(ours_pr.grad, theirs_pr.grad, atol=TOL)
+    # TRL logs beta * log-ratio as rewards for every loss type; the plugins log their own implicit reward
+    mine = reward_metrics(c_rew, r_rew, PairLogps(ours_pc, ours_pr, lc, lr))
+    for name in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):
+        assert mine[name] == pytest.approx(logged[name], abs=TOL), name
+    assert loss.dtype == torch.float64
+
+
+def test_trl_parity_apo_zero():
+    assert_parity("apo_zero", lambda pc, pr, rc, rr, lc, lr: apo_zero_loss(pc, pr, rc, rr, 0.1))
+    assert_parity("apo_zero", lambda pc, pr, rc, rr, lc, lr: apo_zero_loss(pc, pr, rc, rr, 0.5), beta=0.5, seed=3)
+
+
+def test_trl_parity_apo_down():
+    assert_parity("apo_down", lambda pc, pr, rc, rr, lc, lr: apo_down_loss(pc, pr, rc, rr, 0.1))
+    assert_parity("apo_down", lambda pc, pr, rc, rr, lc, lr: apo_down_loss(pc, pr, rc, rr, 0.5), beta=0.5, seed=3)
