@@ -1,4 +1,5 @@
-"""TRL 1.16 DPO loss types that have their own plugin here (apo-zero, apo-down, ...): hand-worked
+"""TRL 1.16 DPO loss types that have their own plugin here (apo-zero, apo-down, exo-pair, nca-pair,
+bco-pair, sppo-hard): hand-worked
 numbers and limits, and parity with TRL's own loss code.
 
 Parity runs TRL's ``DPOTrainer._compute_loss`` on identical random inputs in float64, on a trainer
@@ -10,6 +11,7 @@ metrics must agree within 1e-6. Skips when TRL is not installed (extra ``trl``).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -18,6 +20,10 @@ import torch
 
 from posttrain.preference import PairLogps, reward_metrics
 from posttrain_plugins.apo import apo_down_loss, apo_zero_loss
+from posttrain_plugins.bco import bco_pair_loss
+from posttrain_plugins.exo import exo_pair_loss
+from posttrain_plugins.nca import nca_pair_loss
+from posttrain_plugins.sppo import sppo_hard_loss
 
 t = torch.tensor
 TOL = 1e-6
@@ -51,6 +57,42 @@ def test_apo_down_pushes_both_likelihoods_down_and_rejected_more():
     pc = t([-2.0], requires_grad=True)
     apo_down_loss(pc, t([-6.0]), t([-2.0]), t([-2.0]), 1.0)[0].sum().backward()
     assert pc.grad.item() > 0
+
+
+def test_exo_at_reference_and_its_finite_optimum():
+    eps = 1e-3
+    losses = exo_pair_loss(t([-3.0]), t([-4.0]), t([-3.0]), t([-4.0]), 0.1, eps)[0]
+    assert losses.item() == pytest.approx(-math.log(2) - 0.5 * math.log(eps * (1 - eps)))
+    # zero (the KL's minimum) where beta*h = log((1 - eps)/eps)
+    h = math.log((1 - eps) / eps)
+    assert exo_pair_loss(t([h]), t([0.0]), t([0.0]), t([0.0]), 1.0, eps)[0].item() == pytest.approx(0.0, abs=1e-9)
+    # beyond it the loss rises again: reverse KL penalises over-confidence
+    assert exo_pair_loss(t([h + 3]), t([0.0]), t([0.0]), t([0.0]), 1.0, eps)[0].item() > 1e-4
+
+
+def test_nca_hand_worked_and_chosen_optimum():
+    log_sigmoid = torch.nn.functional.logsigmoid
+    assert nca_pair_loss(t([-2.0]), t([-2.0]), t([-2.0]), t([-2.0]), 0.1)[0].item() == pytest.approx(2 * math.log(2))
+    # beta 1, r_w = 1, r_l = -1
+    expected = -log_sigmoid(t(1.0)) - 0.5 * log_sigmoid(t(-1.0)) - 0.5 * log_sigmoid(t(1.0))
+    assert nca_pair_loss(t([1.0]), t([-1.0]), t([0.0]), t([0.0]), 1.0)[0].item() == pytest.approx(expected.item())
+    # the chosen term stops pulling once sigma(r_w) = 2/3, i.e. r_w = ln 2
+    pc = t([math.log(2)], requires_grad=True)
+    nca_pair_loss(pc, t([0.0]), t([0.0]), t([0.0]), 1.0)[0].sum().backward()
+    assert pc.grad.item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_bco_is_two_ln_two_at_reference_and_hand_worked():
+    assert bco_pair_loss(t([-5.0]), t([-2.0]), t([-5.0]), t([-2.0]), 0.1)[0].item() == pytest.approx(2 * math.log(2))
+    # beta 1, r_w = 2, r_l = 1: log(1 + e^-2) + log(1 + e^1)
+    got = bco_pair_loss(t([2.0]), t([1.0]), t([0.0]), t([0.0]), 1.0)[0].item()
+    assert got == pytest.approx(math.log1p(math.exp(-2)) + math.log1p(math.exp(1)))
+
+
+def test_sppo_hard_at_reference_and_at_targets():
+    assert sppo_hard_loss(t([-3.0]), t([-1.0]), t([-3.0]), t([-1.0]), 10.0)[0].item() == pytest.approx(50.0)
+    losses, c, r = sppo_hard_loss(t([2.0]), t([-6.0]), t([-3.0]), t([-1.0]), 10.0)  # log-ratios +5 and -5
+    assert losses.item() == pytest.approx(0.0) and c.item() == pytest.approx(0.5) and r.item() == pytest.approx(-0.5)
 
 
 # --- TRL parity (float64) ---------------------------------------------------------------------
@@ -156,3 +198,26 @@ def test_trl_parity_apo_zero():
 def test_trl_parity_apo_down():
     assert_parity("apo_down", lambda pc, pr, rc, rr, lc, lr: apo_down_loss(pc, pr, rc, rr, 0.1))
     assert_parity("apo_down", lambda pc, pr, rc, rr, lc, lr: apo_down_loss(pc, pr, rc, rr, 0.5), beta=0.5, seed=3)
+
+
+@pytest.mark.parametrize("epsilon", [1e-3, 0.2])
+def test_trl_parity_exo_pair(epsilon):
+    # TRL takes EXO's epsilon from label_smoothing
+    ours = lambda pc, pr, rc, rr, lc, lr: exo_pair_loss(pc, pr, rc, rr, 0.1, epsilon)  # noqa: E731
+    assert_parity("exo_pair", ours, label_smoothing=epsilon)
+
+
+def test_trl_parity_nca_pair():
+    assert_parity("nca_pair", lambda pc, pr, rc, rr, lc, lr: nca_pair_loss(pc, pr, rc, rr, 0.1))
+    assert_parity("nca_pair", lambda pc, pr, rc, rr, lc, lr: nca_pair_loss(pc, pr, rc, rr, 0.5), beta=0.5, seed=3)
+
+
+def test_trl_parity_bco_pair():
+    assert_parity("bco_pair", lambda pc, pr, rc, rr, lc, lr: bco_pair_loss(pc, pr, rc, rr, 0.1))
+    assert_parity("bco_pair", lambda pc, pr, rc, rr, lc, lr: bco_pair_loss(pc, pr, rc, rr, 0.5), beta=0.5, seed=3)
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+def test_trl_parity_sppo_hard(beta):
+    # eta = 1/beta: TRL's targets 0.5/beta are eta/2, its logged rewards beta*log-ratio are log-ratio/eta
+    assert_parity("sppo_hard", lambda pc, pr, rc, rr, lc, lr: sppo_hard_loss(pc, pr, rc, rr, 1 / beta), beta=beta)
