@@ -1,5 +1,5 @@
 """TRL 1.16 DPO loss types that have their own plugin here (apo-zero, apo-down, exo-pair, nca-pair,
-bco-pair, sppo-hard): hand-worked
+bco-pair, sppo-hard, discopop, sigmoid-norm, aot, aot-unpaired): hand-worked
 numbers and limits, and parity with TRL's own loss code.
 
 Parity runs TRL's ``DPOTrainer._compute_loss`` on identical random inputs in float64, on a trainer
@@ -19,10 +19,14 @@ import pytest
 import torch
 
 from posttrain.preference import PairLogps, reward_metrics
+from posttrain_plugins.aot import aot_paired_loss, aot_unpaired_loss
 from posttrain_plugins.apo import apo_down_loss, apo_zero_loss
 from posttrain_plugins.bco import bco_pair_loss
+from posttrain_plugins.discopop import discopop_loss
+from posttrain_plugins.dpo import dpo_loss
 from posttrain_plugins.exo import exo_pair_loss
 from posttrain_plugins.nca import nca_pair_loss
+from posttrain_plugins.sigmoid_norm import sigmoid_norm_loss
 from posttrain_plugins.sppo import sppo_hard_loss
 
 t = torch.tensor
@@ -93,6 +97,37 @@ def test_sppo_hard_at_reference_and_at_targets():
     assert sppo_hard_loss(t([-3.0]), t([-1.0]), t([-3.0]), t([-1.0]), 10.0)[0].item() == pytest.approx(50.0)
     losses, c, r = sppo_hard_loss(t([2.0]), t([-6.0]), t([-3.0]), t([-1.0]), 10.0)  # log-ratios +5 and -5
     assert losses.item() == pytest.approx(0.0) and c.item() == pytest.approx(0.5) and r.item() == pytest.approx(-0.5)
+
+
+def test_discopop_at_reference_and_its_two_regimes():
+    losses = discopop_loss(t([-3.0]), t([-4.0]), t([-3.0]), t([-4.0]), 0.1, 0.05)[0]
+    assert losses.item() == pytest.approx((math.log(2) + 1) / 2)
+    # far below zero margin it is DPO's logistic loss, far above it the exponential loss
+    below = discopop_loss(t([-20.0]), t([0.0]), t([0.0]), t([0.0]), 0.1, 0.05)[0]
+    assert below.item() == pytest.approx(dpo_loss(t([-20.0]), t([0.0]), t([0.0]), t([0.0]), 0.1)[0].item(), rel=1e-6)
+    above = discopop_loss(t([20.0]), t([0.0]), t([0.0]), t([0.0]), 0.1, 0.05)[0]
+    assert above.item() == pytest.approx(math.exp(-2.0), rel=1e-6)
+
+
+def test_sigmoid_norm_divides_each_log_ratio_by_its_length():
+    # beta 1: log-ratios 4 over 4 tokens and -2 over 2 tokens -> margin 1 + 1 = 2
+    losses, c, r = sigmoid_norm_loss(t([0.0]), t([-3.0]), t([-4.0]), t([-1.0]), t([4]), t([2]), 1.0)
+    assert losses.item() == pytest.approx(math.log1p(math.exp(-2.0)))
+    assert c.item() == pytest.approx(1.0) and r.item() == pytest.approx(-1.0)
+    # equal lengths of one token: plain DPO
+    pc, pr, rc, rr = t([-1.0, -5.0]), t([-2.0, -3.0]), t([-1.5, -4.0]), t([-2.5, -2.0])
+    one = torch.ones(2, dtype=torch.long)
+    assert torch.allclose(sigmoid_norm_loss(pc, pr, rc, rr, one, one, 0.1)[0], dpo_loss(pc, pr, rc, rr, 0.1)[0])
+
+
+def test_aot_with_one_pair_is_dpo_and_sorting_matches_quantiles():
+    pc, pr, rc, rr = t([-1.0]), t([-3.0]), t([-2.0]), t([-2.5])
+    dpo = dpo_loss(pc, pr, rc, rr, 0.1)[0]
+    assert torch.allclose(aot_paired_loss(pc, pr, rc, rr, 0.1, 0.0)[0], dpo)
+    assert torch.allclose(aot_unpaired_loss(pc, pr, rc, rr, 0.1, 0.0)[0], dpo)
+    # unpaired: chosen log-ratios (3, -1) and rejected (0, 2) are compared rank by rank: -1 vs 0, 3 vs 2
+    losses = aot_unpaired_loss(t([3.0, -1.0]), t([0.0, 2.0]), t([0.0, 0.0]), t([0.0, 0.0]), 1.0, 0.0)[0]
+    assert torch.allclose(losses, -torch.nn.functional.logsigmoid(t([-1.0, 1.0])))
 
 
 # --- TRL parity (float64) ---------------------------------------------------------------------
@@ -169,9 +204,11 @@ def random_inputs(n: int = 6, seed: int = 7):
     return pc, pr, rc, rr, lc, lr
 
 
-def assert_parity(loss_type: str, ours, beta: float = 0.1, seed: int = 7, **trl_attrs):
+def assert_parity(loss_type: str, ours, beta: float = 0.1, seed: int = 7, trl_rewards=None, **trl_attrs):
     """``ours(pc, pr, rc, rr, lc, lr)`` -> (per-pair losses, chosen rewards, rejected rewards)
-    against TRL's loss type: loss, gradients w.r.t. the policy log-probs, logged reward metrics."""
+    against TRL's loss type: loss, gradients w.r.t. the policy log-probs, logged reward metrics.
+    ``trl_rewards(pc, pr, rc, rr)`` stands in for the plugin's rewards where TRL logs a different
+    reward than the plugin's own (sigmoid-norm: TRL logs the unnormalised β log-ratio)."""
     pytest.importorskip("trl")
     pc, pr, rc, rr, lc, lr = random_inputs(seed=seed)
     theirs_pc, theirs_pr = pc.clone().requires_grad_(), pr.clone().requires_grad_()
@@ -184,6 +221,8 @@ def assert_parity(loss_type: str, ours, beta: float = 0.1, seed: int = 7, **trl_
     assert loss.item() == pytest.approx(theirs.item(), abs=TOL)
     assert torch.allclose(ours_pc.grad, theirs_pc.grad, atol=TOL) and torch.allclose(ours_pr.grad, theirs_pr.grad, atol=TOL)
     # TRL logs beta * log-ratio as rewards for every loss type; the plugins log their own implicit reward
+    if trl_rewards is not None:
+        c_rew, r_rew = trl_rewards(pc, pr, rc, rr)
     mine = reward_metrics(c_rew, r_rew, PairLogps(ours_pc, ours_pr, lc, lr))
     for name in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):
         assert mine[name] == pytest.approx(logged[name], abs=TOL), name
@@ -221,3 +260,28 @@ def test_trl_parity_bco_pair():
 def test_trl_parity_sppo_hard(beta):
     # eta = 1/beta: TRL's targets 0.5/beta are eta/2, its logged rewards beta*log-ratio are log-ratio/eta
     assert_parity("sppo_hard", lambda pc, pr, rc, rr, lc, lr: sppo_hard_loss(pc, pr, rc, rr, 1 / beta), beta=beta)
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.5])
+def test_trl_parity_discopop(tau):
+    args = SimpleNamespace(discopop_tau=tau)
+    ours = lambda pc, pr, rc, rr, lc, lr: discopop_loss(pc, pr, rc, rr, 0.1, tau)  # noqa: E731
+    assert_parity("discopop", ours, args=args)
+    # small margins, where the mixing weight is between 0 and 1
+    assert_parity("discopop", lambda pc, pr, rc, rr, lc, lr: discopop_loss(pc, pr, rc, rr, 0.01, tau), beta=0.01, args=args)
+
+
+@pytest.mark.parametrize(("beta", "seed"), [(0.1, 7), (2.0, 3)])
+def test_trl_parity_sigmoid_norm(beta, seed):
+    # TRL logs beta * summed log-ratio as rewards; the plugin logs its loss's per-token reward instead
+    ours = lambda pc, pr, rc, rr, lc, lr: sigmoid_norm_loss(pc, pr, rc, rr, lc, lr, beta)  # noqa: E731
+    trl_rewards = lambda pc, pr, rc, rr: (beta * (pc - rc), beta * (pr - rr))  # noqa: E731
+    assert_parity("sigmoid_norm", ours, beta=beta, seed=seed, trl_rewards=trl_rewards)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_trl_parity_aot_and_aot_unpaired(label_smoothing):
+    paired = lambda pc, pr, rc, rr, lc, lr: aot_paired_loss(pc, pr, rc, rr, 0.1, label_smoothing)  # noqa: E731
+    unpaired = lambda pc, pr, rc, rr, lc, lr: aot_unpaired_loss(pc, pr, rc, rr, 0.1, label_smoothing)  # noqa: E731
+    assert_parity("aot", paired, label_smoothing=label_smoothing)
+    assert_parity("aot_unpaired", unpaired, label_smoothing=label_smoothing)
