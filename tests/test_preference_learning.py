@@ -55,7 +55,7 @@ def test_reference_free_plugin_raises_exact_match_with_its_defaults(name, tmp_pa
 
 # TRL 1.16's DPO loss types with their own plugin (issue #22): at its defaults each raises these held-out
 # metrics significantly and harms none of exact match (reports/runs/<id>.json). exo-pair and sppo-hard
-# leave exact match unchanged; apo-down is meant to lower the chosen likelihood (chosen worse than the
+# leave exact match unchanged, discopop preference accuracy; apo-down is meant to lower the chosen likelihood (chosen worse than the
 # model's own answers), which on the embedded task's correct chosen answers harms both metrics:
 # strict, so a change that makes it learn fails here until its entry and this mark are updated.
 DPO_LOSS_TYPES = {
@@ -64,6 +64,10 @@ DPO_LOSS_TYPES = {
     "nca-pair": ("preference_accuracy", "exact_match"),
     "bco-pair": ("preference_accuracy", "exact_match"),
     "sppo-hard": ("preference_accuracy",),
+    "discopop": ("exact_match",),  # its loss does not move the preference from the reference (see its docstring)
+    "sigmoid-norm": ("preference_accuracy", "exact_match"),
+    "aot": ("preference_accuracy", "exact_match"),
+    "aot-unpaired": ("preference_accuracy", "exact_match"),
     "apo-down": ("preference_accuracy",),
 }
 NO_GAIN = {"apo-down": "its defaults harm preference accuracy and exact match (reports/runs/apo-down.json)"}

@@ -109,6 +109,21 @@ def test_discopop_at_reference_and_its_two_regimes():
     assert above.item() == pytest.approx(math.exp(-2.0), rel=1e-6)
 
 
+def test_discopop_slope_at_the_reference_pushes_the_margin_negative_at_the_paper_tau():
+    # d loss / d rho at rho = 0 is 1/(4 tau) (1 - ln 2) - 3/4: +0.78 at tau = 0.05, -0.60 at tau = 0.5
+    for tau, slope in ((0.05, 0.25 / 0.05 * (1 - math.log(2)) - 0.75), (0.5, 0.25 / 0.5 * (1 - math.log(2)) - 0.75)):
+        pc = t([0.0], dtype=torch.float64, requires_grad=True)
+        zero = t([0.0], dtype=torch.float64)
+        discopop_loss(pc, zero, zero, zero, 1.0, tau)[0].sum().backward()
+        assert pc.grad.item() == pytest.approx(slope)
+    assert 0.25 / 0.05 * (1 - math.log(2)) - 0.75 == pytest.approx(0.784, abs=1e-3)
+    # the local minimum below zero margin at tau = 0.05
+    rho = torch.linspace(-1.0, 0.0, 10001, dtype=torch.float64)
+    zeros = torch.zeros_like(rho)
+    losses = discopop_loss(rho, zeros, zeros, zeros, 1.0, 0.05)[0]
+    assert rho[int(torch.argmin(losses))].item() == pytest.approx(-0.119, abs=2e-3)
+
+
 def test_sigmoid_norm_divides_each_log_ratio_by_its_length():
     # beta 1: log-ratios 4 over 4 tokens and -2 over 2 tokens -> margin 1 + 1 = 2
     losses, c, r = sigmoid_norm_loss(t([0.0]), t([-3.0]), t([-4.0]), t([-1.0]), t([4]), t([2]), 1.0)
