@@ -1,5 +1,6 @@
 """Plumbing shared by the offline preference trainers (ipo, cdpo, hinge, simpo, cpo, orpo, rdpo,
-mdpo, kto): paired batches with chosen and rejected in one forward pass, reference log-probs
+mdpo, kto, and TRL's other DPO loss types: apo, exo, nca, bco, sppo, discopop, sigmoid_norm, aot):
+paired batches with chosen and rejected in one forward pass, reference log-probs
 computed once before training, and the held-out preference metrics.
 
 No algorithm lives here but RPO's optional NLL term (``add_rpo_nll``, one definition for every
