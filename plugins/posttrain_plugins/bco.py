@@ -22,9 +22,11 @@ Deviations from the paper:
    Reference log-probs are computed once before training; chosen and rejected share one forward.
 3. The default adds RPO's NLL term on the chosen response (Pang et al. 2024, arXiv:2404.19733;
    ``rpo_alpha=1``, α times the NLL per chosen token of the batch), as the project's DPO does,
-   because the paper's loss alone lowers held-out exact match on the embedded task: 78.4% -> 69.2% (35 fixed, 81 broken, p = 2.3e-05;
-   reports/runs/bco-pair-plain.json). With the term both exact match (78.4% -> 85.0%, 53 fixed / 20 broken, p = 1.4e-04) and preference accuracy (50.0% -> 67.0%, p = 2.3e-14) rise
-   (reports/runs/bco-pair.json). ``--set rpo_alpha=0`` gives the paper's BCO loss.
+   because the paper's loss alone lowers held-out exact match on the embedded task: 78.4% -> 69.2%
+   (35 fixed, 81 broken, p = 2.3e-05; reports/runs/bco-pair-plain.json). With the term both exact
+   match (78.4% -> 85.0%, 53 fixed / 20 broken, p = 1.4e-04) and preference accuracy
+   (50.0% -> 67.0%, p = 2.3e-14) rise (reports/runs/bco-pair.json). ``--set rpo_alpha=0`` gives the paper's
+   BCO loss.
 """
 
 from __future__ import annotations

@@ -23,9 +23,11 @@ Deviations from the paper:
    Reference log-probs are computed once before training; chosen and rejected share one forward.
 4. The default adds RPO's NLL term on the chosen response (Pang et al. 2024, arXiv:2404.19733;
    ``rpo_alpha=1``, α times the NLL per chosen token of the batch), as the project's DPO does,
-   because the paper's loss alone lowers held-out exact match on the embedded task: 78.4% -> 59.2% (37 fixed, 133 broken, p = 6.5e-14;
-   reports/runs/exo-pair-plain.json). With the term exact match 78.4% -> 82.0% (53 fixed / 35 broken, p = 0.069, no significant change) while preference accuracy rises 50.0% -> 69.0% (p = 1.2e-17)
-   (reports/runs/exo-pair.json). ``--set rpo_alpha=0`` gives the paper's EXO loss.
+   because the paper's loss alone lowers held-out exact match on the embedded task: 78.4% -> 59.2%
+   (37 fixed, 133 broken, p = 6.5e-14; reports/runs/exo-pair-plain.json). With the term exact match
+   78.4% -> 82.0% (53 fixed / 35 broken, p = 0.069, no significant change) while preference accuracy
+   rises 50.0% -> 69.0% (p = 1.2e-17) (reports/runs/exo-pair.json). ``--set rpo_alpha=0`` gives the
+   paper's EXO loss.
 """
 
 from __future__ import annotations

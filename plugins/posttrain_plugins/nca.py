@@ -21,9 +21,11 @@ Deviations from the paper:
    Reference log-probs are computed once before training; chosen and rejected share one forward.
 3. The default adds RPO's NLL term on the chosen response (Pang et al. 2024, arXiv:2404.19733;
    ``rpo_alpha=1``, α times the NLL per chosen token of the batch), as the project's DPO does,
-   because the paper's loss alone lowers held-out exact match on the embedded task: 78.4% -> 69.4% (34 fixed, 79 broken, p = 2.8e-05;
-   reports/runs/nca-pair-plain.json). With the term both exact match (78.4% -> 86.4%, 56 fixed / 16 broken, p = 2.4e-06) and preference accuracy (50.0% -> 65.4%, p = 5.3e-12) rise
-   (reports/runs/nca-pair.json). ``--set rpo_alpha=0`` gives the paper's NCA loss.
+   because the paper's loss alone lowers held-out exact match on the embedded task: 78.4% -> 69.4%
+   (34 fixed, 79 broken, p = 2.8e-05; reports/runs/nca-pair-plain.json). With the term both exact
+   match (78.4% -> 86.4%, 56 fixed / 16 broken, p = 2.4e-06) and preference accuracy
+   (50.0% -> 65.4%, p = 5.3e-12) rise (reports/runs/nca-pair.json). ``--set rpo_alpha=0`` gives the paper's
+   NCA loss.
 """
 
 from __future__ import annotations
