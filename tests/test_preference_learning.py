@@ -68,6 +68,7 @@ DPO_LOSS_TYPES = {
     "sigmoid-norm": ("preference_accuracy", "exact_match"),
     "aot": ("preference_accuracy", "exact_match"),
     "aot-unpaired": ("preference_accuracy", "exact_match"),
+    "spin": ("preference_accuracy", "exact_match"),  # self-play pairs: the model's own answers rejected
     "apo-down": ("preference_accuracy",),
 }
 NO_GAIN = {"apo-down": "its defaults harm preference accuracy and exact match (reports/runs/apo-down.json)"}

@@ -1,5 +1,5 @@
 """TRL 1.16 DPO loss types that have their own plugin here (apo-zero, apo-down, exo-pair, nca-pair,
-bco-pair, sppo-hard, discopop, sigmoid-norm, aot, aot-unpaired): hand-worked
+bco-pair, sppo-hard, discopop, sigmoid-norm, aot, aot-unpaired, spin): hand-worked
 numbers and limits, and parity with TRL's own loss code.
 
 Parity runs TRL's ``DPOTrainer._compute_loss`` on identical random inputs in float64, on a trainer
@@ -27,6 +27,7 @@ from posttrain_plugins.dpo import dpo_loss
 from posttrain_plugins.exo import exo_pair_loss
 from posttrain_plugins.nca import nca_pair_loss
 from posttrain_plugins.sigmoid_norm import sigmoid_norm_loss
+from posttrain_plugins.spin import spin_loss
 from posttrain_plugins.sppo import sppo_hard_loss
 
 t = torch.tensor
@@ -143,6 +144,14 @@ def test_aot_with_one_pair_is_dpo_and_sorting_matches_quantiles():
     # unpaired: chosen log-ratios (3, -1) and rejected (0, 2) are compared rank by rank: -1 vs 0, 3 vs 2
     losses = aot_unpaired_loss(t([3.0, -1.0]), t([0.0, 2.0]), t([0.0, 0.0]), t([0.0, 0.0]), 1.0, 0.0)[0]
     assert torch.allclose(losses, -torch.nn.functional.logsigmoid(t([-1.0, 1.0])))
+
+
+def test_spin_pair_whose_self_answer_is_the_human_answer_teaches_nothing():
+    # y' = y: both log-ratios are the same number for every theta, so the margin and its gradient are 0
+    pc = t([-2.0], requires_grad=True)
+    loss = spin_loss(pc, pc, t([-2.5]), t([-2.5]), 0.1)[0]
+    loss.sum().backward()
+    assert loss.item() == pytest.approx(math.log(2)) and pc.grad.item() == pytest.approx(0.0)
 
 
 # --- TRL parity (float64) ---------------------------------------------------------------------
@@ -300,3 +309,8 @@ def test_trl_parity_aot_and_aot_unpaired(label_smoothing):
     unpaired = lambda pc, pr, rc, rr, lc, lr: aot_unpaired_loss(pc, pr, rc, rr, 0.1, label_smoothing)  # noqa: E731
     assert_parity("aot", paired, label_smoothing=label_smoothing)
     assert_parity("aot_unpaired", unpaired, label_smoothing=label_smoothing)
+
+
+def test_trl_parity_spin_is_trl_sigmoid_on_self_play_pairs():
+    # SPIN's loss is TRL's sigmoid (DPO) loss with the human answer chosen and the model's own rejected
+    assert_parity("sigmoid", lambda pc, pr, rc, rr, lc, lr: spin_loss(pc, pr, rc, rr, 0.1))
