@@ -51,3 +51,42 @@ def test_reference_free_plugin_raises_exact_match_with_its_defaults(name, tmp_pa
     metrics = run(name, tmp_path)
     assert_gain(metrics, "exact_match")
     assert_no_harm(metrics, "preference_accuracy")
+
+
+# TRL 1.16's DPO loss types with their own plugin (issue #22): at its defaults each raises these held-out
+# metrics significantly and harms none of exact match (reports/runs/<id>.json). exo-pair and sppo-hard
+# leave exact match unchanged, discopop preference accuracy; apo-down is meant to lower the chosen likelihood (chosen worse than the
+# model's own answers), which on the embedded task's correct chosen answers harms both metrics:
+# strict, so a change that makes it learn fails here until its entry and this mark are updated.
+DPO_LOSS_TYPES = {
+    "apo-zero": ("preference_accuracy", "exact_match"),
+    "exo-pair": ("preference_accuracy",),
+    "nca-pair": ("preference_accuracy", "exact_match"),
+    "bco-pair": ("preference_accuracy", "exact_match"),
+    "sppo-hard": ("preference_accuracy",),
+    "discopop": ("exact_match",),  # its loss does not move the preference from the reference (see its docstring)
+    "sigmoid-norm": ("preference_accuracy", "exact_match"),
+    "aot": ("preference_accuracy", "exact_match"),
+    "aot-unpaired": ("preference_accuracy", "exact_match"),
+    "spin": ("preference_accuracy", "exact_match"),  # self-play pairs: the model's own answers rejected
+    "apo-down": ("preference_accuracy",),
+}
+NO_GAIN = {"apo-down": "its defaults harm preference accuracy and exact match (reports/runs/apo-down.json)"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    ci_params(
+        [
+            pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NO_GAIN[n])) if n in NO_GAIN else n
+            for n in DPO_LOSS_TYPES
+        ],
+        CI,
+    ),
+)
+def test_dpo_loss_type_plugin_learns_at_its_defaults(name, tmp_path):
+    metrics = run(name, tmp_path)
+    for metric in DPO_LOSS_TYPES[name]:
+        assert_gain(metrics, metric)
+    assert_no_harm(metrics, "exact_match")

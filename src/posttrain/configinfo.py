@@ -33,13 +33,29 @@ def module_file(module_name: str) -> Path | None:
     return Path(spec.origin) if spec and spec.origin else None
 
 
-def config_fields(target: str, class_name: str = "Config") -> list[FieldInfo]:
-    """Fields of ``class_name`` in the module of ``target`` ("module:attr"), bases first."""
-    module_name = target.partition(":")[0]
+def config_fields(target: str, class_name: str | None = None) -> list[FieldInfo]:
+    """Fields of ``class_name`` in the module of ``target`` ("module:attr"), bases first. By default
+    the class is the one ``attr = Plugin(config=...)`` names (a module may hold several plugins,
+    e.g. apo-zero and apo-down), else ``Config``."""
+    module_name, _, attr = target.partition(":")
     path = module_file(module_name)
     if path is None or not path.is_file():
         return []
+    if class_name is None:
+        class_name = _plugin_config_name(ast.parse(path.read_text(encoding="utf-8")), attr or "plugin")
     return _fields_from_source(path, module_name, class_name, depth=0)
+
+
+def _plugin_config_name(tree: ast.Module, attr: str) -> str:
+    """The class passed as ``config=`` to the ``Plugin(...)`` assigned to ``attr``; ``Config`` if none."""
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
+            continue
+        if any(isinstance(t, ast.Name) and t.id == attr for t in node.targets):
+            for kw in node.value.keywords:
+                if kw.arg == "config" and isinstance(kw.value, ast.Name):
+                    return kw.value.id
+    return "Config"
 
 
 def fields_from_file(path: Path, class_name: str = "Config") -> list[FieldInfo]:

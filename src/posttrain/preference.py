@@ -1,5 +1,6 @@
 """Plumbing shared by the offline preference trainers (ipo, cdpo, hinge, simpo, cpo, orpo, rdpo,
-mdpo, kto): paired batches with chosen and rejected in one forward pass, reference log-probs
+mdpo, kto, and TRL's other DPO loss types: apo, exo, nca, bco, sppo, discopop, sigmoid_norm, aot):
+paired batches with chosen and rejected in one forward pass, reference log-probs
 computed once before training, and the held-out preference metrics.
 
 No algorithm lives here but RPO's optional NLL term (``add_rpo_nll``, one definition for every
@@ -192,16 +193,20 @@ PAIRWISE_SMOKE = {"max_steps": 2, "train_examples": 32, "eval_examples": 16, "ba
 PairLoss = Callable[[PairLogps, "PairLogps | None"], tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]]
 
 
-def train_pairwise(cfg, ctx, name: str, pair_loss: PairLoss, rewards: RewardFn, reference: bool, **summary):
+def train_pairwise(
+    cfg, ctx, name: str, pair_loss: PairLoss, rewards: RewardFn, reference: bool, load_data=None, **summary
+):
     """Train a policy on preference pairs with a method's ``pair_loss`` and report its implicit
     ``rewards`` before and after. With ``reference`` the reference log-probs are computed once
     before training and passed to both functions (else they get None). A config with
-    ``rpo_alpha`` > 0 (``ReferencePairwiseConfig``) adds RPO's NLL term to the method's loss."""
+    ``rpo_alpha`` > 0 (``ReferencePairwiseConfig``) adds RPO's NLL term to the method's loss.
+    ``load_data(ctx, cfg, tokenizer, policy) -> PreferenceData`` replaces ``load_pairs`` for methods
+    that build their pairs with the loaded model (SPIN: its own answers are the rejected ones)."""
     from posttrain.hf import load_policy, lora_settings, parameter_counts
     from posttrain.train import finish, loop_settings, train_loop
 
     policy, tokenizer = load_policy(ctx, lora_settings(cfg))
-    data = load_pairs(ctx, cfg, tokenizer)
+    data = load_data(ctx, cfg, tokenizer, policy) if load_data else load_pairs(ctx, cfg, tokenizer)
     counts = parameter_counts(policy)
     ctx.log(0, counts)
     ref_train, ref_heldout = reference_logps(policy, data, ctx.device) if reference else (None, None)
