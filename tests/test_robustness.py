@@ -239,7 +239,9 @@ def line_mutation(draw, record: dict) -> bytes:
         return json.dumps(draw(values)).encode()
     if how == "bad-bytes":
         at = draw(st.integers(0, len(line)))
-        return line[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b"\xef\xbb\xbf"])) + line[at:]
+        return (
+            line[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b"\xef\xbb\xbf"])) + line[at:]
+        )
     if how == "deep":
         depth = draw(st.sampled_from([50, 900, 5000, 100_000]))
         return b'{"prompt": ' + b"[" * depth + b"]" * depth + b', "completion": "1"}'
@@ -547,7 +549,9 @@ def check_entry_case(root: Path, mutation, data) -> None:
             assert lines and "Traceback" not in output, output
             problems = lines[:-1] if lines[-1].endswith("problem(s) found") else lines
             for line in problems:
-                assert line.startswith("error: ") or NAMES_A_FILE.match(line), f"a problem line naming no file: {line!r:.300}"
+                assert line.startswith("error: ") or NAMES_A_FILE.match(line), (
+                    f"a problem line naming no file: {line!r:.300}"
+                )
                 assert len(line) <= ERROR_LIMIT, f"a {len(line)}-character problem line"
         else:
             assert lines[-1].startswith("ok: "), output
@@ -620,3 +624,33 @@ def _locked_by(lock: Path, pid: int) -> bool:
         return lock.read_text().strip() == str(pid)
     except OSError:
         return False
+
+
+# --- what the suite found, pinned -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("run", "sft", "--seed", "abc"), "error: catalog run: Invalid value for '--seed'"),
+        (("run", "sft", "--sed", "1"), "error: catalog run: No such option: --sed"),
+        (("runn",), "error: catalog: No such command 'runn'"),
+        (("embedded", "verify", "--nope"), "error: catalog embedded verify: No such option: --nope"),
+    ],
+)
+def test_a_usage_error_is_one_line(args, expected):
+    """Click's usage errors were four lines (usage, hint, blank, error); now one, as every bad input."""
+    from posttrain.cli import app
+
+    result = CliRunner().invoke(app, list(args), prog_name="catalog")
+    assert result.exit_code == 2 and result.stderr.startswith(expected), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_config_file_that_is_not_utf8_names_line_and_column(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_bytes(b"max_steps: 1\nlearning_rate: 0.1\xff\n")
+    code, stderr = invoke("run", "sft", "--config", str(config), "--output-dir", str(tmp_path / "out"))
+    assert_one_line_error(code, stderr, ())
+    assert f"error: --config {config}:2: not UTF-8 text (byte 0xff at column 19)" in stderr
+    assert not (tmp_path / "out").exists()

@@ -87,7 +87,10 @@ def read_run_file(path: Path) -> dict[str, Any]:
         raise UserError(f"--config {path}: {size} bytes, at most {CONFIG_FILE_LIMIT} expected for a file of options")
     from posttrain.data import read_text  # bytes that are not UTF-8: one line naming line and column
 
-    text = read_text(path)
+    try:
+        text = read_text(path)
+    except UserError as exc:
+        raise UserError(f"--config {exc}") from None
     try:
         data = yamlsafe.load(text)
     except yamlsafe.AliasError as exc:
