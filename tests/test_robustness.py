@@ -388,6 +388,8 @@ SEED_MINUS_ONE = {
 @example(case={**SEED_MINUS_ONE, "seed": "abc"})  # click's usage error: one line too
 @example(case={**SEED_MINUS_ONE, "logit_chunk_size": "1e400"})
 @example(case={**SEED_MINUS_ONE, "sets": ["max_steps=&a [1, *a]"]})
+@example(case={**SEED_MINUS_ONE, "sets": ["\x1e"]})  # a control character in the quoted value
+@example(case={**SEED_MINUS_ONE, "sets": ["\x1b[2J=1"]})
 def test_generated_options(work, case):
     check_option_case(work, case)
 
@@ -636,6 +638,7 @@ def _locked_by(lock: Path, pid: int) -> bool:
         (("run", "sft", "--sed", "1"), "error: catalog run: No such option: --sed"),
         (("runn",), "error: catalog: No such command 'runn'"),
         (("embedded", "verify", "--nope"), "error: catalog embedded verify: No such option: --nope"),
+        (("run", "sft", "--seed", "\x1b[31m\x1e"), "error: catalog run: Invalid value for '--seed': "),
     ],
 )
 def test_a_usage_error_is_one_line(args, expected):
@@ -654,3 +657,21 @@ def test_a_config_file_that_is_not_utf8_names_line_and_column(tmp_path):
     assert_one_line_error(code, stderr, ())
     assert f"error: --config {config}:2: not UTF-8 text (byte 0xff at column 19)" in stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["\x1d", "\x1b[2J", "a\nb", "\u2028"])
+def test_a_field_named_by_a_control_character_stays_on_its_problem_line(entry_catalog, name):
+    """Found by the extended run: a field named '\\x1d' split its `catalog validate` problem in two."""
+    path = entry_catalog / "methods" / f"{ENTRY}.yaml"
+    original = path.read_bytes()
+    entry = yaml.safe_load(original)
+    entry[name] = None
+    path.write_text(yaml.safe_dump(entry, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    try:
+        code, output = _validate(entry_catalog)
+    finally:
+        path.write_bytes(original)
+    lines = output.strip().splitlines()
+    assert code == 2 and lines[-1].endswith("problem(s) found"), output
+    assert all(NAMES_A_FILE.match(line) for line in lines[:-1]), output
+    assert any(": unknown field" in line for line in lines) and "\x1b" not in output, output

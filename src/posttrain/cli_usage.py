@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import typer
 from typer.core import TyperGroup
 
-from posttrain.errors import MESSAGE_LIMIT, clipped
+from posttrain.errors import MESSAGE_LIMIT, clipped, one_line
 
 # The click that typer uses: its own copy (typer._click) in recent typer, click itself in older ones.
 # typer.BadParameter is public in both and derives from that click's UsageError.
@@ -22,7 +22,7 @@ _NoArgsIsHelp = getattr(sys.modules[UsageError.__module__], "NoArgsIsHelpError",
 class OneLineUsageError(UsageError):
     def show(self, file=None) -> None:
         command = self.ctx.command_path if self.ctx is not None else "catalog"
-        message = " ".join(self.format_message().split())
+        message = one_line(" ".join(self.format_message().split()))
         typer.echo(f"error: {command}: {clipped(message, MESSAGE_LIMIT)} (see `{command} --help`)", err=True)
 
 
