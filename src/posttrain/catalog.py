@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from posttrain import yamlsafe
 from posttrain.entry_sources import entry_source_findings
-from posttrain.errors import UserError
+from posttrain.errors import UserError, one_line
 from posttrain.paper_identity import arxiv_key, paper_findings
 from posttrain.paper_identity import normalise_title as normalise_title  # re-exported for callers
 from posttrain.schema import ARXIV_PATTERN, BenchmarkRow, MethodEntry, ModelRow, Paper, PaperRecord, Taxonomy
@@ -59,7 +59,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+        return one_line(f"{self.file}:{self.line}: {self.field}: {self.message}")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from posttrain.cli_runhelp import RunCommand
+from posttrain.cli_usage import OneLineUsageGroup
 from posttrain.errors import UserError
 from posttrain.output import FORMAT_HELP, check_format, print_rows
 
@@ -32,6 +33,7 @@ def help_layout() -> dict[str, int]:
 # `<bool>` value and break descriptions in a narrow column.
 app = typer.Typer(
     name="catalog",
+    cls=OneLineUsageGroup,
     help="A catalog of LLM post-training methods in which every entry runs.",
     no_args_is_help=True,
     add_completion=False,

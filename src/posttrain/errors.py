@@ -16,7 +16,16 @@ class UserError(Exception):
     """
 
     def __str__(self) -> str:
-        return clipped(super().__str__(), MESSAGE_LIMIT)
+        return one_line(clipped(super().__str__(), MESSAGE_LIMIT))
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``, ``\\x1e``...): a bad value quoted in
+    a message can neither break it into lines (``str.splitlines`` also breaks at \\x1c-\\x1e and
+    \\u2028) nor send escape sequences to the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def clipped(text: str, limit: int = QUOTE_LIMIT) -> str:

@@ -85,8 +85,14 @@ def read_run_file(path: Path) -> dict[str, Any]:
     size = path.stat().st_size
     if size > CONFIG_FILE_LIMIT:
         raise UserError(f"--config {path}: {size} bytes, at most {CONFIG_FILE_LIMIT} expected for a file of options")
+    from posttrain.data import read_text  # bytes that are not UTF-8: one line naming line and column
+
     try:
-        data = yamlsafe.load(path.read_text(encoding="utf-8"))
+        text = read_text(path)
+    except UserError as exc:
+        raise UserError(f"--config {exc}") from None
+    try:
+        data = yamlsafe.load(text)
     except yamlsafe.AliasError as exc:
         raise UserError(f"--config {path}:{exc.line}: {exc}") from None
     except yaml.YAMLError as exc:
