@@ -44,19 +44,15 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, PairLogps, ReferencePairwiseConfig, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, PairLogps, train_pairwise
 
 
-class Config(ReferencePairwiseConfig):
-    beta: float = Field(0.1, gt=0, description="β, scale of the sorted differences in the logistic cost (TRL default 0.1).")
+class Config(NllAnchoredPairwiseConfig):
+    beta: float = Field(
+        0.1, gt=0, description="β, scale of the sorted differences in the logistic cost (TRL default 0.1)."
+    )
     label_smoothing: float = Field(
         0.0, ge=0, lt=0.5, description="ε, weight of the flipped logistic cost (TRL label_smoothing default 0)."
-    )
-    rpo_alpha: float = Field(
-        1.0,
-        ge=0,
-        description="α of RPO's NLL term on the chosen response, per chosen token (Pang et al. 2024: 1); "
-        "0 gives the paper's loss.",
     )
 
 

@@ -41,17 +41,13 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, PairLogps, ReferencePairwiseConfig, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, PairLogps, train_pairwise
 
 
-class Config(ReferencePairwiseConfig):
+class Config(NllAnchoredPairwiseConfig):
     beta: float = Field(0.1, gt=0, description="β, scale of the implicit reward β log(π/π_ref) (TRL default 0.1).")
-    tau: float = Field(0.05, gt=0, description="τ, temperature of the logistic/exponential mixing weight σ(ρ/τ) (paper: 0.05).")
-    rpo_alpha: float = Field(
-        1.0,
-        ge=0,
-        description="α of RPO's NLL term on the chosen response, per chosen token (Pang et al. 2024: 1); "
-        "0 gives the paper's loss.",
+    tau: float = Field(
+        0.05, gt=0, description="τ, temperature of the logistic/exponential mixing weight σ(ρ/τ) (paper: 0.05)."
     )
 
 
