@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, PairLogps, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, train_with_reference
 
 
 class Config(NllAnchoredPairwiseConfig):
@@ -104,15 +104,7 @@ def aot_unpaired_loss(
 
 def _runner(name: str, loss_of):
     def run(cfg: Config, ctx: RunContext) -> RunResult:
-        def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
-            return _rewards(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.beta)
-
-        def pair_loss(pol: PairLogps, ref: PairLogps | None):
-            logps = (pol.chosen, pol.rejected, ref.chosen, ref.rejected)
-            losses, c_rew, r_rew = loss_of(*logps, cfg.beta, cfg.label_smoothing)
-            return losses.mean(), c_rew, r_rew, {}
-
-        return train_pairwise(cfg, ctx, name, pair_loss, rewards, reference=True)
+        return train_with_reference(cfg, ctx, name, loss_of, cfg.label_smoothing)
 
     return run
 

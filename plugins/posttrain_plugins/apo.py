@@ -38,13 +38,15 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, PairLogps, ReferencePairwiseConfig, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, ReferencePairwiseConfig, train_with_reference
 
 
 class Config(ReferencePairwiseConfig):
     """APO-down's config (the paper's loss: no NLL term, which would pull the chosen likelihood up)."""
 
-    beta: float = Field(0.1, gt=0, description="β, scale of the implicit reward β log(π/π_ref) (TRL DPOConfig default 0.1).")
+    beta: float = Field(
+        0.1, gt=0, description="β, scale of the implicit reward β log(π/π_ref) (TRL DPOConfig default 0.1)."
+    )
 
 
 class ZeroConfig(Config):
@@ -103,14 +105,7 @@ def apo_down_loss(
 
 def _runner(name: str, loss_of):
     def run(cfg: Config, ctx: RunContext) -> RunResult:
-        def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
-            return _rewards(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.beta)
-
-        def pair_loss(pol: PairLogps, ref: PairLogps | None):
-            losses, c_rew, r_rew = loss_of(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.beta)
-            return losses.mean(), c_rew, r_rew, {}
-
-        return train_pairwise(cfg, ctx, name, pair_loss, rewards, reference=True)
+        return train_with_reference(cfg, ctx, name, loss_of)
 
     return run
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, PairLogps, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, train_with_reference
 
 
 class Config(NllAnchoredPairwiseConfig):
@@ -64,14 +64,7 @@ def bco_pair_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return cfg.beta * (pol.chosen - ref.chosen), cfg.beta * (pol.rejected - ref.rejected)
-
-    def pair_loss(pol: PairLogps, ref: PairLogps | None):
-        losses, c_rew, r_rew = bco_pair_loss(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.beta)
-        return losses.mean(), c_rew, r_rew, {}
-
-    return train_pairwise(cfg, ctx, "bco-pair", pair_loss, rewards, reference=True)
+    return train_with_reference(cfg, ctx, "bco-pair", bco_pair_loss)
 
 
 plugin = Plugin(

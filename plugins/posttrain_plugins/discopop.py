@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, PairLogps, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, train_with_reference
 
 
 class Config(NllAnchoredPairwiseConfig):
@@ -78,15 +78,7 @@ def discopop_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return cfg.beta * (pol.chosen - ref.chosen), cfg.beta * (pol.rejected - ref.rejected)
-
-    def pair_loss(pol: PairLogps, ref: PairLogps | None):
-        logps = (pol.chosen, pol.rejected, ref.chosen, ref.rejected)
-        losses, c_rew, r_rew = discopop_loss(*logps, cfg.beta, cfg.tau)
-        return losses.mean(), c_rew, r_rew, {}
-
-    return train_pairwise(cfg, ctx, "discopop", pair_loss, rewards, reference=True)
+    return train_with_reference(cfg, ctx, "discopop", discopop_loss, cfg.tau)
 
 
 plugin = Plugin(

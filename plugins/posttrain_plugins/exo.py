@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, PairLogps, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, train_with_reference
 
 
 class Config(NllAnchoredPairwiseConfig):
@@ -79,15 +79,7 @@ def exo_pair_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return cfg.beta * (pol.chosen - ref.chosen), cfg.beta * (pol.rejected - ref.rejected)
-
-    def pair_loss(pol: PairLogps, ref: PairLogps | None):
-        logps = (pol.chosen, pol.rejected, ref.chosen, ref.rejected)
-        losses, c_rew, r_rew = exo_pair_loss(*logps, cfg.beta, cfg.epsilon)
-        return losses.mean(), c_rew, r_rew, {}
-
-    return train_pairwise(cfg, ctx, "exo-pair", pair_loss, rewards, reference=True)
+    return train_with_reference(cfg, ctx, "exo-pair", exo_pair_loss, cfg.epsilon)
 
 
 plugin = Plugin(

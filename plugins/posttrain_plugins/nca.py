@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, PairLogps, train_pairwise
+from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, train_with_reference
 
 
 class Config(NllAnchoredPairwiseConfig):
@@ -66,14 +66,7 @@ def nca_pair_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return cfg.beta * (pol.chosen - ref.chosen), cfg.beta * (pol.rejected - ref.rejected)
-
-    def pair_loss(pol: PairLogps, ref: PairLogps | None):
-        losses, c_rew, r_rew = nca_pair_loss(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.beta)
-        return losses.mean(), c_rew, r_rew, {}
-
-    return train_pairwise(cfg, ctx, "nca-pair", pair_loss, rewards, reference=True)
+    return train_with_reference(cfg, ctx, "nca-pair", nca_pair_loss)
 
 
 plugin = Plugin(

@@ -201,6 +201,27 @@ class NllAnchoredPairwiseConfig(ReferencePairwiseConfig):
     )
 
 
+def implicit_rewards(beta: float) -> RewardFn:
+    """DPO's implicit rewards β log(π/π_ref) of the chosen and rejected responses."""
+
+    def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return beta * (pol.chosen - ref.chosen), beta * (pol.rejected - ref.rejected)
+
+    return rewards
+
+
+def train_with_reference(cfg, ctx, name: str, loss_of, *loss_args):
+    """``train_pairwise`` for a per-pair loss ``loss_of(policy chosen, policy rejected, reference
+    chosen, reference rejected, cfg.beta, *loss_args) -> (losses, chosen rewards, rejected rewards)``
+    (summed log-probs in), reporting DPO's implicit rewards at ``cfg.beta``."""
+
+    def pair_loss(pol: PairLogps, ref: PairLogps | None):
+        losses, chosen, rejected = loss_of(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.beta, *loss_args)
+        return losses.mean(), chosen, rejected, {}
+
+    return train_pairwise(cfg, ctx, name, pair_loss, implicit_rewards(cfg.beta), reference=True)
+
+
 PAIRWISE_SMOKE = {"max_steps": 2, "train_examples": 32, "eval_examples": 16, "batch_size": 8, "log_every": 1}
 
 # (policy log-probs of a batch, reference log-probs or None) -> (loss, chosen rewards, rejected rewards, metrics)
