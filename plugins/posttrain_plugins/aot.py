@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, train_with_reference
+from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, reward_pair, train_with_reference
 
 
 class Config(NllAnchoredPairwiseConfig):
@@ -63,10 +63,6 @@ def _logistic_cost(delta: torch.Tensor, beta: float, label_smoothing: float) -> 
     return -(1 - label_smoothing) * F.logsigmoid(beta * delta) - label_smoothing * F.logsigmoid(-beta * delta)
 
 
-def _rewards(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
-    return beta * (policy_chosen - ref_chosen).detach(), beta * (policy_rejected - ref_rejected).detach()
-
-
 def aot_paired_loss(
     policy_chosen: torch.Tensor,
     policy_rejected: torch.Tensor,
@@ -80,7 +76,8 @@ def aot_paired_loss(
     policy_margins, _ = torch.sort(policy_chosen - policy_rejected)
     ref_margins, _ = torch.sort(ref_chosen - ref_rejected)
     losses = _logistic_cost(policy_margins - ref_margins, beta, label_smoothing)
-    return losses, *_rewards(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    chosen, rejected = reward_pair(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    return losses, chosen.detach(), rejected.detach()
 
 
 def aot_unpaired_loss(
@@ -96,7 +93,8 @@ def aot_unpaired_loss(
     chosen_sorted, _ = torch.sort(policy_chosen - ref_chosen)
     rejected_sorted, _ = torch.sort(policy_rejected - ref_rejected)
     losses = _logistic_cost(chosen_sorted - rejected_sorted, beta, label_smoothing)
-    return losses, *_rewards(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    chosen, rejected = reward_pair(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    return losses, chosen.detach(), rejected.detach()
 
 
 # --- run ------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, ReferencePairwiseConfig, train_with_reference
+from posttrain.preference import PAIRWISE_SMOKE, ReferencePairwiseConfig, reward_pair, train_with_reference
 
 
 class Config(ReferencePairwiseConfig):
@@ -63,10 +63,6 @@ class ZeroConfig(Config):
 # --- losses (paper Eq. 7 and Eq. 8) ----------------------------------------------------------
 
 
-def _rewards(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
-    return beta * (policy_chosen - ref_chosen), beta * (policy_rejected - ref_rejected)
-
-
 def apo_zero_loss(
     policy_chosen: torch.Tensor,
     policy_rejected: torch.Tensor,
@@ -79,7 +75,7 @@ def apo_zero_loss(
     Inputs are summed log-probs, shape (B,). 1 at policy = reference; 0 only in the limit
     r_w → +∞, r_l → −∞, each term pulled independently of the other.
     """
-    chosen, rejected = _rewards(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    chosen, rejected = reward_pair(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
     losses = 1 - torch.sigmoid(chosen) + torch.sigmoid(rejected)
     return losses, chosen.detach(), rejected.detach()
 
@@ -95,7 +91,7 @@ def apo_down_loss(
 
     1 at policy = reference; it lowers r_w and lowers r_l further, so the margin still grows.
     """
-    chosen, rejected = _rewards(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    chosen, rejected = reward_pair(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
     losses = torch.sigmoid(chosen) + 1 - torch.sigmoid(chosen - rejected)
     return losses, chosen.detach(), rejected.detach()
 

@@ -201,11 +201,22 @@ class NllAnchoredPairwiseConfig(ReferencePairwiseConfig):
     )
 
 
+def reward_pair(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPO's implicit rewards β log(π/π_ref) of the chosen and rejected responses (summed log-probs in)."""
+    return beta * (policy_chosen - ref_chosen), beta * (policy_rejected - ref_rejected)
+
+
 def implicit_rewards(beta: float) -> RewardFn:
-    """DPO's implicit rewards β log(π/π_ref) of the chosen and rejected responses."""
+    """``reward_pair`` as a trainer's reward function of (policy, reference) log-probs."""
 
     def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return beta * (pol.chosen - ref.chosen), beta * (pol.rejected - ref.rejected)
+        return reward_pair(pol.chosen, pol.rejected, ref.chosen, ref.rejected, beta)
 
     return rewards
 
