@@ -18,40 +18,39 @@ from posttrain import outcomes
 from posttrain.interface import RunContext
 from posttrain.registry import load
 from posttrain.runner import execute, prepare
+from posttrain.train import TrainerCallback, observe
 
 
 class Stop(Exception):
-    """Raised by the train_loop stand-in once the test has what it needs."""
+    """Raised by the observer once the test has what it needs."""
 
 
 def plugin_module(name: str):
     return importlib.import_module(load(name).run.__module__)
 
 
-def until_training(name: str, out: Path, monkeypatch, inspect, **values):
-    """Run plugin ``name`` with its smoke settings up to its training loop and return
-    ``inspect(model, loss_fn)``, called where the loop would start."""
-    import posttrain.train as train_mod
+class FirstMicroBatch(TrainerCallback):
+    """Calls ``inspect(model, loss, metrics)`` on the first micro-batch, before its backward pass."""
 
-    seen = {}
+    def __init__(self, inspect) -> None:
+        self.inspect, self.out = inspect, None
 
-    def stand_in(model, ctx, settings, loss_fn, description=""):
-        seen["out"] = inspect(model, loss_fn)
+    def on_micro_batch(self, trainer, loss, metrics) -> None:
+        self.out = self.inspect(trainer.model, loss, metrics)
         raise Stop
 
-    module = plugin_module(name)  # imported first, so its own train_loop name is the real one
-    monkeypatch.setattr(train_mod, "train_loop", stand_in)  # train_pairwise imports it at call time
-    if hasattr(module, "train_loop"):
-        monkeypatch.setattr(module, "train_loop", stand_in)
+
+def until_training(name: str, out: Path, inspect, **values):
+    """Run plugin ``name`` with its smoke settings up to its first training step and return
+    ``inspect(model, loss, metrics)`` of that step's first micro-batch."""
+    observer = FirstMicroBatch(inspect)
     prepared = prepare(name, output_dir=out, smoke=True, device="cpu", extra=values)
-    with pytest.raises(Stop):
+    with observe(observer), pytest.raises(Stop):
         prepared.plugin.run(prepared.config, prepared.ctx)
-    return seen["out"]
+    return observer.out
 
 
-def first_step(model, loss_fn):
-    torch.manual_seed(0)
-    loss, metrics = loss_fn(0, 0)
+def first_step(model, loss, metrics):
     return loss.item(), metrics
 
 
@@ -59,9 +58,9 @@ def first_step(model, loss_fn):
 
 
 @pytest.mark.parametrize("name", ["dpo", "ipo", "mdpo"])
-def test_rpo_alpha_adds_exactly_alpha_times_the_chosen_nll(name, tmp_path, monkeypatch):
-    plain, plain_metrics = until_training(name, tmp_path / "a", monkeypatch, first_step, rpo_alpha=0.0)
-    rpo, metrics = until_training(name, tmp_path / "b", monkeypatch, first_step, rpo_alpha=0.5)
+def test_rpo_alpha_adds_exactly_alpha_times_the_chosen_nll(name, tmp_path):
+    plain, plain_metrics = until_training(name, tmp_path / "a", first_step, rpo_alpha=0.0)
+    rpo, metrics = until_training(name, tmp_path / "b", first_step, rpo_alpha=0.5)
     assert "nll_loss" not in plain_metrics and metrics["nll_loss"] > 0
     assert rpo == pytest.approx(plain + 0.5 * metrics["nll_loss"], rel=1e-5)
 
@@ -117,13 +116,12 @@ def run_first_step_tracking_copies(name: str, tmp_path, monkeypatch) -> list[boo
     if hasattr(module, "frozen_reference"):
         monkeypatch.setattr(module, "frozen_reference", tracked)
 
-    def alive_during_a_step(model, loss_fn):
-        loss, _ = loss_fn(0, 0)
+    def alive_during_a_step(model, loss, metrics):
         loss.backward()
         gc.collect()
         return [c() is not None for c in copies]
 
-    return until_training(name, tmp_path, monkeypatch, alive_during_a_step)
+    return until_training(name, tmp_path, alive_during_a_step)
 
 
 # --- per-pair outcomes of preference_accuracy -----------------------------------------------------

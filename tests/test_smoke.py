@@ -10,12 +10,24 @@ import yaml
 from posttrain.catalog import load_catalog
 from posttrain.registry import discover, load
 from posttrain.runner import execute, prepare
+from posttrain.train import TrainerCallback, observe
 
 pytestmark = pytest.mark.smoke
 
 
 def _plugins_of_kind(*kinds: str) -> list[str]:
     return sorted(name for name in discover() if load(name).kind in kinds)
+
+
+class WeightsBeforeAfter(TrainerCallback):
+    """The weights when training starts and ends, and which parameters were trainable."""
+
+    def on_start(self, trainer) -> None:
+        self.before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        self.trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+    def on_end(self, trainer) -> None:
+        self.after = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
 
 
 @pytest.mark.parametrize("name", _plugins_of_kind("trainer"))
@@ -27,28 +39,13 @@ def test_trainer_plugin_smoke(name, tmp_path, monkeypatch):
         with pytest.raises(UserError, match="CUDA GPU"):
             execute(prepared, progress=False)
         return
-    captured = {}
+    captured = WeightsBeforeAfter()
+    with observe(captured):
+        execute(prepared, progress=False)
 
-    import posttrain.train as train_mod
-
-    original = train_mod.train_loop
-
-    def spy(model, ctx, settings, loss_fn, description=""):
-        captured["before"] = {n: p.detach().clone() for n, p in model.named_parameters()}
-        out = original(model, ctx, settings, loss_fn, description)
-        captured["after"] = {n: p.detach().clone() for n, p in model.named_parameters()}
-        captured["trainable"] = {n for n, p in model.named_parameters() if p.requires_grad}
-        return out
-
-    module = __import__(prepared.plugin.run.__module__, fromlist=["train_loop"])
-    monkeypatch.setattr(train_mod, "train_loop", spy)  # plugins whose shared plumbing runs the loop
-    if hasattr(module, "train_loop"):
-        monkeypatch.setattr(module, "train_loop", spy)
-    execute(prepared, progress=False)
-
-    changed = {n for n in captured["before"] if not torch.equal(captured["before"][n], captured["after"][n])}
+    changed = {n for n in captured.before if not torch.equal(captured.before[n], captured.after[n])}
     assert changed, "no parameter changed"
-    assert changed <= captured["trainable"], "a frozen parameter changed"
+    assert changed <= captured.trainable, "a frozen parameter changed"
     if prepared.config.lora:
         assert all("lora_" in n for n in changed)
 

@@ -209,11 +209,11 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, fsdp: bool = False)
     return int(state["step"])
 
 
-# --- the loop -----------------------------------------------------------------------------------
+# --- the Trainer ---------------------------------------------------------------------------------
 
 
 class _StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the end of the step and stops."""
+    """SIGINT/SIGTERM set a flag; the Trainer saves a checkpoint at the end of the step and stops."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -233,118 +233,260 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+class TrainerCallback:
+    """Observes a run without changing it; every method is optional. Tests use these instead of
+    replacing the loop: ``on_micro_batch`` sees each micro-batch's loss before its backward pass."""
+
+    def on_start(self, trainer: Trainer) -> None: ...
+    def on_micro_batch(self, trainer: Trainer, loss: torch.Tensor, metrics: dict[str, Any]) -> None: ...
+    def on_step(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None: ...
+    def on_end(self, trainer: Trainer) -> None: ...
+
+
+_OBSERVERS: list[TrainerCallback] = []
+
+
+@contextlib.contextmanager
+def observe(*callbacks: TrainerCallback):
+    """Attach ``callbacks`` to every Trainer made inside the block (how tests watch a plugin's run)."""
+    _OBSERVERS.extend(callbacks)
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            _OBSERVERS.remove(callback)
+
+
+class Trainer:
+    """The optimiser side of a run; the recipe keeps the loop. Use it as a context manager:
+
+        with Trainer(model, ctx, settings, "dpo on pairs.jsonl") as trainer:
+            for step in trainer.steps():                   # or any plain loops of the recipe's own
+                for micro in range(settings.grad_accum):
+                    with trainer.micro_batch():
+                        loss, metrics = compute_loss(...)
+                        trainer.step(loss, metrics)        # backward; the optimizer steps every grad_accum calls
+
+    ``step`` does accumulation, the NaN guard, clipping, AdamW and the schedule, logging (metrics
+    averaged over micro-batches, then over ranks), periodic atomic checkpoints, and a checkpoint then
+    a clean stop on SIGINT/SIGTERM. Entering resumes from the newest valid checkpoint under
+    ``--resume`` (``start_step`` says where); leaving after ``max_steps`` optimizer steps writes the
+    final checkpoint. A recipe with its own loops skips the first ``start_step`` optimizer steps, so a
+    resumed run repeats the uninterrupted one exactly when its batches depend only on the step.
+    """
+
+    def __init__(
+        self, model, ctx: RunContext, settings: LoopSettings, description: str = "training", callbacks=()
+    ) -> None:
+        self.model, self.ctx, self.settings, self.description = model, ctx, settings, description
+        self.callbacks = [*callbacks, *_OBSERVERS]
+        self.ckpt_dir = ctx.output_dir / "checkpoints"
+        self.start_step = 0
+        self.done = 0  # optimizer steps completed, the resumed ones included
+        self.last: dict[str, Any] = {}
+        self.result: LoopResult | None = None
+        self._resumed_from: int | None = None
+        self._micro = 0
+        self._loss_total = 0.0
+        self._metrics: dict[str, Any] = {}
+        self._window_tokens, self._window_t = 0, 0.0
+        self._watch = SignalWatch()
+        self._stop: _StopRequest | None = None
+
+    # -- entering and leaving --
+
+    def __enter__(self) -> Trainer:
+        from posttrain import distributed
+
+        mode = distributed.resolve_parallel(self.settings.parallel)
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise UserError("the model has no trainable parameters")
+        if self.ctx.logit_chunk_size:  # models a plugin loads itself too
+            set_logit_chunk_size(self.model, self.ctx.logit_chunk_size)
+        if distributed.is_main():
+            check_disk(self.ckpt_dir, self.model, self.settings.keep_checkpoints)
+        self.wrapped = distributed.wrap(self.model, mode, self.ctx.device)
+        self.mode = self.wrapped.mode
+        announce(
+            f"{self.description}: {self.settings.max_steps} steps at learning rate {self.settings.learning_rate:g}"
+        )
+        try:
+            self._prepare()
+        except BaseException:
+            if self._stop is not None:
+                self._stop.__exit__()
+            self.wrapped.unwrap()
+            raise
+        return self
+
+    def _prepare(self) -> None:
+        from posttrain import distributed
+
+        settings = self.settings
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=settings.learning_rate, betas=settings.betas, weight_decay=settings.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, settings))
+        if self.ctx.resume:
+            found = latest_checkpoint(self.ckpt_dir, warn=print if distributed.is_main() else lambda _: None)
+            if found is None:
+                raise UserError(f"--resume: no valid checkpoint in {self.ckpt_dir}")
+            self.start_step = self._resumed_from = load_checkpoint(
+                found, self.model, self.optimizer, self.scheduler, fsdp=self.mode == "fsdp"
+            )
+        self.done = self.start_step
+        on_cuda = self.ctx.device.startswith("cuda")
+        self._autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_cuda else contextlib.nullcontext
+        self._no_autocast = (lambda: torch.autocast("cuda", enabled=False)) if on_cuda else contextlib.nullcontext
+        self.model.train()
+        self._t0 = self._window_t = time.perf_counter()
+        remaining = range(self.start_step, settings.max_steps)
+        ticks = (
+            self.ctx.progress(remaining, total=len(remaining), description=self.description)
+            if self.ctx.progress
+            else remaining
+        )
+        self._ticks = iter(ticks)
+        next(self._ticks, None)  # a progress bar advances when asked for its next item
+        self._stop = _StopRequest().__enter__()
+        for callback in self.callbacks:
+            callback.on_start(self)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            assert self._stop is not None
+            self._stop.__exit__()
+            if exc_type is None:
+                self._conclude()
+            elif self.mode == "ddp" and exc_type is RuntimeError and "finished reduction" in str(exc):
+                raise UserError(
+                    "parallel=ddp: some trainable parameters received no gradient in a step; make every trainable "
+                    "parameter part of the loss or use parallel=fsdp"
+                ) from None
+        finally:
+            self.wrapped.unwrap()
+        return False
+
+    def _conclude(self) -> None:
+        if self.done != self.settings.max_steps:  # a recipe's loops must add up to max_steps
+            raise RuntimeError(f"the recipe ran {self.done} of {self.settings.max_steps} optimizer steps")
+        self._checkpoint(self.settings.max_steps)
+        self.model.eval()
+        seconds = time.perf_counter() - self._t0
+        self.result = LoopResult(self.settings.max_steps, seconds, self.last, self._resumed_from)
+        for callback in self.callbacks:
+            callback.on_end(self)
+
+    # -- the recipe's calls --
+
+    def steps(self) -> range:
+        """The optimizer steps still to run (all of them, or those after the resumed checkpoint)."""
+        return range(self.start_step, self.settings.max_steps)
+
+    @contextlib.contextmanager
+    def micro_batch(self):
+        """Around one micro-batch's forward and ``step``: bf16 autocast on CUDA, and no gradient
+        all-reduce (DDP) until the last micro-batch of the optimizer step."""
+        with self.wrapped.no_sync(self._micro < self.settings.grad_accum - 1), self._autocast():
+            yield
+
+    def step(self, loss: torch.Tensor, metrics: dict[str, Any] | None = None) -> bool:
+        """Backward one micro-batch's loss; after ``grad_accum`` of them, one optimizer step.
+        Returns whether the optimizer stepped. ``metrics["tokens"]`` feeds tokens_per_second."""
+        from posttrain import distributed
+
+        if self.done >= self.settings.max_steps:
+            raise RuntimeError(f"step() called after the last of {self.settings.max_steps} optimizer steps")
+        metrics = dict(metrics or {})
+        for callback in self.callbacks:
+            callback.on_micro_batch(self, loss, metrics)
+        bad = not torch.isfinite(loss)
+        if distributed.any_rank(bad) if self.mode != "none" else bad:
+            good = latest_checkpoint(self.ckpt_dir, warn=lambda _: None)
+            raise UserError(
+                f"loss is {loss.item()} at step {self.done + 1}; stopped. Last good checkpoint: {good or 'none'} "
+                "(lower the learning rate or check the data)"
+            )
+        accum = self.settings.grad_accum
+        with self._no_autocast():
+            (loss / accum).backward()
+        self._loss_total += loss.item() / accum
+        self._window_tokens += int(metrics.pop("tokens", 0))
+        for k, v in metrics.items():
+            self._metrics[k] = self._metrics.get(k, 0.0) + float(v) / accum
+        self._micro += 1
+        if self._micro < accum:
+            return False
+        self._optimizer_step()
+        return True
+
+    # -- one optimizer step --
+
+    def _optimizer_step(self) -> None:
+        from posttrain import distributed
+
+        settings = self.settings
+        norm = torch.nn.utils.clip_grad_norm_(self.params, settings.max_grad_norm or float("inf"))
+        self._watch.update(self.done + 1, _norm_value(norm), self._metrics, main=distributed.is_main())
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.done += 1
+        done, total, metrics = self.done, self._loss_total, self._metrics
+        self._micro, self._loss_total, self._metrics = 0, 0.0, {}
+        if done % settings.log_every == 0 or done == settings.max_steps:
+            self._log(done, total, metrics, norm)
+        for callback in self.callbacks:
+            callback.on_step(self, done, metrics)
+        if settings.save_every and done % settings.save_every == 0 and done < settings.max_steps:
+            self._checkpoint(done)
+        signum = self._stop.signal if self._stop is not None else None
+        if distributed.any_rank(signum is not None) if self.mode != "none" else signum is not None:
+            path = self._checkpoint(done)
+            raise UserError(
+                f"stopped by signal {signum or 'on another rank'} after step {done}; checkpoint {path}; "
+                "continue with --resume"
+            )
+        next(self._ticks, None)
+
+    def _log(self, done: int, total: float, metrics: dict[str, Any], norm) -> None:
+        from posttrain import distributed
+
+        elapsed = time.perf_counter() - self._window_t
+        if hasattr(norm, "full_tensor"):  # FSDP: a DTensor
+            norm = norm.full_tensor()
+        last = {"loss": total, **metrics, "grad_norm": float(norm), "learning_rate": self.scheduler.get_last_lr()[0]}
+        if self.mode != "none":
+            last.update(distributed.mean_over_ranks({"loss": total, **metrics}))
+            self._window_tokens = int(distributed.sum_over_ranks(self._window_tokens))
+            total = last["loss"]
+        if self._window_tokens:
+            last["tokens_per_second"] = self._window_tokens / max(elapsed, 1e-9)
+        self.ctx.log(done, last)
+        if self.ctx.progress is not None:
+            self.ctx.progress.info = f"loss {total:.4f}"  # type: ignore[attr-defined]
+        self.last = last
+        self._window_tokens, self._window_t = 0, time.perf_counter()
+
+    def _checkpoint(self, step: int) -> Path:
+        return _save(
+            self.ckpt_dir, step, self.model, self.optimizer, self.scheduler, self.settings.keep_checkpoints, self.mode
+        )
+
+
 def train_loop(
     model, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, description: str = "training"
 ) -> LoopResult:
-    from posttrain import distributed
-
-    mode = distributed.resolve_parallel(settings.parallel)
-    if not any(p.requires_grad for p in model.parameters()):
-        raise UserError("the model has no trainable parameters")
-    if ctx.logit_chunk_size:  # models a plugin loads itself too
-        set_logit_chunk_size(model, ctx.logit_chunk_size)
-    ckpt_dir = ctx.output_dir / "checkpoints"
-    if distributed.is_main():
-        check_disk(ckpt_dir, model, settings.keep_checkpoints)
-    wrapped = distributed.wrap(model, mode, ctx.device)
-    announce(f"{description}: {settings.max_steps} steps at learning rate {settings.learning_rate:g}")
-    try:
-        return _run_loop(model, wrapped, ctx, settings, loss_fn, description, ckpt_dir)
-    except RuntimeError as exc:
-        if mode == "ddp" and "finished reduction" in str(exc):
-            raise UserError(
-                "parallel=ddp: some trainable parameters received no gradient in a step; make every trainable "
-                "parameter part of the loss or use parallel=fsdp"
-            ) from None
-        raise
-    finally:
-        wrapped.unwrap()
-
-
-def _run_loop(model, wrapped, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, description, ckpt_dir):
-    from posttrain import distributed
-
-    mode = wrapped.mode
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params, lr=settings.learning_rate, betas=settings.betas, weight_decay=settings.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, settings))
-    start, resumed_from = 0, None
-    if ctx.resume:
-        found = latest_checkpoint(ckpt_dir, warn=print if distributed.is_main() else lambda _: None)
-        if found is None:
-            raise UserError(f"--resume: no valid checkpoint in {ckpt_dir}")
-        start = resumed_from = load_checkpoint(found, model, optimizer, scheduler, fsdp=mode == "fsdp")
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        if ctx.device.startswith("cuda")
-        else contextlib.nullcontext()
-    )
-
-    def checkpoint(step: int) -> Path:
-        return _save(ckpt_dir, step, model, optimizer, scheduler, settings.keep_checkpoints, mode)
-
-    model.train()
-    last: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    steps = range(start, settings.max_steps)
-    progress = ctx.progress(steps, total=settings.max_steps - start, description=description) if ctx.progress else steps
-    watch = SignalWatch()
-    with _StopRequest() as stop:
-        window_tokens, window_t = 0, time.perf_counter()
-        for step in progress:
-            metrics: dict[str, Any] = {}
-            total = 0.0
+    """The recipe of single-phase methods, whose batch is a pure function of (step, micro-batch)."""
+    with Trainer(model, ctx, settings, description) as trainer:
+        for step in trainer.steps():
             for micro in range(settings.grad_accum):
-                with wrapped.no_sync(micro < settings.grad_accum - 1):
-                    with autocast:
-                        loss, micro_metrics = loss_fn(step, micro)
-                    bad = not torch.isfinite(loss)
-                    if distributed.any_rank(bad) if mode != "none" else bad:
-                        good = latest_checkpoint(ckpt_dir, warn=lambda _: None)
-                        raise UserError(
-                            f"loss is {loss.item()} at step {step + 1}; stopped. Last good checkpoint: {good or 'none'} "
-                            "(lower the learning rate or check the data)"
-                        )
-                    (loss / settings.grad_accum).backward()
-                total += loss.item() / settings.grad_accum
-                window_tokens += int(micro_metrics.pop("tokens", 0))
-                for k, v in micro_metrics.items():
-                    metrics[k] = metrics.get(k, 0.0) + float(v) / settings.grad_accum
-            norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm or float("inf"))
-            watch.update(step + 1, _norm_value(norm), metrics, main=distributed.is_main())
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            if done % settings.log_every == 0 or done == settings.max_steps:
-                elapsed = time.perf_counter() - window_t
-                if hasattr(norm, "full_tensor"):  # FSDP: a DTensor
-                    norm = norm.full_tensor()
-                last = {"loss": total, **metrics, "grad_norm": float(norm), "learning_rate": scheduler.get_last_lr()[0]}
-                if mode != "none":
-                    last.update(distributed.mean_over_ranks({"loss": total, **metrics}))
-                    window_tokens = int(distributed.sum_over_ranks(window_tokens))
-                    total = last["loss"]
-                if window_tokens:
-                    last["tokens_per_second"] = window_tokens / max(elapsed, 1e-9)
-                ctx.log(done, last)
-                if ctx.progress is not None:
-                    ctx.progress.info = f"loss {total:.4f}"  # type: ignore[attr-defined]
-                window_tokens, window_t = 0, time.perf_counter()
-            if settings.save_every and done % settings.save_every == 0 and done < settings.max_steps:
-                checkpoint(done)
-            stopping = stop.signal is not None
-            if distributed.any_rank(stopping) if mode != "none" else stopping:
-                path = checkpoint(done)
-                raise UserError(
-                    f"stopped by signal {stop.signal or 'on another rank'} after step {done}; checkpoint {path}; "
-                    "continue with --resume"
-                )
-    checkpoint(settings.max_steps)
-    model.eval()
-    return LoopResult(step=settings.max_steps, seconds=time.perf_counter() - t0, last=last, resumed_from=resumed_from)
+                with trainer.micro_batch():
+                    loss, metrics = loss_fn(step, micro)
+                    trainer.step(loss, metrics)
+    assert trainer.result is not None
+    return trainer.result
 
 
 def _norm_value(norm) -> float:
