@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.hf import load_policy, lora_settings
+from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -39,7 +40,7 @@ class Config(SFTConfig):
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
-    return train_sft(cfg, ctx, model, tokenizer)
+    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
 
 
 plugin = Plugin(id="sft", config=Config, run=run, summary="Supervised fine-tuning on demonstrations.", smoke=SMOKE)
