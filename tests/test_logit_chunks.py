@@ -76,7 +76,7 @@ def test_full_logits_never_exist(family):
 
 
 def test_sft_chunked_loss_equals_logits_loss():
-    from posttrain_plugins.sft import chunked_loss, logits_loss, padded_batch
+    from posttrain.training.sft import chunked_loss, logits_loss, padded_batch
 
     model = tiny_model("qwen2")
     inputs, batch = padded_batch(model, sft_examples(), 0, "cpu")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from posttrain.preference import preference_accuracy
+from posttrain.training.sft import sft_loss
 from posttrain_plugins.dpo import dpo_loss
-from posttrain_plugins.sft import sft_loss
 
 
 def test_sft_loss_uniform_logits_is_log_vocab():

@@ -28,7 +28,7 @@ def test_pack_examples_restarts_positions_and_drops_boundary_predictions():
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gpt2"])
 def test_packed_loss_and_grads_equal_the_padded_batch(family):
-    from posttrain_plugins.sft import logits_loss, packed_batch, padded_batch
+    from posttrain.training.sft import logits_loss, packed_batch, padded_batch
 
     model = tiny_model(family)
     examples = sft_examples(lengths=(9, 6, 12, 4))
@@ -42,7 +42,7 @@ def test_packed_loss_and_grads_equal_the_padded_batch(family):
 
 
 def test_packing_with_chunked_logprobs():
-    from posttrain_plugins.sft import chunked_loss, logits_loss, packed_batch, padded_batch
+    from posttrain.training.sft import chunked_loss, logits_loss, packed_batch, padded_batch
 
     model = tiny_model("llama")
     examples = sft_examples(lengths=(9, 6, 12))
@@ -54,7 +54,7 @@ def test_packing_with_chunked_logprobs():
 
 def test_architecture_that_mixes_packed_examples_is_one_line_error():
     """OPT derives positions from the attention mask, so restarted position_ids are ignored."""
-    from posttrain_plugins.sft import packed_batch
+    from posttrain.training.sft import packed_batch
 
     model = tiny_model("opt")
     with pytest.raises(UserError, match=r"^packing: opt models do not keep packed examples apart .*set packing=false$"):
@@ -64,7 +64,7 @@ def test_architecture_that_mixes_packed_examples_is_one_line_error():
 def test_prompt_learning_adapters_cannot_pack():
     from peft import PromptTuningConfig, get_peft_model
 
-    from posttrain_plugins.sft import packed_batch
+    from posttrain.training.sft import packed_batch
 
     model = get_peft_model(tiny_model("llama"), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
     with pytest.raises(UserError, match=r"^packing: prompt-learning adapters prepend virtual tokens"):
@@ -73,7 +73,7 @@ def test_prompt_learning_adapters_cannot_pack():
 
 def test_sft_runs_packed(tmp_path, monkeypatch):
     from posttrain.runner import execute, prepare
-    from posttrain_plugins import sft
+    from posttrain.training import sft
 
     rows = []
     monkeypatch.setattr(

@@ -1,13 +1,13 @@
 """PEFT plumbing: AdaLoRA's regulariser, bottleneck adapters, and every PEFT plugin's saved artifact
-reloading with transformers/peft (or posttrain.bottleneck) and giving the same logits."""
+reloading with transformers/peft (or posttrain_plugins.adapters) and giving the same logits."""
 
 import pytest
 import torch
 
-from posttrain.bottleneck import AdapterSettings, BottleneckAdapter, BottleneckAdapterModel
 from posttrain.errors import UserError
 from posttrain.runner import execute, prepare
 from posttrain_plugins.adalora import orthogonal_penalty
+from posttrain_plugins.adapters import AdapterSettings, BottleneckAdapter, BottleneckAdapterModel
 
 PROBE = "12+30="
 
@@ -53,7 +53,7 @@ PEFT_PLUGINS = ["dora", "ia3", "adalora", "prompt-tuning", "prefix-tuning", "p-t
 
 @pytest.mark.parametrize("name", PEFT_PLUGINS)
 def test_trained_artifact_reloads_with_the_same_outputs(name, tmp_path, monkeypatch):
-    import posttrain_plugins.sft as sft_module
+    import posttrain.training.sft as sft_module
 
     captured = {}
     original = sft_module.finish

@@ -14,7 +14,7 @@ DPO pairs of a 24-token prompt and two completions of 8-104 tokens.
 Each (trainer, option) runs in a fresh subprocess: it imports everything, records its RSS high-water
 mark (``ru_maxrss``, the import baseline), builds the model, applies the option, and runs
 ``--steps`` optimizer steps (AdamW, lr 1e-4) with the trainers' own batch and loss functions
-(``posttrain_plugins.sft``: padded or packed batch, full-logits or chunked loss;
+(``posttrain.training.sft``: padded or packed batch, full-logits or chunked loss;
 ``posttrain.preference.pair_logps`` + ``posttrain_plugins.dpo.dpo_loss``). DPO's reference
 log-probs are computed before the steps from the policy itself (equal to the frozen reference's at
 step 0), so the peak is the training steps'. The reported peak is net of the import baseline:
@@ -118,7 +118,7 @@ def sft_batches(model, settings: dict, steps: int) -> list:
 
 def sft_step_loss(model, settings: dict, examples: list[dict]):
     """(loss, tokens) with the SFT plugin's functions: padded or packed batch, full or chunked loss."""
-    from posttrain_plugins.sft import chunked_loss, logits_loss, packed_batch, padded_batch
+    from posttrain.training.sft import chunked_loss, logits_loss, packed_batch, padded_batch
 
     make_batch = packed_batch if settings.get("packing") else padded_batch
     batch_loss = chunked_loss if settings.get("logit_chunk_size") else logits_loss
@@ -167,8 +167,8 @@ def measure(trainer: str, option: str, steps: int) -> dict:
     import transformers  # noqa: F401 (part of the import baseline)
 
     import posttrain.preference  # noqa: F401
+    import posttrain.training.sft  # noqa: F401
     import posttrain_plugins.dpo  # noqa: F401
-    import posttrain_plugins.sft  # noqa: F401
 
     torch.set_num_threads(1)
     baseline = rss_mb()

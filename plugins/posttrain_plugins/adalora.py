@@ -13,7 +13,7 @@ EMAs with β1, β2, plus its uncertainty) are masked, so the total rank falls on
 from b(0) = r_init × matrices to b(T) = r_target × matrices, and rank moves to the matrices that
 need it. P and Q are kept near-orthogonal by R(P, Q) = ||PᵀP − I||²_F + ||QQᵀ − I||²_F with
 weight γ. Here: peft's ``AdaLoraConfig`` (the parameterisation and the budget scheduler), the
-``sft`` plugin's loss plus ``γ R`` (``orthogonal_penalty`` below), and
+SFT recipe's loss plus ``γ R`` (``orthogonal_penalty`` below), and
 ``update_and_allocate(step)`` called after every optimizer step (before gradients are cleared;
 via an optimizer step hook, since the shared loop owns the step). The final rank pattern is logged.
 
@@ -34,10 +34,10 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.peft_methods import peft_policy
 from posttrain.train import train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     lora: bool = Field(True, description="AdaLoRA trains low-rank adapters (always on for this plugin).")
     init_r: int = Field(12, ge=1, description="Initial rank per matrix r (paper: b(0) = 1.5 × b(T)).")
     target_r: int = Field(8, ge=1, description="Average final rank per matrix, so b(T) = target_r × matrices.")
@@ -127,7 +127,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         lambda opt, args, kwargs: model.base_model.update_and_allocate(seen["step"])
     )
     try:
-        result = sft.train_sft(
+        result = train_sft(
             cfg,
             ctx,
             model,
@@ -161,5 +161,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="AdaLoRA: SVD-form adapters with importance-based rank reallocation, trained with the SFT loss.",
-    smoke=sft.plugin.smoke,
+    smoke=SMOKE,
 )

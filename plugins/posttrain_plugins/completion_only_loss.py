@@ -29,10 +29,10 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.data import task_records, tokenize_sft
 from posttrain.hf import load_policy, lora_settings
 from posttrain.train import train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     completion_only_loss: bool = Field(
         True, description="Loss on completion tokens only (InstructGPT SFT); false: on prompt and completion."
     )
@@ -67,7 +67,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     tokenize = tokenizer_for(cfg)
     share = loss_token_share([tokenize(r, tokenizer, cfg.max_length) for r in data[0][:1000]])
     ctx.log(0, {"loss_token_share": share})
-    result = sft.train_sft(cfg, ctx, model, tokenizer, data=data, loop_fn=train_loop, tokenize_train=tokenize)
+    result = train_sft(cfg, ctx, model, tokenizer, data=data, loop_fn=train_loop, tokenize_train=tokenize)
     result.metrics["loss_token_share"] = round(share, 4)
     return result
 
@@ -77,5 +77,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="SFT with the loss on completion tokens only (or, switched off, on the whole sequence).",
-    smoke=sft.plugin.smoke,
+    smoke=SMOKE,
 )

@@ -37,10 +37,10 @@ from posttrain.errors import UserError
 from posttrain.evaluation import generate
 from posttrain.hf import load_policy, lora_settings
 from posttrain.train import train_loop
-from posttrain_plugins import cot_finetuning, sft
+from posttrain.training.sft import SMOKE, SFTConfig, evaluate_final_answer, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     teacher: str | None = Field(
         None, description="Teacher model id or folder (default: the embedded teacher; embedded-base: the base)."
     )
@@ -94,13 +94,13 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     greedy = cfg.model_copy(update={"filter_correct": False, "samples_per_prompt": 1})
     heldout = teacher_traces(teacher, tokenizer, heldout_prompts, greedy, budget)
     del teacher
-    result = sft.train_sft(
+    result = train_sft(
         cfg,
         ctx,
         model,
         tokenizer,
         data=(traces, heldout, f"{source} traces by {teacher_source}"),
-        evaluate=cot_finetuning.evaluate,
+        evaluate=evaluate_final_answer,
         loop_fn=train_loop,
     )
     result.metrics.update(teacher=teacher_source, traces=len(traces), kept_trace_share=round(kept, 4))
@@ -112,5 +112,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="CoT distillation: SFT of the student on the teacher's (checked) reasoning traces.",
-    smoke={**sft.plugin.smoke, "max_new_tokens": 16, "teacher": "embedded-base", "filter_correct": False},
+    smoke={**SMOKE, "max_new_tokens": 16, "teacher": "embedded-base", "filter_correct": False},
 )

@@ -10,7 +10,8 @@ arXiv:2210.11416. Catalog entry: catalog/methods/cot-finetuning.yaml.
 A preset of ``sft``: the target is rationale z followed by answer a, and the loss is the usual
 NLL of z ⊕ a given x. Records are ``prompt`` + ``rationale`` + ``answer`` (joined as
 ``rationale;#answer``) or ``prompt`` + ``completion`` already holding both. The held-out score
-reads the final answer (after the last "#", else the last integer) instead of the first integer.
+reads the final answer (after the last "#", else the last integer) instead of the first integer
+(the SFT recipe's ``evaluate_final_answer``).
 The embedded default trains the base (2-digit addition, answers only) on the reasoning task's
 3-digit problems with their column-by-column scratchpads, units first, each column sum with its
 carry, then the answer (``347+285=`` -> ``12;13;6;#632``), so the carry is known before the digit
@@ -37,17 +38,16 @@ from typing import Literal
 
 from pydantic import Field
 
-from posttrain import Plugin, RunContext, RunResult, outcomes
+from posttrain import Plugin, RunContext, RunResult
 from posttrain.data import EVAL_SEED, load_records, split_heldout
-from posttrain.embedded.formats import final_answer_correct, rationale_examples
+from posttrain.embedded.formats import rationale_examples
 from posttrain.errors import UserError
-from posttrain.evaluation import generate, mean_nll
 from posttrain.hf import load_policy, lora_settings
 from posttrain.train import train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, evaluate_final_answer, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     embedded_rationale: Literal["scratchpad", "columns", "direct"] = Field(
         "scratchpad",
         description="Embedded data: the reasoning task's 3-digit scratchpads (posttrain.embedded.reasoning), "
@@ -99,28 +99,10 @@ def cot_data(cfg: Config, ctx: RunContext):
     return train, heldout[: cfg.eval_examples], source
 
 
-def final_answer_accuracy(model, tokenizer, records: list[dict], max_new_tokens: int) -> float | None:
-    """Share of records whose generated completion ends in the reference ``answer``."""
-    scored = [r for r in records if "answer" in r]
-    if not scored:
-        return None
-    outs = generate(model, tokenizer, [r["prompt"] for r in scored], max_new_tokens=max_new_tokens)
-    correct = [final_answer_correct(o, r["answer"]) for o, r in zip(outs, scored, strict=True)]
-    outcomes.record("exact_match", [r["prompt"] for r in scored], correct)
-    return sum(correct) / len(scored)
-
-
-def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, embedded: bool) -> dict:
-    budget = cfg.max_new_tokens or (32 if embedded else 256)
-    return {
-        "exact_match": final_answer_accuracy(model, tokenizer, heldout_records, budget),
-        "loss": mean_nll(model, heldout_tokens, tokenizer.pad_token_id),
-    }
-
-
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
-    return sft.train_sft(cfg, ctx, model, tokenizer, data=cot_data(cfg, ctx), evaluate=evaluate, loop_fn=train_loop)
+    data = cot_data(cfg, ctx)
+    return train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate_final_answer, loop_fn=train_loop)
 
 
 plugin = Plugin(
@@ -128,5 +110,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Chain-of-thought fine-tuning: SFT on rationale + answer targets, scored on the final answer.",
-    smoke={**sft.plugin.smoke, "max_new_tokens": 16},
+    smoke={**SMOKE, "max_new_tokens": 16},
 )

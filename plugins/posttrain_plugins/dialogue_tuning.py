@@ -28,8 +28,6 @@ Deviations from the papers:
 
 from __future__ import annotations
 
-import copy
-
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
@@ -39,13 +37,12 @@ from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, mean_nll
 from posttrain.hf import load_policy, lora_settings
 from posttrain.train import train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft, turn_end_tokenizer
 
-TURN_END_TOKENS = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     turns: int = Field(2, ge=1, description="Assistant turns per embedded conversation.")
     max_steps: int = Field(2500, ge=1, description="Optimizer steps.")
     learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (sized for the embedded model).")
@@ -77,18 +74,6 @@ def dialogue_data(cfg: Config, ctx: RunContext):
     return train, heldout[: cfg.eval_examples], source
 
 
-def turn_end_tokenizer(tokenizer):
-    """A copy of the tokenizer whose eos is the chat template's end-of-turn token (when that differs
-    from eos), so generating a reply stops where the turn ends instead of running into the next one."""
-    vocab = tokenizer.get_vocab()
-    end = next((t for t in TURN_END_TOKENS if t in vocab), None)
-    if end is None or end == tokenizer.eos_token:
-        return tokenizer
-    copy_ = copy.deepcopy(tokenizer)
-    copy_.eos_token = end
-    return copy_
-
-
 def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, embedded: bool) -> dict:
     """Exact match of the last assistant turn given the earlier ones, and loss on all assistant turns."""
     prompts = [r for r in last_turn_prompts(heldout_records) if r["prompt"]]
@@ -100,7 +85,7 @@ def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, emb
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
     data = dialogue_data(cfg, ctx)
-    return sft.train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate, loop_fn=train_loop)
 
 
 plugin = Plugin(
@@ -108,5 +93,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Multi-turn SFT with the loss on assistant turns only.",
-    smoke=sft.plugin.smoke,
+    smoke=SMOKE,
 )

@@ -41,10 +41,10 @@ from posttrain.embedded.formats import final_answer
 from posttrain.evaluation import generate
 from posttrain.hf import load_policy, lora_settings, parameter_counts
 from posttrain.train import finish, loop_settings, train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, chunked_loss, evaluate, logits_loss, packed_batch, padded_batch
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     teacher: str | None = Field(
         None, description="Teacher model id or folder (default: the embedded teacher; embedded-base: the base)."
     )
@@ -89,10 +89,10 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     embedded = ctx.dataset is None
     counts = parameter_counts(model)
     ctx.log(0, {**counts, "rationales": len(rationales)})
-    before = sft.evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
+    before = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
 
-    make_batch = sft.packed_batch if cfg.packing else sft.padded_batch
-    batch_loss = sft.chunked_loss if ctx.logit_chunk_size else sft.logits_loss
+    make_batch = packed_batch if cfg.packing else padded_batch
+    batch_loss = chunked_loss if ctx.logit_chunk_size else logits_loss
 
     def task_loss(examples: list[dict], step: int, micro: int):
         idx = batch_indices(len(examples), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
@@ -109,7 +109,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         return loss, {**metrics, "tokens": n_label + n_rationale}
 
     loop = train_loop(model, ctx, loop_settings(cfg), loss_fn, description=f"distill-step-by-step on {source}")
-    after = sft.evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
+    after = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
     return finish(
         ctx,
         model,
@@ -129,5 +129,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Distilling step-by-step: label + teacher-rationale multi-task training with task prefixes.",
-    smoke={**sft.plugin.smoke, "rationale_tokens": 16, "teacher": "embedded-base"},
+    smoke={**SMOKE, "rationale_tokens": 16, "teacher": "embedded-base"},
 )

@@ -10,7 +10,7 @@ Each adapted weight is rewritten W' = m (W0 + BA) / ||W0 + BA||_c: the magnitude
 entry per output row, initialised to ||W0||_c) is trained directly and LoRA (B = 0 at start)
 updates the direction. As in the paper (§4.3), the column norm is treated as a constant in the
 backward pass. This is peft's ``LoraConfig(use_dora=True)``; the training loop and loss are the
-``sft`` plugin's. The saved model is the adapter (``adapter_config.json`` with ``use_dora``), which
+SFT recipe's. The saved model is the adapter (``adapter_config.json`` with ``use_dora``), which
 ``peft.AutoPeftModelForCausalLM.from_pretrained`` loads.
 
 Deviations from the paper:
@@ -26,10 +26,10 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import peft_policy
 from posttrain.train import train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     lora: bool = Field(True, description="DoRA is LoRA on the direction (always on for this plugin).")
     lora_r: int = Field(8, ge=1, description="Rank r of the directional update BA (paper: 32 on LLaMA-7B).")
     lora_alpha: int = Field(16, ge=1, description="α; the LoRA update is scaled by α / r (paper: α = 2r).")
@@ -56,7 +56,7 @@ def dora_config(cfg: Config):
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = peft_policy(ctx, lambda model, tok: dora_config(cfg), "dora")
-    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
 
 
 plugin = Plugin(
@@ -64,5 +64,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="DoRA: magnitude vector + LoRA on the direction, trained with the SFT loss.",
-    smoke=sft.plugin.smoke,
+    smoke=SMOKE,
 )

@@ -45,10 +45,10 @@ from posttrain.errors import UserError
 from posttrain.evaluation import generate
 from posttrain.hf import load_policy, lora_settings, parameter_counts
 from posttrain.train import finish, loop_settings, train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, evaluate, require_full_logits
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     teacher: str | None = Field(
         None, description="Teacher model id or folder (default: the embedded teacher; embedded-base: the base)."
     )
@@ -93,7 +93,7 @@ def on_policy_step(seed: int, step: int, micro: int, lmbda: float) -> bool:
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    sft.require_full_logits(cfg, ctx, "gkd")
+    require_full_logits(cfg, ctx, "gkd")
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
     teacher, _, teacher_source = load_teacher(ctx, cfg.teacher, tokenizer)
     train_records, heldout_records, source = task_records(ctx, "sft", cfg.train_examples, cfg.eval_examples)
@@ -105,8 +105,8 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     sample_tokens = cfg.max_new_tokens or (8 if embedded else 128)
     counts = parameter_counts(model)
     ctx.log(0, counts)
-    before = sft.evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
-    teacher_scores = sft.evaluate(teacher, tokenizer, heldout_records, heldout, cfg, embedded)
+    before = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
+    teacher_scores = evaluate(teacher, tokenizer, heldout_records, heldout, cfg, embedded)
 
     def loss_fn(step: int, micro: int):
         idx = batch_indices(len(train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
@@ -130,7 +130,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         return loss, {"on_policy": float(on_policy), "tokens": int(batch["attention_mask"].sum())}
 
     loop = train_loop(model, ctx, loop_settings(cfg), loss_fn, description=f"gkd on {source}")
-    after = sft.evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
+    after = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
     return finish(
         ctx,
         model,
@@ -150,5 +150,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="GKD: on-policy distillation with the generalized JSD(β) on student samples (probability λ).",
-    smoke={**sft.plugin.smoke, "lmbda": 1.0, "teacher": "embedded-base"},
+    smoke={**SMOKE, "lmbda": 1.0, "teacher": "embedded-base"},
 )

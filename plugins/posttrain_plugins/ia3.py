@@ -11,7 +11,7 @@ Catalog entry: catalog/methods/ia3.yaml.
 values and the feed-forward hidden activation are multiplied elementwise by trained vectors
 l_k, l_v, l_ff initialised to ones, so training starts at the base model and adds about 0.01%
 parameters on the paper's T0-3B (here: 768 of 149K, reports/runs/ia3.json). This is peft's ``IA3Config`` on k_proj, v_proj and the input of
-down_proj; the loss and loop are the ``sft`` plugin's. The saved model is the adapter, loaded by
+down_proj; the loss and loop are the SFT recipe's. The saved model is the adapter, loaded by
 ``peft.AutoPeftModelForCausalLM.from_pretrained``.
 
 Deviations from the paper:
@@ -29,10 +29,10 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import peft_policy, unused_lora_options
 from posttrain.train import train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     target_modules: list[str] = Field(
         ["k_proj", "v_proj", "down_proj"], description="Modules rescaled: l_k, l_v and (input of) l_ff (paper §3.3)."
     )
@@ -55,7 +55,7 @@ def ia3_config(cfg: Config):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     unused_lora_options(cfg, "ia3")
     model, tokenizer = peft_policy(ctx, lambda model, tok: ia3_config(cfg), "ia3")
-    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
 
 
 plugin = Plugin(
@@ -63,5 +63,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="(IA)³ rescaling vectors trained with the SFT loss.",
-    smoke=sft.plugin.smoke,
+    smoke=SMOKE,
 )

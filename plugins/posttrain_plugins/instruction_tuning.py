@@ -46,11 +46,11 @@ from posttrain.errors import UserError
 from posttrain.evaluation import exact_match
 from posttrain.hf import load_policy, lora_settings
 from posttrain.train import train_loop
-from posttrain_plugins import sft
-from posttrain_plugins.dialogue_tuning import turn_end_tokenizer
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft, turn_end_tokenizer
+from posttrain.training.sft import evaluate as sft_evaluate
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     embedded_format: Literal["chat", "flan", "alpaca"] = Field(
         "chat",
         description="Embedded prompts: the instruction as the user turn of the chat template, as plain text "
@@ -87,7 +87,7 @@ def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, emb
     """sft's held-out metrics (on the embedded task: unseen templates) and, on the embedded task, the
     exact match on the same kind of held-out problems phrased with the training templates."""
     tokenizer = turn_end_tokenizer(tokenizer)  # chat prompts: a reply ends at the end-of-turn token
-    scores = sft.evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg, embedded)
+    scores = sft_evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg, embedded)
     if embedded:
         seen = instruction_examples(cfg.eval_examples, EVAL_SEED, "test", style=cfg.embedded_format, templates="seen")
         budget = cfg.max_new_tokens or 8
@@ -100,7 +100,7 @@ def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, emb
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
     data = instruction_data(cfg, ctx)
-    return sft.train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate, loop_fn=train_loop)
 
 
 plugin = Plugin(
@@ -108,5 +108,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Instruction tuning: SFT on instruction-formatted data (Alpaca template), unseen templates held out.",
-    smoke=sft.plugin.smoke,
+    smoke=SMOKE,
 )

@@ -35,10 +35,10 @@ from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_
 from posttrain.distill import completion_positions, load_teacher, same_width, teacher_logits
 from posttrain.hf import load_policy, lora_settings, parameter_counts
 from posttrain.train import finish, loop_settings, train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, evaluate, require_full_logits
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     teacher: str | None = Field(
         None, description="Teacher model id or folder (default: the embedded teacher; embedded-base: the base)."
     )
@@ -76,7 +76,7 @@ def kd_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    sft.require_full_logits(cfg, ctx, "kd")
+    require_full_logits(cfg, ctx, "kd")
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
     teacher, _, teacher_source = load_teacher(ctx, cfg.teacher, tokenizer)
     train_records, heldout_records, source = task_records(ctx, "sft", cfg.train_examples, cfg.eval_examples)
@@ -85,8 +85,8 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     embedded = ctx.dataset is None
     counts = parameter_counts(model)
     ctx.log(0, counts)
-    before = sft.evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
-    teacher_scores = sft.evaluate(teacher, tokenizer, heldout_records, heldout, cfg, embedded)
+    before = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
+    teacher_scores = evaluate(teacher, tokenizer, heldout_records, heldout, cfg, embedded)
 
     def loss_fn(step: int, micro: int):
         idx = batch_indices(len(train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
@@ -105,7 +105,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         return loss, {"soft_loss": soft.item(), "hard_loss": hard.item(), "tokens": int(batch["attention_mask"].sum())}
 
     loop = train_loop(model, ctx, loop_settings(cfg), loss_fn, description=f"kd on {source}")
-    after = sft.evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
+    after = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
     return finish(
         ctx,
         model,
@@ -125,5 +125,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Hinton KD: temperature-softened forward KL to a teacher, mixed with the hard-label loss.",
-    smoke={**sft.plugin.smoke, "teacher": "embedded-base"},
+    smoke={**SMOKE, "teacher": "embedded-base"},
 )

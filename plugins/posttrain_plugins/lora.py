@@ -6,7 +6,7 @@ Large Language Models", arXiv:2106.09685. Catalog entry: catalog/methods/lora.ya
     catalog run lora
     catalog run lora --model ./my-model --dataset sft.jsonl --set lora_r=16
 
-The method here is the adapter, not the loss: this plugin is the `sft` plugin's loop with peft's
+The method here is the adapter, not the loss: this plugin is the SFT recipe with peft's
 LoraConfig switched on and the paper's choices as defaults (rank 8 on W_q and W_v, B = 0 at
 start). It reports the trainable-parameter count and share. The saved model is the adapter alone
 (``adapter_config.json``), which ``peft.AutoPeftModelForCausalLM.from_pretrained`` loads.
@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from posttrain import Plugin
-from posttrain_plugins import sft
+from posttrain import Plugin, RunContext, RunResult
+from posttrain.hf import load_policy, lora_settings
+from posttrain.train import train_loop
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     lora: bool = Field(True, description="Train LoRA adapters (always on for this plugin).")
     lora_r: int = Field(8, ge=1, description="Rank r of the update BA (paper §7.2: r = 8 suffices).")
     lora_alpha: int = Field(16, ge=1, description="α; the update is scaled by α / r (paper §4.1).")
@@ -35,6 +37,9 @@ class Config(sft.Config):
     learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate (paper: tuned per task).")
 
 
-plugin = Plugin(
-    id="lora", config=Config, run=sft.run, summary="LoRA adapters trained with the SFT loss.", smoke=sft.plugin.smoke
-)
+def run(cfg: Config, ctx: RunContext) -> RunResult:
+    model, tokenizer = load_policy(ctx, lora_settings(cfg))  # peft's LoraConfig from the lora_* fields
+    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+
+
+plugin = Plugin(id="lora", config=Config, run=run, summary="LoRA adapters trained with the SFT loss.", smoke=SMOKE)

@@ -14,7 +14,7 @@ had deep prompts for generation): no reparameterisation encoder (the prefix is t
 directly; the paper finds the MLP helps on some tasks and hurts on others), prompt lengths tuned
 per task (20 for simple classification, up to 100 for hard sequence labelling), and a linear
 classification head instead of a verbalizer for NLU. This is peft's
-``PrefixTuningConfig(prefix_projection=False)``; loss and loop are the ``sft`` plugin's. The saved
+``PrefixTuningConfig(prefix_projection=False)``; loss and loop are the SFT recipe's. The saved
 adapter is loaded by ``peft.AutoPeftModelForCausalLM.from_pretrained``.
 
 Note on the numbers: the prompts start random (peft's embedding init), so the model with the
@@ -40,10 +40,10 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import peft_policy, unused_lora_options
 from posttrain.train import train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     num_virtual_tokens: int = Field(20, ge=1, description="Prompt length per layer (paper §4.2: 20 for simple tasks).")
     max_steps: int = Field(3000, ge=1, description="Optimizer steps (sized for the embedded model).")
     learning_rate: float = Field(1e-1, gt=0, description="Peak learning rate (paper: 5e-3 to 1e-2).")
@@ -58,7 +58,7 @@ def p_tuning_v2_config(cfg: Config):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     unused_lora_options(cfg, "p-tuning-v2")
     model, tokenizer = peft_policy(ctx, lambda model, tok: p_tuning_v2_config(cfg), "p-tuning-v2")
-    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
+    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
 
 
 plugin = Plugin(
@@ -66,5 +66,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="P-Tuning v2: deep prompts in every layer, trained directly with the SFT loss.",
-    smoke=sft.plugin.smoke,
+    smoke=SMOKE,
 )

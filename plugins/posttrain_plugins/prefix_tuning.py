@@ -10,7 +10,7 @@ A prefix of p positions is prepended to the keys and values of every layer; the 
 attends to it as if earlier tokens had produced it. Optimising the prefix directly is unstable
 (paper §4.3), so it is reparameterised: P = MLP(P'), with a small matrix P' and a two-layer MLP
 (tanh) that are trained and then thrown away; only P is needed at inference. This is peft's
-``PrefixTuningConfig(prefix_projection=True)``; loss and loop are the ``sft`` plugin's. The saved
+``PrefixTuningConfig(prefix_projection=True)``; loss and loop are the SFT recipe's. The saved
 adapter holds the prefix encoder; ``peft.AutoPeftModelForCausalLM.from_pretrained`` loads it.
 
 Note on the numbers: a fresh prefix changes what every layer attends to, so the held-out score
@@ -36,10 +36,10 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import peft_policy, unused_lora_options
 from posttrain.train import train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     num_virtual_tokens: int = Field(10, ge=1, description="Prefix length p (paper §5: 10 for table-to-text).")
     encoder_hidden_size: int = Field(
         256, ge=1, description="Hidden size of the reparameterising MLP P = MLP(P') (paper: 512 for GPT-2)."
@@ -62,7 +62,7 @@ def prefix_tuning_config(cfg: Config):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     unused_lora_options(cfg, "prefix-tuning")
     model, tokenizer = peft_policy(ctx, lambda model, tok: prefix_tuning_config(cfg), "prefix-tuning")
-    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
+    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
 
 
 plugin = Plugin(
@@ -70,5 +70,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Prefix tuning: key/value prefixes in every layer, via an MLP, trained with the SFT loss.",
-    smoke=sft.plugin.smoke,
+    smoke=SMOKE,
 )

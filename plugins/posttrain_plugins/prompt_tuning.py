@@ -10,7 +10,7 @@ Only P ∈ R^{p×e}, the embeddings of p virtual tokens placed before the input 
 trained; every layer of the model is frozen. Initialising P from embeddings of real vocabulary
 tokens works better than random (paper §3.2); by default every slot starts as the embedding of
 the tokenizer's start token (or from a text, ``init_text``: peft's TEXT init). This is peft's ``PromptTuningConfig``; loss and loop are the
-``sft`` plugin's. The saved model is the prompt (``adapter_config.json``), loaded by
+SFT recipe's. The saved model is the prompt (``adapter_config.json``), loaded by
 ``peft.AutoPeftModelForCausalLM.from_pretrained``.
 
 Note on the numbers: the embedded base never saw tokens before its start token, so any soft
@@ -40,10 +40,10 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import peft_policy, unused_lora_options
 from posttrain.train import train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     num_virtual_tokens: int = Field(1, ge=1, description="Prompt length p (paper §3.2 studies 1-150; 100 default).")
     init_text: str | None = Field(
         "",
@@ -71,7 +71,7 @@ def prompt_tuning_config(cfg: Config, model, tokenizer):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     unused_lora_options(cfg, "prompt-tuning")
     model, tokenizer = peft_policy(ctx, lambda model, tok: prompt_tuning_config(cfg, model, tok), "prompt-tuning")
-    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
+    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
 
 
 plugin = Plugin(
@@ -79,5 +79,5 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="Prompt tuning: a soft prompt on the input of a frozen model, trained with the SFT loss.",
-    smoke=sft.plugin.smoke,
+    smoke=SMOKE,
 )

@@ -11,7 +11,7 @@ with double quantisation of the block constants; they are dequantised to bf16 on
 gradients flow through them into LoRA adapters on every linear layer, kept in 16/32 bit. This is
 transformers' ``BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
 bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=bfloat16)``, peft's
-``prepare_model_for_kbit_training`` and ``LoraConfig``; the loss and loop are the ``sft`` plugin's.
+``prepare_model_for_kbit_training`` and ``LoraConfig``; the loss and loop are the SFT recipe's.
 bitsandbytes 4-bit kernels need CUDA: on a CPU the plugin stops with a one-line error (use
 ``lora`` there). The saved model is the adapter, which
 ``peft.AutoPeftModelForCausalLM.from_pretrained`` loads onto a base in any precision.
@@ -31,10 +31,10 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import quantized_policy, require_cuda_and_bitsandbytes
 from posttrain.train import train_loop
-from posttrain_plugins import sft
+from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
-class Config(sft.Config):
+class Config(SFTConfig):
     lora: bool = Field(True, description="QLoRA trains LoRA adapters (always on for this plugin).")
     lora_r: int = Field(8, ge=1, description="LoRA rank r (paper: 64).")
     lora_alpha: int = Field(16, ge=1, description="α, the update is scaled by α / r (paper: 16).")
@@ -74,7 +74,7 @@ def lora_config(cfg: Config):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     require_cuda_and_bitsandbytes(ctx, "qlora")
     model, tokenizer = quantized_policy(ctx, nf4_quantization(cfg), lambda model, tok: lora_config(cfg), "qlora")
-    return sft.train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
 
 
 plugin = Plugin(
@@ -82,6 +82,6 @@ plugin = Plugin(
     config=Config,
     run=run,
     summary="QLoRA: LoRA adapters on a 4-bit NF4 base (CUDA + bitsandbytes).",
-    smoke=sft.plugin.smoke,
+    smoke=SMOKE,
     requires_gpu=True,
 )
