@@ -33,7 +33,7 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.peft_methods import peft_policy
-from posttrain.train import train_loop
+from posttrain.train import TrainerCallback
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -116,44 +116,31 @@ def rank_pattern(model) -> dict[str, int]:
     }
 
 
-def run(cfg: Config, ctx: RunContext) -> RunResult:
-    from torch.optim.optimizer import register_optimizer_step_post_hook
+class BudgetAllocation(TrainerCallback):
+    """AdaLoRA's rank allocation (Alg. 1): update_and_allocate uses the step's gradients, so it runs
+    after AdamW's step and before the gradients are cleared."""
 
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def on_optimizer_step(self, trainer, step: int) -> None:
+        self.model.base_model.update_and_allocate(step)
+
+
+def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = peft_policy(ctx, lambda model, tok: adalora_config(cfg), "adalora")
-    seen = {"step": 0}
-    counting_loop = _step_tracking(train_loop, seen)
-    # update_and_allocate needs this step's gradients: after optimizer.step(), before zero_grad().
-    hook = register_optimizer_step_post_hook(
-        lambda opt, args, kwargs: model.base_model.update_and_allocate(seen["step"])
+    result = train_sft(
+        cfg,
+        ctx,
+        model,
+        tokenizer,
+        callbacks=[BudgetAllocation(model)],
+        regularizer=adalora_regularizer(model, cfg.orth_reg_weight),
     )
-    try:
-        result = train_sft(
-            cfg,
-            ctx,
-            model,
-            tokenizer,
-            loop_fn=counting_loop,
-            regularizer=adalora_regularizer(model, cfg.orth_reg_weight),
-        )
-    finally:
-        hook.remove()
     ranks = rank_pattern(model)
     result.metrics["final_rank_total"] = sum(ranks.values())
     ctx.log(cfg.max_steps, {"final_rank_total": sum(ranks.values())})
     return result
-
-
-def _step_tracking(loop, seen: dict):
-    """Wrap train_loop so the loss function records the current step for the allocation hook."""
-
-    def wrapped(model, ctx, settings, loss_fn, description=""):
-        def tracking_loss(step: int, micro: int):
-            seen["step"] = step
-            return loss_fn(step, micro)
-
-        return loop(model, ctx, settings, tracking_loss, description)
-
-    return wrapped
 
 
 plugin = Plugin(

@@ -41,7 +41,6 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.hf import load_policy
 from posttrain.peft_methods import unused_lora_options
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -170,7 +169,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         bottleneck_size=cfg.bottleneck_size, target_modules=cfg.target_modules, train_layer_norms=cfg.train_layer_norms
     )
     model = BottleneckAdapterModel(base, settings)
-    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer)
 
 
 plugin = Plugin(

@@ -28,7 +28,6 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.data import task_records, tokenize_sft
 from posttrain.hf import load_policy, lora_settings
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -67,7 +66,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     tokenize = tokenizer_for(cfg)
     share = loss_token_share([tokenize(r, tokenizer, cfg.max_length) for r in data[0][:1000]])
     ctx.log(0, {"loss_token_share": share})
-    result = train_sft(cfg, ctx, model, tokenizer, data=data, loop_fn=train_loop, tokenize_train=tokenize)
+    result = train_sft(cfg, ctx, model, tokenizer, data=data, tokenize_train=tokenize)
     result.metrics["loss_token_share"] = round(share, 4)
     return result
 

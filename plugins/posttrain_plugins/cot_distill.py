@@ -36,7 +36,6 @@ from posttrain.embedded.formats import final_answer_correct
 from posttrain.errors import UserError
 from posttrain.evaluation import generate
 from posttrain.hf import load_policy, lora_settings
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, evaluate_final_answer, train_sft
 
 
@@ -101,7 +100,6 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         tokenizer,
         data=(traces, heldout, f"{source} traces by {teacher_source}"),
         evaluate=evaluate_final_answer,
-        loop_fn=train_loop,
     )
     result.metrics.update(teacher=teacher_source, traces=len(traces), kept_trace_share=round(kept, 4))
     return result

@@ -43,7 +43,6 @@ from posttrain.data import EVAL_SEED, load_records, split_heldout
 from posttrain.embedded.formats import rationale_examples
 from posttrain.errors import UserError
 from posttrain.hf import load_policy, lora_settings
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, evaluate_final_answer, train_sft
 
 
@@ -102,7 +101,7 @@ def cot_data(cfg: Config, ctx: RunContext):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
     data = cot_data(cfg, ctx)
-    return train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate_final_answer, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate_final_answer)
 
 
 plugin = Plugin(

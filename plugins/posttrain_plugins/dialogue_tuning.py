@@ -36,7 +36,6 @@ from posttrain.embedded.formats import conversations, last_turn_prompts
 from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, mean_nll
 from posttrain.hf import load_policy, lora_settings
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft, turn_end_tokenizer
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -85,7 +84,7 @@ def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, emb
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
     data = dialogue_data(cfg, ctx)
-    return train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate)
 
 
 plugin = Plugin(

@@ -25,7 +25,6 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import peft_policy
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -56,7 +55,7 @@ def dora_config(cfg: Config):
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = peft_policy(ctx, lambda model, tok: dora_config(cfg), "dora")
-    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer)
 
 
 plugin = Plugin(

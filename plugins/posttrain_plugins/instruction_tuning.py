@@ -45,7 +45,6 @@ from posttrain.embedded.formats import alpaca_prompt, instruction_examples
 from posttrain.errors import UserError
 from posttrain.evaluation import exact_match
 from posttrain.hf import load_policy, lora_settings
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft, turn_end_tokenizer
 from posttrain.training.sft import evaluate as sft_evaluate
 
@@ -100,7 +99,7 @@ def evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg: Config, emb
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
     data = instruction_data(cfg, ctx)
-    return train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer, data=data, evaluate=evaluate)
 
 
 plugin = Plugin(

@@ -23,7 +23,6 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.hf import load_policy, lora_settings
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -39,7 +38,7 @@ class Config(SFTConfig):
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))  # peft's LoraConfig from the lora_* fields
-    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer)
 
 
 plugin = Plugin(id="lora", config=Config, run=run, summary="LoRA adapters trained with the SFT loss.", smoke=SMOKE)

@@ -39,7 +39,6 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import peft_policy, unused_lora_options
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -58,7 +57,7 @@ def p_tuning_v2_config(cfg: Config):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     unused_lora_options(cfg, "p-tuning-v2")
     model, tokenizer = peft_policy(ctx, lambda model, tok: p_tuning_v2_config(cfg), "p-tuning-v2")
-    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
+    return train_sft(cfg, ctx, model, tokenizer, bare_base=True)
 
 
 plugin = Plugin(

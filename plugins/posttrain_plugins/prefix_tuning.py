@@ -35,7 +35,6 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import peft_policy, unused_lora_options
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -62,7 +61,7 @@ def prefix_tuning_config(cfg: Config):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     unused_lora_options(cfg, "prefix-tuning")
     model, tokenizer = peft_policy(ctx, lambda model, tok: prefix_tuning_config(cfg), "prefix-tuning")
-    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
+    return train_sft(cfg, ctx, model, tokenizer, bare_base=True)
 
 
 plugin = Plugin(

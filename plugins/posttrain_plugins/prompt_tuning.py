@@ -39,7 +39,6 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import peft_policy, unused_lora_options
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -71,7 +70,7 @@ def prompt_tuning_config(cfg: Config, model, tokenizer):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     unused_lora_options(cfg, "prompt-tuning")
     model, tokenizer = peft_policy(ctx, lambda model, tok: prompt_tuning_config(cfg, model, tok), "prompt-tuning")
-    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop, bare_base=True)
+    return train_sft(cfg, ctx, model, tokenizer, bare_base=True)
 
 
 plugin = Plugin(

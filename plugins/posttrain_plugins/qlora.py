@@ -30,7 +30,6 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.peft_methods import quantized_policy, require_cuda_and_bitsandbytes
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -74,7 +73,7 @@ def lora_config(cfg: Config):
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     require_cuda_and_bitsandbytes(ctx, "qlora")
     model, tokenizer = quantized_policy(ctx, nf4_quantization(cfg), lambda model, tok: lora_config(cfg), "qlora")
-    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer)
 
 
 plugin = Plugin(

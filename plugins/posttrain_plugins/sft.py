@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.hf import load_policy, lora_settings
-from posttrain.train import train_loop
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 
@@ -40,7 +39,7 @@ class Config(SFTConfig):
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
     model, tokenizer = load_policy(ctx, lora_settings(cfg))
-    return train_sft(cfg, ctx, model, tokenizer, loop_fn=train_loop)
+    return train_sft(cfg, ctx, model, tokenizer)
 
 
 plugin = Plugin(id="sft", config=Config, run=run, summary="Supervised fine-tuning on demonstrations.", smoke=SMOKE)

@@ -239,6 +239,7 @@ class TrainerCallback:
 
     def on_start(self, trainer: Trainer) -> None: ...
     def on_micro_batch(self, trainer: Trainer, loss: torch.Tensor, metrics: dict[str, Any]) -> None: ...
+    def on_optimizer_step(self, trainer: Trainer, step: int) -> None: ...  # after AdamW, gradients still there
     def on_step(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None: ...
     def on_end(self, trainer: Trainer) -> None: ...
 
@@ -430,6 +431,8 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.params, settings.max_grad_norm or float("inf"))
         self._watch.update(self.done + 1, _norm_value(norm), self._metrics, main=distributed.is_main())
         self.optimizer.step()
+        for callback in self.callbacks:
+            callback.on_optimizer_step(self, self.done)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.done += 1
@@ -476,10 +479,10 @@ class Trainer:
 
 
 def train_loop(
-    model, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, description: str = "training"
+    model, ctx: RunContext, settings: LoopSettings, loss_fn: LossFn, description: str = "training", callbacks=()
 ) -> LoopResult:
     """The recipe of single-phase methods, whose batch is a pure function of (step, micro-batch)."""
-    with Trainer(model, ctx, settings, description) as trainer:
+    with Trainer(model, ctx, settings, description, callbacks) as trainer:
         for step in trainer.steps():
             for micro in range(settings.grad_accum):
                 with trainer.micro_batch():

@@ -12,7 +12,7 @@ What a plugin passes in:
 - ``data``: (train records, held-out records, source name) instead of the task's ``sft`` records;
 - ``evaluate(model, tokenizer, heldout_records, heldout_tokens, cfg, embedded) -> dict``: the held-out
   metrics (default ``evaluate``: exact match and loss; ``evaluate_final_answer`` for reasoning traces);
-- ``loop_fn``: the training loop (the plugin's own ``train_loop``, so a test can spy on it);
+- ``callbacks``: Trainer callbacks (AdaLoRA's budget allocation after each optimizer step);
 - ``regularizer() -> (penalty tensor, metrics)``: added to the loss (AdaLoRA's orthogonality term);
 - ``tokenize_train(record, tokenizer, max_length)``: replaces ``tokenize_sft`` for training examples;
 - ``bare_base``: ``before`` is scored on the peft model's base without its adapter (prompt methods,
@@ -40,7 +40,7 @@ from posttrain.hf import parameter_counts
 from posttrain.logit_chunks import check_logit_head, final_hidden_states, token_logprobs_chunked
 from posttrain.logprobs import token_logprobs
 from posttrain.packing import check_packing, pack_examples, packed_model_inputs
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.train import Trainer, finish, loop_settings
 
 # The smoke-test settings of every SFT-family plugin (some add their own keys).
 SMOKE = {"max_steps": 2, "train_examples": 64, "eval_examples": 16, "batch_size": 8, "log_every": 1}
@@ -180,7 +180,7 @@ def train_sft(
     tokenizer,
     data=None,
     evaluate=evaluate,
-    loop_fn=None,
+    callbacks=(),
     regularizer=None,
     tokenize_train=None,
     bare_base: bool = False,
@@ -215,7 +215,12 @@ def train_sft(
             metrics.update(penalty_metrics)
         return loss, metrics
 
-    loop = (loop_fn or train_loop)(model, ctx, loop_settings(cfg), loss_fn, description=f"sft on {source}")
+    with Trainer(model, ctx, loop_settings(cfg), f"sft on {source}", callbacks) as trainer:
+        for step in trainer.steps():
+            for micro in range(cfg.grad_accum):
+                with trainer.micro_batch():
+                    loss, metrics = loss_fn(step, micro)
+                    trainer.step(loss, metrics)
 
     after = evaluate(model, tokenizer, heldout_records, heldout, cfg, embedded)
-    return finish(ctx, model, tokenizer, loop, before, after, data=source, **counts, **extra)
+    return finish(ctx, model, tokenizer, trainer.result, before, after, data=source, **counts, **extra)
