@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from posttrain.preference import preference_accuracy
-from posttrain_plugins.dpo import dpo_loss
+from posttrain.preference import dpo_loss, preference_accuracy
 from posttrain_plugins.sft import sft_loss
 
 
