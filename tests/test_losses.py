@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
-from posttrain.preference import preference_accuracy
+from posttrain.preference import dpo_loss, preference_accuracy
 from posttrain.training.sft import sft_loss
-from posttrain_plugins.dpo import dpo_loss
 
 
 def test_sft_loss_uniform_logits_is_log_vocab():

@@ -19,10 +19,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from posttrain.preference import PairLogps, add_rpo_nll, chosen_nll_per_token
+from posttrain.preference import PairLogps, add_rpo_nll, chosen_nll_per_token, dpo_loss, rpo_dpo_loss
 from posttrain_plugins.cdpo import cdpo_loss, robust_dpo_loss
 from posttrain_plugins.cpo import cpo_loss
-from posttrain_plugins.dpo import dpo_loss, rpo_dpo_loss
 from posttrain_plugins.hinge import hinge_loss, slic_loss
 from posttrain_plugins.ipo import ipo_loss
 from posttrain_plugins.kto import kl_example, kto_loss, kto_reference_point, mismatched_partners, unpair

@@ -150,7 +150,7 @@ def recorded(log: outcomes.OutcomeLog) -> outcomes.Evaluation:
 
 
 def test_dpo_evaluation_records_one_outcome_per_heldout_pair(embedded):
-    from posttrain.preference import PairLogps, dataset_logps, load_pairs
+    from posttrain.preference import PairLogps, dataset_logps, evaluate_pairs, implicit_rewards, load_pairs
 
     ctx, policy, tokenizer = embedded
     dpo = plugin_module("dpo")
@@ -159,8 +159,8 @@ def test_dpo_evaluation_records_one_outcome_per_heldout_pair(embedded):
     own = dataset_logps(policy, data.heldout, data.pad_id, "cpu")
     shift = offsets(len(data.heldout))
     ref = PairLogps(own.chosen + shift, own.rejected - shift, own.chosen_tokens, own.rejected_tokens)
-    with outcomes.recording() as log:
-        metrics = dpo.evaluate(policy, tokenizer, data, ref, cfg)
+    with outcomes.recording() as log:  # dpo's held-out evaluation: train_with_reference's
+        metrics = evaluate_pairs(policy, tokenizer, data, implicit_rewards(cfg.beta), ref, cfg)
     evaluation = recorded(log)
     assert evaluation.problems == tuple(r["prompt"] for r in data.heldout_records)
     assert evaluation.mean == pytest.approx(metrics["preference_accuracy"], abs=1e-6)

@@ -18,12 +18,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from posttrain.preference import PairLogps, reward_metrics
+from posttrain.preference import PairLogps, dpo_loss, reward_metrics
 from posttrain_plugins.aot import aot_paired_loss, aot_unpaired_loss
 from posttrain_plugins.apo import apo_down_loss, apo_zero_loss
 from posttrain_plugins.bco import bco_pair_loss
 from posttrain_plugins.discopop import discopop_loss
-from posttrain_plugins.dpo import dpo_loss
 from posttrain_plugins.exo import exo_pair_loss
 from posttrain_plugins.nca import nca_pair_loss
 from posttrain_plugins.sigmoid_norm import sigmoid_norm_loss

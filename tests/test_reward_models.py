@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from posttrain.errors import UserError
-from posttrain_plugins.reward_model import bradley_terry_loss, centering_penalty, pair_margins, pairwise_accuracy
+from posttrain_plugins.reward_model import bradley_terry_loss, centering_penalty, pair_margins
 
 
 def test_bt_loss_hand_worked():
@@ -45,11 +45,6 @@ def test_centering_penalty():
     assert got.item() == pytest.approx(0.04)
     assert centering_penalty(torch.tensor([5.0, -2.0]), torch.tensor([-5.0, 2.0]), 0.01).item() == 0.0
     assert centering_penalty(torch.tensor([5.0]), torch.tensor([3.0]), 0.0).item() == 0.0
-
-
-def test_pairwise_accuracy_ties_count_half():
-    got = pairwise_accuracy(torch.tensor([1.0, 0.0, 2.0, 0.5]), torch.tensor([0.0, 1.0, 2.0, 0.4]))
-    assert got.item() == pytest.approx((1 + 0 + 0.5 + 1) / 4)
 
 
 def test_pair_margins_column():

@@ -108,6 +108,7 @@ def phase_ours(args) -> dict:
     import torch
 
     import posttrain.preference as preference
+    import posttrain.train as train
     import posttrain_plugins.dpo as dpo
     from posttrain.interface import RunContext
 
@@ -116,7 +117,7 @@ def phase_ours(args) -> dict:
     timings = {"reference": 0.0, "loop": 0.0, "cpu": 0.0}
     losses: list[float] = []
     tokens = [0]
-    dataset_logps, train_loop = preference.dataset_logps, dpo.train_loop
+    dataset_logps, train_loop = preference.dataset_logps, train.train_loop  # train_pairwise imports it at call time
 
     def timed_dataset_logps(model, pairs, *a, **kw):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -139,7 +140,7 @@ def phase_ours(args) -> dict:
         timings["cpu"] += time.process_time() - c0
         return result
 
-    preference.dataset_logps, dpo.train_loop = timed_dataset_logps, timed_train_loop
+    preference.dataset_logps, train.train_loop = timed_dataset_logps, timed_train_loop
     cfg = dpo.Config(
         rpo_alpha=0.0,  # plain DPO, as TRL's loss_type=["sigmoid"] below
         max_steps=args.steps,

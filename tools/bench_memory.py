@@ -15,7 +15,7 @@ Each (trainer, option) runs in a fresh subprocess: it imports everything, record
 mark (``ru_maxrss``, the import baseline), builds the model, applies the option, and runs
 ``--steps`` optimizer steps (AdamW, lr 1e-4) with the trainers' own batch and loss functions
 (``posttrain.training.sft``: padded or packed batch, full-logits or chunked loss;
-``posttrain.preference.pair_logps`` + ``posttrain_plugins.dpo.dpo_loss``). DPO's reference
+``posttrain.preference.pair_logps`` + ``posttrain.preference.dpo_loss``). DPO's reference
 log-probs are computed before the steps from the policy itself (equal to the frozen reference's at
 step 0), so the peak is the training steps'. The reported peak is net of the import baseline:
 model, optimizer state and the steps' activations. Throughput counts non-pad tokens over the steps
@@ -149,8 +149,7 @@ def dpo_batches(model, settings: dict, steps: int) -> list:
 
 def dpo_step_loss(model, settings: dict, item):
     """(loss, tokens) with the DPO plugin's functions: one chosen-then-rejected forward, sigmoid loss."""
-    from posttrain.preference import pair_batch, pair_logps
-    from posttrain_plugins.dpo import dpo_loss
+    from posttrain.preference import dpo_loss, pair_batch, pair_logps
 
     pairs, ref = item
     batch = pair_batch(pairs, 0, "cpu")

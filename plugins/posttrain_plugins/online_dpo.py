@@ -19,7 +19,7 @@ Data: ``prompt`` records with ``answer`` (the task checker judges), or any ``pro
 Each round: draw ``prompts_per_round`` prompts, sample k completions each from the current policy,
 score them with the annotator, pair the best against the worst sample of each prompt (no pair when
 all k tie), compute the reference log-probs of the new pairs once, and take ``steps_per_round``
-DPO steps on them (``posttrain_plugins.dpo.dpo_loss``). ``steps_per_round=1`` with batches as large
+DPO steps on them (``posttrain.preference.dpo_loss``). ``steps_per_round=1`` with batches as large
 as the round is OAIF's fully online setting.
 
 Deviations from the papers:
@@ -53,9 +53,8 @@ from posttrain.data import batch_indices, task_records, tokenize_preference
 from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, generate, reference_of, score
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
-from posttrain.preference import preference_accuracy
+from posttrain.preference import all_logps, batch_loss, pair_batch, preference_accuracy
 from posttrain.train import finish, loop_settings, train_loop
-from posttrain_plugins.dpo import all_logps, batch_loss, pair_batch
 
 
 class Config(TrainingConfig):

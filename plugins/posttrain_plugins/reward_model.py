@@ -41,7 +41,7 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult, outcomes
 from posttrain.config import TrainingConfig
-from posttrain.data import batch_indices, iterate_batches, pad_sequences, task_records, tokenize_preference
+from posttrain.data import batch_indices, iterate_batches, task_records, tokenize_preference
 from posttrain.errors import UserError
 from posttrain.hf import (
     LoraSettings,
@@ -56,6 +56,7 @@ from posttrain.hf import (
     quiet_transformers,
 )
 from posttrain.logprobs import split_pairs
+from posttrain.preference import pair_batch, pair_preferences, preference_accuracy
 from posttrain.reward_models import prepare_tokenizer, rewards_of
 from posttrain.train import finish, loop_settings, train_loop
 
@@ -106,12 +107,6 @@ def centering_penalty(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tens
     return coefficient * ((chosen_rewards + rejected_rewards) ** 2).mean()
 
 
-def pairwise_accuracy(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
-    """Share of pairs with r_w > r_l; exact ties count 1/2 (chance), not 0."""
-    wins = (chosen_rewards > rejected_rewards).float() + 0.5 * (chosen_rewards == rejected_rewards).float()
-    return wins.mean()
-
-
 # --- model and data -----------------------------------------------------------------------------
 
 
@@ -155,11 +150,6 @@ def pair_margins(records: list[dict], source: str, use: bool) -> torch.Tensor | 
     return torch.tensor(values)
 
 
-def pair_batch(pairs: list[tuple[dict, dict]], pad_id: int, device: str) -> dict:
-    """Chosen then rejected in one padded batch: one forward pass scores both."""
-    return pad_sequences([c for c, _ in pairs] + [r for _, r in pairs], pad_id, device)
-
-
 @torch.no_grad()
 def evaluate(model, pairs, pad_id: int, device: str, margins: torch.Tensor | None) -> dict:
     was_training = model.training
@@ -171,10 +161,10 @@ def evaluate(model, pairs, pad_id: int, device: str, margins: torch.Tensor | Non
         rejected.append(r.cpu())
     model.train(was_training)
     c, r = torch.cat(chosen), torch.cat(rejected)
-    wins = (c > r).float() + 0.5 * (c == r).float()  # pairwise_accuracy's terms, kept for the paired test
+    wins = pair_preferences(c, r)  # per pair 1, 1/2 on a tie, 0: kept for the paired test
     outcomes.record("pairwise_accuracy", [f"pair-{i}" for i in range(len(wins))], wins.tolist(), outcomes.SCORE)
     return {
-        "pairwise_accuracy": pairwise_accuracy(c, r).item(),
+        "pairwise_accuracy": preference_accuracy(c, r).item(),
         "reward_margin": (c - r).mean().item(),
         "reward_mean": torch.cat([c, r]).mean().item(),
         "loss": bradley_terry_loss(c, r, margins).mean().item(),
@@ -202,7 +192,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         if cfg.center_rewards_coefficient:
             loss = loss + centering_penalty(chosen, rejected, cfg.center_rewards_coefficient)
         return loss, {
-            "accuracy": pairwise_accuracy(chosen, rejected).item(),
+            "accuracy": preference_accuracy(chosen, rejected).item(),
             "rewards/chosen": chosen.mean().item(),
             "rewards/rejected": rejected.mean().item(),
             "rewards/margins": (chosen - rejected).mean().item(),

@@ -47,9 +47,10 @@ from posttrain.preference import (
     PairLogps,
     PreferenceData,
     ReferencePairwiseConfig,
+    dpo_loss,
+    implicit_rewards,
     train_pairwise,
 )
-from posttrain_plugins.dpo import dpo_loss
 
 
 class Config(ReferencePairwiseConfig):
@@ -115,13 +116,11 @@ def spin_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    def rewards(pol: PairLogps, ref: PairLogps | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return cfg.lam * (pol.chosen - ref.chosen), cfg.lam * (pol.rejected - ref.rejected)
-
     def pair_loss(pol: PairLogps, ref: PairLogps | None):
         losses, c_rew, r_rew = spin_loss(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.lam)
         return losses.mean(), c_rew, r_rew, {}
 
+    rewards = implicit_rewards(cfg.lam)  # λ log(π/π_t), DPO's implicit reward at β = λ
     return train_pairwise(cfg, ctx, "spin", pair_loss, rewards, reference=True, load_data=load_self_play_data)
 
 

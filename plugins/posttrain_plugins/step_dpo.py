@@ -41,10 +41,17 @@ from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, task_records, tokenize_preference
 from posttrain.evaluation import generate
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
-from posttrain.logprobs import sequence_logprobs, split_pairs
-from posttrain.preference import preference_accuracy
+from posttrain.preference import (
+    PairLogps,
+    dataset_logps,
+    dpo_loss,
+    pair_batch,
+    pair_logps,
+    preference_accuracy,
+    reward_metrics,
+    reward_pair,
+)
 from posttrain.train import finish, loop_settings, train_loop
-from posttrain_plugins.dpo import all_logps, dpo_loss, pair_batch
 
 
 class Config(TrainingConfig):
@@ -128,16 +135,13 @@ def self_generated_pairs(policy, tokenizer, cfg: Config, ctx: RunContext) -> tup
     return pairs, stats
 
 
-def evaluate(policy, tokenizer, pairs, ref_logps, problems, cfg: Config, check) -> dict:
-    was_training = policy.training
-    policy.eval()
-    chosen, rejected = all_logps(policy, pairs, tokenizer.pad_token_id, str(next(policy.parameters()).device))
-    policy.train(was_training)
-    c_rewards, r_rewards = cfg.beta * (chosen - ref_logps[0]), cfg.beta * (rejected - ref_logps[1])
+def evaluate(policy, tokenizer, pairs, ref: PairLogps, problems, cfg: Config, check) -> dict:
+    logps = dataset_logps(policy, pairs, tokenizer.pad_token_id, str(next(policy.parameters()).device))
+    c_rewards, r_rewards = reward_pair(logps.chosen, logps.rejected, ref.chosen, ref.rejected, cfg.beta)
     out = {
         "step_preference_accuracy": preference_accuracy(c_rewards, r_rewards).item(),
         "reward_margin": (c_rewards - r_rewards).mean().item(),
-        "logprob_step_accuracy": preference_accuracy(chosen, rejected).item(),
+        "logprob_step_accuracy": preference_accuracy(logps.chosen, logps.rejected).item(),
     }
     if problems:
         texts = generate(policy, tokenizer, [p["prompt"] for p in problems], cfg.max_new_tokens or 16)
@@ -180,23 +184,17 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     counts = parameter_counts(policy)
     ctx.log(0, counts)
     with reference_mode(policy, frozen_reference(policy)) as ref:  # the policy as loaded: sampling left it unchanged
-        ref_train = all_logps(ref, train, pad, ctx.device)
-        ref_heldout = all_logps(ref, heldout, pad, ctx.device)
+        ref_train = dataset_logps(ref, train, pad, ctx.device)
+        ref_heldout = dataset_logps(ref, heldout, pad, ctx.device)
     del ref  # frees the frozen copy: training holds one model, not two
     before = evaluate(policy, tokenizer, heldout, ref_heldout, problems, cfg, check)
 
     def loss_fn(step: int, micro: int):
         idx = batch_indices(len(train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
         batch = pair_batch([train[i] for i in idx], pad, ctx.device)
-        pol_c, pol_r = split_pairs(sequence_logprobs(policy, batch)[0])
-        losses, c_rew, r_rew = dpo_loss(pol_c, pol_r, ref_train[0][idx], ref_train[1][idx], cfg.beta)
-        return losses.mean(), {
-            "rewards/chosen": c_rew.mean().item(),
-            "rewards/rejected": r_rew.mean().item(),
-            "rewards/margins": (c_rew - r_rew).mean().item(),
-            "rewards/accuracies": preference_accuracy(c_rew, r_rew).item(),
-            "tokens": int(batch["attention_mask"].sum()),
-        }
+        pol, ref = pair_logps(policy, batch), ref_train[idx]
+        losses, c_rew, r_rew = dpo_loss(pol.chosen, pol.rejected, ref.chosen, ref.rejected, cfg.beta)
+        return losses.mean(), {**reward_metrics(c_rew, r_rew, pol), "tokens": int(batch["attention_mask"].sum())}
 
     loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"step-dpo on {source}")
     after = evaluate(policy, tokenizer, heldout, ref_heldout, problems, cfg, check)

@@ -1,11 +1,13 @@
-"""Plumbing shared by the offline preference trainers (ipo, cdpo, hinge, simpo, cpo, orpo, rdpo,
-mdpo, kto, and TRL's other DPO loss types: apo, exo, nca, bco, sppo, discopop, sigmoid_norm, aot):
-paired batches with chosen and rejected in one forward pass, reference log-probs
-computed once before training, and the held-out preference metrics.
+"""The pairwise-preference recipe shared by the offline preference trainers (dpo, ipo, cdpo, hinge,
+simpo, cpo, orpo, rdpo, mdpo, spin, kto, and TRL's other DPO loss types: apo, exo, nca, bco, sppo,
+discopop, sigmoid_norm, aot) and by step-dpo and online-dpo: paired batches with chosen and
+rejected in one forward pass, reference log-probs computed once before training, and the held-out
+preference metrics.
 
-No algorithm lives here but RPO's optional NLL term (``add_rpo_nll``, one definition for every
-plugin that offers it): each plugin keeps its loss and its implicit reward in its own file and
-either calls these helpers for data, log-probs and evaluation, or hands both functions to
+Two losses live here because several plugins share them: DPO's sigmoid loss (``dpo_loss``: dpo,
+spin, step-dpo, online-dpo) and RPO's optional NLL term (``add_rpo_nll``, one definition for every
+plugin that offers it). Every other plugin keeps its loss and its implicit reward in its own file
+and either calls these helpers for data, log-probs and evaluation, or hands both functions to
 ``train_pairwise`` (load, reference, evaluate, train, evaluate, finish: the same for every method).
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import outcomes
@@ -61,6 +64,12 @@ def dataset_logps(model, pairs: list[tuple[dict, dict]], pad_id: int, device: st
     parts = [pair_logps(model, pair_batch(chunk, pad_id, device)) for chunk in iterate_batches(pairs, batch_size)]
     model.train(was_training)
     return PairLogps(*(torch.cat([getattr(p, f) for p in parts]) for f in PairLogps.__dataclass_fields__))
+
+
+def all_logps(model, pairs, pad_id: int, device: str, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dataset_logps`` as (chosen, rejected) summed log-probs, for loops that index the two tensors."""
+    logps = dataset_logps(model, pairs, pad_id, device, batch_size)
+    return logps.chosen, logps.rejected
 
 
 @dataclass
@@ -171,6 +180,20 @@ def add_rpo_nll(loss: torch.Tensor, logps: PairLogps, rpo_alpha: float) -> tuple
     return loss + rpo_alpha * nll, {"nll_loss": nll.item()}
 
 
+def step_objective(
+    loss: torch.Tensor,
+    chosen_rewards: torch.Tensor,
+    rejected_rewards: torch.Tensor,
+    policy: PairLogps,
+    rpo_alpha: float,
+    metrics: dict | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """A method's batch loss plus RPO's NLL term (α > 0), and the step metrics: TRL's reward and
+    log-prob metrics, the method's own ``metrics``, then ``nll_loss``."""
+    loss, nll = add_rpo_nll(loss, policy, rpo_alpha)
+    return loss, {**reward_metrics(chosen_rewards, rejected_rewards, policy), **(metrics or {}), **nll}
+
+
 class PairwiseConfig(TrainingConfig):
     """Training defaults shared by the offline pairwise trainers, sized for the embedded model."""
 
@@ -210,6 +233,40 @@ def reward_pair(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DPO's implicit rewards β log(π/π_ref) of the chosen and rejected responses (summed log-probs in)."""
     return beta * (policy_chosen - ref_chosen), beta * (policy_rejected - ref_rejected)
+
+
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair DPO loss (Rafailov et al. 2023, arXiv:2305.18290, Eq. 7) and the implicit rewards of
+    chosen and rejected.
+
+    Inputs are summed log-probs of each response, shape (B,). The implicit reward is
+    r = β (log π(y|x) − log π_ref(y|x)) (``reward_pair``); the loss is −log σ(r_chosen − r_rejected).
+    When policy = reference every reward is 0 and the loss is ln 2 ≈ 0.6931.
+    """
+    chosen_rewards, rejected_rewards = reward_pair(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    losses = -F.logsigmoid(chosen_rewards - rejected_rewards)
+    return losses, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+def rpo_dpo_loss(
+    policy: PairLogps, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float, rpo_alpha: float
+) -> tuple[torch.Tensor, dict]:
+    """Batch loss: mean DPO loss plus α · NLL per chosen token (RPO), and TRL's step metrics."""
+    losses, c_rew, r_rew = dpo_loss(policy.chosen, policy.rejected, ref_chosen, ref_rejected, beta)
+    return step_objective(losses.mean(), c_rew, r_rew, policy, rpo_alpha)
+
+
+def batch_loss(policy, batch: dict, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, cfg):
+    """DPO (plus RPO's NLL term when ``cfg.rpo_alpha``) on a ``pair_batch``, and TRL's step metrics:
+    the step of loops that build their own batches (online-dpo)."""
+    loss, metrics = rpo_dpo_loss(pair_logps(policy, batch), ref_chosen, ref_rejected, cfg.beta, cfg.rpo_alpha)
+    return loss, {**metrics, "tokens": int(batch["attention_mask"].sum())}
 
 
 def implicit_rewards(beta: float) -> RewardFn:
@@ -263,9 +320,8 @@ def train_pairwise(
         batch = pair_batch([data.train[i] for i in idx], data.pad_id, ctx.device)
         pol = pair_logps(policy, batch)
         loss, c_rew, r_rew, metrics = pair_loss(pol, None if ref_train is None else ref_train[idx])
-        loss, nll = add_rpo_nll(loss, pol, getattr(cfg, "rpo_alpha", 0.0))
-        tokens = int(batch["attention_mask"].sum())
-        return loss, {**reward_metrics(c_rew, r_rew, pol), **metrics, **nll, "tokens": tokens}
+        loss, metrics = step_objective(loss, c_rew, r_rew, pol, getattr(cfg, "rpo_alpha", 0.0), metrics)
+        return loss, {**metrics, "tokens": int(batch["attention_mask"].sum())}
 
     loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"{name} on {data.source}")
     after = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)

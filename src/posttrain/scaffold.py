@@ -236,9 +236,11 @@ def {fn}(*inputs: torch.Tensor) -> torch.Tensor:
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    """{TODO}: the training loop. The usual shape (see plugins/posttrain_plugins/dpo.py and
-    src/posttrain/training/sft.py): policy, tokenizer = posttrain.hf.load_policy(ctx, lora_settings(cfg));
-    records from posttrain.data.task_records(ctx, ...); a held-out evaluation before and after;
+    """{TODO}: the training loop (a pairwise-preference loss needs none: hand it to
+    posttrain.preference.train_pairwise, as plugins/posttrain_plugins/dpo.py and ipo.py do).
+    The usual shape of a loop of its own (see src/posttrain/training/sft.py):
+    policy, tokenizer = posttrain.hf.load_policy(ctx, lora_settings(cfg)); records from
+    posttrain.data.task_records(ctx, ...); a held-out evaluation before and after;
     loop = posttrain.train.train_loop(policy, ctx, loop_settings(cfg), loss_fn) with loss_fn calling
     {fn}() and returning (loss, metrics with "tokens"); return posttrain.train.finish(...).
     """
