@@ -306,7 +306,7 @@ def train_pairwise(
     ``load_data(ctx, cfg, tokenizer, policy) -> PreferenceData`` replaces ``load_pairs`` for methods
     that build their pairs with the loaded model (SPIN: its own answers are the rejected ones)."""
     from posttrain.hf import load_policy, lora_settings, parameter_counts
-    from posttrain.train import finish, loop_settings, train_loop
+    from posttrain.train import Trainer, finish, loop_settings
 
     policy, tokenizer = load_policy(ctx, lora_settings(cfg))
     data = load_data(ctx, cfg, tokenizer, policy) if load_data else load_pairs(ctx, cfg, tokenizer)
@@ -323,6 +323,11 @@ def train_pairwise(
         loss, metrics = step_objective(loss, c_rew, r_rew, pol, getattr(cfg, "rpo_alpha", 0.0), metrics)
         return loss, {**metrics, "tokens": int(batch["attention_mask"].sum())}
 
-    loop = train_loop(policy, ctx, loop_settings(cfg), loss_fn, description=f"{name} on {data.source}")
+    with Trainer(policy, ctx, loop_settings(cfg), f"{name} on {data.source}") as trainer:
+        for step in trainer.steps():
+            for micro in range(cfg.grad_accum):
+                with trainer.micro_batch():
+                    loss, metrics = loss_fn(step, micro)
+                    trainer.step(loss, metrics)
     after = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
-    return finish(ctx, policy, tokenizer, loop, before, after, data=data.source, **summary, **counts)
+    return finish(ctx, policy, tokenizer, trainer.result, before, after, data=data.source, **summary, **counts)
