@@ -41,7 +41,8 @@ from posttrain import Plugin, RunContext, RunResult, outcomes
 from posttrain.data import EVAL_SEED, load_records, split_heldout
 from posttrain.embedded.formats import final_answer_correct, rationale_examples
 from posttrain.errors import UserError
-from posttrain.evaluation import generate, mean_nll
+from posttrain.evaluation import mean_nll
+from posttrain.generation.decode import generate
 from posttrain.hf import load_policy, lora_settings
 from posttrain.train import train_loop
 from posttrain_plugins import sft
