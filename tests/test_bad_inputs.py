@@ -160,7 +160,7 @@ def test_a_device_file_as_dataset_gets_an_honest_message(cli, tmp_path):
 
 
 def test_a_missing_reward_model_path_gets_an_honest_message():
-    from posttrain.reward_models import load_reward_model
+    from posttrain.scoring import load_reward_model
 
     with pytest.raises(UserError, match=r"reward_model runs/rm/x/model: no such folder, and not a hub model id"):
         load_reward_model("runs/rm/x/model")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from posttrain.fastpath import lean_decoder, padded_causal_mask, prompt_run_lengths, repeat_rows
-from posttrain.rollout import Sampling, native_generate, position_ids
+from posttrain.generation.sampler import Sampling, native_generate, position_ids
 
 
 def tiny(kind: str):

@@ -41,8 +41,8 @@ def test_models_load_in_bf16_on_cuda_and_train_a_step():
 def test_native_sampler_runs_on_cuda():
     """The native sampling loop (prefill once, cached decode) on the GPU: shapes and finite log-probs."""
     from posttrain.embedded.model import base_model_dir
+    from posttrain.generation.sampler import Sampling, native_generate
     from posttrain.hf import load_model, load_tokenizer
-    from posttrain.rollout import Sampling, native_generate
 
     model = load_model(str(base_model_dir()), "cuda").eval()
     tok = load_tokenizer(str(base_model_dir()))

@@ -8,17 +8,11 @@ import pytest
 import torch
 
 from posttrain.errors import UserError
-from posttrain.inference import (
-    ComputeMeter,
-    evaluator_scorer,
-    find_sweep,
-    load_model,
-    load_problems,
-    plot_sweeps,
-    sample,
-    sweepable_fields,
-)
+from posttrain.generation.decode import sample
+from posttrain.inference import ComputeMeter, load_model, load_problems
 from posttrain.interface import RunContext
+from posttrain.scoring import evaluator_scorer
+from posttrain.sweeps import find_sweep, plot_sweeps, sweepable_fields
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +21,7 @@ def tiny():
 
 
 def test_greedy_sampling_with_the_shared_prompt_cache_matches_plain_generate(tiny):
-    from posttrain.evaluation import generate
+    from posttrain.generation.decode import generate
 
     model, tok = tiny
     prompts = ["12+30=", "7+5=", "99+99="]  # different lengths: left padding and the cache must agree
@@ -82,7 +76,7 @@ def test_evaluator_scorer_counts_the_prms_forward_passes(tiny, tmp_path, tiny_cl
 
 
 def test_verify_step_scores_rate_every_step_prefix(tiny):
-    from posttrain.inference import verify_scores, verify_step_scores
+    from posttrain.scoring import verify_scores, verify_step_scores
 
     model, tok = tiny
     out = verify_step_scores(model, tok, ["12+3=", "7+5="], [["5;", "1;", "#15"], []])
@@ -153,7 +147,7 @@ def test_plot_sweeps_writes_a_png(tmp_path):
 
 @pytest.mark.smoke
 def test_a_sweep_runs_once_per_value(tmp_path):
-    from posttrain.inference import run_sweep
+    from posttrain.runner import run_sweep
 
     result = run_sweep(
         "self-consistency", "n", ["1", "2"], ["eval_examples=4", "task=addition"], tmp_path, device="cpu"

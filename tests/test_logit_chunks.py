@@ -90,7 +90,7 @@ def test_sft_chunked_loss_equals_logits_loss():
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])  # the lean forward (llama) and the model's own (gpt2)
 def test_rollout_logprobs_equal_the_full_logits(family):
-    from posttrain.rollout import completion_logprobs
+    from posttrain.generation.logprobs import completion_logprobs
 
     model = tiny_model(family)
     ids, attn, completion_attn = rollout_batch()

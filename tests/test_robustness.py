@@ -150,7 +150,7 @@ def prepare_only():
 
     with (
         mock.patch("posttrain.runner.execute", lambda *a, **k: None),
-        mock.patch("posttrain.inference.run_sweep", lambda *a, **k: None),
+        mock.patch("posttrain.runner.run_sweep", lambda *a, **k: None),
     ):
         yield
 

@@ -5,23 +5,25 @@ import pytest
 import torch
 
 from posttrain.errors import UserError
-from posttrain.rewards import combined_reward, length_penalty
-from posttrain.rollout import (
-    BatchSemantics,
-    RolloutSchedule,
+from posttrain.generation.logprobs import completion_logprobs
+from posttrain.generation.sampler import (
     Sampling,
-    attach_logprobs,
-    completion_logprobs,
     completion_masks,
-    concat_rollouts,
     cut_at_stop,
     draw,
     native_generate,
     position_ids,
-    sample_completions,
     sampling_scores,
-    score_rollout,
     single_token_stops,
+)
+from posttrain.rewards import combined_reward, length_penalty
+from posttrain.rollout import (
+    BatchSemantics,
+    RolloutSchedule,
+    attach_logprobs,
+    concat_rollouts,
+    sample_completions,
+    score_rollout,
 )
 
 
@@ -130,7 +132,7 @@ def test_logprobs_equal_the_samplers(tiny, backend):
     torch.manual_seed(1)
     sampling = Sampling(max_new_tokens=6, temperature=0.7, backend=backend)
     r = sample_completions(model, tok, RECORDS, 3, sampling)
-    from posttrain.rollout import eos_ids, generation_config, left_pad
+    from posttrain.generation.sampler import eos_ids, generation_config, left_pad
 
     prompt, attn = left_pad([tok(rec["prompt"])["input_ids"] for rec in r.records], tok.pad_token_id)
     cfg = generation_config(tok, sampling, eos_ids(tok, model))
@@ -159,7 +161,7 @@ def test_logprobs_match_generate_output_logits(tiny):
     model, tok = tiny
     torch.manual_seed(2)
     sampling = Sampling(max_new_tokens=4)
-    from posttrain.rollout import eos_ids, generation_config, left_pad
+    from posttrain.generation.sampler import eos_ids, generation_config, left_pad
 
     prompt, attn = left_pad([tok(rec["prompt"])["input_ids"] for rec in RECORDS], tok.pad_token_id)
     cfg = generation_config(tok, sampling, eos_ids(tok, model))
@@ -230,7 +232,7 @@ def test_draw_follows_the_distribution():
 
 def test_native_greedy_equals_generate_greedy(tiny):
     model, tok = tiny
-    from posttrain.rollout import eos_ids, left_pad
+    from posttrain.generation.sampler import eos_ids, left_pad
 
     prompts = [tok(rec["prompt"])["input_ids"] for rec in RECORDS]
     ids, _ = native_generate(model, prompts, 1, Sampling(max_new_tokens=7, top_k=1), eos_ids(tok, model), 0)
@@ -247,7 +249,7 @@ def test_native_greedy_equals_generate_greedy(tiny):
 def test_native_rows_share_their_prompt_and_low_temperature_is_greedy(tiny):
     """G rows per prompt, contiguous; temperature -> 0 concentrates every row on the greedy tokens."""
     model, tok = tiny
-    from posttrain.rollout import eos_ids
+    from posttrain.generation.sampler import eos_ids
 
     prompts = [tok(rec["prompt"])["input_ids"] for rec in RECORDS]
     stops = eos_ids(tok, model)
@@ -326,7 +328,7 @@ def test_attach_logprobs_reference_and_old(tiny):
 def test_native_rollout_brings_its_old_logprobs(tiny):
     """attach_logprobs(old=True) takes the native sampler's log-probs instead of a forward pass,
     and they equal that forward pass."""
-    from posttrain.rollout import batched_logprobs
+    from posttrain.generation.logprobs import batched_logprobs
 
     model, tok = tiny
     torch.manual_seed(6)
@@ -358,7 +360,7 @@ def test_select_and_concat_rollouts(tiny):
 
 def test_evaluate_policy_keeps_each_prompts_reward_for_the_paired_test(tiny):
     from posttrain import outcomes
-    from posttrain.rollout import evaluate_policy
+    from posttrain.evaluation import evaluate_policy
 
     model, tok = tiny
     reward = combined_reward(["exact-match"])

@@ -114,7 +114,7 @@ def test_greedy_decode_without_cache_matches_generate_on_a_plain_model():
 
     from posttrain.embedded.model import build_model
     from posttrain.embedded.tokenizer import build_tokenizer
-    from posttrain.evaluation import generate, greedy_full_forward
+    from posttrain.generation.decode import generate, greedy_full_forward
 
     tok = build_tokenizer()
     model = build_model(tok, seed=0)

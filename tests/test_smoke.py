@@ -83,7 +83,7 @@ def test_saved_model_reloads_and_generates_the_same(tmp_path):
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from posttrain.evaluation import generate
+    from posttrain.generation.decode import generate
 
     for name, loader in (("sft", AutoModelForCausalLM), ("lora", AutoPeftModelForCausalLM)):
         out = tmp_path / name

@@ -7,7 +7,7 @@ of step time spent generating, and peak memory, on the same model, prompts, grou
 
 Each side runs in its own subprocess (so ru_maxrss is its own peak), and the sides alternate
 (ours, TRL, ours, TRL, ...) so machine load affects both alike. Both sides are measured by the same
-instruments: a wrapper around ``GenerationMixin.generate`` and our ``posttrain.rollout.native_generate``
+instruments: a wrapper around ``GenerationMixin.generate`` and our ``posttrain.generation.sampler.native_generate``
 (time and non-pad generated tokens) and
 a wrapper around ``torch.optim.AdamW.step`` (the time between consecutive optimizer steps is the
 step time, so setup, evaluation and checkpointing are excluded). Under machine load wall times are noisy, so the CPU time
@@ -89,9 +89,9 @@ class Probe:
         GenerationMixin.generate = generate
         torch.optim.AdamW.step = step
 
-        import posttrain.rollout as rollout
+        import posttrain.generation.sampler as sampler
 
-        original_native = rollout.native_generate
+        original_native = sampler.native_generate
 
         def native_generate(model, prompts, num_generations, sampling, stop_ids, pad_id):
             start = time.perf_counter()
@@ -100,7 +100,7 @@ class Probe:
             probe.generate.append((start, time.perf_counter(), int((ids != pad_id).sum())))
             return ids, logps
 
-        rollout.native_generate = native_generate
+        sampler.native_generate = native_generate
 
     def summary(self) -> dict:
         """Steady-state numbers: from the end of the first optimizer step to the end of the last."""
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "beta": 0.0,
             "learning_rate": 2e-4,
-            "ours_backend": "native (posttrain.rollout.native_generate)",
+            "ours_backend": "native (posttrain.generation.sampler.native_generate)",
             "trl_backend": "transformers generate",
         },
         "ours": ours,

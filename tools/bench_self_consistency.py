@@ -6,7 +6,7 @@
 
 Two ways to draw 16 samples for each of P prompts, run in ONE process and interleaved round by
 round (so machine load hits them alike):
-- batched: posttrain.inference.sample, one generate per chunk of prompts x 16 samples, the
+- batched: posttrain.generation.decode.sample, one generate per chunk of prompts x 16 samples, the
   prompt's KV cache computed once and shared by its 16 samples (what the plugin uses);
 - one generate call: ``model.generate`` over all P prompts with ``num_return_sequences=16``, as a
   user of transformers would write it (each prompt is prefilled 16 times).
@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from posttrain.inference import ComputeMeter, load_model, load_problems, sample
+from posttrain.generation.decode import sample
+from posttrain.inference import ComputeMeter, load_model, load_problems
 from posttrain.interface import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +52,7 @@ def page_section(report: dict) -> str:
         "",
         "| implementation | samples/s (wall) | tokens/s (wall) | CPU s per round | batched's speedup, wall | CPU |",
         "|---|---|---|---|---|---|",
-        f"| batched (`posttrain.inference.sample`, shared prompt cache) | {r['batched']['samples_per_second']} | "
+        f"| batched (`posttrain.generation.decode.sample`, shared prompt cache) | {r['batched']['samples_per_second']} | "
         f"{r['batched']['tokens_per_second']} | {r['batched']['cpu_seconds_median']} | 1.0x | 1.0x |",
         f"| one `generate(num_return_sequences={report['n']})` call over all prompts | "
         f"{r['one_generate_call']['samples_per_second']} | {r['one_generate_call']['tokens_per_second']} | "

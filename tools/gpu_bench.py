@@ -21,7 +21,7 @@ window runs from the end of the warmup steps to the end of the last step; tokens
 tokens counted in it by its length; the process CPU time (user + system) is noted at the same
 marks. Peak memory is ``torch.cuda.max_memory_allocated`` over the whole process (model, optimizer,
 evaluation), or on a CPU the peak RSS, also net of the RSS after the side's imports. Generated
-tokens are counted around ``GenerationMixin.generate`` and ``posttrain.rollout.native_generate``.
+tokens are counted around ``GenerationMixin.generate`` and ``posttrain.generation.sampler.native_generate``.
 """
 
 from __future__ import annotations
@@ -142,9 +142,9 @@ class Probe:
         """Wrap transformers' ``generate`` (TRL, our hf backend) and our native sampler."""
         from transformers.generation.utils import GenerationMixin
 
-        import posttrain.rollout as rollout
+        import posttrain.generation.sampler as sampler
 
-        generate, native_generate = GenerationMixin.generate, rollout.native_generate
+        generate, native_generate = GenerationMixin.generate, sampler.native_generate
         probe = self
 
         def counted_generate(model, *args, **kwargs):
@@ -160,7 +160,7 @@ class Probe:
             return ids, logps
 
         GenerationMixin.generate = counted_generate
-        rollout.native_generate = counted_native
+        sampler.native_generate = counted_native
 
     def profile_step(self, index: int) -> None:
         """Profile optimizer step ``index`` (1-based), from the end of the one before to its end."""

@@ -28,7 +28,7 @@ DEFAULTS_BEGIN, DEFAULTS_END = "<!-- tts:defaults -->", "<!-- /tts:defaults -->"
 
 
 def record(method: str, sweep: str, sets: list[str], seed: int) -> Path:
-    from posttrain.inference import run_sweep
+    from posttrain.runner import run_sweep
 
     field, _, raw = sweep.partition("=")
     values = [v for v in raw.split(",") if v]

@@ -57,6 +57,7 @@ from dataclasses import replace
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.generation.decode import sample
 from posttrain.inference import (
     REASONING_MODEL,
     SWEEP,
@@ -67,7 +68,6 @@ from posttrain.inference import (
     greedy_decoding,
     load_model,
     new_tokens,
-    sample,
     setup,
     step_stop,
     text_prompt,

@@ -52,16 +52,9 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
-from posttrain.inference import (
-    SWEEP,
-    InferenceConfig,
-    PerProblem,
-    evaluator_scorer,
-    finish,
-    new_tokens,
-    sample,
-    setup,
-)
+from posttrain.generation.decode import sample
+from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
+from posttrain.scoring import evaluator_scorer
 from posttrain_plugins.self_consistency import answer_of
 
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # sequential shares of the post-pilot budget (the strategy pool)

@@ -45,16 +45,9 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.inference import (
-    SWEEP,
-    InferenceConfig,
-    PerProblem,
-    evaluator_scorer,
-    finish,
-    new_tokens,
-    sample,
-    setup,
-)
+from posttrain.generation.decode import sample
+from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
+from posttrain.scoring import evaluator_scorer
 from posttrain_plugins.self_consistency import answer_of
 
 

@@ -40,6 +40,7 @@ from dataclasses import replace
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.generation.decode import sample
 from posttrain.inference import (
     REASONING_MODEL,
     SWEEP,
@@ -47,7 +48,6 @@ from posttrain.inference import (
     PerProblem,
     finish,
     new_tokens,
-    sample,
     setup,
     step_stop,
 )

@@ -34,7 +34,7 @@ from posttrain.data import task_records
 from posttrain.distill import load_teacher
 from posttrain.embedded.formats import final_answer_correct
 from posttrain.errors import UserError
-from posttrain.evaluation import generate
+from posttrain.generation.decode import generate
 from posttrain.hf import load_policy, lora_settings
 from posttrain.training.sft import SMOKE, SFTConfig, evaluate_final_answer, train_sft
 

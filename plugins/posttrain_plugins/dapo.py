@@ -43,7 +43,8 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
-from posttrain.rollout import Rollout, Sampling, concat_rollouts, sampling_from_config
+from posttrain.generation.sampler import Sampling
+from posttrain.rollout import Rollout, concat_rollouts, sampling_from_config
 from posttrain.rollout_config import RolloutConfig
 from posttrain.train import train_loop
 from posttrain_plugins.grpo import (

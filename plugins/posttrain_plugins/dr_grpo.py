@@ -28,7 +28,8 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.rollout import Rollout, Sampling
+from posttrain.generation.sampler import Sampling
+from posttrain.rollout import Rollout
 from posttrain.rollout_config import RolloutConfig
 from posttrain.train import train_loop
 from posttrain_plugins.grpo import SMOKE, Objective, clipped_surrogate, k3_kl, token_stats, train_group_policy

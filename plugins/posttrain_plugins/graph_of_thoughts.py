@@ -42,16 +42,9 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
-from posttrain.inference import (
-    SWEEP,
-    PerProblem,
-    StepSearchConfig,
-    attempt_scorer,
-    finish,
-    new_tokens,
-    sample,
-    setup,
-)
+from posttrain.generation.decode import sample
+from posttrain.inference import SWEEP, PerProblem, StepSearchConfig, finish, new_tokens, setup
+from posttrain.scoring import attempt_scorer
 
 
 class Config(StepSearchConfig):

@@ -38,17 +38,17 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.data import task_records
+from posttrain.evaluation import evaluate_policy
+from posttrain.generation.logprobs import completion_logprobs
+from posttrain.generation.sampler import Sampling
+from posttrain.generation.vllm_engine import VLLMEngine
 from posttrain.hf import frozen_reference, load_policy, lora_settings, model_source, parameter_counts
 from posttrain.rewards import reward_from_config
 from posttrain.rollout import (
     BatchSemantics,
     Rollout,
     RolloutSchedule,
-    Sampling,
-    VLLMEngine,
     attach_logprobs,
-    completion_logprobs,
-    evaluate_policy,
     prompt_batch,
     rollout_metrics,
     sample_completions,

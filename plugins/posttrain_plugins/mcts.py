@@ -36,17 +36,9 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.inference import (
-    SWEEP,
-    PerProblem,
-    StepSearchConfig,
-    attempt_scorer,
-    extend_steps,
-    finish,
-    sample,
-    setup,
-    text_prompt,
-)
+from posttrain.generation.decode import sample
+from posttrain.inference import SWEEP, PerProblem, StepSearchConfig, extend_steps, finish, setup, text_prompt
+from posttrain.scoring import attempt_scorer
 
 
 class Config(StepSearchConfig):

@@ -51,7 +51,8 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, task_records, tokenize_preference
 from posttrain.errors import UserError
-from posttrain.evaluation import exact_match, generate, reference_of, score
+from posttrain.evaluation import exact_match, reference_of, score
+from posttrain.generation.decode import generate
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
 from posttrain.preference import all_logps, batch_loss, pair_batch, preference_accuracy
 from posttrain.train import finish, loop_settings, train_loop
@@ -105,13 +106,13 @@ class Annotator:
     def __init__(self, cfg: Config, ctx: RunContext):
         self.model = None
         if cfg.reward_model:
-            from posttrain.reward_models import load_reward_model
+            from posttrain.scoring import load_reward_model
 
             self.model = load_reward_model(cfg.reward_model, ctx.device, what="--set reward_model")
 
     def __call__(self, records: list[dict], completions: list[str]) -> torch.Tensor:
         if self.model is not None:
-            from posttrain.reward_models import score as rm_score
+            from posttrain.scoring import score as rm_score
 
             return rm_score(*self.model, [r["prompt"] for r in records], completions)
         return torch.tensor([float(score(c, r)) for c, r in zip(completions, records, strict=True)])

@@ -20,7 +20,7 @@ adapter is loaded by ``peft.AutoPeftModelForCausalLM.from_pretrained``.
 Note on the numbers: the prompts start random (peft's embedding init), so the model with the
 untrained prompts (``initial`` in the summary) scores below the bare base model; ``before`` is the
 bare base (the model you have without the method). Held-out scores are greedy decodes without KV
-cache (``posttrain.evaluation.greedy_full_forward``): peft's cached ``generate`` does not reproduce
+cache (``posttrain.generation.decode.greedy_full_forward``): peft's cached ``generate`` does not reproduce
 the training-time forward for prefix models. Embedded, 3,000 steps at 1e-1
 (reports/runs/p-tuning-v2.json): bare base 0.778, initial prompts 0.05, after 0.852.
 

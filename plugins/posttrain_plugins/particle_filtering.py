@@ -31,16 +31,8 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.inference import (
-    SWEEP,
-    PerProblem,
-    StepSearchConfig,
-    attempt_scorer,
-    extend_steps,
-    finish,
-    setup,
-    text_prompt,
-)
+from posttrain.inference import SWEEP, PerProblem, StepSearchConfig, extend_steps, finish, setup, text_prompt
+from posttrain.scoring import attempt_scorer
 
 
 class Config(StepSearchConfig):

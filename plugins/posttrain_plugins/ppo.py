@@ -49,9 +49,11 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
+from posttrain.generation.logprobs import completion_logprobs
+from posttrain.generation.sampler import position_ids
 from posttrain.hf import save_model
 from posttrain.online_rl import conclude, rollout_stats, start
-from posttrain.rollout import RolloutSchedule, attach_logprobs, completion_logprobs, position_ids
+from posttrain.rollout import RolloutSchedule, attach_logprobs
 from posttrain.rollout_config import RolloutConfig
 from posttrain.train import loop_settings, train_loop
 

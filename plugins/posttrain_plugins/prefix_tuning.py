@@ -16,7 +16,7 @@ adapter holds the prefix encoder; ``peft.AutoPeftModelForCausalLM.from_pretraine
 Note on the numbers: a fresh prefix changes what every layer attends to, so the held-out score
 with the initial prefix (``initial`` in the summary) is far below the bare base model's, which is
 ``before``. Held-out scores are greedy decodes without KV cache
-(``posttrain.evaluation.greedy_full_forward``; peft's cached ``generate`` does not reproduce the
+(``posttrain.generation.decode.greedy_full_forward``; peft's cached ``generate`` does not reproduce the
 training-time forward for prefix models). Embedded, defaults (reports/runs/prefix-tuning.json):
 bare base 0.778, initial prefix 0.088, after 0.806.
 

@@ -20,7 +20,7 @@ you have without the method). 3,000 steps reach 0.79, just above the bare base (
 noise of 500 problems; reports/runs/prompt-tuning.json), as the paper expects of prompt tuning at
 small scale. More slots break the frozen model more and ended below the bare base; a task-text
 init did worse too.
-Held-out scores are greedy decodes without KV cache (``posttrain.evaluation.greedy_full_forward``):
+Held-out scores are greedy decodes without KV cache (``posttrain.generation.decode.greedy_full_forward``):
 peft's cached ``generate`` wrote unrelated digits for this model.
 
 Deviations from the paper:

@@ -30,8 +30,9 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.generation.logprobs import completion_logprobs
 from posttrain.online_rl import conclude, rollout_stats, sequence_sum, start
-from posttrain.rollout import RolloutSchedule, completion_logprobs
+from posttrain.rollout import RolloutSchedule
 from posttrain.rollout_config import RolloutConfig
 from posttrain.train import loop_settings, train_loop
 

@@ -43,7 +43,8 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_prompt_completion
 from posttrain.errors import UserError
-from posttrain.evaluation import exact_match, generate, reference_of, score
+from posttrain.evaluation import exact_match, reference_of, score
+from posttrain.generation.decode import generate
 from posttrain.hf import load_policy, lora_settings, parameter_counts
 from posttrain.logprobs import completion_nll
 from posttrain.train import finish, loop_settings, train_loop
@@ -108,7 +109,7 @@ class Sampler:
         self.pool, self.max_new_tokens = pool, max_new_tokens
         self.judge = None
         if cfg.reward_model:
-            from posttrain.reward_models import load_reward_model
+            from posttrain.scoring import load_reward_model
 
             self.judge = load_reward_model(cfg.reward_model, ctx.device, what="--set reward_model")
 
@@ -129,7 +130,7 @@ class Sampler:
         groups = [flat[i * k : (i + 1) * k] for i in range(len(records))]
         correct = [[score(c, r) for c in g] for g, r in zip(groups, records, strict=True)]
         if self.judge is not None:
-            from posttrain.reward_models import score as rm_score
+            from posttrain.scoring import score as rm_score
 
             rewards = rm_score(*self.judge, [r["prompt"] for r in records for _ in range(k)], flat).view(-1, k)
             kept = [(i, int(j)) for i, j in enumerate(select_top1(rewards).tolist())]

@@ -16,7 +16,7 @@ Data: ``prompt`` + ``chosen`` + ``rejected`` (strings or message lists), optiona
 
 The trained model is saved as a standard transformers sequence-classification folder with one
 label (``AutoModelForSequenceClassification.from_pretrained(run/model)``); RL and test-time
-plugins use it through ``posttrain.reward_models.load_reward_model`` / ``score``
+plugins use it through ``posttrain.scoring.load_reward_model`` / ``score``
 (``--set reward_model=run/model``).
 
 Deviations from the papers:
@@ -57,7 +57,7 @@ from posttrain.hf import (
 )
 from posttrain.logprobs import split_pairs
 from posttrain.preference import pair_batch, pair_preferences, preference_accuracy
-from posttrain.reward_models import prepare_tokenizer, rewards_of
+from posttrain.scoring import prepare_tokenizer, rewards_of
 from posttrain.train import finish, loop_settings, train_loop
 
 

@@ -165,7 +165,7 @@ def judge_likelihood(judge, tokenizer, prompts, first, second, temperature: floa
 @torch.no_grad()
 def judge_prompted(judge, tokenizer, prompts, first, second, preamble: str) -> torch.Tensor:
     from posttrain.data import prompt_ids
-    from posttrain.rollout import left_pad, position_ids
+    from posttrain.generation.sampler import left_pad, position_ids
 
     one = tokenizer("1", add_special_tokens=False)["input_ids"][-1]
     two = tokenizer("2", add_special_tokens=False)["input_ids"][-1]
@@ -199,8 +199,9 @@ def ai_feedback(cfg: Config, ctx: RunContext, sft_model: str, out) -> dict[str, 
 
     from posttrain.data import task_records
     from posttrain.evaluation import score
+    from posttrain.generation.sampler import Sampling
     from posttrain.hf import load_model, load_tokenizer
-    from posttrain.rollout import Sampling, sample_completions
+    from posttrain.rollout import sample_completions
 
     n_prompts = 16 if ctx.smoke else cfg.label_prompts
     records, _, _ = task_records(replace(ctx, dataset=cfg.prompt_dataset), "prompt", n_prompts, 1)

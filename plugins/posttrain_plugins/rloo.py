@@ -32,8 +32,9 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.generation.logprobs import completion_logprobs
 from posttrain.online_rl import conclude, rollout_stats, sequence_sum, start
-from posttrain.rollout import RolloutSchedule, attach_logprobs, completion_logprobs
+from posttrain.rollout import RolloutSchedule, attach_logprobs
 from posttrain.rollout_config import RolloutConfig
 from posttrain.train import loop_settings, train_loop
 

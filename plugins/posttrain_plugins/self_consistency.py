@@ -59,6 +59,7 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.embedded.diverse import DIVERSE_MODEL, MAX_NEW_TOKENS
 from posttrain.embedded.task import extract_answer
+from posttrain.generation.decode import sample
 from posttrain.inference import (
     REASONING_MODEL,
     SWEEP,
@@ -69,7 +70,6 @@ from posttrain.inference import (
     greedy_decoding,
     load_model,
     new_tokens,
-    sample,
     setup,
 )
 

@@ -25,6 +25,7 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
+from posttrain.generation.decode import sample
 from posttrain.inference import (
     EMBEDDED_EVAL_SEED,
     SWEEP,
@@ -33,7 +34,6 @@ from posttrain.inference import (
     Problems,
     finish,
     new_tokens,
-    sample,
     setup,
 )
 

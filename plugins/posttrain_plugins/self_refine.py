@@ -61,19 +61,9 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
-from posttrain.inference import (
-    SWEEP,
-    InferenceConfig,
-    PerProblem,
-    aggregate_steps,
-    evaluator_scorer,
-    evaluator_step_scorer,
-    finish,
-    new_tokens,
-    sample,
-    setup,
-    split_attempt,
-)
+from posttrain.generation.decode import sample
+from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
+from posttrain.scoring import aggregate_steps, evaluator_scorer, evaluator_step_scorer, split_attempt
 
 STEP = ";"  # the scratchpad's step delimiter
 

@@ -30,17 +30,9 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.inference import (
-    SWEEP,
-    PerProblem,
-    StepSearchConfig,
-    attempt_scorer,
-    finish,
-    new_tokens,
-    sample,
-    setup,
-    text_prompt,
-)
+from posttrain.generation.decode import sample
+from posttrain.inference import SWEEP, PerProblem, StepSearchConfig, finish, new_tokens, setup, text_prompt
+from posttrain.scoring import attempt_scorer
 
 
 class Config(StepSearchConfig):

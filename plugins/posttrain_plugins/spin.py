@@ -68,7 +68,7 @@ class Config(ReferencePairwiseConfig):
 
 def self_play_pairs(model, tokenizer, records: list[dict], max_new_tokens: int, source: str) -> list[dict]:
     """SFT records -> preference records: the human answer chosen, the model's greedy answer rejected."""
-    from posttrain.evaluation import generate
+    from posttrain.generation.decode import generate
 
     missing = [i for i, r in enumerate(records) if "prompt" not in r or "completion" not in r]
     if missing:

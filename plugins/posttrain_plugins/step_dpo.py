@@ -39,7 +39,7 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult, outcomes
 from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, task_records, tokenize_preference
-from posttrain.evaluation import generate
+from posttrain.generation.decode import generate
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
 from posttrain.preference import (
     PairLogps,

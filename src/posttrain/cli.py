@@ -286,8 +286,8 @@ def run(
 
     A comma list for a budget field (e.g. --set n=1,4,16,64) runs a sweep: one run per value,
     then sweep.json and sweep.png (accuracy against compute) in the output folder."""
-    from posttrain.inference import find_sweep, run_sweep
-    from posttrain.runner import execute, prepare, resolve_plugin
+    from posttrain.runner import execute, prepare, resolve_plugin, run_sweep
+    from posttrain.sweeps import find_sweep
 
     plugin = _resolve_announced(method, resolve_plugin)
     sweep = find_sweep(plugin.config, set_ or [])

@@ -1,4 +1,5 @@
-"""Held-out evaluation plumbing: batched greedy generation and exact match against a checker."""
+"""Held-out evaluation plumbing: exact match of greedy completions (``posttrain.generation.decode``)
+against a checker, the mean NLL, and the RL policy's held-out rewards (``evaluate_policy``)."""
 
 from __future__ import annotations
 
@@ -7,88 +8,10 @@ from typing import Any
 import torch
 
 from posttrain import outcomes
-from posttrain.data import iterate_batches, prompts_ids
+from posttrain.data import iterate_batches
 from posttrain.embedded.task import is_correct
+from posttrain.generation.decode import generate
 from posttrain.tracking import announce
-
-
-@torch.no_grad()
-def generate(
-    model, tokenizer, prompts: list[Any], max_new_tokens: int = 8, batch_size: int = 64, **sampling
-) -> list[str]:
-    """Completions for prompts (strings or message lists): one left-padded batched generate per chunk
-    (peft prompt-learning models: a greedy decode without cache, see ``greedy_full_forward``)."""
-    if not sampling and prompt_learning(model):
-        return greedy_full_forward(model, tokenizer, prompts, max_new_tokens, batch_size)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    outputs: list[str] = []
-    for chunk in iterate_batches(prompts, batch_size):
-        encoded = prompts_ids(tokenizer, chunk)
-        width = max(len(e) for e in encoded)
-        ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for i, e in enumerate(encoded):
-            ids[i, width - len(e) :] = torch.tensor(e)
-            attn[i, width - len(e) :] = 1
-        gen = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=attn.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=bool(sampling),
-            pad_token_id=pad_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **sampling,
-        )
-        outputs += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
-    model.train(was_training)
-    return outputs
-
-
-def prompt_learning(model) -> bool:
-    """A peft prompt-learning model: virtual tokens (prompt tuning) or key/value prefixes in every
-    layer (prefix tuning, P-Tuning v2)."""
-    config = getattr(model, "active_peft_config", None)
-    return bool(getattr(config, "is_prompt_learning", False))
-
-
-@torch.no_grad()
-def greedy_full_forward(model, tokenizer, prompts: list[Any], max_new_tokens: int = 8, batch_size: int = 64):
-    """Greedy completions computed the way the model is trained: one full forward per new token, no
-    KV cache, prompts batched by token length so no padding shifts any position. For peft
-    prompt-learning models, whose cached, left-padded ``generate`` (peft 0.21, transformers 5.24)
-    does not reproduce the training-time forward: on a P-Tuning v2 model batched ``generate`` scored
-    0.67, one prompt at a time 0.82, this decode 0.86 (100 held-out prompts); on a prompt-tuning
-    model ``generate`` wrote unrelated digits (0.0) where this decode scored 0.14."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    encoded = prompts_ids(tokenizer, prompts)
-    outputs: list[str] = [""] * len(prompts)
-    by_length: dict[int, list[int]] = {}
-    for i, e in enumerate(encoded):
-        by_length.setdefault(len(e), []).append(i)
-    for group in by_length.values():
-        for chunk in iterate_batches(group, batch_size):
-            ids = torch.tensor([encoded[i] for i in chunk], device=device)
-            width = ids.shape[1]
-            done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
-            for _ in range(max_new_tokens):
-                logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
-                nxt = logits[:, -1].argmax(-1)
-                if tokenizer.eos_token_id is not None:
-                    done |= nxt == tokenizer.eos_token_id
-                ids = torch.cat([ids, nxt[:, None]], 1)
-                if bool(done.all()):
-                    break
-            for row, i in zip(ids[:, width:].tolist(), chunk, strict=True):
-                if tokenizer.eos_token_id in row:
-                    row = row[: row.index(tokenizer.eos_token_id)]
-                outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
-    model.train(was_training)
-    return outputs
 
 
 def reference_of(record: dict) -> str | None:
@@ -145,3 +68,24 @@ def mean_nll(model, examples: list[dict], pad_id: int, batch_size: int = 64) -> 
         count += n.sum().item()
     model.train(was_training)
     return total / max(count, 1.0)
+
+
+def evaluate_policy(
+    model, tokenizer, records: list[dict], reward_fn, sampling, eval_max_new_tokens: int
+) -> dict[str, float | None]:
+    """Greedy exact match (when records have answers) and the mean reward of one sampled completion
+    per held-out prompt at the training temperature (what the RL objective raises; ``sampling`` is a
+    ``posttrain.generation.sampler.Sampling``); each prompt's reward is kept for the run's paired
+    statistics (``posttrain.outcomes``, a per-problem score)."""
+    from dataclasses import replace
+
+    from posttrain.rollout import sample_completions
+
+    em = exact_match(model, tokenizer, records, max_new_tokens=eval_max_new_tokens)["exact_match"]
+    local = replace(sampling, backend="hf" if sampling.backend == "hf" else "native")  # not vLLM's stale weights
+    rewards: list[float] = []
+    for start in range(0, len(records), 256):
+        chunk = sample_completions(model, tokenizer, records[start : start + 256], 1, local)
+        rewards += reward_fn(chunk.prompts, chunk.texts, chunk.records)[0]
+    outcomes.record("reward", [r["prompt"] for r in records], rewards, outcomes.SCORE)
+    return {"exact_match": em, "reward": sum(rewards) / max(1, len(rewards))}

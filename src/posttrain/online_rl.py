@@ -15,6 +15,9 @@ from typing import Any
 import torch
 
 from posttrain.data import task_records
+from posttrain.evaluation import evaluate_policy
+from posttrain.generation.sampler import Sampling
+from posttrain.generation.vllm_engine import VLLMEngine
 from posttrain.hf import frozen_reference, load_policy, lora_settings, model_source, parameter_counts
 from posttrain.interface import RunContext, RunResult
 from posttrain.rewards import reward_from_config
@@ -22,9 +25,6 @@ from posttrain.rollout import (
     BatchSemantics,
     Rollout,
     RolloutSchedule,
-    Sampling,
-    VLLMEngine,
-    evaluate_policy,
     prompt_batch,
     rollout_metrics,
     sample_completions,

@@ -93,9 +93,11 @@ def render_for_classifier(tokenizer, prompt: Any, completion: str) -> str:
 def reward_model_reward(path: str, device: str = "cpu", batch_size: int = 32) -> RewardFn:
     """Scores of a sequence-classification model (logit 0, or logit 1 - logit 0 with two labels).
 
-    One-label models (the reward-model plugin's) are scored with ``posttrain.reward_models.score``,
+    One-label models (the reward-model plugin's) are scored with ``posttrain.scoring.score``,
     i.e. tokenized as in their training; two-label classifiers read the plain prompt + completion text."""
-    model, tokenizer = _load_classifier(path, device)
+    from posttrain.scoring import load_classifier
+
+    model, tokenizer = load_classifier(path, device)
 
     def reward(prompts, completions, records) -> list[float]:
         import torch
@@ -103,7 +105,7 @@ def reward_model_reward(path: str, device: str = "cpu", batch_size: int = 32) ->
         if model.config.num_labels == 1:
             # Tokenize exactly as reward-model training did (prompt ids + completion ids + EOS, score read
             # at EOS); scoring the plain text without EOS reads the head at a position it never saw.
-            from posttrain.reward_models import score
+            from posttrain.scoring import score
 
             return score(model, tokenizer, list(prompts), list(completions), batch_size).tolist()
         texts = [render_for_classifier(tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
@@ -117,25 +119,6 @@ def reward_model_reward(path: str, device: str = "cpu", batch_size: int = 32) ->
         return out
 
     return reward
-
-
-def _load_classifier(path: str, device: str):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from posttrain.hf import checked_model_path
-
-    path = checked_model_path(path, "reward-model:")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"reward-model:{path}: could not load a sequence-classification model: {exc}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    model.eval().requires_grad_(False)
-    return model.to(device), tokenizer
 
 
 # --- the registry ------------------------------------------------------------------------------

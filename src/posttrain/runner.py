@@ -425,6 +425,39 @@ def _execute(prepared: PreparedRun, resolved: dict[str, Any], console, progress:
     return result
 
 
+def run_sweep(
+    method: str,
+    field_name: str,
+    values: list[str],
+    base_sets: list[str],
+    output_dir: Path | None,
+    console=None,
+    **prepare_kwargs,
+) -> dict[str, Any]:
+    """Run the method once per value of the budget field ``field_name`` (in ``<output_dir>/<field>=<value>``)
+    and write sweep.json and sweep.png in output_dir (``posttrain.sweeps``)."""
+    from posttrain.sweeps import write_sweep
+
+    root = Path(output_dir or default_output_dir(method, False))
+    points = []
+    greedy = None
+    for value in values:
+        prepared = prepare(
+            method,
+            sets=[*base_sets, f"{field_name}={value}"],
+            output_dir=root / f"{field_name}={value}",
+            **prepare_kwargs,
+        )
+        result = execute(prepared, console=console)
+        after = result.metrics.get("after", {})
+        points.append({"value": getattr(prepared.config, field_name), **after})
+        greedy = greedy or result.metrics.get("before")
+    sweep = write_sweep(method, field_name, points, greedy, prepared.ctx, root)
+    if console is not None:
+        console.print(f"sweep: {root / 'sweep.json'}, {root / 'sweep.png'}")
+    return sweep
+
+
 def print_summary(console, summary: dict[str, Any], path: Path | None = None) -> None:
     """The end-of-run table: each held-out metric before and after, and for those with per-problem
     outcomes the paired test (fixed / broken, difference ± SE, sign-test p, verdict); then, when the

@@ -139,7 +139,7 @@ def path_accuracy(model, tokenizer, n: int = 1000, seed: int = 0) -> dict:
     paths greedy picks, and the error overlap between paths."""
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
     from posttrain.embedded.reasoning import is_correct
-    from posttrain.evaluation import generate
+    from posttrain.generation.decode import generate
 
     problems = task.prompts(n, seed + 1000, "test")
 

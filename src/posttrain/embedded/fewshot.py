@@ -74,7 +74,7 @@ def fewshot_outcomes(model, tokenizer, shots: int, direct: bool, n: int = 200, s
     """Per held-out problem (the same ``n`` problems for a seed, whatever the format): correct or not."""
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
     from posttrain.embedded.reasoning import is_correct
-    from posttrain.evaluation import generate
+    from posttrain.generation.decode import generate
 
     exemplars = task.sft_examples(shots, seed + 7)
     questions = task.prompts(n, seed + 1000, "test")

@@ -215,7 +215,7 @@ def build_reasoning(seed: int, out: Path, console=None, max_steps: int = 6000) -
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
     from posttrain.embedded.reasoning import is_correct
     from posttrain.embedded.tokenizer import build_tokenizer
-    from posttrain.evaluation import generate
+    from posttrain.generation.decode import generate
 
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, seed, REASONING_SHAPE)
@@ -239,7 +239,7 @@ def reasoning_skills(model, tokenizer, seed: int = 0, n: int = 200) -> dict:
     """Held-out accuracy of the reasoning model's sub-skills (recorded in ``base.json``)."""
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
     from posttrain.embedded.reasoning import is_correct, parse_problem
-    from posttrain.evaluation import generate
+    from posttrain.generation.decode import generate
 
     def accuracy(records, check, max_new_tokens):
         texts = generate(model, tokenizer, [r["prompt"] for r in records], max_new_tokens=max_new_tokens, batch_size=n)

@@ -148,7 +148,7 @@ def forced_accuracy(model, tokenizer, n: int = 200, seed: int = 0) -> dict:
     and the model re-checks (one forced extension, what budget forcing does at its default)."""
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
     from posttrain.embedded.reasoning import is_correct
-    from posttrain.evaluation import generate
+    from posttrain.generation.decode import generate
 
     problems = task.prompts(n, seed + 1000, "test")
     prompts = [r["prompt"] for r in problems]
@@ -167,7 +167,7 @@ def build_s1(seed: int, out: Path, console=None) -> dict:
 
     from posttrain.embedded.model import load_reasoning_model, train_steps
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
-    from posttrain.evaluation import generate
+    from posttrain.generation.decode import generate
 
     model, tokenizer, source = load_reasoning_model(seed, console)
     start = time.process_time()

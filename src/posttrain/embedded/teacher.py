@@ -62,7 +62,8 @@ def _train_teacher(task: AdditionTask, seed: int, out: Path, console=None) -> di
     from posttrain.data import pad_sequences, tokenize_prompt_completion
     from posttrain.embedded.formats import final_answer_correct, rationale_examples
     from posttrain.embedded.tokenizer import build_tokenizer
-    from posttrain.evaluation import exact_match, generate
+    from posttrain.evaluation import exact_match
+    from posttrain.generation.decode import generate
     from posttrain.logprobs import completion_nll
 
     tokenizer = build_tokenizer()

@@ -35,7 +35,8 @@ from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, check_loss_tokens, pad_sequences, task_records, tokenize_sft
 from posttrain.embedded.formats import final_answer_correct
 from posttrain.errors import UserError
-from posttrain.evaluation import exact_match, generate, mean_nll
+from posttrain.evaluation import exact_match, mean_nll
+from posttrain.generation.decode import generate
 from posttrain.hf import parameter_counts
 from posttrain.logit_chunks import check_logit_head, final_hidden_states, token_logprobs_chunked
 from posttrain.logprobs import token_logprobs
