@@ -51,6 +51,7 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.answers import answer_of
 from posttrain.errors import UserError
 from posttrain.inference import (
     SWEEP,
@@ -62,7 +63,6 @@ from posttrain.inference import (
     sample,
     setup,
 )
-from posttrain_plugins.self_consistency import answer_of
 
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # sequential shares of the post-pilot budget (the strategy pool)
 VALIDATION_SEED = 4321  # the training-split problems each bin's strategy is chosen on

@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.answers import answer_of
 from posttrain.inference import (
     SWEEP,
     InferenceConfig,
@@ -55,7 +56,6 @@ from posttrain.inference import (
     sample,
     setup,
 )
-from posttrain_plugins.self_consistency import answer_of
 
 
 class Config(InferenceConfig):

@@ -57,8 +57,8 @@ from dataclasses import replace
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.answers import answer_of
 from posttrain.embedded.diverse import DIVERSE_MODEL, MAX_NEW_TOKENS
-from posttrain.embedded.task import extract_answer
 from posttrain.inference import (
     REASONING_MODEL,
     SWEEP,
@@ -100,17 +100,6 @@ class Config(InferenceConfig):
 
 
 # --- voting rules ------------------------------------------------------------------------------------
-
-
-def answer_of(completion: str) -> str:
-    """The final answer of a completion: its last integer, else the stripped text."""
-    import re
-
-    numbers = re.findall(r"-?\d+", completion)
-    if numbers:
-        return numbers[-1].lstrip("0") or "0"
-    found = extract_answer(completion)
-    return found if found is not None else completion.strip()
 
 
 def majority_vote(answers: Sequence[str]) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from posttrain import outcomes
+from posttrain.answers import is_correct
 from posttrain.data import iterate_batches, prompts_ids
-from posttrain.embedded.task import is_correct
 from posttrain.tracking import announce
 
 
