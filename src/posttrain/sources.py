@@ -21,12 +21,12 @@ from posttrain.errors import UserError
 
 ModelBuilder = Callable[..., "Path | str"]  # (seed=0, console=None) -> a model folder
 
-DEFAULT_MODEL = ""  # the registry key of the model used when --model is not given
-_MODELS: dict[str, ModelBuilder] = {}
+DEFAULT_MODEL = None  # the registry key of the model used when --model is not given
+_MODELS: dict[str | None, ModelBuilder] = {}
 _DEFAULT_TASK: list[Callable[[], Any]] = []  # at most one provider of the default task
 
 
-def register_model_source(name: str, builder: ModelBuilder) -> None:
+def register_model_source(name: str | None, builder: ModelBuilder) -> None:
     """``--model NAME`` (``DEFAULT_MODEL``: no --model) loads the folder ``builder`` returns."""
     _MODELS[name] = builder
 
@@ -43,7 +43,7 @@ def named_models(prefix: str = "") -> list[str]:
 
 def model_source_for(name: str | None, console=None, seed: int = 0) -> str | None:
     """The folder of a registered model (``None``: the default one), or None for any other name."""
-    builder = _MODELS.get(DEFAULT_MODEL if name is None else name)
+    builder = _MODELS.get(name)
     if builder is None:
         if name is None:
             raise UserError("--model: no default model is registered (give --model ID_OR_FOLDER)")
