@@ -7,6 +7,7 @@ registers them when the ``posttrain`` package is imported (see ``posttrain/__ini
     register_model_source("embedded:reasoning", builder)   # builder(seed=0, console=None) -> folder
     model_source_for(None)                                  # the default model's folder
     default_task()                                          # the task used when there is no --dataset
+    default_teacher_source()                                # the default model's distillation teacher
 
 No torch import here.
 """
@@ -24,6 +25,7 @@ ModelBuilder = Callable[..., "Path | str"]  # (seed=0, console=None) -> a model 
 DEFAULT_MODEL = None  # the registry key of the model used when --model is not given
 _MODELS: dict[str | None, ModelBuilder] = {}
 _DEFAULT_TASK: list[Callable[[], Any]] = []  # at most one provider of the default task
+_DEFAULT_TEACHER: list[ModelBuilder] = []  # at most one builder of the distillation teacher
 
 
 def register_model_source(name: str | None, builder: ModelBuilder) -> None:
@@ -34,6 +36,11 @@ def register_model_source(name: str | None, builder: ModelBuilder) -> None:
 def register_default_task(provider: Callable[[], Any]) -> None:
     """``provider()`` returns the task used with no --dataset (sft_examples, preference_pairs, prompts)."""
     _DEFAULT_TASK[:] = [provider]
+
+
+def register_default_teacher(builder: ModelBuilder) -> None:
+    """The distillation teacher of the default model (used with no --model and no ``teacher``)."""
+    _DEFAULT_TEACHER[:] = [builder]
 
 
 def named_models(prefix: str = "") -> list[str]:
@@ -56,3 +63,10 @@ def default_task():
     if not _DEFAULT_TASK:
         raise UserError("--dataset: no default task is registered (give --dataset FILE_OR_ID)")
     return _DEFAULT_TASK[0]()
+
+
+def default_teacher_source(console=None, seed: int = 0) -> str:
+    """The folder of the default model's distillation teacher."""
+    if not _DEFAULT_TEACHER:
+        raise UserError("--set teacher: no default teacher is registered (give teacher=ID_OR_PATH)")
+    return str(_DEFAULT_TEACHER[0](seed=seed, console=console))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from posttrain.sources import DEFAULT_MODEL, register_default_task, register_model_source
+from posttrain.sources import DEFAULT_MODEL, register_default_task, register_default_teacher, register_model_source
 
 # --model names of the embedded models (shipped in the package: posttrain.embedded.frozen)
 EMBEDDED_MODELS = {
@@ -41,4 +41,5 @@ def _default_task():
 for _name, _target in EMBEDDED_MODELS.items():
     register_model_source(_name, _builder(_target))
 register_default_task(_default_task)
+register_default_teacher(_builder("posttrain.embedded.teacher.teacher_model_dir"))  # the base's teacher
 del _name, _target
