@@ -11,7 +11,7 @@ catalog/methods/self-consistency.yaml.
 
 All N samples of all prompts come from batched ``generate`` calls (the prompt's KV cache is
 computed once and shared by its N samples); the final answer of each sample is parsed with
-``answer_of`` (the last integer, or the whole trimmed text when there is none), and the vote is
+``posttrain.answers.answer_of`` (the last integer, or the whole trimmed text when there is none), and the vote is
 ``majority_vote`` (Wang 2022, the unweighted sum) or ``weighted_majority_vote`` (Wang 2022 Table 1,
 "weighted sum" of the normalised sequence probabilities).
 

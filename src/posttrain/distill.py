@@ -1,6 +1,6 @@
 """Teacher plumbing for the distillation plugins (kd, gkd, distill-step-by-step, cot-distill):
-load the teacher (the embedded one, found in ``posttrain.sources``, or ``--set teacher=ID_OR_PATH``), check it shares the
-student's vocabulary, and get its logits or its generations. No method logic here.
+load the teacher (the embedded one, found in ``posttrain.sources``, or ``--set teacher=ID_OR_PATH``),
+check it shares the student's vocabulary, and get its logits or its generations. No method logic here.
 """
 
 from __future__ import annotations
