@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from posttrain.answers import is_correct
 from posttrain.data import (
     batch_indices,
     pad_sequences,
@@ -15,7 +16,7 @@ from posttrain.data import (
     tokenize_prompt_completion,
     tokenize_text,
 )
-from posttrain.embedded.task import DEFAULT_TASK, AdditionTask, is_correct, plausible_mistake
+from posttrain.embedded.task import DEFAULT_TASK, AdditionTask, plausible_mistake
 from posttrain.embedded.tokenizer import build_tokenizer
 from posttrain.errors import UserError
 from posttrain.interface import RunContext

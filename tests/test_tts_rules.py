@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from posttrain.answers import answer_of
 from posttrain_plugins.best_of_n import best_of_n, kl_bound
 from posttrain_plugins.confidence_sampling import (
     confidence_weighted_vote,
@@ -11,7 +12,7 @@ from posttrain_plugins.confidence_sampling import (
     needs_expansion,
     trace_confidence,
 )
-from posttrain_plugins.self_consistency import answer_of, majority_vote, vote_share, weighted_majority_vote
+from posttrain_plugins.self_consistency import majority_vote, vote_share, weighted_majority_vote
 
 # --- self-consistency --------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from posttrain.chain_of_thought import answer_only, answer_prompt, few_shot_prompt, zero_shot_prompt
 from posttrain_plugins.beam_search import beams_kept, prune
 from posttrain_plugins.budget_forcing import Config as BudgetConfig
 from posttrain_plugins.budget_forcing import forcing_action
@@ -18,7 +19,6 @@ from posttrain_plugins.compute_optimal import (
     sequential_share,
     weighted_best,
 )
-from posttrain_plugins.cot import answer_only, answer_prompt, few_shot_prompt, zero_shot_prompt
 from posttrain_plugins.dvts import best_per_subtree, subtrees
 from posttrain_plugins.graph_of_thoughts import aggregate_steps, keep_best
 from posttrain_plugins.mcts import Node, backpropagate, descend, most_visited_path, select_child, uct

@@ -51,11 +51,11 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.answers import answer_of
 from posttrain.errors import UserError
 from posttrain.generation.decode import sample
 from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
 from posttrain.scoring import evaluator_scorer
-from posttrain_plugins.self_consistency import answer_of
 
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # sequential shares of the post-pilot budget (the strategy pool)
 VALIDATION_SEED = 4321  # the training-split problems each bin's strategy is chosen on

@@ -45,10 +45,10 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.answers import answer_of
 from posttrain.generation.decode import sample
 from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
 from posttrain.scoring import evaluator_scorer
-from posttrain_plugins.self_consistency import answer_of
 
 
 class Config(InferenceConfig):

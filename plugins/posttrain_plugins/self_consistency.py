@@ -11,7 +11,7 @@ catalog/methods/self-consistency.yaml.
 
 All N samples of all prompts come from batched ``generate`` calls (the prompt's KV cache is
 computed once and shared by its N samples); the final answer of each sample is parsed with
-``answer_of`` (the last integer, or the whole trimmed text when there is none), and the vote is
+``posttrain.answers.answer_of`` (the last integer, or the whole trimmed text when there is none), and the vote is
 ``majority_vote`` (Wang 2022, the unweighted sum) or ``weighted_majority_vote`` (Wang 2022 Table 1,
 "weighted sum" of the normalised sequence probabilities).
 
@@ -57,8 +57,8 @@ from dataclasses import replace
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.answers import answer_of
 from posttrain.embedded.diverse import DIVERSE_MODEL, MAX_NEW_TOKENS
-from posttrain.embedded.task import extract_answer
 from posttrain.generation.decode import sample
 from posttrain.inference import (
     REASONING_MODEL,
@@ -100,17 +100,6 @@ class Config(InferenceConfig):
 
 
 # --- voting rules ------------------------------------------------------------------------------------
-
-
-def answer_of(completion: str) -> str:
-    """The final answer of a completion: its last integer, else the stripped text."""
-    import re
-
-    numbers = re.findall(r"-?\d+", completion)
-    if numbers:
-        return numbers[-1].lstrip("0") or "0"
-    found = extract_answer(completion)
-    return found if found is not None else completion.strip()
 
 
 def majority_vote(answers: Sequence[str]) -> str:

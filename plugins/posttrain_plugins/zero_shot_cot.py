@@ -6,9 +6,9 @@ arXiv:2205.11916. Catalog entry: catalog/methods/zero-shot-cot.yaml.
     catalog run zero-shot-cot                                   # embedded:reasoning-fewshot
     catalog run zero-shot-cot --model Qwen/Qwen2.5-0.5B --dataset gsm8k.jsonl
 
-The method is ``posttrain_plugins.cot`` in its zero-shot mode (one run function, the prompt
-builders ``zero_shot_prompt`` and ``answer_prompt`` there): stage 1 generates the reasoning after
-"Let's think step by step.", stage 2 appends "Therefore, the answer is" and decodes the answer.
+The method is chain-of-thought prompting (``posttrain.chain_of_thought``, shared with the ``cot``
+plugin) in its zero-shot mode (one run function, the prompt builders ``zero_shot_prompt`` and
+``answer_prompt`` there): stage 1 generates the reasoning after "Let's think step by step.", stage 2 appends "Therefore, the answer is" and decodes the answer.
 ``before`` is standard zero-shot prompting (the question, then the answer trigger).
 
 Deviations: as in ``cot`` (the embedded model is ``embedded:reasoning-fewshot``): the trigger is empty (it reads no
@@ -20,10 +20,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from posttrain import Plugin
-from posttrain_plugins import cot
+from posttrain.chain_of_thought import ChainOfThoughtConfig, run
 
 
-class Config(cot.Config):
+class Config(ChainOfThoughtConfig):
     mode: str = Field("zero_shot", pattern="^(few_shot|zero_shot)$", description="Kojima 2022 zero-shot CoT.")
     exemplars: int = Field(0, ge=0, description="Worked exemplars (0: zero-shot).")
 
@@ -31,7 +31,7 @@ class Config(cot.Config):
 plugin = Plugin(
     id="zero-shot-cot",
     config=Config,
-    run=cot.run,
+    run=run,
     summary='Zero-shot chain of thought: "Let\'s think step by step", then extract the answer.',
     smoke={"eval_examples": 4},
     kind="inference",

@@ -545,12 +545,15 @@ EVAL_SEED = 1234  # the held-out set is the same for every method and run seed, 
 def task_records(ctx, kind: str, n_train: int, n_eval: int) -> tuple[list[dict], list[dict], str]:
     """(train, held-out, source) for ``kind`` in sft | preference | prompt.
 
-    With no --dataset: the embedded addition task. Else the ``train`` split's records, with the
-    ``test`` split (a folder's ``test.jsonl`` or ``test.parquet``, a saved DatasetDict's ``test``)
-    as held-out set when there is one, or else a fixed 5% split.
+    With no --dataset: the registered default task (``posttrain.sources``: the embedded addition
+    task). Else the ``train`` split's records, with the ``test`` split (a folder's ``test.jsonl`` or
+    ``test.parquet``, a saved DatasetDict's ``test``) as held-out set when there is one, or else a
+    fixed 5% split.
     """
     if ctx.dataset is None:
-        from posttrain.embedded.task import DEFAULT_TASK as task
+        from posttrain.sources import default_task
+
+        task = default_task()
 
         if kind == "sft":
             return task.sft_examples(n_train, ctx.seed), task.sft_examples(n_eval, EVAL_SEED, "test"), task.name

@@ -1,12 +1,13 @@
 """Teacher plumbing for the distillation plugins (kd, gkd, distill-step-by-step, cot-distill):
-load the teacher (the embedded one, or ``--set teacher=ID_OR_PATH``), check it shares the
-student's vocabulary, and get its logits or its generations. No method logic here.
+load the teacher (the embedded one, found in ``posttrain.sources``, or ``--set teacher=ID_OR_PATH``),
+check it shares the student's vocabulary, and get its logits or its generations. No method logic here.
 """
 
 from __future__ import annotations
 
 import torch
 
+from posttrain import sources
 from posttrain.errors import UserError
 from posttrain.interface import RunContext
 
@@ -24,15 +25,11 @@ def load_teacher(ctx: RunContext, teacher: str | None, student_tokenizer, consol
 
     quiet_transformers()
     if teacher == EMBEDDED_BASE:  # self-distillation from the base; the smoke tests use it to skip the teacher build
-        from posttrain.embedded.model import base_model_dir
-
-        teacher = str(base_model_dir(console=console))
+        teacher = sources.model_source_for(None, console)
     if teacher is None:
         if ctx.model is not None:
             raise UserError("--set teacher: required with --model (a teacher sharing the student's tokenizer)")
-        from posttrain.embedded.teacher import teacher_model_dir
-
-        source = str(teacher_model_dir(console=console))
+        source = sources.default_teacher_source(console)
     else:
         source = teacher
     tokenizer = load_tokenizer(source, ctx.trust_remote_code)

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from posttrain import outcomes
+from posttrain.answers import is_correct
 from posttrain.data import iterate_batches
-from posttrain.embedded.task import is_correct
 from posttrain.generation.decode import generate
 from posttrain.tracking import announce
 

@@ -5,7 +5,6 @@ the reference model, and saving in a form transformers/peft load directly.
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import re
 from contextlib import contextmanager, nullcontext
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from posttrain import sources
 from posttrain.errors import UserError
 from posttrain.interface import RunContext
 from posttrain.logit_chunks import set_logit_chunk_size
@@ -44,27 +44,15 @@ def quiet_transformers() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-# --model names of the embedded models other than the base (shipped in the package: posttrain.embedded.frozen)
-EMBEDDED_MODELS = {
-    "embedded:reasoning": "posttrain.embedded.model.reasoning_model_dir",  # scratchpad reasoning, embedded/reasoning.py
-    "embedded:reasoning-fewshot": "posttrain.embedded.fewshot.fewshot_model_dir",  # trained on few-shot pages
-    "embedded:reasoning-diverse": "posttrain.embedded.diverse.diverse_model_dir",  # solves by several paths
-    "embedded:reasoning-s1": "posttrain.embedded.s1.s1_model_dir",  # fine-tuned on self-re-checking traces
-}
-
-
 def model_source(ctx: RunContext, console=None) -> str:
-    """The model folder or hub id to load: the user's, or a shipped embedded model (the base by default)."""
-    if ctx.model is None:
-        from posttrain.embedded.model import base_model_dir
-
-        return str(base_model_dir(seed=0, console=console))
-    builder = EMBEDDED_MODELS.get(ctx.model)
-    if builder is not None:
-        module, function = builder.rsplit(".", 1)
-        return str(getattr(importlib.import_module(module), function)(seed=0, console=console))
+    """The model folder or hub id to load: the user's, or a registered named model (``posttrain.sources``:
+    the embedded ones; the embedded base when --model is not given)."""
+    registered = sources.model_source_for(ctx.model, console)
+    if registered is not None:
+        return registered
     if ctx.model.startswith("embedded:"):
-        raise UserError(f"--model {ctx.model}: no such embedded model (expected one of {', '.join(EMBEDDED_MODELS)})")
+        names = ", ".join(sources.named_models("embedded:"))
+        raise UserError(f"--model {ctx.model}: no such embedded model (expected one of {names})")
     return checked_model_path(ctx.model, "--model", adapters=True)
 
 

@@ -11,7 +11,10 @@ tasks). Built-ins:
 - ``length-penalty``: 0 up to ``length_budget`` characters, then falling linearly to -1 at twice
   the budget (and staying there);
 - ``reward-model:PATH``: the score of any sequence-classification model (a local folder or hub id
-  loadable with AutoModelForSequenceClassification) on prompt + completion.
+  loadable with AutoModelForSequenceClassification) on prompt + completion;
+- ``code-tests`` / ``code-tests:SECONDS``: the share of the record's ``tests`` (stdin/stdout pairs
+  ``{"input", "output"}`` or assert strings) that the completion's last code block passes, run in
+  ``posttrain.sandbox`` with a per-test timeout (default 2 s).
 
 ``register_reward(name, factory)`` adds one; ``CombinedReward`` sums them with weights and keeps
 each component for logging. No torch import at module level.
@@ -121,6 +124,12 @@ def reward_model_reward(path: str, device: str = "cpu", batch_size: int = 32) ->
     return reward
 
 
+def code_tests_reward(argument: str) -> RewardFn:
+    from posttrain.sandbox import code_execution_factory
+
+    return code_execution_factory(None, argument)
+
+
 # --- the registry ------------------------------------------------------------------------------
 
 RewardFactory = Callable[[RewardOptions, str], RewardFn]  # (options, argument after ':') -> function
@@ -130,6 +139,7 @@ REWARDS: dict[str, RewardFactory] = {
     "format": lambda opts, arg: format_reward(opts.format_pattern or R1_FORMAT),
     "length-penalty": lambda opts, arg: length_penalty_reward(opts.length_budget),
     "reward-model": lambda opts, arg: reward_model_reward(arg, opts.device),
+    "code-tests": lambda opts, arg: code_tests_reward(arg),
 }
 
 

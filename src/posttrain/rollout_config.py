@@ -51,7 +51,8 @@ class RolloutConfig(TrainingConfig):
     )
     rewards: list[str] = Field(
         ["exact-match"],
-        description="Reward functions (exact-match, format, length-penalty, reward-model:PATH), summed with weights.",
+        description="Reward functions (exact-match, format, length-penalty, reward-model:PATH, code-tests[:SECONDS]), "
+        "summed with weights.",
     )
     reward_weights: list[float] | None = Field(None, description="One weight per reward function (default: all 1).")
     format_pattern: str | None = Field(

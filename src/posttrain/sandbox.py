@@ -3,6 +3,10 @@
     from posttrain.sandbox import run_untrusted, code_execution_reward
     result = run_untrusted("print(int(input()) * 2)", "21", timeout=2.0)   # result.stdout == "42\n"
     reward = code_execution_reward(completion, {"tests": [{"input": "21", "output": "42"}]})
+    reward = code_execution_reward(completion, {"tests": ["assert double(21) == 42"]})
+
+The RL reward ``code-tests`` (``--set rewards='[code-tests]'``, ``posttrain.rewards``) is
+``code_execution_factory``: the share of a record's ``tests`` the completion's last code block passes.
 
 What limits the child (a fresh ``python -I -S`` process in an empty temporary folder, own session):
 - wall-clock ``timeout`` (the whole process group is killed) and RLIMIT_CPU;
@@ -191,48 +195,70 @@ def outputs_match(actual: str, expected: str) -> bool:
     return actual.split() == str(expected).split()
 
 
+def passes_io_test(code: str, test: dict, timeout: float) -> bool:
+    """A stdin/stdout test: the program reads ``test["input"]`` and prints ``test["output"]``."""
+    result = run_untrusted(code, str(test.get("input", "")), timeout=timeout)
+    return result.ok and outputs_match(result.stdout, str(test["output"]))
+
+
+def passes_assert_test(code: str, test: str, timeout: float) -> bool:
+    """An assert test (MBPP / HumanEval style, e.g. ``assert add(2, 3) == 5``) run after the code."""
+    return run_untrusted(f"{code}\n\n{test}\n", timeout=timeout).ok
+
+
+def passes_test(code: str, test: dict | str, timeout: float) -> bool:
+    if isinstance(test, str):
+        return passes_assert_test(code, test, timeout)
+    return passes_io_test(code, test, timeout)
+
+
 def code_execution_reward(completion: str, record: dict, timeout: float = 2.0) -> float:
     """Share of the record's tests the completion's code passes: 0.0 .. 1.0.
 
-    ``record["tests"]`` is a list of ``{"input": str, "output": str}``; the program reads stdin and
-    writes stdout. A record without tests scores 0.0.
+    ``record["tests"]`` is a list of tests, each ``{"input": str, "output": str}`` (the program reads
+    stdin and writes stdout) or an assert statement as a string (run after the code). A record
+    without tests scores 0.0; a test that times out or crashes fails.
     """
     tests = record.get("tests") or []
     if not tests:
         return 0.0
     code = extract_code(completion)
-    passed = 0
+    return sum(passes_test(code, test, timeout) for test in tests) / len(tests)
+
+
+TESTS_EXPECTED = 'a list of {"input": ..., "output": ...} objects or assert strings'
+
+
+def check_tests(record: dict) -> None:
+    """A clear error unless ``record["tests"]`` is a non-empty list of io objects or assert strings."""
+    where = f"reward code-tests: record {record.get('_line', '?')}"
+    tests = record.get("tests")
+    if not isinstance(tests, list) or not tests:
+        raise UserError(f"{where} has no 'tests' (expected {TESTS_EXPECTED})")
     for test in tests:
-        result = run_untrusted(code, str(test.get("input", "")), timeout=timeout)
-        passed += result.ok and outputs_match(result.stdout, str(test.get("output", "")))
-    return passed / len(tests)
+        if not (isinstance(test, str) and test.strip()) and not (isinstance(test, dict) and "output" in test):
+            raise UserError(f"{where}: {str(test)[:60]!r} is not a test (expected {TESTS_EXPECTED})")
 
 
 def code_execution_rewards(prompts, completions, records, timeout: float = 2.0) -> list[float]:
     """Batch form with the reward-function signature of ``posttrain.rewards``:
     ``(prompts, completions, records) -> [share of each record's tests passed]``."""
     if len(completions) != len(records):
-        raise UserError(f"code-execution reward: {len(completions)} completions but {len(records)} records")
+        raise UserError(f"reward code-tests: {len(completions)} completions but {len(records)} records")
     for record in records:
-        if not isinstance(record.get("tests"), list) or not record["tests"]:
-            raise UserError(
-                f"reward code-execution: record {record.get('_line', '?')} has no 'tests' "
-                '(expected a list of {"input": ..., "output": ...})'
-            )
+        check_tests(record)
     return [code_execution_reward(c, r, timeout) for c, r in zip(completions, records, strict=True)]
 
 
 def code_execution_factory(options=None, argument: str = ""):
-    """Registry factory: ``code-execution`` or ``code-execution:SECONDS`` (per-test timeout, default 2).
-
-    Register with ``posttrain.rewards.register_reward("code-execution", code_execution_factory)``.
-    """
+    """Factory of the ``code-tests`` reward (``posttrain.rewards``): ``code-tests`` or
+    ``code-tests:SECONDS`` (per-test timeout, default 2)."""
     try:
         timeout = float(argument) if argument else 2.0
     except ValueError:
-        raise UserError(f"reward code-execution:{argument}: expected a timeout in seconds") from None
-    if timeout <= 0:
-        raise UserError(f"reward code-execution:{argument}: the timeout must be positive")
+        raise UserError(f"reward code-tests:{argument}: expected a timeout in seconds") from None
+    if not timeout > 0:
+        raise UserError(f"reward code-tests:{argument}: the timeout must be positive")
 
     def reward(prompts, completions, records) -> list[float]:
         return code_execution_rewards(prompts, completions, records, timeout)

@@ -7,7 +7,8 @@ on every machine and no held-out problem is ever trained on. The task provides:
 - SFT examples (``prompt``/``completion``),
 - preference pairs (``prompt``/``chosen``/``rejected``) whose rejected answers are the mistakes a
   learner of addition makes (a dropped carry, an extra carry, a digit off by one),
-- prompts with a checker (``answer``) for evaluation, RL and test-time search.
+- prompts with a checker (``answer``; ``posttrain.answers.is_correct``) for evaluation, RL and
+  test-time search.
 
 No torch here: this module is pure Python and deterministic for a given seed.
 """
@@ -16,10 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from dataclasses import dataclass
-
-_NUMBER = re.compile(r"-?\d+")
 
 
 @dataclass(frozen=True)
@@ -95,18 +93,6 @@ def _sum_without_carries(numbers: tuple[int, ...]) -> int:
     width = max(len(str(n)) for n in numbers)
     cols = [sum((n // 10**k) % 10 for n in numbers) % 10 for k in range(width)]
     return sum(d * 10**k for k, d in enumerate(cols))
-
-
-def extract_answer(text: str) -> str | None:
-    """The first integer in a completion, or None."""
-    match = _NUMBER.search(text)
-    return match.group(0) if match else None
-
-
-def is_correct(completion: str, answer: str) -> bool:
-    """The checker: the completion's first integer equals the reference answer."""
-    got = extract_answer(completion)
-    return got is not None and got.lstrip("0") == str(answer).strip().lstrip("0")
 
 
 DEFAULT_TASK = AdditionTask()
