@@ -65,6 +65,27 @@ def test_a_resumed_grpo_run_repeats_the_uninterrupted_one(tmp_path):
     assert summary[0]["after"] == summary[1]["after"]
 
 
+def test_group_recipe_trains_on_the_rows_batch_semantics_locates(tmp_path, monkeypatch):
+    """2 policy epochs x 2 mini-batches x 2 micro-batches per rollout; 5 steps end inside rollout 1."""
+    import posttrain.rl.group as group
+    from posttrain.rollout import BatchSemantics
+
+    seen = []
+    logprobs = group.completion_logprobs
+
+    def recording(policy, rollout, rows, temperature):
+        seen.append((rollout, rows))
+        return logprobs(policy, rollout, rows, temperature)
+
+    monkeypatch.setattr(group, "completion_logprobs", recording)
+    values = {"max_steps": 5, "batch_size": 4, "grad_accum": 2, "policy_epochs": 2}
+    run("grpo", tmp_path, **values)
+    semantics = BatchSemantics(4, 4, 4, 2, 2)
+    expected = [semantics.locate(step, micro) for step in range(5) for micro in range(2)]
+    rollouts = list(dict.fromkeys(id(rollout) for rollout, _ in seen))
+    assert [(rollouts.index(id(r)), rows) for r, rows in seen] == [(i, rows) for i, _, rows in expected]
+
+
 def test_max_steps_may_end_inside_a_rollout(tmp_path):
     steps = Steps()
     run("ppo", tmp_path, steps, max_steps=3, prompts_per_step=8, batch_size=4, policy_epochs=2, grad_accum=2)
