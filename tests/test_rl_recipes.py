@@ -2,6 +2,7 @@
 after exactly max_steps optimizer steps when they do not fill the last rollout, and the round-based
 plugins handle a round with nothing to learn from without zero-loss steps."""
 
+import importlib
 import json
 from pathlib import Path
 
@@ -104,8 +105,6 @@ def _empty_round(module, empty: set[int], monkeypatch):
 
 
 def test_rejection_sampling_trains_on_the_last_round_when_a_round_accepts_nothing(tmp_path, monkeypatch, capsys):
-    import importlib
-
     module = importlib.import_module(load("rejection-sampling-ft").run.__module__)
     _empty_round(module, {1}, monkeypatch)
     steps = Steps()
@@ -115,8 +114,6 @@ def test_rejection_sampling_trains_on_the_last_round_when_a_round_accepts_nothin
 
 
 def test_rejection_sampling_stops_when_nothing_was_ever_accepted(tmp_path, monkeypatch):
-    import importlib
-
     module = importlib.import_module(load("rejection-sampling-ft").run.__module__)
     _empty_round(module, {0}, monkeypatch)
     with pytest.raises(UserError, match="round 1: the verifier accepted none of the .* nothing to fine-tune on"):
@@ -126,3 +123,31 @@ def test_rejection_sampling_stops_when_nothing_was_ever_accepted(tmp_path, monke
 def test_online_dpo_has_no_max_steps_option(tmp_path):
     with pytest.raises(UserError, match="max_steps: unknown option for online-dpo"):
         prepare("online-dpo", output_dir=tmp_path, sets=["max_steps=5"], device="cpu")
+
+
+def _no_pairs_on_call(module, call: int, monkeypatch):
+    """best_worst_pairs finds no pair on its ``call``-th call (1: the held-out pairs, 2: round 1, ...)."""
+    pairs, calls = module.best_worst_pairs, []
+
+    def pairs_or_none(rewards):
+        calls.append(1)
+        found = pairs(rewards)
+        return found[:0] if len(calls) == call else found
+
+    monkeypatch.setattr(module, "best_worst_pairs", pairs_or_none)
+
+
+def test_online_dpo_trains_on_the_last_pairs_when_a_round_ties(tmp_path, monkeypatch, capsys):
+    module = importlib.import_module(load("online-dpo").run.__module__)
+    _no_pairs_on_call(module, 3, monkeypatch)
+    steps = Steps()
+    run("online-dpo", tmp_path, steps)
+    assert steps.steps == [1, 2]
+    assert "round 2: every prompt's samples tied; training on the last pairs" in capsys.readouterr().err
+
+
+def test_online_dpo_stops_when_no_round_gave_a_pair(tmp_path, monkeypatch):
+    module = importlib.import_module(load("online-dpo").run.__module__)
+    _no_pairs_on_call(module, 2, monkeypatch)
+    with pytest.raises(UserError, match="round 1: every prompt's 2 samples got the same score"):
+        run("online-dpo", tmp_path)
