@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from posttrain_plugins.grpo import clipped_surrogate, group_advantages, grpo_loss, k3_kl
+from posttrain.rl.losses import clipped_surrogate, group_advantages, k3_kl
+from posttrain_plugins.grpo import grpo_loss
 
 # --- grpo ---------------------------------------------------------------------------------------
 

@@ -4,14 +4,8 @@ and the papers' limiting cases."""
 import pytest
 import torch
 
-from posttrain_plugins.ppo import (
-    clipped_policy_loss,
-    clipped_value_loss,
-    gae_advantages,
-    kl_penalized_rewards,
-    masked_mean,
-    whiten,
-)
+from posttrain.rl.losses import clipped_policy_loss, masked_mean, whiten
+from posttrain_plugins.ppo import clipped_value_loss, gae_advantages, kl_penalized_rewards
 from posttrain_plugins.reinforce import moving_average_baseline, reinforce_loss
 from posttrain_plugins.reinforce_pp import group_mean_baseline, kl_shaped_returns
 from posttrain_plugins.remax import remax_advantages, remax_loss, remax_token_weights

@@ -19,7 +19,6 @@ from posttrain.generation.sampler import (
 from posttrain.rewards import combined_reward, length_penalty
 from posttrain.rollout import (
     BatchSemantics,
-    RolloutSchedule,
     attach_logprobs,
     concat_rollouts,
     sample_completions,
@@ -70,19 +69,6 @@ def test_batch_semantics_single_step_does_not_reuse():
 def test_batch_semantics_rejects_non_dividing_batch():
     with pytest.raises(UserError, match="must divide"):
         BatchSemantics(3, 4, 5).check()
-
-
-def test_rollout_schedule_makes_each_rollout_once():
-    made = []
-
-    class Fake:
-        timings = {"generate": 1.0}
-
-    s = BatchSemantics(2, 2, 2, 1, 2)  # 4 completions, 2 per step, 2 epochs -> 4 steps per rollout
-    schedule = RolloutSchedule(s, lambda i: made.append(i) or Fake())
-    fresh = [schedule.batch(step, 0)[2] for step in range(8)]
-    assert made == [0, 1] and fresh == [True, False, False, False, True, False, False, False]
-    assert schedule.seconds["generate"] == 2.0
 
 
 # --- masks and stop strings -----------------------------------------------------------------------

@@ -44,10 +44,10 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.sampler import Sampling
+from posttrain.rl.group import SMOKE, Objective, train_group_policy
+from posttrain.rl.losses import group_advantages, k3_kl
 from posttrain.rollout import Rollout
 from posttrain.rollout_config import RolloutConfig
-from posttrain.train import train_loop
-from posttrain_plugins.grpo import SMOKE, Objective, group_advantages, k3_kl, train_group_policy
 
 
 class Config(RolloutConfig):
@@ -123,7 +123,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             logps, old, ref, adv, mask, cfg.epsilon_low_is, cfg.epsilon_high_is, cfg.beta
         )
 
-    return train_group_policy(cfg, ctx, "cispo", advantages, objective, beta=cfg.beta, loop=train_loop)
+    return train_group_policy(cfg, ctx, "cispo", advantages, objective, beta=cfg.beta)
 
 
 plugin = Plugin(

@@ -44,17 +44,10 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.generation.sampler import Sampling
+from posttrain.rl.group import SMOKE, Objective, train_group_policy
+from posttrain.rl.losses import clipped_surrogate, group_advantages, token_stats
 from posttrain.rollout import Rollout, concat_rollouts, sampling_from_config
 from posttrain.rollout_config import RolloutConfig
-from posttrain.train import train_loop
-from posttrain_plugins.grpo import (
-    SMOKE,
-    Objective,
-    clipped_surrogate,
-    group_advantages,
-    token_stats,
-    train_group_policy,
-)
 
 
 class Config(RolloutConfig):
@@ -158,9 +151,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
 
         return dynamic_sample(prompts_for, shaped, cfg.prompts_per_step, cfg.max_sampling_rounds)
 
-    return train_group_policy(
-        cfg, ctx, "dapo", advantages, objective, beta=0.0, make_rollout=make_rollout, loop=train_loop
-    )
+    return train_group_policy(cfg, ctx, "dapo", advantages, objective, beta=0.0, make_rollout=make_rollout)
 
 
 plugin = Plugin(

@@ -29,10 +29,10 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.sampler import Sampling
+from posttrain.rl.group import SMOKE, Objective, train_group_policy
+from posttrain.rl.losses import clipped_surrogate, k3_kl, token_stats
 from posttrain.rollout import Rollout
 from posttrain.rollout_config import RolloutConfig
-from posttrain.train import train_loop
-from posttrain_plugins.grpo import SMOKE, Objective, clipped_surrogate, k3_kl, token_stats, train_group_policy
 
 
 class Config(RolloutConfig):
@@ -86,7 +86,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         limit = sampling.max_new_tokens
         return lambda logps, old, ref, adv, mask: dr_grpo_loss(logps, old, ref, adv, mask, cfg.epsilon, cfg.beta, limit)
 
-    return train_group_policy(cfg, ctx, "dr-grpo", advantages, objective, beta=cfg.beta, loop=train_loop)
+    return train_group_policy(cfg, ctx, "dr-grpo", advantages, objective, beta=cfg.beta)
 
 
 plugin = Plugin(

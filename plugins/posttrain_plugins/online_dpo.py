@@ -20,7 +20,9 @@ Each round: draw ``prompts_per_round`` prompts, sample k completions each from t
 score them with the annotator, pair the best against the worst sample of each prompt (no pair when
 all k tie), compute the reference log-probs of the new pairs once, and take ``steps_per_round``
 DPO steps on them (``posttrain.preference.dpo_loss``). ``steps_per_round=1`` with batches as large
-as the round is OAIF's fully online setting.
+as the round is OAIF's fully online setting. A round whose prompts all tie trains on the previous
+round's pairs again (with a warning); when no round has given a pair yet the run stops with an
+error naming the round.
 
 Deviations from the papers:
 1. The annotator is the task checker (binary, so pairs need one right and one wrong sample) or a
@@ -42,7 +44,7 @@ Deviations from the papers:
 from __future__ import annotations
 
 import random
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -55,7 +57,8 @@ from posttrain.evaluation import exact_match, reference_of, score
 from posttrain.generation.decode import generate
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
 from posttrain.preference import all_logps, batch_loss, pair_batch, preference_accuracy
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.tracking import warn
+from posttrain.train import Trainer, finish, loop_settings
 
 
 class Config(TrainingConfig):
@@ -79,7 +82,8 @@ class Config(TrainingConfig):
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
     batch_size: int = Field(32, ge=1, description="Pairs per micro-batch.")
     warmup_steps: int = Field(10, ge=0, description="Linear warmup steps.")
-    max_steps: int = Field(1, ge=1, description="Not used: the run takes rounds × steps_per_round optimizer steps.")
+    # Not an option (ClassVar removes TrainingConfig's field): the run takes rounds × steps_per_round steps.
+    max_steps: ClassVar[None] = None
     train_examples: int = Field(
         5000, ge=1, description="Prompt pool drawn from the embedded task (ignored with --dataset)."
     )
@@ -119,8 +123,6 @@ class Annotator:
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    if "max_steps" in cfg.model_fields_set:
-        raise UserError("--set max_steps: not used by online-dpo; set rounds and steps_per_round")
     policy, tokenizer = load_policy(ctx, lora_settings(cfg))
     initial = frozen_reference(policy) if cfg.reference == "initial" else None
     pool, heldout, source = task_records(ctx, "prompt", cfg.train_examples, cfg.eval_examples)
@@ -193,18 +195,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         stats = {"round": round_index + 1, "samples/reward": rewards.mean().item(), "samples/pairs": len(pairs)}
         return pairs, ref, stats
 
-    state: dict = {"round": -1}
-
-    def loss_fn(step: int, micro: int):
-        round_index = step // cfg.steps_per_round
-        if round_index != state["round"]:
-            pairs, ref, stats = collect(round_index)
-            state.update(round=round_index, pairs=pairs, ref=ref)
-            ctx.log(step, {**stats, **{f"round/heldout_{k}": v for k, v in evaluate().items()}})
-        pairs, ref = state["pairs"], state["ref"]
-        if not pairs:  # every prompt's samples tied: nothing to prefer this round
-            zero = sum(p.sum() for p in policy.parameters() if p.requires_grad) * 0.0
-            return zero, {"tokens": 0}
+    def pair_loss(pairs: list, ref: tuple, step: int, micro: int):
         idx = batch_indices(len(pairs), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
         batch = pair_batch([pairs[i] for i in idx], pad, ctx.device)
         return batch_loss(policy, batch, ref[0][idx], ref[1][idx], cfg)
@@ -212,9 +203,33 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     before = evaluate()
     settings = loop_settings(cfg)
     settings.max_steps = cfg.rounds * cfg.steps_per_round
-    loop = train_loop(policy, ctx, settings, loss_fn, description=f"online-dpo on {source}")
+    pairs, ref = [], None
+    with Trainer(policy, ctx, settings, f"online-dpo on {source}") as trainer:
+        # A resumed run redraws the samples of the round it stopped in (from the resumed policy).
+        for round_index in range(trainer.start_step // cfg.steps_per_round, cfg.rounds):
+            with trainer.micro_batch():  # as the round's DPO steps: under the training forward's autocast
+                new_pairs, new_ref, stats = collect(round_index)
+                ctx.log(trainer.done, {**stats, **{f"round/heldout_{k}": v for k, v in evaluate().items()}})
+            if new_pairs:
+                pairs, ref = new_pairs, new_ref
+            elif not pairs:
+                raise UserError(no_pairs_message(round_index, cfg))
+            else:  # every prompt's samples tied: nothing new to prefer, the last round's pairs again
+                warn(f"online-dpo round {round_index + 1}: every prompt's samples tied; training on the last pairs")
+            first = round_index * cfg.steps_per_round
+            for step in range(max(first, trainer.start_step), first + cfg.steps_per_round):
+                for micro in range(cfg.grad_accum):
+                    with trainer.micro_batch():
+                        trainer.step(*pair_loss(pairs, ref, step, micro))
     after = evaluate()
-    return finish(ctx, policy, tokenizer, loop, before, after, data=source, rounds=cfg.rounds, **counts)
+    return finish(ctx, policy, tokenizer, trainer.result, before, after, data=source, rounds=cfg.rounds, **counts)
+
+
+def no_pairs_message(round_index: int, cfg: Config) -> str:
+    return (
+        f"online-dpo round {round_index + 1}: every prompt's {cfg.samples_per_prompt} samples got the same score, "
+        "so there is no pair to learn from; raise samples_per_prompt, prompts_per_round or temperature"
+    )
 
 
 plugin = Plugin(

@@ -52,10 +52,10 @@ from posttrain.errors import UserError
 from posttrain.generation.logprobs import completion_logprobs
 from posttrain.generation.sampler import position_ids
 from posttrain.hf import save_model
-from posttrain.online_rl import conclude, rollout_stats, start
-from posttrain.rollout import RolloutSchedule, attach_logprobs
+from posttrain.rl.losses import clipped_policy_loss, masked_mean, whiten
+from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
+from posttrain.rollout import attach_logprobs
 from posttrain.rollout_config import RolloutConfig
-from posttrain.train import loop_settings, train_loop
 
 
 class Config(RolloutConfig):
@@ -79,25 +79,6 @@ class Config(RolloutConfig):
 # --- pure functions (tensors in, tensors out) -------------------------------------------------------
 # Token tensors are (N, C): N completions, C completion positions, right-padded; ``mask`` is 1 on the
 # sampled tokens (a prefix of each row: up to and including EOS) and 0 on padding.
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over the positions where ``mask`` is 1 (token-level average over the batch)."""
-    return (values * mask).sum() / mask.sum().clamp(min=1)
-
-
-def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked positions of the whole batch; padding stays 0.
-
-    With ``shift_mean=False`` the mean is added back (only the scale changes), as TRL does for the
-    per-token rewards. Uses the population variance.
-    """
-    mean = masked_mean(values, mask)
-    var = masked_mean((values - mean) ** 2, mask)
-    out = (values - mean) * torch.rsqrt(var + eps)
-    if not shift_mean:
-        out = out + mean
-    return out * mask
 
 
 def kl_penalized_rewards(
@@ -141,24 +122,6 @@ def gae_advantages(
         advantages[:, t] = running
     advantages = advantages * mask
     return advantages, (advantages + values) * mask
-
-
-def clipped_policy_loss(
-    logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_eps: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO's clipped surrogate (Schulman et al. 2017, Eq. 7), negated to a loss, token-level mean:
-
-        L = -mean_t min(ρ_t Â_t, clip(ρ_t, 1-ε, 1+ε) Â_t),   ρ_t = π_θ(y_t) / π_old(y_t)
-
-    Returns (loss, share of tokens where the clipped branch is the smaller one). Inside the trust
-    region |ρ - 1| ≤ ε it equals the unclipped objective; at ρ = 1 its gradient is the policy gradient.
-    """
-    ratio = torch.exp(logps - old_logps)
-    unclipped = ratio * advantages
-    clipped = ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages
-    loss = -masked_mean(torch.min(unclipped, clipped), mask)
-    clip_fraction = masked_mean((clipped < unclipped).float(), mask)
-    return loss, clip_fraction
 
 
 def clipped_value_loss(
@@ -251,10 +214,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         rollout.stats.update(kl=float(kl.sum(-1).mean()), value_mean=float(masked_mean(values, mask)))
         return rollout
 
-    schedule = RolloutSchedule(rl.semantics, make)
-
-    def loss_fn(step: int, micro: int):
-        rollout, rows, _ = schedule.batch(step, micro)
+    def micro_batch_loss(rollout, rows: slice):
         mask = rollout.completion_mask[rows]
         logps = completion_logprobs(rl.policy, rollout, rows, temperature)
         old = rollout.old_logps[rows]
@@ -273,10 +233,8 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             "tokens": int(rollout.attention_mask[rows].sum()),
         }
 
-    loop = train_loop(both, ctx, loop_settings(cfg), loss_fn, description=f"ppo on {rl.source}")
-    critic_dir = save_model(critic, rl.tokenizer, ctx.output_dir / "critic")
-    result = conclude(rl, loop, schedule)
-    result.artifacts["critic"] = str(critic_dir)
+    result = train_on_rollouts(rl, make, micro_batch_loss, model=both)
+    result.artifacts["critic"] = str(save_model(critic, rl.tokenizer, ctx.output_dir / "critic"))
     return result
 
 

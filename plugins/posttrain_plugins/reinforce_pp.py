@@ -18,7 +18,7 @@ tokens, over several mini-batch updates per rollout. ``baseline=group-mean`` is 
 REINFORCE++-baseline variant (OpenRLHF ``reinforce_baseline``): each prompt's mean reward is
 subtracted before the KL shaping; the global normalisation still follows.
 
-The clipped surrogate and the masked whitening are the PPO plugin's (posttrain_plugins.ppo):
+The clipped surrogate and the masked whitening are PPO's (shared in posttrain.rl.losses):
 REINFORCE++ is defined as REINFORCE plus those PPO pieces, so they are imported, not copied.
 
 Deviations from the paper:
@@ -41,11 +41,10 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.logprobs import completion_logprobs
-from posttrain.online_rl import conclude, rollout_stats, start
-from posttrain.rollout import RolloutSchedule, attach_logprobs
+from posttrain.rl.losses import clipped_policy_loss, masked_mean, whiten
+from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
+from posttrain.rollout import attach_logprobs
 from posttrain.rollout_config import RolloutConfig
-from posttrain.train import loop_settings, train_loop
-from posttrain_plugins.ppo import clipped_policy_loss, masked_mean, whiten
 
 
 class Config(RolloutConfig):
@@ -116,10 +115,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         rollout.stats["kl"] = float(((rollout.old_logps - ref) * mask).sum(-1).mean())
         return rollout
 
-    schedule = RolloutSchedule(rl.semantics, make)
-
-    def loss_fn(step: int, micro: int):
-        rollout, rows, _ = schedule.batch(step, micro)
+    def micro_batch_loss(rollout, rows: slice):
         mask = rollout.completion_mask[rows]
         logps = completion_logprobs(rl.policy, rollout, rows, temperature)
         old = rollout.old_logps[rows]
@@ -131,8 +127,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
             "tokens": int(rollout.attention_mask[rows].sum()),
         }
 
-    loop = train_loop(rl.policy, ctx, loop_settings(cfg), loss_fn, description=f"reinforce-pp on {rl.source}")
-    return conclude(rl, loop, schedule)
+    return train_on_rollouts(rl, make, micro_batch_loss)
 
 
 plugin = Plugin(

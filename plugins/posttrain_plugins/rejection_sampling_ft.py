@@ -20,6 +20,8 @@ Each round r = 1..R: draw ``prompts_per_round`` prompts, sample k completions ea
 policy (temperature T), accept them (verifier: every distinct correct completion, as RFT; reward
 model: the top-1 completion per prompt, as RAFT), then run ``steps_per_round`` SFT steps on the
 accepted set (loss on the completion tokens). The next round samples from the updated policy.
+A round that accepts nothing trains on the previous round's accepted set again (with a warning);
+when nothing has been accepted yet the run stops with an error naming the round.
 
 Deviations from the papers:
 1. One optimizer and learning-rate schedule span all rounds (RAFT restarts fine-tuning each stage);
@@ -47,7 +49,8 @@ from posttrain.evaluation import exact_match, reference_of, score
 from posttrain.generation.decode import generate
 from posttrain.hf import load_policy, lora_settings, parameter_counts
 from posttrain.logprobs import completion_nll
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.tracking import warn
+from posttrain.train import Trainer, finish, loop_settings
 
 
 class Config(TrainingConfig):
@@ -166,30 +169,43 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     def evaluate() -> dict:
         return {"exact_match": exact_match(policy, tokenizer, heldout, max_new_tokens)["exact_match"]}
 
-    before = evaluate()
-    state: dict = {"round": -1, "data": []}
-
-    def loss_fn(step: int, micro: int):
-        round_index = step // cfg.steps_per_round
-        if round_index != state["round"]:
-            data, stats = sampler.collect(round_index)
-            state.update(
-                round=round_index, data=[tokenize_prompt_completion(d, tokenizer, cfg.max_length) for d in data]
-            )
-            ctx.log(step, {**stats, "round/heldout_exact_match": evaluate()["exact_match"]})
-        data = state["data"]
-        if not data:  # nothing accepted this round: no SFT signal, a zero loss keeps the step well-defined
-            zero = sum(p.sum() for p in policy.parameters() if p.requires_grad) * 0.0
-            return zero, {"tokens": 0}
+    def sft_loss(data: list[dict], step: int, micro: int):
         idx = batch_indices(len(data), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
         batch = pad_sequences([data[i] for i in idx], tokenizer.pad_token_id, ctx.device)
         return completion_nll(policy, batch), {"tokens": int(batch["attention_mask"].sum())}
 
+    before = evaluate()
     settings = loop_settings(cfg)
     settings.max_steps = cfg.rounds * cfg.steps_per_round
-    loop = train_loop(policy, ctx, settings, loss_fn, description=f"rejection-sampling-ft on {source}")
+    data: list[dict] = []
+    with Trainer(policy, ctx, settings, f"rejection-sampling-ft on {source}") as trainer:
+        # A resumed run redraws the samples of the round it stopped in (from the resumed policy).
+        for round_index in range(trainer.start_step // cfg.steps_per_round, cfg.rounds):
+            with trainer.micro_batch():  # as the round's SFT steps: under the training forward's autocast
+                accepted, stats = sampler.collect(round_index)
+                ctx.log(trainer.done, {**stats, "round/heldout_exact_match": evaluate()["exact_match"]})
+            if accepted:
+                data = [tokenize_prompt_completion(d, tokenizer, cfg.max_length) for d in accepted]
+            elif not data:
+                raise UserError(nothing_accepted_message(round_index, cfg))
+            else:  # nothing accepted this round: no new SFT data, the last round's samples again
+                warn(f"rejection-sampling-ft round {round_index + 1}: no sample accepted; training on the last round's")
+            first = round_index * cfg.steps_per_round
+            for step in range(max(first, trainer.start_step), first + cfg.steps_per_round):
+                for micro in range(cfg.grad_accum):
+                    with trainer.micro_batch():
+                        trainer.step(*sft_loss(data, step, micro))
     after = evaluate()
-    return finish(ctx, policy, tokenizer, loop, before, after, data=source, rounds=cfg.rounds, **counts)
+    return finish(ctx, policy, tokenizer, trainer.result, before, after, data=source, rounds=cfg.rounds, **counts)
+
+
+def nothing_accepted_message(round_index: int, cfg: Config) -> str:
+    judge = "the reward model" if cfg.reward_model else "the verifier"
+    return (
+        f"rejection-sampling-ft round {round_index + 1}: {judge} accepted none of the "
+        f"{cfg.prompts_per_round} x {cfg.samples_per_prompt} samples, so there is nothing to fine-tune on; "
+        "raise samples_per_prompt, prompts_per_round or temperature, or start from a stronger --model"
+    )
 
 
 plugin = Plugin(

@@ -39,10 +39,9 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.logprobs import completion_logprobs
-from posttrain.online_rl import conclude, rollout_stats, start
-from posttrain.rollout import RolloutSchedule, attach_logprobs
+from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
+from posttrain.rollout import attach_logprobs
 from posttrain.rollout_config import RolloutConfig
-from posttrain.train import loop_settings, train_loop
 
 
 class Config(RolloutConfig):
@@ -107,17 +106,13 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         )
         return rollout
 
-    schedule = RolloutSchedule(rl.semantics, make)
-
-    def loss_fn(step: int, micro: int):
-        rollout, rows, _ = schedule.batch(step, micro)
+    def micro_batch_loss(rollout, rows: slice):
         mask = rollout.completion_mask[rows]
         logps = completion_logprobs(rl.policy, rollout, rows, temperature)
         loss = remax_loss(logps, rollout.advantages[rows], mask)
         return loss, {**rollout_stats(rollout), "tokens": int(rollout.attention_mask[rows].sum())}
 
-    loop = train_loop(rl.policy, ctx, loop_settings(cfg), loss_fn, description=f"remax on {rl.source}")
-    return conclude(rl, loop, schedule)
+    return train_on_rollouts(rl, make, micro_batch_loss)
 
 
 plugin = Plugin(

@@ -35,10 +35,8 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.logprobs import completion_logprobs
-from posttrain.online_rl import conclude, rollout_stats, start
-from posttrain.rollout import RolloutSchedule
+from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
 from posttrain.rollout_config import RolloutConfig
-from posttrain.train import loop_settings, train_loop
 
 
 class Config(RolloutConfig):
@@ -85,16 +83,12 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         )
         return rollout
 
-    schedule = RolloutSchedule(rl.semantics, make)
-
-    def loss_fn(step: int, micro: int):
-        rollout, rows, _ = schedule.batch(step, micro)
+    def micro_batch_loss(rollout, rows: slice):
         logps = completion_logprobs(rl.policy, rollout, rows, rl.sampling.temperature)
         loss = scst_loss(logps, rollout.advantages[rows], rollout.completion_mask[rows])
         return loss, {**rollout_stats(rollout), "tokens": int(rollout.attention_mask[rows].sum())}
 
-    loop = train_loop(rl.policy, ctx, loop_settings(cfg), loss_fn, description=f"scst on {rl.source}")
-    return conclude(rl, loop, schedule)
+    return train_on_rollouts(rl, make, micro_batch_loss)
 
 
 plugin = Plugin(

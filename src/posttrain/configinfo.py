@@ -81,8 +81,19 @@ def _fields_from_source(path: Path, module_name: str, class_name: str, depth: in
                     fields[f.name] = f
     for node in cls.body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            fields[node.target.id] = _field(node)
+            if _is_classvar(node.annotation):  # not a field (pydantic): removes an inherited one
+                fields.pop(node.target.id, None)
+            else:
+                fields[node.target.id] = _field(node)
     return list(fields.values())
+
+
+def _is_classvar(annotation: ast.expr) -> bool:
+    """``ClassVar``, ``ClassVar[...]`` or ``typing.ClassVar[...]``."""
+    node = annotation.value if isinstance(annotation, ast.Subscript) else annotation
+    return (isinstance(node, ast.Name) and node.id == "ClassVar") or (
+        isinstance(node, ast.Attribute) and node.attr == "ClassVar"
+    )
 
 
 def _defines_class(tree: ast.Module, name: str) -> bool:

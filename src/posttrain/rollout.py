@@ -1,7 +1,7 @@
 """Online-RL rollouts: G completions per prompt (``Rollout``), their rewards, and the log-probs of
 the sampled tokens under the policy, the old policy and the reference; how rollouts map onto
-optimizer steps (``BatchSemantics``, ``RolloutSchedule``). Plumbing only: advantage estimators and
-policy losses live in the plugins; sampling is ``posttrain.generation.sampler`` and log-probs
+optimizer steps (``BatchSemantics``). Plumbing only: advantage estimators and
+policy losses live in the plugins and ``posttrain.rl``; sampling is ``posttrain.generation.sampler`` and log-probs
 ``posttrain.generation.logprobs``.
 
 Layout of a rollout (``Rollout``), N = prompts x G rows, the G completions of a prompt contiguous:
@@ -30,7 +30,7 @@ Answers to the usual complaints about RL libraries:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -351,29 +351,3 @@ def prompt_batch(records: list[dict], semantics: BatchSemantics, rollout_index: 
     return [records[i] for i in idx]
 
 
-class RolloutSchedule:
-    """Serves train_loop's ``(step, micro)`` from rollouts made on demand by ``make(rollout_index)``.
-
-    A rollout is made the first time one of its steps is asked for and reused for the rest
-    (``policy_epochs`` passes over its micro-batches). Generation and scoring time are accumulated
-    so runs can report the share of step time spent generating.
-    """
-
-    def __init__(self, semantics: BatchSemantics, make: Callable[[int], Rollout]) -> None:
-        self.semantics = semantics
-        self.make = make
-        self.index: int | None = None
-        self.current: Rollout | None = None
-        self.seconds: dict[str, float] = {}
-
-    def batch(self, step: int, micro: int) -> tuple[Rollout, slice, bool]:
-        """(rollout, rows of this micro-batch, fresh: whether the rollout was just made)."""
-        index, _, rows = self.semantics.locate(step, micro)
-        fresh = index != self.index
-        if fresh:
-            self.current = self.make(index)
-            self.index = index
-            for k, v in self.current.timings.items():
-                self.seconds[k] = self.seconds.get(k, 0.0) + v
-        assert self.current is not None
-        return self.current, rows, fresh

@@ -1,14 +1,23 @@
-"""The start and end every online-RL trainer shares (plumbing only, built on posttrain.rollout).
+"""The actor-critic / REINFORCE recipe (ppo, reinforce, reinforce-pp, rloo, remax, scst).
 
 ``start(cfg, ctx, name)`` loads the policy (and a frozen reference when asked), the prompt records,
 the batch semantics (printed), sampling settings and the reward, and evaluates the policy on the
-held-out prompts; ``conclude(...)`` evaluates again, reports generation time and saves the policy.
-The plugin in between builds its rollouts and its loss: advantage estimators, baselines and policy
-losses stay in the plugin files (ppo, rloo, reinforce-pp, remax, reinforce, scst).
+held-out prompts. The plugin then passes two functions to ``train_on_rollouts``: ``make(index)``
+samples, scores and prepares rollout ``index`` (its advantages, baselines, critic values), and
+``micro_batch_loss(rollout, rows)`` is the policy (and value) loss on some of its rows. The recipe's
+loops take ``policy_epochs`` passes of mini-batch updates over each rollout, then evaluate again,
+report generation time and save the policy.
+
+One rollout feeds ``steps_per_rollout`` optimizer steps (``posttrain.rollout.BatchSemantics``):
+epoch e, mini-batch m, micro-batch u use the rollout's rows
+``[(m * grad_accum + u) * micro_batch, ... + micro_batch)``. The run ends after ``max_steps``
+optimizer steps, in the middle of a rollout if it does not divide.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,14 +33,13 @@ from posttrain.rewards import reward_from_config
 from posttrain.rollout import (
     BatchSemantics,
     Rollout,
-    RolloutSchedule,
     prompt_batch,
     rollout_metrics,
     sample_completions,
     sampling_from_config,
     score_rollout,
 )
-from posttrain.train import LoopResult, finish
+from posttrain.train import Trainer, finish, loop_settings
 
 
 @dataclass
@@ -102,19 +110,44 @@ def evaluate(run: OnlineRun) -> dict:
     return evaluate_policy(run.policy, run.tokenizer, run.heldout_records, run.reward_fn, run.sampling, run.eval_tokens)
 
 
-def conclude(run: OnlineRun, loop: LoopResult, schedule: RolloutSchedule, **extra: Any) -> RunResult:
-    after = evaluate(run)
-    generate = schedule.seconds.get("generate", 0.0)
-    timing = {"generate_seconds": round(generate, 2), "generate_share": round(generate / max(loop.seconds, 1e-9), 3)}
+def train_on_rollouts(
+    rl: OnlineRun,
+    make: Callable[[int], Rollout],
+    micro_batch_loss: Callable[[Rollout, slice], tuple[torch.Tensor, dict[str, Any]]],
+    model=None,
+) -> RunResult:
+    """Train ``model`` (default the policy; PPO passes policy and critic together) on rollout after
+    rollout, then evaluate and save the policy."""
+    semantics, max_steps = rl.semantics, rl.cfg.max_steps
+    per_rollout = semantics.steps_per_rollout
+    generate_seconds = 0.0
+    with Trainer(
+        rl.policy if model is None else model, rl.ctx, loop_settings(rl.cfg), f"{rl.name} on {rl.source}"
+    ) as trainer:
+        # A resumed run starts with the rollout of its first remaining step (sampled anew).
+        for rollout_index in range(trainer.start_step // per_rollout, math.ceil(max_steps / per_rollout)):
+            with trainer.micro_batch():  # old/ref log-probs under the same autocast as the training forward
+                rollout = make(rollout_index)
+            generate_seconds += rollout.timings.get("generate", 0.0)
+            for epoch in range(semantics.policy_epochs):
+                for minibatch in range(semantics.steps_per_epoch):
+                    step = (rollout_index * semantics.policy_epochs + epoch) * semantics.steps_per_epoch + minibatch
+                    if not trainer.start_step <= step < max_steps:
+                        continue
+                    for micro in range(semantics.grad_accum):
+                        first = (minibatch * semantics.grad_accum + micro) * semantics.micro_batch
+                        with trainer.micro_batch():
+                            trainer.step(*micro_batch_loss(rollout, slice(first, first + semantics.micro_batch)))
+    loop = trainer.result
+    after = evaluate(rl)
+    timing = {
+        "generate_seconds": round(generate_seconds, 2),
+        "generate_share": round(generate_seconds / max(loop.seconds, 1e-9), 3),
+    }
     return finish(
-        run.ctx, run.policy, run.tokenizer, loop, run.before, after, data=run.source,
-        batch=run.semantics.describe(), **timing, **run.counts, **extra,
+        rl.ctx, rl.policy, rl.tokenizer, loop, rl.before, after, data=rl.source,
+        batch=semantics.describe(), **timing, **rl.counts,
     )  # fmt: skip
-
-
-def sequence_sum(token_values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(N, C) per-token values -> (N,) sums over each completion's real tokens."""
-    return (token_values * mask).sum(-1)
 
 
 def rollout_stats(rollout: Rollout) -> dict[str, float]:
