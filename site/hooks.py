@@ -1,6 +1,6 @@
 """mkdocs hooks that generate the site's pages from the catalog at build time.
 
-Nothing generated is committed: every build reads ``catalog/`` through ``posttrain.catalog``,
+Nothing generated is committed: every build reads ``catalog/`` through ``posttrain.catalog.load``,
 finds plugins through ``posttrain.registry`` (entry points, no plugin import), reads each
 plugin's ``Config`` and docstring statically (``ast``, no torch), and reads the run reports under
 ``reports/`` when they exist. Pages made here:
@@ -55,12 +55,12 @@ from untrusted import (
     page_link_resolver,
 )
 
-from posttrain import catalog as catalog_module
 from posttrain import registry, stats
-from posttrain.configinfo import FieldInfo, config_fields, module_file
-from posttrain.runner import headline_metric
-from posttrain.schema import MethodEntry
-from posttrain.textsafety import safe_url
+from posttrain.catalog import load as catalog_module
+from posttrain.catalog.schema import MethodEntry
+from posttrain.catalog.textsafety import safe_url
+from posttrain.cli.configinfo import FieldInfo, config_fields, module_file
+from posttrain.runs.runner import headline_metric
 
 log = logging.getLogger("mkdocs.hooks.posttrain")
 SITE_DIR = Path(__file__).resolve().parent
@@ -79,8 +79,8 @@ class MethodInfo:
     """One method entry with everything its page needs."""
 
     entry: MethodEntry
-    branch: Any  # posttrain.schema.Branch, or None when the family is unknown
-    family: Any  # posttrain.schema.Family, or None
+    branch: Any  # posttrain.catalog.schema.Branch, or None when the family is unknown
+    family: Any  # posttrain.catalog.schema.Family, or None
     spec: registry.PluginSpec | None = None
     source: Path | None = None  # the plugin's module file
     fields: list[FieldInfo] = field(default_factory=list)
@@ -205,7 +205,7 @@ def _get(rec: Any, *names: str) -> Any:
 
 
 def normalise_paper(rec: Any) -> dict[str, Any] | None:
-    """One paper record from ``posttrain.catalog``, whatever its shape, as a plain dict."""
+    """One paper record from ``posttrain.catalog.load``, whatever its shape, as a plain dict."""
     title = _get(rec, "title")
     if not title:
         return None
@@ -231,7 +231,7 @@ def normalise_paper(rec: Any) -> dict[str, Any] | None:
 
 
 def load_papers(cat: Any) -> list[dict[str, Any]]:
-    """The awesome-list papers that ``posttrain.catalog`` exposes, or [] while it exposes none."""
+    """The awesome-list papers that ``posttrain.catalog.load`` exposes, or [] while it exposes none."""
     records: Any = getattr(cat, "papers", None)
     if not records:
         loader = getattr(catalog_module, "load_papers", None)
@@ -388,7 +388,7 @@ def pooled_line(metric: str, test: dict[str, Any]) -> str:
 
 
 def headline(run: dict[str, Any]) -> dict[str, Any] | None:
-    """A report's headline metric (``posttrain.runner.headline_metric``: exact_match for trainers,
+    """A report's headline metric (``posttrain.runs.runner.headline_metric``: exact_match for trainers,
     accuracy for test-time methods), before and after, and its test: pooled over seeds when the
     report has seeds (before and after are then means over seeds), else seed 0's paired test."""
     pooled, paired = run.get("pooled") or {}, run.get("paired") or {}
@@ -1694,14 +1694,14 @@ def cli_page() -> str:
     """Walk the typer app's command tree (duck-typed: typer may ship its own copy of click)."""
     import typer
 
-    from posttrain.cli import app
+    from posttrain.cli.main import app
 
     root = typer.main.get_command(app)
     lines = [
         "# CLI reference",
         "",
         "Generated from the `catalog` command's own definitions (the typer app in "
-        "`src/posttrain/cli.py`). `catalog COMMAND --help` prints the same in a terminal, and "
+        "`src/posttrain/cli/main.py`). `catalog COMMAND --help` prints the same in a terminal, and "
         "`python -m posttrain` is the same program.",
         "",
     ]

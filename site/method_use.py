@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from posttrain.configinfo import FieldInfo, module_file
+from posttrain.cli.configinfo import FieldInfo, module_file
 from posttrain.data import FORMATS
 
 # The hub model the commands use; its size is from its model card.

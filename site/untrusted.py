@@ -1,6 +1,6 @@
 """Catalog text made safe for the site: it comes from pull requests, so nothing in it may run.
 
-``catalog validate`` already refuses HTML and script links (``posttrain.textsafety``); the site
+``catalog validate`` already refuses HTML and script links (``posttrain.catalog.textsafety``); the site
 does not rely on that, and escapes or sanitises every piece of catalog text it shows:
 
 - ``nav_title``, ``front_matter_title``: page and navigation titles, which the theme writes into
@@ -29,7 +29,7 @@ import markdown
 from markdown.treeprocessors import Treeprocessor
 from markdown.util import AMP_SUBSTITUTE
 
-from posttrain.textsafety import safe_url
+from posttrain.catalog.textsafety import safe_url
 
 # What a description may turn into: the tags markdown makes for text, lists, tables, code and math.
 ALLOWED_TAGS = {

@@ -37,7 +37,7 @@ def cli():
     """Invoke the CLI in-process and return (exit_code, combined output)."""
     from typer.testing import CliRunner
 
-    from posttrain.cli import app
+    from posttrain.cli.main import app
     from posttrain.errors import UserError
 
     runner = CliRunner()

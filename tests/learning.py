@@ -1,6 +1,6 @@
 """The learning tests' assertions: a claim is a significant paired difference on held-out problems.
 
-``catalog run`` (``posttrain.runner.execute``) returns, for every metric whose per-problem outcomes
+``catalog run`` (``posttrain.runs.runner.execute``) returns, for every metric whose per-problem outcomes
 were recorded (``posttrain.outcomes``), ``metrics["paired"][metric]``: the same held-out problems
 before and after, fixed / broken counts, the difference, its standard error and the sign-test p
 (``posttrain.stats``; ../shared/reference/evidence.md). A gain counts when d > 0 and p < 0.05; a
@@ -105,7 +105,7 @@ def assert_pooled_no_harm(runs: Sequence[dict[str, Any]], metric: str = "exact_m
 
 def run(name: str, out: Path, seed: int = 0, sets: Iterable[str] = ()) -> dict[str, Any]:
     """One run of ``name`` on CPU (its defaults, plus ``sets``): the result's metrics, paired block included."""
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     prepared = prepare(name, output_dir=out, device="cpu", seed=seed, sets=list(sets))
     return execute(prepared, progress=False).metrics

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.runner import execute, prepare
+from posttrain.runs.runner import execute, prepare
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "architecture_matrix.py"
 
@@ -184,7 +184,7 @@ def test_llama_style_targets_map_to_each_architecture(family, expected):
 def test_ia3_on_gpt2_rescales_the_modules_that_hold_k_v_and_the_ffn():
     from peft import IA3Config
 
-    from posttrain.peft_methods import apply_peft
+    from posttrain.training.peft_methods import apply_peft
 
     model, _ = matrix.tiny_model("gpt2")
     config = IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from posttrain.awesome import merge, parse, parse_badge
-from posttrain.catalog import validate
-from posttrain.cli import app
+from posttrain.catalog.awesome import merge, parse, parse_badge
+from posttrain.catalog.load import validate
+from posttrain.cli.main import app
 
 SHARED_LIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "awesome-llm-post-training" / "README.md"
 CATALOG = Path(__file__).resolve().parents[1] / "catalog"
@@ -181,7 +181,7 @@ def test_shipped_catalog_is_up_to_date_with_the_list(tmp_path):
 
 
 def test_validate_links_says_offline(monkeypatch, tmp_path):
-    from posttrain import linkcheck
+    from posttrain.catalog import linkcheck
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(
@@ -195,7 +195,7 @@ def test_validate_links_says_offline(monkeypatch, tmp_path):
 
 
 def test_link_check_reports_broken_urls_and_caches_successes(monkeypatch, tmp_path):
-    from posttrain import linkcheck
+    from posttrain.catalog import linkcheck
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []

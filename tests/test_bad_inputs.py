@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from posttrain.errors import UserError
-from posttrain.runner import execute, prepare
+from posttrain.runs.runner import execute, prepare
 
 EMBEDDED_BASE = Path(__file__).resolve().parents[1] / "src" / "posttrain" / "embedded" / "models" / "base"
 FAST = ["--device", "cpu", "--set", "max_steps=1", "--set", "train_examples=16", "--set", "eval_examples=4"]
@@ -137,7 +137,7 @@ def test_the_disk_filling_while_the_model_is_saved(tmp_path, monkeypatch):
 def test_the_disk_filling_while_a_json_file_is_written(tmp_path, monkeypatch):
     import os
 
-    from posttrain.tracking import write_json
+    from posttrain.files import write_json
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -160,7 +160,7 @@ def test_a_device_file_as_dataset_gets_an_honest_message(cli, tmp_path):
 
 
 def test_a_missing_reward_model_path_gets_an_honest_message():
-    from posttrain.scoring import load_reward_model
+    from posttrain.scoring.scorers import load_reward_model
 
     with pytest.raises(UserError, match=r"reward_model runs/rm/x/model: no such folder, and not a hub model id"):
         load_reward_model("runs/rm/x/model")
@@ -187,7 +187,7 @@ def test_conversations_with_no_assistant_turn_are_an_error(cli, tmp_path):
 
 def test_a_zero_gradient_warns_then_stops_the_run(tmp_path, capsys):
     from posttrain.interface import RunContext
-    from posttrain.train import NO_SIGNAL_STOP_STEPS, LoopSettings, train_loop
+    from posttrain.training.trainer import NO_SIGNAL_STOP_STEPS, LoopSettings, train_loop
 
     model = torch.nn.Linear(2, 1)
 
@@ -203,7 +203,7 @@ def test_a_zero_gradient_warns_then_stops_the_run(tmp_path, capsys):
 
 def test_an_occasional_zero_gradient_does_not_stop_the_run(tmp_path):
     from posttrain.interface import RunContext
-    from posttrain.train import LoopSettings, train_loop
+    from posttrain.training.trainer import LoopSettings, train_loop
 
     model = torch.nn.Linear(2, 1)
 
@@ -219,7 +219,7 @@ def test_an_occasional_zero_gradient_does_not_stop_the_run(tmp_path):
 def test_a_loss_that_saturates_after_learning_is_warned_about_not_stopped(tmp_path, capsys):
     """A hinge that met its margin has a zero gradient too, after steps that had one: the run ends."""
     from posttrain.interface import RunContext
-    from posttrain.train import LoopSettings, train_loop
+    from posttrain.training.trainer import LoopSettings, train_loop
 
     model = torch.nn.Linear(2, 1)
 
@@ -278,7 +278,7 @@ def test_nan_in_a_dataset_writes_valid_json_and_the_summary_path_is_right(cli, t
 
 
 def test_grpo_with_an_all_zero_reward_stops_instead_of_reporting_loss_zero(tmp_path, capsys):
-    from posttrain.train import NO_SIGNAL_STOP_STEPS
+    from posttrain.training.trainer import NO_SIGNAL_STOP_STEPS
 
     data = _jsonl(tmp_path / "p.jsonl", [{"prompt": f"{i}+{i}=", "answer": "never"} for i in range(40)])
     sets = ["max_steps=30", "prompts_per_step=1", "num_generations=2", "max_completion_length=4", "eval_examples=2"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posttrain.catalog import load_catalog, validate
+from posttrain.catalog.load import load_catalog, validate
 from posttrain.registry import discover
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from posttrain.awesome import parse
-from posttrain.catalog import arxiv_key, catalog_dir, load_catalog, normalise_title, validate
-from posttrain.cli import app
+from posttrain.catalog.awesome import parse
+from posttrain.catalog.load import arxiv_key, catalog_dir, load_catalog, normalise_title, validate
+from posttrain.cli.main import app
 
 SHARED_LIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "awesome-llm-post-training" / "README.md"
 

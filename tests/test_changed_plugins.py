@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.scaffold import TODO
+from posttrain.cli.scaffold import TODO
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
@@ -64,7 +64,7 @@ ALL = ["best-of-n", "dpo", "ipo", "sft"]
         (["catalog/methods/kto.yaml", "catalog/papers/x.yaml", "site/docs/index.md"], []),
         (["catalog/methods/ghost.yaml", "catalog/methods/broken.yaml", "catalog/methods/deleted.yaml"], []),
         (["tests/test_losses.py", "tools/record_run.py", ".github/workflows/tests.yml"], []),
-        (["src/posttrain/train.py"], ALL),
+        (["src/posttrain/training/trainer.py"], ALL),
         (["src/posttrain/embedded/task.py", "plugins/posttrain_plugins/sft.py"], ALL),
         (["plugins/posttrain_plugins/__init__.py"], ALL),
         (["plugins/posttrain_plugins/_shared_helper.py"], ALL),  # imported by unknown plugins

@@ -9,7 +9,7 @@ import pytest
 def test_list_and_show_never_import_torch(python):
     code = (
         "import sys\n"
-        "from posttrain.cli import app\n"
+        "from posttrain.cli.main import app\n"
         "from typer.testing import CliRunner\n"
         "r = CliRunner()\n"
         "for args in (['list'], ['show', 'dpo'], ['validate'], ['plugins']):\n"

@@ -79,7 +79,7 @@ def test_list_json_through_json_tool_without_torch(python):
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from posttrain.cli import app\n"
+        "from posttrain.cli.main import app\n"
         "for args in (['list', '--format', 'json'], ['show', 'dpo', '--format', 'csv'], ['run', 'dpo', '--help']):\n"
         "    res = CliRunner().invoke(app, args)\n"
         "    assert res.exit_code == 0, res.output\n"
@@ -120,7 +120,7 @@ def test_run_help_of_a_plugin_file(cli, tmp_path):
 
 
 def test_run_command_is_a_catalog_run_line():
-    from posttrain.runner import run_command
+    from posttrain.runs.runner import run_command
 
     assert run_command("dpo") == "catalog run dpo"
     assert (
@@ -133,7 +133,7 @@ def test_run_command_is_a_catalog_run_line():
 def test_every_report_command_parses_as_catalog_run():
     import typer
 
-    from posttrain.cli import app
+    from posttrain.cli.main import app
     from posttrain.registry import discover
 
     run = typer.main.get_command(app).commands["run"]
@@ -146,7 +146,7 @@ def test_every_report_command_parses_as_catalog_run():
 
 
 def test_plot_shows_curves_and_before_after_bars_only(tmp_path):
-    from posttrain.tracking import held_out_rates, plot_metrics, training_curves
+    from posttrain.runs.tracking import held_out_rates, plot_metrics, training_curves
 
     rows = [
         {"step": 0, "train_pairs": 4800, "trainable_share": 1.0},

@@ -1,4 +1,4 @@
-"""The `code-tests` reward: model-written code run against the record's tests in posttrain.sandbox
+"""The `code-tests` reward: model-written code run against the record's tests in posttrain.scoring.sandbox
 (stdin/stdout pairs or assert strings), usable by every RL plugin through `rewards=[code-tests]`."""
 
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.rewards import RewardOptions, build_reward, combined_reward
-from posttrain.sandbox import code_execution_reward, run_untrusted
+from posttrain.scoring.rewards import RewardOptions, build_reward, combined_reward
+from posttrain.scoring.sandbox import code_execution_reward, run_untrusted
 
 DATASET = Path(__file__).parent / "fixtures" / "code_tests.jsonl"
 SUM_TESTS = [{"input": "2 3", "output": "5"}, {"input": "10 -4", "output": "6"}]
@@ -88,7 +88,7 @@ def test_the_fixture_dataset_is_solvable():
 
 @pytest.mark.smoke
 def test_grpo_smoke_run_with_the_code_tests_reward(tmp_path):
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     prepared = prepare(
         "grpo", dataset=str(DATASET), sets=["rewards=[code-tests]"], output_dir=tmp_path, smoke=True, device="cpu"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from posttrain.compare import child_command, markdown_table, row_of
+from posttrain.runs.compare import child_command, markdown_table, row_of
 
 
 def _fake_run(folder, before, after, trainable, share, peak):
@@ -42,7 +42,7 @@ def test_rows_and_markdown_table(tmp_path):
 
 def test_child_command_passes_sets_to_every_run(tmp_path):
     cmd = child_command("lora", tmp_path, ["max_steps=2", "lr=1"], None, "d.jsonl", "cpu", 3)
-    assert cmd[1:4] == ["-m", "posttrain.compare", "lora"]
+    assert cmd[1:4] == ["-m", "posttrain.runs.compare", "lora"]
     assert cmd.count("--set") == 2 and "d.jsonl" in cmd and cmd[cmd.index("--seed") + 1] == "3"
 
 

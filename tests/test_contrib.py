@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posttrain import scaffold
-from posttrain.catalog import Problem, validate
-from posttrain.cli_contrib import github_annotation
+from posttrain.catalog.load import Problem, validate
+from posttrain.cli import scaffold
+from posttrain.cli.contrib import github_annotation
+from posttrain.cli.scaffold import TODO
 from posttrain.errors import UserError
-from posttrain.scaffold import TODO
 
 REPO = Path(__file__).resolve().parents[1]
 NEW_ARXIV = "2510.00042"  # not in catalog/papers (checked below)
@@ -137,7 +137,7 @@ def test_scaffolded_plugin_has_the_standard_anatomy(checkout, arxiv_online):
 
 
 def test_scaffolded_plugin_fails_smoke_saying_what_to_fill_in(checkout, arxiv_online):
-    from posttrain.runner import smoke_all
+    from posttrain.runs.runner import smoke_all
 
     scaffold.scaffold(checkout, "margin-po", "preference-optimization", NEW_ARXIV)
     plugin_file = checkout / "plugins" / "posttrain_plugins" / "margin_po.py"
@@ -378,7 +378,7 @@ def test_run_file_errors_are_one_line(tmp_path, cli):
 
 def test_a_catalog_entry_cannot_make_the_cli_load_a_file(tmp_path, monkeypatch):
     """`plugin:` in catalog data is looked up among registered plugins only, never imported as a path."""
-    from posttrain.runner import resolve_plugin
+    from posttrain.runs.runner import resolve_plugin
 
     marker = tmp_path / "executed"
     evil = tmp_path / "evil.py"

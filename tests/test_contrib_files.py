@@ -82,7 +82,7 @@ def test_pre_commit_config():
 def test_guides_name_only_real_commands_and_files(guide):
     import typer
 
-    from posttrain.cli import app
+    from posttrain.cli.main import app
 
     root = typer.main.get_command(app)
     commands = set(root.list_commands(root.context_class(root, info_name="catalog")))

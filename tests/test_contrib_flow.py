@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posttrain.scaffold import TODO
+from posttrain.cli.scaffold import TODO
 
 REPO = Path(__file__).resolve().parents[1]
 ARXIV = "2510.00042"  # not in catalog/papers: the scaffold writes its record
@@ -49,11 +49,11 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.config import TrainingConfig
+from posttrain.training.config import TrainingConfig
 from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_preference
 from posttrain.hf import load_policy, lora_settings
 from posttrain.logprobs import sequence_logprobs, split_pairs
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.training.trainer import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):

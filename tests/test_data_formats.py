@@ -10,7 +10,7 @@ import pytest
 from posttrain.data import load_records, task_records, tokenize_preference, tokenize_sft
 from posttrain.embedded.tokenizer import build_tokenizer
 from posttrain.errors import UserError
-from posttrain.runner import execute, prepare
+from posttrain.runs.runner import execute, prepare
 
 TINY = ["max_steps=2", "batch_size=4", "eval_examples=4", "log_every=1", "max_new_tokens=2"]
 SYSTEM = {"role": "system", "content": "Add."}

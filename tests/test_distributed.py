@@ -160,7 +160,7 @@ def _trainer_plugins() -> list[str]:
 def _samples(plugin: str) -> bool:
     """An online RL trainer: it trains on its own sampled rollouts (``RolloutConfig``)."""
     from posttrain.registry import load
-    from posttrain.rollout_config import RolloutConfig
+    from posttrain.rl.rollout_config import RolloutConfig
 
     return issubclass(load(plugin).config, RolloutConfig)
 

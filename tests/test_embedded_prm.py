@@ -11,7 +11,7 @@ from posttrain.embedded.prm import PRM_TRAIN_PROBLEMS, auc, encode_example, prm_
 from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
 from posttrain.embedded.reasoning import first_error, wrong_trace
 from posttrain.embedded.tokenizer import build_tokenizer
-from posttrain.scoring import aggregate_steps, split_attempt
+from posttrain.scoring.scorers import aggregate_steps, split_attempt
 
 
 def _a_train_problem():
@@ -97,7 +97,7 @@ def test_cached_prm_discriminates_correct_from_wrong_heldout_solutions():
 
     from posttrain import stats
     from posttrain.embedded.prm import prm_model_dir
-    from posttrain.scoring import load_prm, score_step_lists
+    from posttrain.scoring.scorers import load_prm, score_step_lists
 
     model, tok = load_prm(prm_model_dir())
     rng = random.Random(7)
@@ -120,9 +120,9 @@ def test_cached_prm_discriminates_correct_from_wrong_heldout_solutions():
 
 
 def test_the_embedded_prm_is_the_default_only_on_the_embedded_reasoning_task(tmp_path):
-    from posttrain.inference import REASONING_MODEL, StepSearchConfig
+    from posttrain.inference.recipe import REASONING_MODEL, StepSearchConfig
     from posttrain.interface import RunContext
-    from posttrain.scoring import embedded_prm_applies
+    from posttrain.scoring.scorers import embedded_prm_applies
 
     cfg = StepSearchConfig()
     assert cfg.scorer == "auto"
@@ -135,9 +135,9 @@ def test_the_embedded_prm_is_the_default_only_on_the_embedded_reasoning_task(tmp
 
 
 def test_user_model_keeps_the_likelihood_scorer(tmp_path):
-    from posttrain.inference import StepSearchConfig
+    from posttrain.inference.recipe import StepSearchConfig
     from posttrain.interface import RunContext
-    from posttrain.scoring import attempt_scorer
+    from posttrain.scoring.scorers import attempt_scorer
 
     ctx = RunContext(tmp_path, model="./my-model", dataset="problems.jsonl")
     _, name = attempt_scorer(StepSearchConfig(), ctx, model=None, tokenizer=None)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posttrain.catalog import validate
+from posttrain.catalog.load import validate
 from posttrain.errors import QUOTE_LIMIT, UserError, quoted
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,7 +162,7 @@ ALIAS_BOMB_SET = "learning_rate=[&a [1,1,1,1,1,1,1,1,1],&b [*a,*a,*a,*a,*a,*a,*a
 
 
 def test_yaml_alias_in_set_is_refused() -> None:
-    from posttrain.runner import parse_sets
+    from posttrain.runs.runner import parse_sets
 
     assert len(ALIAS_BOMB_SET) < 100
     with pytest.raises(UserError) as info:
@@ -171,7 +171,7 @@ def test_yaml_alias_in_set_is_refused() -> None:
 
 
 def test_yaml_alias_bomb_in_config_is_refused(tmp_path: Path) -> None:
-    from posttrain.runner import read_run_file
+    from posttrain.runs.runner import read_run_file
 
     levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
     for prev, name in zip("abcdef", "bcdefg", strict=True):
@@ -188,7 +188,7 @@ def test_a_bad_value_is_quoted_briefly() -> None:
     from pydantic import BaseModel
 
     from posttrain.interface import Plugin
-    from posttrain.runner import build_config
+    from posttrain.runs.runner import build_config
 
     class Config(BaseModel):
         learning_rate: float = 0.1
@@ -237,7 +237,7 @@ plugin = Plugin(id="my-method", config=Config, run=lambda cfg, ctx: None, kind="
 def test_run_file_says_it_executes_the_file_and_what_it_found(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from posttrain.cli import app
+    from posttrain.cli.main import app
 
     path = tmp_path / "my_method.py"
     path.write_text(PLUGIN_FILE)

@@ -1,4 +1,4 @@
-"""posttrain.fastpath: the lean forward must equal the model's own (values and gradients), and step
+"""posttrain.generation.fastpath: the lean forward must equal the model's own (values and gradients), and step
 aside whenever it could differ."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from posttrain.fastpath import lean_decoder, padded_causal_mask, prompt_run_lengths, repeat_rows
+from posttrain.generation.fastpath import lean_decoder, padded_causal_mask, prompt_run_lengths, repeat_rows
 from posttrain.generation.sampler import Sampling, native_generate, position_ids
 
 

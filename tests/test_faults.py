@@ -16,8 +16,8 @@ import torch
 from posttrain.data import batch_indices
 from posttrain.errors import UserError
 from posttrain.interface import RunContext
-from posttrain.tracking import MetricsLogger
-from posttrain.train import LoopSettings, latest_checkpoint, load_checkpoint, train_loop
+from posttrain.runs.tracking import MetricsLogger
+from posttrain.training.trainer import LoopSettings, latest_checkpoint, load_checkpoint, train_loop
 
 HELPER = Path(__file__).parent / "helpers" / "tiny_distributed.py"
 
@@ -201,7 +201,7 @@ def test_unwritable_output_directory_fails_before_training(tmp_path):
 
 
 def test_unwritable_output_directory_fails_before_the_model_loads(tmp_path):
-    from posttrain.runner import prepare
+    from posttrain.runs.runner import prepare
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

@@ -88,7 +88,7 @@ def test_verify_command_exits_2_with_one_line_on_tampering(tmp_path):
 def test_list_and_unknown_name_need_no_torch():
     code = (
         "import sys; sys.argv = ['catalog', 'embedded', 'list']\n"
-        "from posttrain.cli import app\n"
+        "from posttrain.cli.main import app\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, 'catalog embedded list imported torch'\n"
     )

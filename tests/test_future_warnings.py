@@ -7,7 +7,7 @@ passes ``past_key_values`` to the model's forward."""
 
 import pytest
 
-from posttrain.runner import execute, prepare
+from posttrain.runs.runner import execute, prepare
 
 # one trainer per loop (sft, preference, online RL) and the sampling and step-search inference paths
 PLUGINS = ["sft", "dpo", "grpo", "best-of-n", "beam-search"]

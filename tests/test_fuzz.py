@@ -112,7 +112,7 @@ def mini_catalog():
         record = yaml.safe_load(paper.read_text())
         record["methods"] = [m for m in record.get("methods", []) if m in BASE_METHODS]
         paper.write_text(yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
-    from posttrain.catalog import validate
+    from posttrain.catalog.load import validate
 
     _, problems = validate(root, {m: "posttrain-catalog" for m in BASE_METHODS})
     assert problems == [], problems
@@ -156,8 +156,8 @@ def _mutate(text: str, kind: str, data) -> bytes:
 @FUZZ
 @given(catalog_mutation())
 def test_fuzz_catalog_entries(mini_catalog, monkeypatch, mutation):
-    from posttrain.catalog import validate
-    from posttrain.cli import app
+    from posttrain.catalog.load import validate
+    from posttrain.cli.main import app
 
     mid, kind, data = mutation
     path = mini_catalog / "methods" / f"{mid}.yaml"
@@ -209,7 +209,7 @@ def run_config(draw):
 @FUZZ
 @given(run_config())
 def test_fuzz_run_configs(tmp_path_factory, config):
-    from posttrain.runner import prepare
+    from posttrain.runs.runner import prepare
 
     sets, file_text = config
     tmp = tmp_path_factory.mktemp("cfg")

@@ -15,7 +15,7 @@ pytestmark = [
 
 
 def test_fastpath_equals_the_models_forward_on_cuda():
-    """posttrain.fastpath's shared-prompt training forward, values and gradients, on the GPU (fp32)."""
+    """posttrain.generation.fastpath's shared-prompt training forward, values and gradients, on the GPU (fp32)."""
     from test_fastpath import check_completion_logits_and_gradients, tiny
 
     check_completion_logits_and_gradients(tiny("qwen2").cuda().train(), device="cuda", tolerance=1e-4)

@@ -127,7 +127,7 @@ def test_dr_grpo_loss_clipped_equals_unclipped_inside_region():
 
 # --- dapo -----------------------------------------------------------------------------------------
 
-from posttrain.rollout import Rollout  # noqa: E402
+from posttrain.rl.rollout import Rollout  # noqa: E402
 from posttrain_plugins.dapo import dapo_loss, dynamic_sample, informative_groups, overlong_penalty  # noqa: E402
 
 

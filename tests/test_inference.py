@@ -9,10 +9,10 @@ import torch
 
 from posttrain.errors import UserError
 from posttrain.generation.decode import sample
-from posttrain.inference import ComputeMeter, load_model, load_problems
+from posttrain.inference.recipe import ComputeMeter, load_model, load_problems
 from posttrain.interface import RunContext
-from posttrain.scoring import evaluator_scorer
-from posttrain.sweeps import find_sweep, plot_sweeps, sweepable_fields
+from posttrain.runs.sweeps import find_sweep, plot_sweeps, sweepable_fields
+from posttrain.scoring.scorers import evaluator_scorer
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_evaluator_scorer_counts_the_prms_forward_passes(tiny, tmp_path, tiny_cl
 
 
 def test_verify_step_scores_rate_every_step_prefix(tiny):
-    from posttrain.scoring import verify_scores, verify_step_scores
+    from posttrain.scoring.scorers import verify_scores, verify_step_scores
 
     model, tok = tiny
     out = verify_step_scores(model, tok, ["12+3=", "7+5="], [["5;", "1;", "#15"], []])
@@ -86,7 +86,7 @@ def test_verify_step_scores_rate_every_step_prefix(tiny):
 
 
 def test_self_refine_step_loop_keeps_the_approved_prefix(tiny):
-    from posttrain.inference import PerProblem
+    from posttrain.inference.recipe import PerProblem
     from posttrain_plugins.self_refine import Config, step_loop
 
     model, tok = tiny
@@ -147,7 +147,7 @@ def test_plot_sweeps_writes_a_png(tmp_path):
 
 @pytest.mark.smoke
 def test_a_sweep_runs_once_per_value(tmp_path):
-    from posttrain.runner import run_sweep
+    from posttrain.runs.runner import run_sweep
 
     result = run_sweep(
         "self-consistency", "n", ["1", "2"], ["eval_examples=4", "task=addition"], tmp_path, device="cpu"

@@ -14,7 +14,7 @@ from tiny_families import assert_same_grads, grads, sft_examples, tiny_config, t
 
 from posttrain.data import pad_sequences
 from posttrain.errors import UserError
-from posttrain.fastpath import lean_decoder
+from posttrain.generation.fastpath import lean_decoder
 from posttrain.logit_chunks import set_logit_chunk_size
 from posttrain.logprobs import sequence_logprobs
 
@@ -102,7 +102,7 @@ def test_rollout_logprobs_equal_the_full_logits(family):
     torch.testing.assert_close(chunked, expected.to(chunked.dtype), atol=1e-5, rtol=0)
     assert_same_grads(grads(model, (chunked * completion_attn).sum()), expected_grads, atol=1e-5)
     # transformers' output-capturing hooks, left by the first output_hidden_states call, are inert:
-    # the lean forward (posttrain.fastpath) still applies to Llama afterwards
+    # the lean forward (posttrain.generation.fastpath) still applies to Llama afterwards
     assert (lean_decoder(model) is not None) == (family == "llama")
 
 
@@ -139,7 +139,7 @@ def test_trainers_run_with_chunked_logprobs(plugin, tmp_path, monkeypatch):
     import json
 
     from posttrain import logit_chunks
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     sizes: list[int] = []
     original = logit_chunks.chunked_logprobs
@@ -164,7 +164,7 @@ def test_trainers_run_with_chunked_logprobs(plugin, tmp_path, monkeypatch):
     ],
 )
 def test_distillation_trainers_name_the_option_they_cannot_take(plugin, sets, chunk, message, tmp_path):
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     prepared = prepare(plugin, sets=sets, output_dir=tmp_path, device="cpu", smoke=True, logit_chunk_size=chunk)
     with pytest.raises(UserError, match=f"^{message}"):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from posttrain.preference import dpo_loss, preference_accuracy
+from posttrain.training.preference import dpo_loss, preference_accuracy
 from posttrain.training.sft import sft_loss
 
 

@@ -25,7 +25,7 @@ def test_dtype_names_and_their_limits():
 
 
 def test_bf16_weights_and_checkpointing_with_and_without_lora(tmp_path):
-    from posttrain.config import TrainingConfig
+    from posttrain.training.config import TrainingConfig
 
     model, _ = load_policy(RunContext(output_dir=tmp_path, dtype="bf16", gradient_checkpointing=True))
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}

@@ -40,7 +40,7 @@ def test_reward_model_as_annotator(tmp_path, tiny_classifier):
     """With --set reward_model the RM's scores (continuous, rarely tied) form the pairs."""
     import json
 
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     tiny_classifier(tmp_path / "rm")
     sets = [f"reward_model={tmp_path / 'rm'}"]

@@ -11,7 +11,7 @@ from tiny_families import assert_same_grads, grads, sft_examples, tiny_model
 
 from posttrain.errors import UserError
 from posttrain.logit_chunks import set_logit_chunk_size
-from posttrain.packing import pack_examples
+from posttrain.training.packing import pack_examples
 
 
 def test_pack_examples_restarts_positions_and_drops_boundary_predictions():
@@ -72,7 +72,7 @@ def test_prompt_learning_adapters_cannot_pack():
 
 
 def test_sft_runs_packed(tmp_path, monkeypatch):
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
     from posttrain.training import sft
 
     rows = []

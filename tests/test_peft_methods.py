@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from posttrain.errors import UserError
-from posttrain.runner import execute, prepare
+from posttrain.runs.runner import execute, prepare
 from posttrain_plugins.adalora import orthogonal_penalty
 from posttrain_plugins.adapters import AdapterSettings, BottleneckAdapter, BottleneckAdapterModel
 

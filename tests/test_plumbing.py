@@ -20,7 +20,7 @@ from posttrain.embedded.task import DEFAULT_TASK, AdditionTask, plausible_mistak
 from posttrain.embedded.tokenizer import build_tokenizer
 from posttrain.errors import UserError
 from posttrain.interface import RunContext
-from posttrain.train import LoopSettings, latest_checkpoint, lr_factor, train_loop
+from posttrain.training.trainer import LoopSettings, latest_checkpoint, lr_factor, train_loop
 
 
 @pytest.fixture(scope="module")

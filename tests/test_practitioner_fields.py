@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.catalog import load_catalog, validate
+from posttrain.catalog.load import load_catalog, validate
 
 REPO = Path(__file__).resolve().parents[1]
 # entries without a verified generations-per-prompt figure have no compute block

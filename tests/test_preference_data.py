@@ -6,7 +6,7 @@ import json
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.runner import execute, prepare
+from posttrain.runs.runner import execute, prepare
 
 TINY = ["max_steps=2", "batch_size=4", "eval_examples=4", "log_every=1", "max_new_tokens=2"]
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from posttrain.preference import PairLogps, add_rpo_nll, chosen_nll_per_token, dpo_loss, rpo_dpo_loss
+from posttrain.training.preference import PairLogps, add_rpo_nll, chosen_nll_per_token, dpo_loss, rpo_dpo_loss
 from posttrain_plugins.cdpo import cdpo_loss, robust_dpo_loss
 from posttrain_plugins.cpo import cpo_loss
 from posttrain_plugins.hinge import hinge_loss, slic_loss

@@ -17,8 +17,8 @@ import torch
 from posttrain import outcomes
 from posttrain.interface import RunContext
 from posttrain.registry import load
-from posttrain.runner import execute, prepare
-from posttrain.train import TrainerCallback, observe
+from posttrain.runs.runner import execute, prepare
+from posttrain.training.trainer import TrainerCallback, observe
 
 
 class Stop(Exception):
@@ -150,7 +150,7 @@ def recorded(log: outcomes.OutcomeLog) -> outcomes.Evaluation:
 
 
 def test_dpo_evaluation_records_one_outcome_per_heldout_pair(embedded):
-    from posttrain.preference import PairLogps, dataset_logps, evaluate_pairs, implicit_rewards, load_pairs
+    from posttrain.training.preference import PairLogps, dataset_logps, evaluate_pairs, implicit_rewards, load_pairs
 
     ctx, policy, tokenizer = embedded
     dpo = plugin_module("dpo")

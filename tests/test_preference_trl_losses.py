@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from posttrain.preference import PairLogps, dpo_loss, reward_metrics
+from posttrain.training.preference import PairLogps, dpo_loss, reward_metrics
 from posttrain_plugins.aot import aot_paired_loss, aot_unpaired_loss
 from posttrain_plugins.apo import apo_down_loss, apo_zero_loss
 from posttrain_plugins.bco import bco_pair_loss

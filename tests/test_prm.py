@@ -45,7 +45,7 @@ def test_encode_and_score_steps(tmp_path):
     from transformers import LlamaConfig, LlamaForTokenClassification
 
     from posttrain.embedded.tokenizer import build_tokenizer
-    from posttrain.scoring import encode_steps, load_prm, score_steps
+    from posttrain.scoring.scorers import encode_steps, load_prm, score_steps
 
     tok = build_tokenizer()
     ids, ends = encode_steps(tok, "12+3=", ["5;", "1;", "#15"])
@@ -77,8 +77,8 @@ def test_encode_and_score_steps(tmp_path):
     "labels", ci_params(["monte-carlo", "checker"], ci={"checker"})
 )  # 85 s (reports/runs/prm.json)
 def test_prm_learns_step_accuracy(tmp_path, labels):
-    from posttrain.runner import execute, prepare
-    from posttrain.scoring import load_prm, score_steps
+    from posttrain.runs.runner import execute, prepare
+    from posttrain.scoring.scorers import load_prm, score_steps
 
     result = execute(
         prepare("prm", output_dir=tmp_path, device="cpu", seed=0, sets=[f"label_source={labels}"]), progress=False
@@ -100,7 +100,7 @@ def test_stepwise_dataset_and_bad_lines(tmp_path):
     import json
 
     from posttrain.errors import UserError
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     rows = [
         {"prompt": f"{a}+{b}=", "completions": [f"{a + b};", f"#{a + b + (i % 2)}"], "labels": [True, i % 2 == 0]}

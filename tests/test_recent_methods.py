@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.catalog import load_catalog
+from posttrain.catalog.load import load_catalog
 
 REPO = Path(__file__).resolve().parents[1]
 

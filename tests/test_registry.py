@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from posttrain import Plugin
-from posttrain.configinfo import config_fields
+from posttrain.cli.configinfo import config_fields
 from posttrain.errors import UserError
 from posttrain.registry import discover, load
 

@@ -37,7 +37,7 @@ def test_select_top1():
 
 def test_max_steps_is_refused(tmp_path):
     from posttrain.errors import UserError
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     with pytest.raises(UserError, match="rounds and steps_per_round"):
         execute(
@@ -47,7 +47,7 @@ def test_max_steps_is_refused(tmp_path):
 
 def test_prompts_without_answer_need_a_reward_model(tmp_path):
     from posttrain.errors import UserError
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     data = tmp_path / "p.jsonl"
     data.write_text('{"prompt": "hi"}\n{"prompt": "there"}\n')
@@ -73,7 +73,7 @@ def test_reward_model_as_judge_keeps_top1_per_prompt(tmp_path, tiny_classifier):
     """RAFT mode: with --set reward_model, exactly one sample per prompt is kept each round."""
     import json
 
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     rm = tiny_classifier(tmp_path / "rm")
     sets = [f"reward_model={rm}"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posttrain.runner import headline_metric
+from posttrain.runs.runner import headline_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports" / "runs"

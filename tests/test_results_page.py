@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from posttrain import reports, stats
+from posttrain import stats
+from posttrain.runs import reports
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from posttrain.embedded.model import base_model_dir
-from posttrain.rewards import build_reward
-from posttrain.scoring import load_reward_model, score
+from posttrain.scoring.rewards import build_reward
+from posttrain.scoring.scorers import load_reward_model, score
 
 
 def test_reward_model_reward_matches_training_tokenization(tmp_path):

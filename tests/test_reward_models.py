@@ -59,7 +59,7 @@ def test_pair_margins_column():
 
 
 def test_load_and_score_match_unbatched(tmp_path, tiny_classifier):
-    from posttrain.scoring import load_reward_model, score
+    from posttrain.scoring.scorers import load_reward_model, score
 
     tiny_classifier(tmp_path)
     model, tok = load_reward_model(tmp_path, "cpu")
@@ -72,7 +72,7 @@ def test_load_and_score_match_unbatched(tmp_path, tiny_classifier):
 
 
 def test_load_reward_model_errors(tmp_path):
-    from posttrain.scoring import load_reward_model
+    from posttrain.scoring.scorers import load_reward_model
 
     with pytest.raises(UserError, match="folder does not exist"):
         load_reward_model(str(tmp_path / "nope"))
@@ -89,8 +89,8 @@ def test_reward_model_learns_pairwise_accuracy(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     from posttrain import stats
-    from posttrain.runner import execute, prepare
-    from posttrain.scoring import load_reward_model, score
+    from posttrain.runs.runner import execute, prepare
+    from posttrain.scoring.scorers import load_reward_model, score
 
     prepared = prepare("reward-model", output_dir=tmp_path, device="cpu", seed=0)
     result = execute(prepared, progress=False)

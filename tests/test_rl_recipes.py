@@ -10,8 +10,8 @@ import pytest
 
 from posttrain.errors import UserError
 from posttrain.registry import load
-from posttrain.runner import execute, prepare
-from posttrain.train import TrainerCallback, observe
+from posttrain.runs.runner import execute, prepare
+from posttrain.training.trainer import TrainerCallback, observe
 
 # 16 completions per rollout, 8 per optimizer step: 2 steps per rollout, so step 2 starts rollout 1.
 GRPO = {"max_steps": 4, "batch_size": 8, "save_every": 2, "log_every": 1}
@@ -69,7 +69,7 @@ def test_a_resumed_grpo_run_repeats_the_uninterrupted_one(tmp_path):
 def test_group_recipe_trains_on_the_rows_batch_semantics_locates(tmp_path, monkeypatch):
     """2 policy epochs x 2 mini-batches x 2 micro-batches per rollout; 5 steps end inside rollout 1."""
     import posttrain.rl.group as group
-    from posttrain.rollout import BatchSemantics
+    from posttrain.rl.rollout import BatchSemantics
 
     seen = []
     logprobs = group.completion_logprobs

@@ -76,7 +76,7 @@ def report_counts():
 def invoke(*args: str) -> tuple[int, str]:
     """``catalog ARGS`` as ``posttrain.cli.main`` runs it: (exit status, stderr). A UserError becomes
     ``error: <message>`` and status 2, as main() prints it; any other exception fails the case."""
-    from posttrain.cli import app
+    from posttrain.cli.main import app
 
     result = CliRunner().invoke(app, list(args), catch_exceptions=True)
     exc = result.exception
@@ -149,8 +149,8 @@ def prepare_only():
     """`catalog run` up to prepare() (all of its checks); the run itself (execute, or a budget sweep) is skipped."""
 
     with (
-        mock.patch("posttrain.runner.execute", lambda *a, **k: None),
-        mock.patch("posttrain.runner.run_sweep", lambda *a, **k: None),
+        mock.patch("posttrain.runs.runner.execute", lambda *a, **k: None),
+        mock.patch("posttrain.runs.runner.run_sweep", lambda *a, **k: None),
     ):
         yield
 
@@ -494,7 +494,7 @@ NAMES_A_FILE = re.compile(r"^[^:\n]+\.yaml:\d+: ")
 
 
 def _validate(root: Path) -> tuple[int, str]:
-    from posttrain.cli import app
+    from posttrain.cli.main import app
 
     result = CliRunner().invoke(app, ["validate", str(root)], catch_exceptions=True)
     exc = result.exception
@@ -586,7 +586,7 @@ def test_generated_catalog_entries_extended(entry_catalog, mutation, data):
 def test_a_second_run_process_on_a_locked_folder_gets_one_line(tmp_path):
     """Two real `catalog run` processes on one --output-dir: while the first holds the folder's lock,
     the second ends with one line and exit 2, and writes nothing into the folder."""
-    from posttrain.runfolder import LOCK_FILE
+    from posttrain.runs.runfolder import LOCK_FILE
 
     out = tmp_path / "shared"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "plugins")])}
@@ -643,7 +643,7 @@ def _locked_by(lock: Path, pid: int) -> bool:
 )
 def test_a_usage_error_is_one_line(args, expected):
     """Click's usage errors were four lines (usage, hint, blank, error); now one, as every bad input."""
-    from posttrain.cli import app
+    from posttrain.cli.main import app
 
     result = CliRunner().invoke(app, list(args), prog_name="catalog")
     assert result.exit_code == 2 and result.stderr.startswith(expected), result.stderr

@@ -16,14 +16,14 @@ from posttrain.generation.sampler import (
     sampling_scores,
     single_token_stops,
 )
-from posttrain.rewards import combined_reward, length_penalty
-from posttrain.rollout import (
+from posttrain.rl.rollout import (
     BatchSemantics,
     attach_logprobs,
     concat_rollouts,
     sample_completions,
     score_rollout,
 )
+from posttrain.scoring.rewards import combined_reward, length_penalty
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_logprobs_match_generate_output_logits(tiny):
     gen_logps = torch.stack([torch.log_softmax(lg.float(), -1) for lg in out.logits], 1)
     gen_logps = torch.gather(gen_logps, -1, sampled.unsqueeze(-1)).squeeze(-1)
     mask, _ = completion_masks(sampled, eos_ids(tok, model))
-    from posttrain.rollout import Rollout
+    from posttrain.rl.rollout import Rollout
 
     r = Rollout(
         records=RECORDS,
@@ -346,7 +346,7 @@ def test_select_and_concat_rollouts(tiny):
 
 def test_evaluate_policy_keeps_each_prompts_reward_for_the_paired_test(tiny):
     from posttrain import outcomes
-    from posttrain.evaluation import evaluate_policy
+    from posttrain.rl.rollout import evaluate_policy
 
     model, tok = tiny
     reward = combined_reward(["exact-match"])

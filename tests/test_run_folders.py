@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.runfolder import LOCK_FILE, RunFolder
-from posttrain.runner import execute, prepare
-from posttrain.tracking import MetricsLogger
+from posttrain.runs.runfolder import LOCK_FILE, RunFolder
+from posttrain.runs.runner import execute, prepare
+from posttrain.runs.tracking import MetricsLogger
 
 FAST = {"max_steps": 2, "save_every": 1, "log_every": 1, "train_examples": 16, "eval_examples": 4, "batch_size": 4}
 

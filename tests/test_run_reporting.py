@@ -7,8 +7,9 @@ import sys
 
 from rich.console import Console
 
-from posttrain.runner import execute, prepare, print_summary
-from posttrain.tracking import announce, announcing, line_progress
+from posttrain.console import announce, announcing
+from posttrain.runs.runner import execute, prepare, print_summary
+from posttrain.runs.tracking import line_progress
 
 
 def test_trainer_summary_has_the_paired_exact_match_test(tmp_path):

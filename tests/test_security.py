@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from posttrain.errors import UserError
-from posttrain.sandbox import code_execution_reward, extract_code, outputs_match, run_untrusted
+from posttrain.scoring.sandbox import code_execution_reward, extract_code, outputs_match, run_untrusted
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = [
@@ -41,13 +41,13 @@ def test_yaml_is_only_loaded_safely():
 
 
 def test_catalog_loader_is_a_safe_loader():
-    from posttrain import catalog
+    from posttrain.catalog import load as catalog
 
     assert issubclass(catalog._Loader, yaml.SafeLoader) or catalog._Loader.__name__ == "CSafeLoader"
 
 
 def test_python_tags_in_yaml_are_not_executed(tmp_path):
-    from posttrain.runner import read_run_file
+    from posttrain.runs.runner import read_run_file
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "run.yaml"
@@ -58,7 +58,7 @@ def test_python_tags_in_yaml_are_not_executed(tmp_path):
 
 
 def test_python_tags_in_a_catalog_entry_are_a_validation_problem(tmp_path, repo):
-    from posttrain.catalog import validate
+    from posttrain.catalog.load import validate
 
     root = tmp_path / "catalog"
     shutil.copytree(repo / "catalog", root)
@@ -76,7 +76,7 @@ def test_python_tags_in_a_catalog_entry_are_a_validation_problem(tmp_path, repo)
 def test_a_module_path_as_plugin_name_is_rejected_and_never_imported(tmp_path, repo, monkeypatch, cli):
     import importlib
 
-    from posttrain.catalog import validate
+    from posttrain.catalog.load import validate
     from posttrain.registry import discover
 
     root = tmp_path / "catalog"
@@ -113,7 +113,7 @@ def test_trust_remote_code_is_off_unless_passed(tmp_path, monkeypatch):
     import transformers
 
     from posttrain import hf
-    from posttrain.runner import prepare
+    from posttrain.runs.runner import prepare
 
     seen = []
 
@@ -142,8 +142,8 @@ def test_a_pickled_payload_in_a_checkpoint_is_not_executed(tmp_path):
     import json
     import pickle
 
-    from posttrain.tracking import file_sha256
-    from posttrain.train import load_checkpoint
+    from posttrain.files import file_sha256
+    from posttrain.training.trainer import load_checkpoint
 
     class Payload:
         def __reduce__(self):
@@ -230,7 +230,7 @@ def test_extract_code_and_output_matching():
 
 
 def test_code_execution_reward_in_the_rewards_registry_shape():
-    from posttrain.sandbox import code_execution_factory
+    from posttrain.scoring.sandbox import code_execution_factory
 
     reward = code_execution_factory(None, "10")
     records = [{"tests": [{"input": "3", "output": "9"}]}] * 2

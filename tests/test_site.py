@@ -32,7 +32,7 @@ def h2s(page: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def catalog():
-    from posttrain.catalog import load_catalog
+    from posttrain.catalog.load import load_catalog
 
     return load_catalog()
 
@@ -104,7 +104,7 @@ def test_no_asset_is_fetched_from_another_host(real_site: Path) -> None:
 def test_cli_reference_lists_every_command(real_site: Path) -> None:
     import typer
 
-    from posttrain.cli import app
+    from posttrain.cli.main import app
 
     page = (real_site / "cli.html").read_text(encoding="utf-8")
     root = typer.main.get_command(app)
@@ -199,8 +199,8 @@ def test_normalise_paper_accepts_dicts_and_objects() -> None:
 def test_site_build_says_how_to_install_mkdocs(monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    from posttrain import cli_site
-    from posttrain.cli import app
+    from posttrain.cli import site as cli_site
+    from posttrain.cli.main import app
 
     monkeypatch.setattr(cli_site, "have_mkdocs_material", lambda: False)
     result = CliRunner().invoke(app, ["site", "build"])
@@ -388,7 +388,7 @@ def test_method_use_reads_data_formats_and_estimates_memory() -> None:
         import method_use
     finally:
         sys.path.remove(str(sb.SITE))
-    from posttrain.configinfo import module_file
+    from posttrain.cli.configinfo import module_file
 
     dpo = method_use.plugin_facts(module_file("posttrain_plugins.dpo"))
     assert dpo.kind == "trainer" and dpo.data_kinds == ["preference"]

@@ -65,7 +65,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 @pytest.fixture(scope="module")
 def catalog():
-    from posttrain.catalog import load_catalog
+    from posttrain.catalog.load import load_catalog
 
     return load_catalog()
 
@@ -76,7 +76,7 @@ def built(tmp_path_factory, catalog) -> SimpleNamespace:
 
     Until the target method's plugin source exists, a fixture plugin stands in for it (in this
     temporary build only), so that the config table can still be checked."""
-    from posttrain.configinfo import config_fields
+    from posttrain.cli.configinfo import config_fields
     from posttrain.registry import discover
 
     assert TARGET in catalog.methods, f"the walk-through needs the catalog entry '{TARGET}'"
@@ -123,7 +123,7 @@ def base_url(built: SimpleNamespace):
 def payload_url(tmp_path_factory):
     """The fixture catalog with script planted in every text field (sitebuild.PAYLOADS), built with the
     validator's text check off, so that only the site's own escaping stands in the way."""
-    from posttrain import textsafety
+    from posttrain.catalog import textsafety
 
     root = tmp_path_factory.mktemp("payload-browser-site")
     catalog = sb.payload_catalog(root)

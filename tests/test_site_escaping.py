@@ -65,7 +65,7 @@ def executable_payloads(page: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def payload_site(tmp_path_factory) -> Path:
-    from posttrain import textsafety
+    from posttrain.catalog import textsafety
 
     root = tmp_path_factory.mktemp("payload-site")
     catalog = sb.payload_catalog(root)

@@ -7,10 +7,10 @@ import pytest
 import torch
 import yaml
 
-from posttrain.catalog import load_catalog
+from posttrain.catalog.load import load_catalog
 from posttrain.registry import discover, load
-from posttrain.runner import execute, prepare
-from posttrain.train import TrainerCallback, observe
+from posttrain.runs.runner import execute, prepare
+from posttrain.training.trainer import TrainerCallback, observe
 
 pytestmark = pytest.mark.smoke
 

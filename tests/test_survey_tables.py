@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posttrain.catalog import load_catalog, validate
+from posttrain.catalog.load import load_catalog, validate
 
 REPO = Path(__file__).resolve().parents[1]
 

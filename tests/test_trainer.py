@@ -9,7 +9,7 @@ import torch
 
 from posttrain.data import batch_indices
 from posttrain.interface import RunContext
-from posttrain.train import LoopSettings, Trainer, TrainerCallback, observe, train_loop
+from posttrain.training.trainer import LoopSettings, Trainer, TrainerCallback, observe, train_loop
 
 DATA = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
 TARGET = DATA.sum(-1, keepdim=True)

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from posttrain.chain_of_thought import answer_only, answer_prompt, few_shot_prompt, zero_shot_prompt
+from posttrain.inference.chain_of_thought import answer_only, answer_prompt, few_shot_prompt, zero_shot_prompt
 from posttrain_plugins.beam_search import beams_kept, prune
 from posttrain_plugins.budget_forcing import Config as BudgetConfig
 from posttrain_plugins.budget_forcing import forcing_action

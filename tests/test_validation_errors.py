@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from posttrain.catalog import validate
-from posttrain.cli import app
+from posttrain.catalog.load import validate
+from posttrain.cli.main import app
 
 CATALOG = Path(__file__).resolve().parents[1] / "catalog"
 

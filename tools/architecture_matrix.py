@@ -112,7 +112,7 @@ def run_cell(plugin: str, model_dir: Path, output_dir: Path) -> dict:
     """One plugin for its smoke steps on one model: {"outcome": "ok" | "error" | "crash", "detail"}:
     the first held-out metrics after the run, the one-line UserError, or where an exception came from."""
     from posttrain.errors import UserError
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     try:
         prepared = prepare(plugin, model=str(model_dir), output_dir=output_dir, smoke=True, device="cpu")

@@ -107,8 +107,8 @@ def phase_ours(args) -> dict:
     """Run the dpo plugin as users do, timing its reference precompute and its training loop."""
     import torch
 
-    import posttrain.preference as preference
-    import posttrain.train as train
+    import posttrain.training.preference as preference
+    import posttrain.training.trainer as train
     import posttrain_plugins.dpo as dpo
     from posttrain.interface import RunContext
 

@@ -176,7 +176,7 @@ def prompts(n: int) -> list[dict]:
 def run_ours(args) -> dict:
     probe = Probe()
     probe.install()
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     sets = [
         f"max_steps={args.steps}",

@@ -15,7 +15,7 @@ Each (trainer, option) runs in a fresh subprocess: it imports everything, record
 mark (``ru_maxrss``, the import baseline), builds the model, applies the option, and runs
 ``--steps`` optimizer steps (AdamW, lr 1e-4) with the trainers' own batch and loss functions
 (``posttrain.training.sft``: padded or packed batch, full-logits or chunked loss;
-``posttrain.preference.pair_logps`` + ``posttrain.preference.dpo_loss``). DPO's reference
+``posttrain.training.preference.pair_logps`` + ``posttrain.training.preference.dpo_loss``). DPO's reference
 log-probs are computed before the steps from the policy itself (equal to the frozen reference's at
 step 0), so the peak is the training steps'. The reported peak is net of the import baseline:
 model, optimizer state and the steps' activations. Throughput counts non-pad tokens over the steps
@@ -141,7 +141,7 @@ def random_pairs(step: int) -> list[tuple[dict, dict]]:
 
 def dpo_batches(model, settings: dict, steps: int) -> list:
     """(pairs, reference log-probs) per step; the policy before training is the reference."""
-    from posttrain.preference import dataset_logps
+    from posttrain.training.preference import dataset_logps
 
     batches = [random_pairs(step) for step in range(steps)]
     return [(pairs, dataset_logps(model, pairs, 0, "cpu")) for pairs in batches]
@@ -149,7 +149,7 @@ def dpo_batches(model, settings: dict, steps: int) -> list:
 
 def dpo_step_loss(model, settings: dict, item):
     """(loss, tokens) with the DPO plugin's functions: one chosen-then-rejected forward, sigmoid loss."""
-    from posttrain.preference import dpo_loss, pair_batch, pair_logps
+    from posttrain.training.preference import dpo_loss, pair_batch, pair_logps
 
     pairs, ref = item
     batch = pair_batch(pairs, 0, "cpu")
@@ -165,7 +165,7 @@ def measure(trainer: str, option: str, steps: int) -> dict:
     import torch
     import transformers  # noqa: F401 (part of the import baseline)
 
-    import posttrain.preference  # noqa: F401
+    import posttrain.training.preference  # noqa: F401
     import posttrain.training.sft  # noqa: F401
     import posttrain_plugins.dpo  # noqa: F401
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from posttrain.generation.decode import sample
-from posttrain.inference import ComputeMeter, load_model, load_problems
+from posttrain.inference.recipe import ComputeMeter, load_model, load_problems
 from posttrain.interface import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -270,7 +270,7 @@ def import_side(side: str, method: str) -> None:
     else:
         import importlib
 
-        import posttrain.runner  # noqa: F401
+        import posttrain.runs.runner  # noqa: F401
 
         importlib.import_module(f"posttrain_plugins.{'sft' if method == 'qlora' else method}")
 
@@ -354,7 +354,7 @@ def our_settings(method: str, size: dict, steps: int) -> list[str]:
 
 
 def run_ours(method: str, size: dict, steps: int, model: Path, data: Path, device: str, precompute: bool) -> dict:
-    from posttrain.runner import execute, prepare
+    from posttrain.runs.runner import execute, prepare
 
     with tempfile.TemporaryDirectory(prefix=f"gpu-check-{method}-") as out:
         prepared = prepare(

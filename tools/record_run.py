@@ -24,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from posttrain import stats  # noqa: E402
-from posttrain.runner import execute, prepare  # noqa: E402
+from posttrain.runs.runner import execute, prepare  # noqa: E402
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports" / "runs"
 

@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from posttrain.reports import results_markdown
+from posttrain.runs.reports import results_markdown
 
 PAGE = Path(__file__).resolve().parent.parent / "site" / "docs" / "results-by-family.md"
 BLOCK = re.compile(r"(<!-- results: ([^>]*?) -->\n)(.*?)(<!-- /results -->)", re.S)

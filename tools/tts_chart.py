@@ -28,7 +28,7 @@ DEFAULTS_BEGIN, DEFAULTS_END = "<!-- tts:defaults -->", "<!-- /tts:defaults -->"
 
 
 def record(method: str, sweep: str, sets: list[str], seed: int) -> Path:
-    from posttrain.runner import run_sweep
+    from posttrain.runs.runner import run_sweep
 
     field, _, raw = sweep.partition("=")
     values = [v for v in raw.split(",") if v]
@@ -48,7 +48,7 @@ def record(method: str, sweep: str, sets: list[str], seed: int) -> Path:
 def keep_default_run(method: str, field: str, out: Path, sets: list[str]) -> None:
     """The sweep point at the method's default value is also its method-page report
     (reports/runs/<id>.json, as tools/record_run.py writes it), so it is not run twice."""
-    from posttrain.runner import resolve_plugin
+    from posttrain.runs.runner import resolve_plugin
 
     if sets:
         return

@@ -32,9 +32,9 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
-from posttrain.peft_methods import peft_policy
-from posttrain.train import TrainerCallback
+from posttrain.training.peft_methods import peft_policy
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
+from posttrain.training.trainer import TrainerCallback
 
 
 class Config(SFTConfig):

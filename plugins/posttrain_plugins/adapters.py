@@ -40,7 +40,7 @@ from torch import nn
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.hf import load_policy
-from posttrain.peft_methods import unused_lora_options
+from posttrain.training.peft_methods import unused_lora_options
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 

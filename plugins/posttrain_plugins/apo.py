@@ -38,7 +38,7 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, ReferencePairwiseConfig, reward_pair, train_with_reference
+from posttrain.training.preference import PAIRWISE_SMOKE, ReferencePairwiseConfig, reward_pair, train_with_reference
 
 
 class Config(ReferencePairwiseConfig):

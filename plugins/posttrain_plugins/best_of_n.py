@@ -15,9 +15,9 @@ The N samples of every prompt come from batched ``generate`` calls with the prom
 shared by its N samples. The scorer R(x, y) is, in order of preference:
 - ``prm``: a process reward model (a ``prm``-plugin folder, or ``embedded``); R(x, y) is its
   probability at y's last step (Snell 2024 compare last-step, min and product aggregation of PRM
-  scores for best-of-N and use the last step; ``posttrain.scoring.aggregate_steps``);
+  scores for best-of-N and use the last step; ``posttrain.scoring.scorers.aggregate_steps``);
 - ``reward_model``: an outcome reward model (a transformers sequence classifier, or the project's
-  ``posttrain.scoring`` loader), scoring prompt + response;
+  ``posttrain.scoring.scorers`` loader), scoring prompt + response;
 - on the embedded reasoning task (no ``--model``/``--dataset``): the embedded PRM
   (``posttrain.embedded.prm``, trained once on training-split scratchpads with exact step labels),
   as above;
@@ -46,8 +46,8 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.decode import sample
-from posttrain.inference import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
-from posttrain.scoring import attempt_scorer
+from posttrain.inference.recipe import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
+from posttrain.scoring.scorers import attempt_scorer
 
 
 class Config(InferenceConfig):

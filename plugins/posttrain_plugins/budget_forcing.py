@@ -58,7 +58,7 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.decode import sample
-from posttrain.inference import (
+from posttrain.inference.recipe import (
     REASONING_MODEL,
     SWEEP,
     InferenceConfig,

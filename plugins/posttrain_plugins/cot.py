@@ -35,7 +35,7 @@ differ between builds of the same recipe.
 from __future__ import annotations
 
 from posttrain import Plugin
-from posttrain.chain_of_thought import ChainOfThoughtConfig, run
+from posttrain.inference.chain_of_thought import ChainOfThoughtConfig, run
 
 
 class Config(ChainOfThoughtConfig):

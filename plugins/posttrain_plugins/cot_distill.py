@@ -30,12 +30,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.answers import final_answer_correct
 from posttrain.data import task_records
-from posttrain.distill import load_teacher
-from posttrain.embedded.formats import final_answer_correct
 from posttrain.errors import UserError
 from posttrain.generation.decode import generate
 from posttrain.hf import load_policy, lora_settings
+from posttrain.training.distill import load_teacher
 from posttrain.training.sft import SMOKE, SFTConfig, evaluate_final_answer, train_sft
 
 

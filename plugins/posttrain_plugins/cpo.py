@@ -26,7 +26,13 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, PairLogps, PairwiseConfig, chosen_nll_per_token, train_pairwise
+from posttrain.training.preference import (
+    PAIRWISE_SMOKE,
+    PairLogps,
+    PairwiseConfig,
+    chosen_nll_per_token,
+    train_pairwise,
+)
 
 
 class Config(PairwiseConfig):

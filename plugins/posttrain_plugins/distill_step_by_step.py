@@ -35,13 +35,13 @@ from __future__ import annotations
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.answers import final_answer
 from posttrain.data import batch_indices, task_records, tokenize_sft
-from posttrain.distill import load_teacher
-from posttrain.embedded.formats import final_answer
 from posttrain.generation.decode import generate
 from posttrain.hf import load_policy, lora_settings, parameter_counts
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.training.distill import load_teacher
 from posttrain.training.sft import SMOKE, SFTConfig, chunked_loss, evaluate, logits_loss, packed_batch, padded_batch
+from posttrain.training.trainer import finish, loop_settings, train_loop
 
 
 class Config(SFTConfig):

@@ -39,7 +39,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, dpo_loss, train_with_reference
+from posttrain.training.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, dpo_loss, train_with_reference
 
 
 class Config(NllAnchoredPairwiseConfig):
@@ -57,7 +57,7 @@ class Config(NllAnchoredPairwiseConfig):
     warmup_steps: int = Field(10, ge=0, description="Linear warmup steps (paper: 150).")
 
 
-# The loss (paper Eq. 7) is ``posttrain.preference.dpo_loss``: spin, step-dpo and online-dpo share it.
+# The loss (paper Eq. 7) is ``posttrain.training.preference.dpo_loss``: spin, step-dpo and online-dpo share it.
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:

@@ -31,8 +31,8 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.sampler import Sampling
 from posttrain.rl.group import SMOKE, Objective, train_group_policy
 from posttrain.rl.losses import clipped_surrogate, k3_kl, token_stats
-from posttrain.rollout import Rollout
-from posttrain.rollout_config import RolloutConfig
+from posttrain.rl.rollout import Rollout
+from posttrain.rl.rollout_config import RolloutConfig
 
 
 class Config(RolloutConfig):

@@ -32,10 +32,10 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_sft
-from posttrain.distill import completion_positions, load_teacher, same_width, teacher_logits
 from posttrain.hf import load_policy, lora_settings, parameter_counts
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.training.distill import completion_positions, load_teacher, same_width, teacher_logits
 from posttrain.training.sft import SMOKE, SFTConfig, evaluate, require_full_logits
+from posttrain.training.trainer import finish, loop_settings, train_loop
 
 
 class Config(SFTConfig):

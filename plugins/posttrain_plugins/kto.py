@@ -37,7 +37,6 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.config import TrainingConfig
 from posttrain.data import (
     batch_indices,
     has_split,
@@ -52,8 +51,9 @@ from posttrain.errors import UserError
 from posttrain.evaluation import exact_match
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
 from posttrain.logprobs import sequence_logprobs
-from posttrain.preference import heldout_preference_accuracy, preference_accuracy
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.training.config import TrainingConfig
+from posttrain.training.preference import heldout_preference_accuracy, preference_accuracy
+from posttrain.training.trainer import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):

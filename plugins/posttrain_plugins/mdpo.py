@@ -49,7 +49,7 @@ from posttrain.data import (
 from posttrain.errors import UserError
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
 from posttrain.logprobs import sequence_logprobs
-from posttrain.preference import (
+from posttrain.training.preference import (
     PairLogps,
     PreferenceData,
     ReferencePairwiseConfig,
@@ -58,7 +58,7 @@ from posttrain.preference import (
     evaluate_pairs,
     preference_accuracy,
 )
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.training.trainer import finish, loop_settings, train_loop
 
 
 class Config(ReferencePairwiseConfig):

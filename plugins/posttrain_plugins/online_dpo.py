@@ -19,7 +19,7 @@ Data: ``prompt`` records with ``answer`` (the task checker judges), or any ``pro
 Each round: draw ``prompts_per_round`` prompts, sample k completions each from the current policy,
 score them with the annotator, pair the best against the worst sample of each prompt (no pair when
 all k tie), compute the reference log-probs of the new pairs once, and take ``steps_per_round``
-DPO steps on them (``posttrain.preference.dpo_loss``). ``steps_per_round=1`` with batches as large
+DPO steps on them (``posttrain.training.preference.dpo_loss``). ``steps_per_round=1`` with batches as large
 as the round is OAIF's fully online setting. A round whose prompts all tie trains on the previous
 round's pairs again (with a warning); when no round has given a pair yet the run stops with an
 error naming the round.
@@ -50,15 +50,15 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.config import TrainingConfig
+from posttrain.console import warn
 from posttrain.data import batch_indices, task_records, tokenize_preference
 from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, reference_of, score
 from posttrain.generation.decode import generate
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
-from posttrain.preference import all_logps, batch_loss, pair_batch, preference_accuracy
-from posttrain.tracking import warn
-from posttrain.train import Trainer, finish, loop_settings
+from posttrain.training.config import TrainingConfig
+from posttrain.training.preference import all_logps, batch_loss, pair_batch, preference_accuracy
+from posttrain.training.trainer import Trainer, finish, loop_settings
 
 
 class Config(TrainingConfig):
@@ -110,13 +110,13 @@ class Annotator:
     def __init__(self, cfg: Config, ctx: RunContext):
         self.model = None
         if cfg.reward_model:
-            from posttrain.scoring import load_reward_model
+            from posttrain.scoring.scorers import load_reward_model
 
             self.model = load_reward_model(cfg.reward_model, ctx.device, what="--set reward_model")
 
     def __call__(self, records: list[dict], completions: list[str]) -> torch.Tensor:
         if self.model is not None:
-            from posttrain.scoring import score as rm_score
+            from posttrain.scoring.scorers import score as rm_score
 
             return rm_score(*self.model, [r["prompt"] for r in records], completions)
         return torch.tensor([float(score(c, r)) for c, r in zip(completions, records, strict=True)])

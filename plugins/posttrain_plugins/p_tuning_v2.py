@@ -38,7 +38,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.peft_methods import peft_policy, unused_lora_options
+from posttrain.training.peft_methods import peft_policy, unused_lora_options
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 

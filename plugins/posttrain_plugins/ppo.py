@@ -54,8 +54,8 @@ from posttrain.generation.sampler import position_ids
 from posttrain.hf import save_model
 from posttrain.rl.losses import clipped_policy_loss, masked_mean, whiten
 from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
-from posttrain.rollout import attach_logprobs
-from posttrain.rollout_config import RolloutConfig
+from posttrain.rl.rollout import attach_logprobs
+from posttrain.rl.rollout_config import RolloutConfig
 
 
 class Config(RolloutConfig):

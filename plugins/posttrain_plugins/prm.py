@@ -19,7 +19,7 @@ rollouts; the answer is checked by the task checker), or stepwise records in TRL
 
 The PRM is a token-classification model with one logit per token (``AutoModelForTokenClassification``,
 ``num_labels=1``) on the policy's transformer; the loss is binary cross-entropy at the last token
-of each step. ``posttrain.scoring.load_prm`` / ``score_steps`` use the saved folder.
+of each step. ``posttrain.scoring.scorers.load_prm`` / ``score_steps`` use the saved folder.
 
 Deviations from the papers:
 1. Lightman et al. train on human labels with a neutral class; Math-Shepherd trains the LM to
@@ -44,7 +44,6 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult, outcomes
-from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, load_records
 from posttrain.errors import UserError
 from posttrain.evaluation import score
@@ -58,8 +57,9 @@ from posttrain.hf import (
     parameter_counts,
     quiet_transformers,
 )
-from posttrain.scoring import encode_steps, prepare_tokenizer, step_logits
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.scoring.scorers import encode_steps, prepare_tokenizer, step_logits
+from posttrain.training.config import TrainingConfig
+from posttrain.training.trainer import finish, loop_settings, train_loop
 
 IGNORE = -100.0
 

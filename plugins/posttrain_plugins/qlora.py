@@ -29,7 +29,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.peft_methods import quantized_policy, require_cuda_and_bitsandbytes
+from posttrain.training.peft_methods import quantized_policy, require_cuda_and_bitsandbytes
 from posttrain.training.sft import SMOKE, SFTConfig, train_sft
 
 

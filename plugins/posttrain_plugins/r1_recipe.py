@@ -43,7 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.pipeline import Pipeline, check_no_dataset
+from posttrain.runs.pipeline import Pipeline, check_no_dataset
 
 EMBEDDED_FORMAT = r"^\s*-?\d+\s*$"  # the embedded task's answer format: a bare integer
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, PairLogps, ReferencePairwiseConfig, train_pairwise
+from posttrain.training.preference import PAIRWISE_SMOKE, PairLogps, ReferencePairwiseConfig, train_pairwise
 
 
 class Config(ReferencePairwiseConfig):

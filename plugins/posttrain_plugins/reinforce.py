@@ -33,7 +33,7 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.logprobs import completion_logprobs
 from posttrain.rl.losses import sequence_sum
 from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
-from posttrain.rollout_config import RolloutConfig
+from posttrain.rl.rollout_config import RolloutConfig
 
 
 class Config(RolloutConfig):

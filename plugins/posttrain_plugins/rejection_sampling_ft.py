@@ -42,15 +42,15 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.config import TrainingConfig
+from posttrain.console import warn
 from posttrain.data import batch_indices, pad_sequences, task_records, tokenize_prompt_completion
 from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, reference_of, score
 from posttrain.generation.decode import generate
 from posttrain.hf import load_policy, lora_settings, parameter_counts
 from posttrain.logprobs import completion_nll
-from posttrain.tracking import warn
-from posttrain.train import Trainer, finish, loop_settings
+from posttrain.training.config import TrainingConfig
+from posttrain.training.trainer import Trainer, finish, loop_settings
 
 
 class Config(TrainingConfig):
@@ -112,7 +112,7 @@ class Sampler:
         self.pool, self.max_new_tokens = pool, max_new_tokens
         self.judge = None
         if cfg.reward_model:
-            from posttrain.scoring import load_reward_model
+            from posttrain.scoring.scorers import load_reward_model
 
             self.judge = load_reward_model(cfg.reward_model, ctx.device, what="--set reward_model")
 
@@ -133,7 +133,7 @@ class Sampler:
         groups = [flat[i * k : (i + 1) * k] for i in range(len(records))]
         correct = [[score(c, r) for c in g] for g, r in zip(groups, records, strict=True)]
         if self.judge is not None:
-            from posttrain.scoring import score as rm_score
+            from posttrain.scoring.scorers import score as rm_score
 
             rewards = rm_score(*self.judge, [r["prompt"] for r in records for _ in range(k)], flat).view(-1, k)
             kept = [(i, int(j)) for i, j in enumerate(select_top1(rewards).tolist())]

@@ -40,8 +40,8 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.logprobs import completion_logprobs
 from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
-from posttrain.rollout import attach_logprobs
-from posttrain.rollout_config import RolloutConfig
+from posttrain.rl.rollout import attach_logprobs
+from posttrain.rl.rollout_config import RolloutConfig
 
 
 class Config(RolloutConfig):

@@ -16,7 +16,7 @@ Data: ``prompt`` + ``chosen`` + ``rejected`` (strings or message lists), optiona
 
 The trained model is saved as a standard transformers sequence-classification folder with one
 label (``AutoModelForSequenceClassification.from_pretrained(run/model)``); RL and test-time
-plugins use it through ``posttrain.scoring.load_reward_model`` / ``score``
+plugins use it through ``posttrain.scoring.scorers.load_reward_model`` / ``score``
 (``--set reward_model=run/model``).
 
 Deviations from the papers:
@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult, outcomes
-from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, iterate_batches, task_records, tokenize_preference
 from posttrain.errors import UserError
 from posttrain.hf import (
@@ -56,9 +55,10 @@ from posttrain.hf import (
     quiet_transformers,
 )
 from posttrain.logprobs import split_pairs
-from posttrain.preference import pair_batch, pair_preferences, preference_accuracy
-from posttrain.scoring import prepare_tokenizer, rewards_of
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.scoring.scorers import prepare_tokenizer, rewards_of
+from posttrain.training.config import TrainingConfig
+from posttrain.training.preference import pair_batch, pair_preferences, preference_accuracy
+from posttrain.training.trainer import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):

@@ -83,7 +83,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.pipeline import Pipeline, check_no_dataset
+from posttrain.runs.pipeline import Pipeline, check_no_dataset
 
 
 class Config(BaseModel):
@@ -201,7 +201,7 @@ def ai_feedback(cfg: Config, ctx: RunContext, sft_model: str, out) -> dict[str, 
     from posttrain.evaluation import score
     from posttrain.generation.sampler import Sampling
     from posttrain.hf import load_model, load_tokenizer
-    from posttrain.rollout import sample_completions
+    from posttrain.rl.rollout import sample_completions
 
     n_prompts = 16 if ctx.smoke else cfg.label_prompts
     records, _, _ = task_records(replace(ctx, dataset=cfg.prompt_dataset), "prompt", n_prompts, 1)

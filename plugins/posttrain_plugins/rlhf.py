@@ -52,7 +52,7 @@ Default budgets, and why (RLHF practice for a learned reward that is far from pe
   initialised from the reward model starts with a large value loss, so early advantages are noisy
   (OpenRLHF's critic warm-up, ``freezing_actor_steps``, is not implemented).
 - PPO scores completions with the reward model tokenized as in its training (prompt + completion +
-  EOS; ``posttrain.rewards`` fixed here, it used to read the head before EOS, a position the reward
+  EOS; ``posttrain.scoring.rewards`` fixed here, it used to read the head before EOS, a position the reward
   model never saw, which made its scores noise for PPO).
 
 Deviations from the paper:
@@ -72,7 +72,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.pipeline import Pipeline, check_no_dataset
+from posttrain.runs.pipeline import Pipeline, check_no_dataset
 
 
 class Config(BaseModel):

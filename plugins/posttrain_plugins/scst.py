@@ -23,7 +23,7 @@ used reference implementation does (self-critical.pytorch, RewardCriterion).
 
 Deviations from the paper:
 1. The paper optimises CIDEr-D of image captions with an LSTM captioner (Adam); here the
-   reward is exact match on the embedded task (any reward of posttrain.rewards can be chosen), and
+   reward is exact match on the embedded task (any reward of posttrain.scoring.rewards can be chosen), and
    the learning rate (7.5e-5), prompts per step (64) and step count are sized for the tiny model.
 2. The greedy decode is top-k = 1 sampling (identical to argmax except on exact probability ties).
 """
@@ -36,7 +36,7 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.logprobs import completion_logprobs
 from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
-from posttrain.rollout_config import RolloutConfig
+from posttrain.rl.rollout_config import RolloutConfig
 
 
 class Config(RolloutConfig):

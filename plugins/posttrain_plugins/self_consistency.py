@@ -60,7 +60,7 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.answers import answer_of
 from posttrain.embedded.diverse import DIVERSE_MODEL, MAX_NEW_TOKENS
 from posttrain.generation.decode import sample
-from posttrain.inference import (
+from posttrain.inference.recipe import (
     REASONING_MODEL,
     SWEEP,
     InferenceConfig,

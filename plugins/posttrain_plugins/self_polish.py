@@ -26,7 +26,7 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.generation.decode import sample
-from posttrain.inference import (
+from posttrain.inference.recipe import (
     EMBEDDED_EVAL_SEED,
     SWEEP,
     InferenceConfig,

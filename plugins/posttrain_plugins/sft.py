@@ -12,7 +12,7 @@ Data: ``messages`` (loss on assistant turns), ``prompt`` + ``completion`` (loss 
 completion), or ``text`` (loss on every token).
 
 Memory: ``packing=true`` puts each micro-batch's examples in one padding-free row
-(posttrain.packing); ``--logit-chunk-size N`` computes the loss with the LM head applied N tokens at
+(posttrain.training.packing); ``--logit-chunk-size N`` computes the loss with the LM head applied N tokens at
 a time, never the full logits (posttrain.logit_chunks). Both give the same loss as the default.
 
 The loss, batches, evaluation and loop are the SFT recipe's (``posttrain.training.sft.train_sft``),

@@ -42,7 +42,7 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.data import task_records, tokenize_preference
 from posttrain.errors import UserError
-from posttrain.preference import (
+from posttrain.training.preference import (
     PAIRWISE_SMOKE,
     PairLogps,
     PreferenceData,

@@ -37,11 +37,11 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult, outcomes
-from posttrain.config import TrainingConfig
 from posttrain.data import batch_indices, task_records, tokenize_preference
 from posttrain.generation.decode import generate
 from posttrain.hf import frozen_reference, load_policy, lora_settings, parameter_counts, reference_mode
-from posttrain.preference import (
+from posttrain.training.config import TrainingConfig
+from posttrain.training.preference import (
     PairLogps,
     dataset_logps,
     dpo_loss,
@@ -51,7 +51,7 @@ from posttrain.preference import (
     reward_metrics,
     reward_pair,
 )
-from posttrain.train import finish, loop_settings, train_loop
+from posttrain.training.trainer import finish, loop_settings, train_loop
 
 
 class Config(TrainingConfig):

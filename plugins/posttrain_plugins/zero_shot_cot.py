@@ -6,7 +6,7 @@ arXiv:2205.11916. Catalog entry: catalog/methods/zero-shot-cot.yaml.
     catalog run zero-shot-cot                                   # embedded:reasoning-fewshot
     catalog run zero-shot-cot --model Qwen/Qwen2.5-0.5B --dataset gsm8k.jsonl
 
-The method is chain-of-thought prompting (``posttrain.chain_of_thought``, shared with the ``cot``
+The method is chain-of-thought prompting (``posttrain.inference.chain_of_thought``, shared with the ``cot``
 plugin) in its zero-shot mode (one run function, the prompt builders ``zero_shot_prompt`` and
 ``answer_prompt`` there): stage 1 generates the reasoning after "Let's think step by step.", stage 2 appends "Therefore, the answer is" and decodes the answer.
 ``before`` is standard zero-shot prompting (the question, then the answer trigger).
@@ -20,7 +20,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from posttrain import Plugin
-from posttrain.chain_of_thought import ChainOfThoughtConfig, run
+from posttrain.inference.chain_of_thought import ChainOfThoughtConfig, run
 
 
 class Config(ChainOfThoughtConfig):

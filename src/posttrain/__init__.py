@@ -2,13 +2,8 @@
 
 Only the names below are public. Heavy modules (torch, transformers) are imported by the plugins
 and the plumbing modules that need them, never from here.
-
-This is also the composition root: importing ``posttrain.embedded`` registers the embedded models
-and task as the default sources (``posttrain.sources``), so the low layers find them without
-importing the embedded package (torch-free: it registers lazy builders only).
 """
 
-import posttrain.embedded  # noqa: F401
 from posttrain.errors import UserError
 from posttrain.interface import Plugin, RunContext, RunResult
 

@@ -1,3 +1,3 @@
-from posttrain.cli import main
+from posttrain.cli.main import main
 
 main()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 _NUMBER = re.compile(r"-?\d+")
+ANSWER_MARK = "#"  # ends a rationale: "... so the sum is 82 # 82"
 
 
 def extract_answer(text: str) -> str | None:
@@ -34,3 +35,17 @@ def answer_of(completion: str) -> str:
     if numbers:
         return numbers[-1].lstrip("0") or "0"
     return completion.strip()
+
+
+def final_answer(text: str) -> str | None:
+    """The answer of a completion that may carry a rationale: the integer after the last '#', else the last one."""
+    tail = text.rsplit(ANSWER_MARK, 1)[-1] if ANSWER_MARK in text else text
+    found = _NUMBER.findall(tail)
+    if not found:
+        return None
+    return found[0] if ANSWER_MARK in text else found[-1]
+
+
+def final_answer_correct(text: str, answer: str) -> bool:
+    got = final_answer(text)
+    return got is not None and got.lstrip("0") == str(answer).strip().lstrip("0")

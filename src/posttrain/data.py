@@ -484,7 +484,7 @@ def check_loss_tokens(examples: list[dict], records: list[dict], source: str) ->
     where = f"{source}:{empty[0].get('_line', '?')}"
     if len(empty) == len(examples):
         raise UserError(f"{where}: no training record has a token to learn ({why}); nothing to train on")
-    from posttrain.tracking import warn
+    from posttrain.console import warn
 
     warn(f"{where}: {len(empty)} of {len(examples)} training records have no token to learn ({why})")
 

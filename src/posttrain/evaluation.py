@@ -1,5 +1,6 @@
 """Held-out evaluation plumbing: exact match of greedy completions (``posttrain.generation.decode``)
-against a checker, the mean NLL, and the RL policy's held-out rewards (``evaluate_policy``)."""
+against a checker, and the mean NLL (the RL policy's held-out
+rewards are ``posttrain.rl.rollout.evaluate_policy``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import torch
 
 from posttrain import outcomes
 from posttrain.answers import is_correct
+from posttrain.console import announce
 from posttrain.data import iterate_batches
 from posttrain.generation.decode import generate
-from posttrain.tracking import announce
 
 
 def reference_of(record: dict) -> str | None:
@@ -68,24 +69,3 @@ def mean_nll(model, examples: list[dict], pad_id: int, batch_size: int = 64) -> 
         count += n.sum().item()
     model.train(was_training)
     return total / max(count, 1.0)
-
-
-def evaluate_policy(
-    model, tokenizer, records: list[dict], reward_fn, sampling, eval_max_new_tokens: int
-) -> dict[str, float | None]:
-    """Greedy exact match (when records have answers) and the mean reward of one sampled completion
-    per held-out prompt at the training temperature (what the RL objective raises; ``sampling`` is a
-    ``posttrain.generation.sampler.Sampling``); each prompt's reward is kept for the run's paired
-    statistics (``posttrain.outcomes``, a per-problem score)."""
-    from dataclasses import replace
-
-    from posttrain.rollout import sample_completions
-
-    em = exact_match(model, tokenizer, records, max_new_tokens=eval_max_new_tokens)["exact_match"]
-    local = replace(sampling, backend="hf" if sampling.backend == "hf" else "native")  # not vLLM's stale weights
-    rewards: list[float] = []
-    for start in range(0, len(records), 256):
-        chunk = sample_completions(model, tokenizer, records[start : start + 256], 1, local)
-        rewards += reward_fn(chunk.prompts, chunk.texts, chunk.records)[0]
-    outcomes.record("reward", [r["prompt"] for r in records], rewards, outcomes.SCORE)
-    return {"exact_match": em, "reward": sum(rewards) / max(1, len(rewards))}

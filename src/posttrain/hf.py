@@ -215,7 +215,7 @@ def apply_lora(model, settings: LoraSettings, task_type: str = "CAUSAL_LM"):
 
 def load_policy(ctx: RunContext, lora: LoraSettings | None = None, console=None):
     """(model, tokenizer) ready to train on ctx.device, with LoRA adapters when asked."""
-    from posttrain.tracking import announce
+    from posttrain.console import announce
 
     quiet_transformers()
     source = model_source(ctx, console)

@@ -33,7 +33,7 @@ _CHECKED_ATTRIBUTE = "_posttrain_logit_head_checked"
 
 
 def set_logit_chunk_size(model, size: int) -> None:
-    """Make the log-prob helpers (posttrain.logprobs, posttrain.rollout) chunk ``model``'s LM head
+    """Make the log-prob helpers (posttrain.logprobs, posttrain.rl.rollout) chunk ``model``'s LM head
     ``size`` tokens at a time; 0 turns it off (full logits, the default)."""
     if size < 0:
         raise UserError(f"{OPTION} {size}: expected 0 (off) or a positive number of tokens")

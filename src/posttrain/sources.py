@@ -1,8 +1,10 @@
 """Named model sources and the default task: a registry the package that ships them fills in.
 
 The low layers (``posttrain.hf``, ``posttrain.data``) resolve ``--model`` / ``--dataset`` through
-this module and never import the embedded models and task themselves: ``posttrain.embedded``
-registers them when the ``posttrain`` package is imported (see ``posttrain/__init__.py``).
+this module and never import the embedded models and task themselves. Providers are found the way
+plugins are, through entry points: each callable in the ``posttrain.sources`` group registers its
+sources on first lookup (``posttrain.embedded:register`` ships the embedded ones; another package
+can add its own models the same way).
 
     register_model_source("embedded:reasoning", builder)   # builder(seed=0, console=None) -> folder
     model_source_for(None)                                  # the default model's folder
@@ -28,6 +30,20 @@ _DEFAULT_TASK: list[Callable[[], Any]] = []  # at most one provider of the defau
 _DEFAULT_TEACHER: list[ModelBuilder] = []  # at most one builder of the distillation teacher
 
 
+_PROVIDERS_LOADED: list[bool] = []
+
+
+def _load_providers() -> None:
+    """Call every ``posttrain.sources`` entry point once (lazily: ``catalog list`` never gets here)."""
+    if _PROVIDERS_LOADED:
+        return
+    _PROVIDERS_LOADED.append(True)
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="posttrain.sources"):
+        entry.load()()
+
+
 def register_model_source(name: str | None, builder: ModelBuilder) -> None:
     """``--model NAME`` (``DEFAULT_MODEL``: no --model) loads the folder ``builder`` returns."""
     _MODELS[name] = builder
@@ -45,11 +61,13 @@ def register_default_teacher(builder: ModelBuilder) -> None:
 
 def named_models(prefix: str = "") -> list[str]:
     """The registered --model names starting with ``prefix`` (the default model has no name)."""
+    _load_providers()
     return [name for name in _MODELS if name and name.startswith(prefix)]
 
 
 def model_source_for(name: str | None, console=None, seed: int = 0) -> str | None:
     """The folder of a registered model (``None``: the default one), or None for any other name."""
+    _load_providers()
     builder = _MODELS.get(name)
     if builder is None:
         if name is None:
@@ -60,6 +78,7 @@ def model_source_for(name: str | None, console=None, seed: int = 0) -> str | Non
 
 def default_task():
     """The task used when no --dataset is given."""
+    _load_providers()
     if not _DEFAULT_TASK:
         raise UserError("--dataset: no default task is registered (give --dataset FILE_OR_ID)")
     return _DEFAULT_TASK[0]()
@@ -67,6 +86,7 @@ def default_task():
 
 def default_teacher_source(console=None, seed: int = 0) -> str:
     """The folder of the default model's distillation teacher."""
+    _load_providers()
     if not _DEFAULT_TEACHER:
         raise UserError("--set teacher: no default teacher is registered (give teacher=ID_OR_PATH)")
     return str(_DEFAULT_TEACHER[0](seed=seed, console=console))

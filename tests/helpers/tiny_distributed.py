@@ -1,4 +1,4 @@
-"""A tiny regression trained through posttrain.train.train_loop, for the distributed tests.
+"""A tiny regression trained through posttrain.training.trainer.train_loop, for the distributed tests.
 
     torchrun --nproc_per_node 2 tests/helpers/tiny_distributed.py OUT_DIR [ddp|fsdp] [--resume] [--nan-at N] [--sleep S]
 
@@ -15,9 +15,9 @@ import torch
 from posttrain import distributed
 from posttrain.data import batch_indices
 from posttrain.interface import RunContext
-from posttrain.runner import _resume_step
-from posttrain.tracking import MetricsLogger
-from posttrain.train import LoopSettings, train_loop
+from posttrain.runs.runner import _resume_step
+from posttrain.runs.tracking import MetricsLogger
+from posttrain.training.trainer import LoopSettings, train_loop
 
 
 def main() -> None:

@@ -82,8 +82,8 @@ def build_site(
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
 
-    from posttrain import catalog as catalog_module
     from posttrain import registry
+    from posttrain.catalog import load as catalog_module
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NO_MKDOCS_2_WARNING", "1")
@@ -261,7 +261,7 @@ def payload_catalog(root: Path) -> Path:
     """fixture_catalog() with PAYLOADS planted in every kind of text field (test data only).
 
     catalog validate refuses all of them; a test that builds the site from this catalog turns the
-    validator's text check off (posttrain.textsafety.text_problem) to show that the site escapes
+    validator's text check off (posttrain.catalog.textsafety.text_problem) to show that the site escapes
     them by itself."""
     import yaml
 

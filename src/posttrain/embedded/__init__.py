@@ -1,9 +1,10 @@
 """The embedded default: a tiny model, tokenizer and arithmetic task built in code, offline.
 
 `catalog run <id>` with no --model/--dataset uses these, so every method runs on a fresh machine
-with no downloads. Importing this package registers them in ``posttrain.sources`` (the low layers
-look them up there and never import this package); the builders import their modules only when
-called, so registering stays cheap and torch-free.
+with no downloads. ``register`` (the ``posttrain.sources`` entry point ``embedded`` in
+pyproject.toml) adds them to ``posttrain.sources``, where the low layers look them up without
+importing this package; the builders import their modules only when called, so registering stays
+cheap and torch-free.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def _default_task():
     return DEFAULT_TASK
 
 
-for _name, _target in EMBEDDED_MODELS.items():
-    register_model_source(_name, _builder(_target))
-register_default_task(_default_task)
-register_default_teacher(_builder("posttrain.embedded.teacher.teacher_model_dir"))  # the base's teacher
-del _name, _target
+def register() -> None:
+    """The embedded models (the base is the default --model), the default task and the base's teacher."""
+    for name, target in EMBEDDED_MODELS.items():
+        register_model_source(name, _builder(target))
+    register_default_task(_default_task)
+    register_default_teacher(_builder("posttrain.embedded.teacher.teacher_model_dir"))

@@ -9,7 +9,6 @@ trained on in any format.
 from __future__ import annotations
 
 import random
-import re
 
 from posttrain.embedded.task import DEFAULT_TASK, AdditionTask
 
@@ -28,8 +27,6 @@ TRAIN_TEMPLATES = [
 ]
 HELDOUT_TEMPLATES = ["Tell me {a}+{b}.", "Please evaluate {a}+{b}"]
 
-_INTEGER = re.compile(r"-?\d+")
-ANSWER_MARK = "#"
 
 
 def alpaca_prompt(instruction: str, input_text: str = "") -> str:
@@ -114,17 +111,3 @@ def rationale_examples(n: int, seed: int, split: str = "train", task: AdditionTa
         numbers = task.sample(rng, split)
         out.append({"prompt": task.prompt(numbers), "completion": rationale(numbers), "answer": task.answer(numbers)})
     return out
-
-
-def final_answer(text: str) -> str | None:
-    """The answer of a completion that may carry a rationale: the integer after the last '#', else the last one."""
-    tail = text.rsplit(ANSWER_MARK, 1)[-1] if ANSWER_MARK in text else text
-    found = _INTEGER.findall(tail)
-    if not found:
-        return None
-    return found[0] if ANSWER_MARK in text else found[-1]
-
-
-def final_answer_correct(text: str, answer: str) -> bool:
-    got = final_answer(text)
-    return got is not None and got.lstrip("0") == str(answer).strip().lstrip("0")

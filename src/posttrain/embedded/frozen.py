@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.tracking import file_sha256
+from posttrain.files import file_sha256
 
 MODELS_ROOT = Path(__file__).parent / "models"
 BUILD_RECORD = "build.json"

@@ -2,7 +2,7 @@
 
 A separate token-classification model (``LlamaForTokenClassification``, one logit per token, read
 at the end of every step) with the policy's byte-level tokenizer: the format of
-``posttrain.scoring.load_prm`` / ``score_steps`` and of the ``prm`` plugin, so
+``posttrain.scoring.scorers.load_prm`` / ``score_steps`` and of the ``prm`` plugin, so
 ``--set prm=PATH`` and this model (``--set prm=embedded``) are interchangeable. Its transformer is
 initialised from the embedded reasoning model (hidden 64, 3 layers, ~214K parameters with the new
 head), as Math-Shepherd and Lightman et al. initialise a PRM from the generator's own LM, then
@@ -65,7 +65,7 @@ EMBEDDED_PRM = "embedded"  # the value of --set prm= that names this model
 
 def prm_model_dir(seed: int = 0, console=None) -> Path:
     """Folder of the embedded PRM (shipped for seed 0, else built on first use and cached); load it
-    with ``posttrain.scoring.load_prm``."""
+    with ``posttrain.scoring.scorers.load_prm``."""
     from posttrain.embedded.frozen import model_dir
     from posttrain.embedded.reasoning import DEFAULT_REASONING_TASK as task
 

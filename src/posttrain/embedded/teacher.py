@@ -59,8 +59,9 @@ def teacher_examples(task: AdditionTask, n: int, seed: int, split: str = "train"
 def _train_teacher(task: AdditionTask, seed: int, out: Path, console=None) -> dict:
     import torch
 
+    from posttrain.answers import final_answer_correct
     from posttrain.data import pad_sequences, tokenize_prompt_completion
-    from posttrain.embedded.formats import final_answer_correct, rationale_examples
+    from posttrain.embedded.formats import rationale_examples
     from posttrain.embedded.tokenizer import build_tokenizer
     from posttrain.evaluation import exact_match
     from posttrain.generation.decode import generate

@@ -80,7 +80,7 @@ def sample(
 ) -> Completions:
     """n completions for each prompt (strings or message lists), one batched generate per chunk of
     prompts (chunk * n <= batch_size), with the prompt prefilled once and its cache shared.
-    ``meter`` (a ``posttrain.inference.ComputeMeter``) counts the generated tokens."""
+    ``meter`` (a ``posttrain.inference.recipe.ComputeMeter``) counts the generated tokens."""
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos = tokenizer.eos_token_id

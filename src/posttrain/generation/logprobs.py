@@ -1,7 +1,7 @@
 """The one ``completion_logprobs`` contract: log p(completion token | prefix) under a model, for
 the batches the sampler (``posttrain.generation.sampler``) produces.
 
-Inputs: any batch with the sampler's layout (a ``posttrain.rollout.Rollout`` is one):
+Inputs: any batch with the sampler's layout (a ``posttrain.rl.rollout.Rollout`` is one):
 
     input_ids       (N, Tp + C) long   prompt left-padded to Tp | completion right-padded to C
     attention_mask  (N, Tp + C) long   0 on the prompt's left padding, 1 elsewhere*
@@ -23,7 +23,7 @@ from typing import Protocol
 
 import torch
 
-from posttrain.fastpath import lean_decoder
+from posttrain.generation.fastpath import lean_decoder
 from posttrain.generation.sampler import position_ids
 
 
@@ -40,7 +40,7 @@ def completion_logprobs(
 ) -> torch.Tensor:
     """log p(completion token | prefix) under ``model`` for ``rows``, (n, C); grad flows if enabled.
 
-    For Llama / Qwen2 models posttrain.fastpath's forward (the prompt part once per run of rows
+    For Llama / Qwen2 models posttrain.generation.fastpath's forward (the prompt part once per run of rows
     sharing it); else one padded forward over prompt + completion, keeping the last C + 1 logits.
     """
     from posttrain.logit_chunks import logit_chunk_size

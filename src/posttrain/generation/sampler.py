@@ -5,7 +5,7 @@
   KV cache shared by its G samples (left padding, generate's position ids), then one cached forward
   per new token, exiting as soon as every row has finished. It also returns the sampler's
   log-probs, so a rollout needs no extra forward for its old-policy log-probs. For Llama / Qwen2
-  models the forward is ``posttrain.fastpath``'s (preallocated cache).
+  models the forward is ``posttrain.generation.fastpath``'s (preallocated cache).
 - ``hf``: transformers' ``generate`` with an explicit generation config (``generation_config``);
   also what ``native`` hands over to when a stop string is more than one token.
 - ``vllm``: a colocated vLLM engine (``posttrain.generation.vllm.VLLMEngine``), CUDA only.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from posttrain.errors import UserError
-from posttrain.fastpath import lean_decoder
+from posttrain.generation.fastpath import lean_decoder
 
 # --- sampling settings --------------------------------------------------------------------------
 
@@ -196,14 +196,14 @@ def draw(scores: torch.Tensor) -> torch.Tensor:
 
 
 def _lean_prefill(lean, ids, attn, positions, repeat: int, max_new_tokens: int):
-    """_hf_prefill with posttrain.fastpath's forward and preallocated cache."""
+    """_hf_prefill with posttrain.generation.fastpath's forward and preallocated cache."""
     logits, cache = lean.prefill(ids, attn, positions, repeat, ids.shape[1] + max_new_tokens)
     return logits, lambda token, position: lean.decode(token, position, cache)
 
 
 def _hf_prefill(model, ids, attn, positions, repeat: int):
     """(last logits repeated per sample, step(token, position) -> next logits) with the model's own
-    forward and cache: the path for architectures posttrain.fastpath does not cover."""
+    forward and cache: the path for architectures posttrain.generation.fastpath does not cover."""
     out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1)
     cache, logits = out.cache, out.logits[:, -1]
     if repeat > 1:
@@ -230,7 +230,7 @@ def native_generate(
     prompt contiguous; C <= max_new_tokens.
 
     Each prompt is prefilled once (left padding, generate's position ids) and its KV cache repeated
-    for its G samples; then one cached forward per new token (posttrain.fastpath's lean forward
+    for its G samples; then one cached forward per new token (posttrain.generation.fastpath's lean forward
     for Llama / Qwen2 models, else the model's own). A row finishes at its first stop id
     (included); after that it gets ``pad_id`` and log-prob 0, and the loop exits as soon as every
     row has finished. The log-probs are log softmax(logits / temperature) of the drawn tokens, the

@@ -2,7 +2,7 @@
 score them, turn the rewards into advantages, then take ``policy_epochs`` passes of mini-batch
 updates over the rollout. A plugin passes its advantage estimator and its objective.
 
-One rollout feeds ``steps_per_rollout`` optimizer steps (``posttrain.rollout.BatchSemantics``):
+One rollout feeds ``steps_per_rollout`` optimizer steps (``posttrain.rl.rollout.BatchSemantics``):
 epoch e, mini-batch m, micro-batch u use the rollout's rows
 ``[(m * grad_accum + u) * micro_batch, ... + micro_batch)``. The run ends after ``max_steps``
 optimizer steps, in the middle of a rollout if it does not divide.
@@ -16,25 +16,25 @@ from collections.abc import Callable
 import torch
 
 from posttrain.data import task_records
-from posttrain.evaluation import evaluate_policy
 from posttrain.generation.logprobs import completion_logprobs
 from posttrain.generation.sampler import Sampling
 from posttrain.generation.vllm_engine import VLLMEngine
 from posttrain.hf import frozen_reference, load_policy, lora_settings, model_source, parameter_counts
 from posttrain.interface import RunContext, RunResult
-from posttrain.rewards import reward_from_config
-from posttrain.rollout import (
+from posttrain.rl.rollout import (
     BatchSemantics,
     Rollout,
     attach_logprobs,
+    evaluate_policy,
     prompt_batch,
     rollout_metrics,
     sample_completions,
     sampling_from_config,
     score_rollout,
 )
-from posttrain.rollout_config import RolloutConfig
-from posttrain.train import Trainer, finish, loop_settings
+from posttrain.rl.rollout_config import RolloutConfig
+from posttrain.scoring.rewards import reward_from_config
+from posttrain.training.trainer import Trainer, finish, loop_settings
 
 # (logps, old_logps, ref_logps, advantages, mask) -> (loss, stats); the tensors are one micro-batch's rows.
 Objective = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]

@@ -8,7 +8,7 @@ samples, scores and prepares rollout ``index`` (its advantages, baselines, criti
 loops take ``policy_epochs`` passes of mini-batch updates over each rollout, then evaluate again,
 report generation time and save the policy.
 
-One rollout feeds ``steps_per_rollout`` optimizer steps (``posttrain.rollout.BatchSemantics``):
+One rollout feeds ``steps_per_rollout`` optimizer steps (``posttrain.rl.rollout.BatchSemantics``):
 epoch e, mini-batch m, micro-batch u use the rollout's rows
 ``[(m * grad_accum + u) * micro_batch, ... + micro_batch)``. The run ends after ``max_steps``
 optimizer steps, in the middle of a rollout if it does not divide.
@@ -24,22 +24,22 @@ from typing import Any
 import torch
 
 from posttrain.data import task_records
-from posttrain.evaluation import evaluate_policy
 from posttrain.generation.sampler import Sampling
 from posttrain.generation.vllm_engine import VLLMEngine
 from posttrain.hf import frozen_reference, load_policy, lora_settings, model_source, parameter_counts
 from posttrain.interface import RunContext, RunResult
-from posttrain.rewards import reward_from_config
-from posttrain.rollout import (
+from posttrain.rl.rollout import (
     BatchSemantics,
     Rollout,
+    evaluate_policy,
     prompt_batch,
     rollout_metrics,
     sample_completions,
     sampling_from_config,
     score_rollout,
 )
-from posttrain.train import Trainer, finish, loop_settings
+from posttrain.scoring.rewards import reward_from_config
+from posttrain.training.trainer import Trainer, finish, loop_settings
 
 
 @dataclass

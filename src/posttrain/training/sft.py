@@ -19,7 +19,7 @@ What a plugin passes in:
   whose untrained prompt already changes the outputs); the untrained-prompt score is ``initial``.
 
 Memory options, both giving the default's loss: ``packing`` puts each micro-batch's examples in one
-padding-free row (``posttrain.packing``); ``--logit-chunk-size N`` applies the LM head N tokens at a
+padding-free row (``posttrain.training.packing``); ``--logit-chunk-size N`` applies the LM head N tokens at a
 time over the loss tokens only (``posttrain.logit_chunks``).
 """
 
@@ -31,17 +31,17 @@ import torch
 from pydantic import Field
 
 from posttrain import RunContext, RunResult, outcomes
-from posttrain.config import TrainingConfig
+from posttrain.answers import final_answer_correct
 from posttrain.data import batch_indices, check_loss_tokens, pad_sequences, task_records, tokenize_sft
-from posttrain.embedded.formats import final_answer_correct
 from posttrain.errors import UserError
 from posttrain.evaluation import exact_match, mean_nll
 from posttrain.generation.decode import generate
 from posttrain.hf import parameter_counts
 from posttrain.logit_chunks import check_logit_head, final_hidden_states, token_logprobs_chunked
 from posttrain.logprobs import token_logprobs
-from posttrain.packing import check_packing, pack_examples, packed_model_inputs
-from posttrain.train import Trainer, finish, loop_settings
+from posttrain.training.config import TrainingConfig
+from posttrain.training.packing import check_packing, pack_examples, packed_model_inputs
+from posttrain.training.trainer import Trainer, finish, loop_settings
 
 # The smoke-test settings of every SFT-family plugin (some add their own keys).
 SMOKE = {"max_steps": 2, "train_examples": 64, "eval_examples": 16, "batch_size": 8, "log_every": 1}
@@ -90,7 +90,7 @@ def padded_batch(model, examples: list[dict], pad_id: int, device: str) -> tuple
 
 
 def packed_batch(model, examples: list[dict], pad_id: int, device: str) -> tuple[dict, dict]:
-    """(forward arguments, batch) of one padding-free row (posttrain.packing)."""
+    """(forward arguments, batch) of one padding-free row (posttrain.training.packing)."""
     check_packing(model, examples)
     batch = pack_examples(examples, device)
     return packed_model_inputs(batch), batch

@@ -1,0 +1,3 @@
+"""Runs: from a command line to a run folder (config, metrics, plot, summary, reports), pipelines
+and comparisons. No torch import here.
+"""
