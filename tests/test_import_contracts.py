@@ -3,7 +3,9 @@
 - plugins-independent: no plugin imports another (shared code lives in the core package of its family);
 - low-layers-without-embedded: the low layers reach the embedded models and task only through
   ``posttrain.sources`` (the embedded package registers into it);
-- core-without-plugins: the core package never imports a plugin.
+- core-without-plugins: the core package never imports a plugin;
+- layers: cli > runs > the family recipes (inference, rl) > training > scoring > generation, each
+  importing only the layers below it (the flat modules of ``posttrain`` are the foundation).
 """
 
 import os
@@ -14,11 +16,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACTS = ["plugins-independent", "low-layers-without-embedded", "core-without-plugins"]
+CONTRACTS = ["plugins-independent", "low-layers-without-embedded", "layers", "core-without-plugins"]
 LINT = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 
-def test_the_three_layer_contracts_are_configured():
+def test_the_layer_contracts_are_configured():
     config = (REPO / "pyproject.toml").read_text()
     assert "[tool.importlinter]" in config
     assert config.count("[[tool.importlinter.contracts]]") == len(CONTRACTS)

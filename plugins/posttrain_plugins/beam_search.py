@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.inference.judges import attempt_scorer
 from posttrain.inference.recipe import SWEEP, PerProblem, StepSearchConfig, extend_steps, finish, setup, text_prompt
-from posttrain.scoring.scorers import attempt_scorer
 
 
 class Config(StepSearchConfig):

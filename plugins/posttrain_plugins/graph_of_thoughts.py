@@ -43,8 +43,8 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.generation.decode import sample
+from posttrain.inference.judges import attempt_scorer
 from posttrain.inference.recipe import SWEEP, PerProblem, StepSearchConfig, finish, new_tokens, setup
-from posttrain.scoring.scorers import attempt_scorer
 
 
 class Config(StepSearchConfig):

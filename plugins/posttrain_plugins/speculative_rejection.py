@@ -31,8 +31,8 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.decode import sample
+from posttrain.inference.judges import attempt_scorer
 from posttrain.inference.recipe import SWEEP, PerProblem, StepSearchConfig, finish, new_tokens, setup, text_prompt
-from posttrain.scoring.scorers import attempt_scorer
 
 
 class Config(StepSearchConfig):

@@ -45,3 +45,4 @@ def register() -> None:
         register_model_source(name, _builder(target))
     register_default_task(_default_task)
     register_default_teacher(_builder("posttrain.embedded.teacher.teacher_model_dir"))
+    register_model_source("prm:embedded", _builder("posttrain.embedded.prm.prm_model_dir"))  # --set prm=embedded
