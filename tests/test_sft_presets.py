@@ -2,11 +2,10 @@
 
 import pytest
 
+from posttrain.answers import final_answer, final_answer_correct
 from posttrain.embedded.formats import (
     HELDOUT_TEMPLATES,
     conversations,
-    final_answer,
-    final_answer_correct,
     instruction_examples,
     last_turn_prompts,
     rationale,
