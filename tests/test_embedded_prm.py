@@ -120,8 +120,7 @@ def test_cached_prm_discriminates_correct_from_wrong_heldout_solutions():
 
 
 def test_the_embedded_prm_is_the_default_only_on_the_embedded_reasoning_task(tmp_path):
-    from posttrain.inference.judges import embedded_prm_applies
-    from posttrain.inference.recipe import REASONING_MODEL, StepSearchConfig
+    from posttrain.inference.recipe import REASONING_MODEL, StepSearchConfig, embedded_prm_applies
     from posttrain.interface import RunContext
 
     cfg = StepSearchConfig()
@@ -135,8 +134,7 @@ def test_the_embedded_prm_is_the_default_only_on_the_embedded_reasoning_task(tmp
 
 
 def test_user_model_keeps_the_likelihood_scorer(tmp_path):
-    from posttrain.inference.judges import attempt_scorer
-    from posttrain.inference.recipe import StepSearchConfig
+    from posttrain.inference.recipe import StepSearchConfig, attempt_scorer
     from posttrain.interface import RunContext
 
     ctx = RunContext(tmp_path, model="./my-model", dataset="problems.jsonl")

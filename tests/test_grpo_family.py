@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from posttrain.rl.losses import clipped_surrogate, group_advantages, k3_kl
+from posttrain.rl.group import clipped_surrogate, group_advantages, k3_kl
 from posttrain_plugins.grpo import grpo_loss
 
 # --- grpo ---------------------------------------------------------------------------------------

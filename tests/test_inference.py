@@ -9,8 +9,7 @@ import torch
 
 from posttrain.errors import UserError
 from posttrain.generation.decode import sample
-from posttrain.inference.judges import evaluator_scorer
-from posttrain.inference.recipe import ComputeMeter, load_model, load_problems
+from posttrain.inference.recipe import ComputeMeter, evaluator_scorer, load_model, load_problems
 from posttrain.interface import RunContext
 from posttrain.runs.sweeps import find_sweep, plot_sweeps, sweepable_fields
 
@@ -76,7 +75,7 @@ def test_evaluator_scorer_counts_the_prms_forward_passes(tiny, tmp_path, tiny_cl
 
 
 def test_verify_step_scores_rate_every_step_prefix(tiny):
-    from posttrain.inference.judges import verify_scores, verify_step_scores
+    from posttrain.inference.recipe import verify_scores, verify_step_scores
 
     model, tok = tiny
     out = verify_step_scores(model, tok, ["12+3=", "7+5="], [["5;", "1;", "#15"], []])

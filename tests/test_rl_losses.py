@@ -4,7 +4,7 @@ and the papers' limiting cases."""
 import pytest
 import torch
 
-from posttrain.rl.losses import clipped_policy_loss, masked_mean, whiten
+from posttrain.rl.policy_gradient import clipped_policy_loss, masked_mean, whiten
 from posttrain_plugins.ppo import clipped_value_loss, gae_advantages, kl_penalized_rewards
 from posttrain_plugins.reinforce import moving_average_baseline, reinforce_loss
 from posttrain_plugins.reinforce_pp import group_mean_baseline, kl_shaped_returns

@@ -46,8 +46,7 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.decode import sample
-from posttrain.inference.judges import attempt_scorer
-from posttrain.inference.recipe import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
+from posttrain.inference.recipe import SWEEP, InferenceConfig, PerProblem, attempt_scorer, finish, new_tokens, setup
 
 
 class Config(InferenceConfig):

@@ -54,8 +54,7 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.answers import answer_of
 from posttrain.errors import UserError
 from posttrain.generation.decode import sample
-from posttrain.inference.judges import evaluator_scorer
-from posttrain.inference.recipe import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
+from posttrain.inference.recipe import SWEEP, InferenceConfig, PerProblem, evaluator_scorer, finish, new_tokens, setup
 
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # sequential shares of the post-pilot budget (the strategy pool)
 VALIDATION_SEED = 4321  # the training-split problems each bin's strategy is chosen on

@@ -47,8 +47,7 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.answers import answer_of
 from posttrain.generation.decode import sample
-from posttrain.inference.judges import evaluator_scorer
-from posttrain.inference.recipe import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
+from posttrain.inference.recipe import SWEEP, InferenceConfig, PerProblem, evaluator_scorer, finish, new_tokens, setup
 
 
 class Config(InferenceConfig):

@@ -44,8 +44,7 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.generation.sampler import Sampling
-from posttrain.rl.group import SMOKE, Objective, train_group_policy
-from posttrain.rl.losses import clipped_surrogate, group_advantages, token_stats
+from posttrain.rl.group import SMOKE, Objective, clipped_surrogate, group_advantages, token_stats, train_group_policy
 from posttrain.rl.rollout import Rollout, concat_rollouts, sampling_from_config
 from posttrain.rl.rollout_config import RolloutConfig
 

@@ -29,8 +29,7 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.sampler import Sampling
-from posttrain.rl.group import SMOKE, Objective, train_group_policy
-from posttrain.rl.losses import clipped_surrogate, k3_kl, token_stats
+from posttrain.rl.group import SMOKE, Objective, clipped_surrogate, k3_kl, token_stats, train_group_policy
 from posttrain.rl.rollout import Rollout
 from posttrain.rl.rollout_config import RolloutConfig
 

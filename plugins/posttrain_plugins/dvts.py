@@ -27,8 +27,16 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.inference.judges import attempt_scorer
-from posttrain.inference.recipe import SWEEP, PerProblem, StepSearchConfig, extend_steps, finish, setup, text_prompt
+from posttrain.inference.recipe import (
+    SWEEP,
+    PerProblem,
+    StepSearchConfig,
+    attempt_scorer,
+    extend_steps,
+    finish,
+    setup,
+    text_prompt,
+)
 
 
 class Config(StepSearchConfig):

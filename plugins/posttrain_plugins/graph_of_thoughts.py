@@ -43,8 +43,7 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.generation.decode import sample
-from posttrain.inference.judges import attempt_scorer
-from posttrain.inference.recipe import SWEEP, PerProblem, StepSearchConfig, finish, new_tokens, setup
+from posttrain.inference.recipe import SWEEP, PerProblem, StepSearchConfig, attempt_scorer, finish, new_tokens, setup
 
 
 class Config(StepSearchConfig):

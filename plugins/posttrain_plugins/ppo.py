@@ -52,8 +52,14 @@ from posttrain.errors import UserError
 from posttrain.generation.logprobs import completion_logprobs
 from posttrain.generation.sampler import position_ids
 from posttrain.hf import save_model
-from posttrain.rl.losses import clipped_policy_loss, masked_mean, whiten
-from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
+from posttrain.rl.policy_gradient import (
+    clipped_policy_loss,
+    masked_mean,
+    rollout_stats,
+    start,
+    train_on_rollouts,
+    whiten,
+)
 from posttrain.rl.rollout import attach_logprobs
 from posttrain.rl.rollout_config import RolloutConfig
 

@@ -31,8 +31,7 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.logprobs import completion_logprobs
-from posttrain.rl.losses import sequence_sum
-from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
+from posttrain.rl.policy_gradient import rollout_stats, sequence_sum, start, train_on_rollouts
 from posttrain.rl.rollout_config import RolloutConfig
 
 

@@ -18,7 +18,7 @@ tokens, over several mini-batch updates per rollout. ``baseline=group-mean`` is 
 REINFORCE++-baseline variant (OpenRLHF ``reinforce_baseline``): each prompt's mean reward is
 subtracted before the KL shaping; the global normalisation still follows.
 
-The clipped surrogate and the masked whitening are PPO's (shared in posttrain.rl.losses):
+The clipped surrogate and the masked whitening are PPO's (shared in posttrain.rl.group):
 REINFORCE++ is defined as REINFORCE plus those PPO pieces, so they are imported, not copied.
 
 Deviations from the paper:
@@ -41,8 +41,14 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.logprobs import completion_logprobs
-from posttrain.rl.losses import clipped_policy_loss, masked_mean, whiten
-from posttrain.rl.policy_gradient import rollout_stats, start, train_on_rollouts
+from posttrain.rl.policy_gradient import (
+    clipped_policy_loss,
+    masked_mean,
+    rollout_stats,
+    start,
+    train_on_rollouts,
+    whiten,
+)
 from posttrain.rl.rollout import attach_logprobs
 from posttrain.rl.rollout_config import RolloutConfig
 

@@ -36,8 +36,7 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.sampler import Sampling
-from posttrain.rl.group import SMOKE, Objective, train_group_policy
-from posttrain.rl.losses import group_advantages, k3_kl
+from posttrain.rl.group import SMOKE, Objective, group_advantages, k3_kl, train_group_policy
 from posttrain.rl.rollout import Rollout
 from posttrain.rl.rollout_config import RolloutConfig
 

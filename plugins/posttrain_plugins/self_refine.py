@@ -62,8 +62,16 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.generation.decode import sample
-from posttrain.inference.judges import evaluator_scorer, evaluator_step_scorer
-from posttrain.inference.recipe import SWEEP, InferenceConfig, PerProblem, finish, new_tokens, setup
+from posttrain.inference.recipe import (
+    SWEEP,
+    InferenceConfig,
+    PerProblem,
+    evaluator_scorer,
+    evaluator_step_scorer,
+    finish,
+    new_tokens,
+    setup,
+)
 from posttrain.scoring.scorers import aggregate_steps, split_attempt
 
 STEP = ";"  # the scratchpad's step delimiter

@@ -31,8 +31,16 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.decode import sample
-from posttrain.inference.judges import attempt_scorer
-from posttrain.inference.recipe import SWEEP, PerProblem, StepSearchConfig, finish, new_tokens, setup, text_prompt
+from posttrain.inference.recipe import (
+    SWEEP,
+    PerProblem,
+    StepSearchConfig,
+    attempt_scorer,
+    finish,
+    new_tokens,
+    setup,
+    text_prompt,
+)
 
 
 class Config(StepSearchConfig):

@@ -37,6 +37,51 @@ from posttrain.scoring.rewards import reward_from_config
 from posttrain.training.trainer import Trainer, finish, loop_settings
 
 # (logps, old_logps, ref_logps, advantages, mask) -> (loss, stats); the tensors are one micro-batch's rows.
+# --- the family's pure functions (DeepSeekMath, arXiv:2402.03300, Eq. 3-4); tensors (N, C), mask 1 on sampled tokens --------------------------------------
+
+
+def group_advantages(rewards: torch.Tensor, std_epsilon: float = 1e-4) -> torch.Tensor:
+    """Outcome advantages (P, G) -> (P, G): (r - mean(r)) / (std(r) + eps) within each group.
+
+    Rewards [1, 0, 0, 0]: mean 0.25, unbiased std 0.5, advantages [1.5, -0.5, -0.5, -0.5] (up to eps).
+    Equal rewards in a group give zero advantages.
+    """
+    mean = rewards.mean(-1, keepdim=True)
+    std = rewards.std(-1, keepdim=True) if rewards.shape[-1] > 1 else torch.zeros_like(mean)
+    return (rewards - mean) / (std + std_epsilon)
+
+
+def clipped_surrogate(
+    logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, eps_low: float, eps_high: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) and where clipping was active.
+
+    rho = exp(logps - old_logps). Inside the trust region it equals rho A (the unclipped objective);
+    at rho = 1 it equals A. ``advantages`` broadcasts: (N, 1) for outcome rewards.
+    """
+    ratio = torch.exp(logps - old_logps)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * advantages
+    return torch.minimum(unclipped, clipped), (clipped < unclipped)
+
+
+def k3_kl(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
+    """Per-token unbiased KL(pi || pi_ref) estimate (Eq. 4): pi_ref/pi - log(pi_ref/pi) - 1 >= 0.
+
+    Zero when the policy equals the reference; log-ratio log(pi_ref/pi) = 1 gives e - 2 = 0.7183.
+    """
+    log_ratio = ref_logps - logps
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+def token_stats(kl: torch.Tensor, clipped: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean KL and share of clipped tokens over the real tokens of a micro-batch."""
+    tokens = mask.sum().clamp(min=1)
+    return {"kl": (kl * mask).sum() / tokens, "clip_ratio": (clipped.float() * mask).sum() / tokens}
+
+
+# --- the recipe ----------------------------------------------------------------------------------
+
 Objective = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 # The smoke settings the group plugins share: 2 steps of one 16-completion rollout each.

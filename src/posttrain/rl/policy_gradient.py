@@ -41,6 +41,53 @@ from posttrain.rl.rollout import (
 from posttrain.scoring.rewards import reward_from_config
 from posttrain.training.trainer import Trainer, finish, loop_settings
 
+# --- the family's pure functions; tensors (N, C), mask 1 on sampled tokens -----------------------------------------------------------
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the positions where ``mask`` is 1 (token-level average over the batch)."""
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / std over the masked positions of the whole batch; padding stays 0.
+
+    With ``shift_mean=False`` the mean is added back (only the scale changes), as TRL does for the
+    per-token rewards. Uses the population variance.
+    """
+    mean = masked_mean(values, mask)
+    var = masked_mean((values - mean) ** 2, mask)
+    out = (values - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def clipped_policy_loss(
+    logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate (Schulman et al. 2017, arXiv:1707.06347, Eq. 7), negated to a loss,
+    token-level mean:
+
+        L = -mean_t min(ρ_t Â_t, clip(ρ_t, 1-ε, 1+ε) Â_t),   ρ_t = π_θ(y_t) / π_old(y_t)
+
+    Returns (loss, share of tokens where the clipped branch is the smaller one). Inside the trust
+    region |ρ - 1| ≤ ε it equals the unclipped objective; at ρ = 1 its gradient is the policy gradient.
+    """
+    ratio = torch.exp(logps - old_logps)
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages
+    loss = -masked_mean(torch.min(unclipped, clipped), mask)
+    clip_fraction = masked_mean((clipped < unclipped).float(), mask)
+    return loss, clip_fraction
+
+
+def sequence_sum(token_values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N, C) per-token values -> (N,) sums over each completion's real tokens."""
+    return (token_values * mask).sum(-1)
+
+
+# --- the recipe ----------------------------------------------------------------------------------
 
 @dataclass
 class OnlineRun:

@@ -2,7 +2,7 @@
 process reward models (PRMs), verifiers (a model's own yes/no verdict) and the policy's own
 likelihood. One module, so a reader finds how any judge is loaded, how it reads a completion, and
 which one a method gets, in one place; reward *functions* for RL (``posttrain.scoring.rewards``) and the
-test-time methods (through ``posttrain.inference.judges``) call it.
+test-time methods (through ``posttrain.inference.recipe``) call it.
 
 Stable API for the RL and test-time plugins (keep these signatures):
 
@@ -38,7 +38,7 @@ Process reward models (``catalog run prm``), same conventions:
   ``posttrain.embedded.prm.prm_model_dir()`` (``--set prm=embedded``).
 
 Which judge a test-time method gets (from its config: PRM, ORM, embedded PRM, verifier or
-likelihood) is chosen in ``posttrain.inference.judges``, one layer up. ``meter`` arguments take
+likelihood) is chosen in ``posttrain.inference.recipe``, one layer up. ``meter`` arguments take
 anything with ``watch(model)`` (``posttrain.inference.recipe.ComputeMeter`` counts the judge's
 forward passes).
 """
