@@ -1926,6 +1926,7 @@ def on_config(config, **kwargs):
         {"Benchmarks": "benchmarks.md"},
         *_survey_table_nav(DATA),
         {"Contributing": "contributing.md"},
+        {"Architecture": "architecture.md"},
         {"CLI reference": "cli.md"},
     ]
     if (reports_dir() / "compare" / "compare.json").is_file():
