@@ -40,6 +40,6 @@ def test_one_left_pad_and_one_completion_logprobs():
 
 
 def test_test_time_plumbing_does_not_import_the_runner():
-    for name in ("inference.py", "sweeps.py", "scoring.py"):
+    for name in ("inference/recipe.py", "runs/sweeps.py", "scoring/scorers.py"):
         imported = _imported_modules(SRC / name)
         assert not imported & {"posttrain.runs.runner", "posttrain.cli.main"}, name
