@@ -1,0 +1,84 @@
+"""The committed reports reproduce bit for bit: sft, dpo, kto, grpo, ppo, beam-search (one per family:
+supervised, pairwise and unpaired preference, group RL, actor-critic RL, test-time search) and dora,
+orpo, best-of-n, run with their defaults at seed 0 on CPU with one torch thread, exactly as
+``tools/record_run.py`` records them, give the committed ``before``, ``after``, ``paired`` and ``steps``
+of ``reports/runs/<id>.json`` (wall-clock values left out).
+
+Slow: ``OMP_NUM_THREADS=1 python -m pytest -m slow tests/test_reproduce_reports.py`` took RUNTIME on
+the 2-core development machine (one process, other jobs sharing the cores).
+A failure means the code, the embedded models or the numeric libraries changed what a run computes;
+when the change is meant, re-record the report (the failure message gives the command) and check the
+numbers quoted from it (``tests/test_number_sources.py``, ``tools/results_table.py``).
+"""
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+REPORTS = ROOT / "reports" / "runs"
+PLUGINS = ["sft", "dpo", "kto", "grpo", "ppo", "beam-search", "dora", "orpo", "best-of-n"]
+COMPARED = ("before", "after", "paired", "steps")
+# Wall-clock values never reproduce: `seconds` inside before/after (test-time methods), and at the top
+# level `seconds`, `train_seconds`, `generate_seconds`, `generate_share`, `date` (not compared anyway).
+TIMING = ("second", "generate_share", "date")
+
+
+def is_timing(key: str) -> bool:
+    return any(word in key for word in TIMING)
+
+
+def without_timing(value):
+    if isinstance(value, dict):
+        return {k: without_timing(v) for k, v in value.items() if not is_timing(k)}
+    return value
+
+
+def record_command(report: dict, plugin: str) -> str:
+    """The tools/record_run.py line that re-records this report with the seeds it has."""
+    seeds = ",".join(str(s["seed"]) for s in report.get("seeds", [])) or "0"
+    return f"OMP_NUM_THREADS=1 python tools/record_run.py {plugin} --seeds {seeds}"
+
+
+def differences(report: dict, fresh: dict) -> list[str]:
+    """One line per differing value: `section/metric: committed X, fresh run Y`."""
+    lines = []
+    for section in COMPARED:
+        want, got = without_timing(report.get(section)), without_timing(fresh.get(section))
+        if isinstance(want, dict) and isinstance(got, dict):
+            for key in sorted(set(want) | set(got)):
+                if want.get(key) != got.get(key):
+                    lines.append(f"{section}/{key}: committed {want.get(key)}, fresh run {got.get(key)}")
+        elif want != got:
+            lines.append(f"{section}: committed {want}, fresh run {got}")
+    return lines
+
+
+def run_seed_zero(plugin: str) -> dict:
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from record_run import run_once
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    return json.loads(json.dumps(run_once(plugin, [], 0, None)))  # as the report file holds it
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_default_run_reproduces_the_committed_report(plugin):
+    report = json.loads((REPORTS / f"{plugin}.json").read_text())
+    options = shlex.split(report["command"])[3:]
+    assert not options, f"reports/runs/{plugin}.json was recorded with options {options}: not the defaults"
+    assert (report["seed"], report["device"], report["model"], report["dataset"]) == (0, "cpu", "embedded", "embedded")
+
+    lines = differences(report, run_seed_zero(plugin))
+
+    assert not lines, (
+        f"reports/runs/{plugin}.json does not reproduce (seed 0, one torch thread):\n  "
+        + "\n  ".join(lines)
+        + f"\nIf the change is meant, re-record it: {record_command(report, plugin)}"
+        + "\nand update the numbers quoted from it (tests/test_number_sources.py, python tools/results_table.py)."
+    )
