@@ -4,8 +4,9 @@ orpo, best-of-n, run with their defaults at seed 0 on CPU with one torch thread,
 ``tools/record_run.py`` records them, give the committed ``before``, ``after``, ``paired`` and ``steps``
 of ``reports/runs/<id>.json`` (wall-clock values left out).
 
-Slow: ``OMP_NUM_THREADS=1 python -m pytest -m slow tests/test_reproduce_reports.py`` took RUNTIME on
-the 2-core development machine (one process, other jobs sharing the cores).
+Slow: ``OMP_NUM_THREADS=1 python -m pytest -m slow tests/test_reproduce_reports.py`` took 11 min 42 s
+(2026-12-07, one process) on the 2-core development machine while other jobs loaded it (load average
+8-11); the nine runs' own ``seconds`` in the reports add up to 399 s, about 7 minutes on an idle core.
 A failure means the code, the embedded models or the numeric libraries changed what a run computes;
 when the change is meant, re-record the report (the failure message gives the command) and check the
 numbers quoted from it (``tests/test_number_sources.py``, ``tools/results_table.py``).
@@ -32,10 +33,15 @@ def is_timing(key: str) -> bool:
     return any(word in key for word in TIMING)
 
 
-def without_timing(value):
-    if isinstance(value, dict):
-        return {k: without_timing(v) for k, v in value.items() if not is_timing(k)}
-    return value
+def flat(value, path: str) -> dict:
+    """``{"after/exact_match": 0.8, "paired/exact_match/fixed": 40, "steps": 200}``, wall-clock keys left out."""
+    if not isinstance(value, dict):
+        return {path: value}
+    out = {}
+    for key, inner in value.items():
+        if not is_timing(key):
+            out.update(flat(inner, f"{path}/{key}"))
+    return out
 
 
 def record_command(report: dict, plugin: str) -> str:
@@ -45,17 +51,14 @@ def record_command(report: dict, plugin: str) -> str:
 
 
 def differences(report: dict, fresh: dict) -> list[str]:
-    """One line per differing value: `section/metric: committed X, fresh run Y`."""
-    lines = []
-    for section in COMPARED:
-        want, got = without_timing(report.get(section)), without_timing(fresh.get(section))
-        if isinstance(want, dict) and isinstance(got, dict):
-            for key in sorted(set(want) | set(got)):
-                if want.get(key) != got.get(key):
-                    lines.append(f"{section}/{key}: committed {want.get(key)}, fresh run {got.get(key)}")
-        elif want != got:
-            lines.append(f"{section}: committed {want}, fresh run {got}")
-    return lines
+    """One line per differing value: `after/exact_match: committed X, fresh run Y`."""
+    want = {k: v for section in COMPARED for k, v in flat(report.get(section), section).items()}
+    got = {k: v for section in COMPARED for k, v in flat(fresh.get(section), section).items()}
+    return [
+        f"{key}: committed {want.get(key, 'nothing')}, fresh run {got.get(key, 'nothing')}"
+        for key in sorted(set(want) | set(got))
+        if want.get(key, "nothing") != got.get(key, "nothing")
+    ]
 
 
 def run_seed_zero(plugin: str) -> dict:
