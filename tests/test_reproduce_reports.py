@@ -4,9 +4,9 @@ orpo, best-of-n, run with their defaults at seed 0 on CPU with one torch thread,
 ``tools/record_run.py`` records them, give the committed ``before``, ``after``, ``paired`` and ``steps``
 of ``reports/runs/<id>.json`` (wall-clock values left out).
 
-Slow: ``OMP_NUM_THREADS=1 python -m pytest -m slow tests/test_reproduce_reports.py`` took 11 min 42 s
-(2026-12-07, one process) on the 2-core development machine while other jobs loaded it (load average
-8-11); the nine runs' own ``seconds`` in the reports add up to 399 s, about 7 minutes on an idle core.
+Slow: ``OMP_NUM_THREADS=1 python -m pytest -m slow tests/test_reproduce_reports.py`` took 1 min 45 s
+(2026-12-07, one process, 9 passed) on the 2-core development machine with other jobs running (load
+average about 4); 11 min 42 s the same day under heavier load (load average 8-11). ppo and sft take the longest.
 A failure means the code, the embedded models or the numeric libraries changed what a run computes;
 when the change is meant, re-record the report (the failure message gives the command) and check the
 numbers quoted from it (``tests/test_number_sources.py``, ``tools/results_table.py``).
