@@ -1,5 +1,6 @@
 """TRL 1.16's DPO options that have their own plugin here: f-DPO (``f_divergence_type``: fdpo-forward-kl,
-fdpo-js, fdpo-alpha) and MPO (``loss_type=["sigmoid", "bco_pair", "sft"]`` with ``loss_weights``):
+fdpo-js, fdpo-alpha), MPO (``loss_type=["sigmoid", "bco_pair", "sft"]`` with ``loss_weights``),
+LD-DPO (``ld_alpha``) and WPO (``use_weighting``):
 hand-worked numbers and limits, and parity with TRL's own loss code on identical random inputs
 (loss, gradients w.r.t. the policy log-probs, logged reward metrics within 1e-6 in float64; the
 harness is test_preference_trl_losses's). Skips the parity tests when TRL is not installed.
@@ -10,12 +11,15 @@ from __future__ import annotations
 import math
 
 import pytest
+import test_preference_trl_losses as trl_harness
 import torch
-from test_preference_trl_losses import assert_parity, random_inputs, trl_dpo
+from test_preference_trl_losses import assert_parity, random_inputs, stub_rows, trl_dpo
 
 from posttrain.preference import PairLogps, chosen_nll_per_token, dpo_loss, reward_metrics
 from posttrain_plugins.f_dpo import MAX_EXPONENT, alpha_loss, forward_kl_loss, js_loss, power_scores
+from posttrain_plugins.ld_dpo import SharedPrefixLogps, ld_dpo_loss, shared_prefix_sums
 from posttrain_plugins.mpo import mpo_pair_loss
+from posttrain_plugins.wpo import alignment_weights, log_sum_squared_probs, wpo_loss
 
 t = torch.tensor
 
@@ -126,3 +130,89 @@ def test_trl_parity_mpo(weights, seed):
     assert_parity(
         "sigmoid", ours, seed=seed, loss_types=["sigmoid", "bco_pair", "sft"], loss_weights=list(weights)
     )
+
+
+# --- LD-DPO and WPO: per-token helpers, hand-worked numbers, TRL parity ------------------------
+
+
+def test_shared_prefix_sums_stop_at_the_shorter_response_of_each_pair():
+    # pair 0: chosen 3 tokens, rejected 1 -> l = 1; pair 1: chosen 2, rejected 2 -> l = 2 (left padding)
+    token_logps = t([[-1.0, -2.0, -3.0], [0.0, -4.0, -5.0], [0.0, 0.0, -6.0], [0.0, -7.0, -8.0]])
+    mask = t([[1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    assert shared_prefix_sums(token_logps, mask).tolist() == [-1.0, -9.0, -6.0, -15.0]
+
+
+def test_ld_dpo_alpha_one_is_dpo_and_alpha_zero_drops_the_tail():
+    pol = SharedPrefixLogps(t([-6.0]), t([-2.0]), t([3]), t([1]), t([-1.0]), t([-2.0]))
+    ref = SharedPrefixLogps(t([-5.0]), t([-3.0]), t([3]), t([1]), t([-2.0]), t([-3.0]))
+    assert torch.allclose(ld_dpo_loss(pol, ref, 0.1, 1.0)[0], dpo_loss(t([-6.0]), t([-2.0]), t([-5.0]), t([-3.0]), 0.1)[0])
+    # alpha 0: shared parts only, log-ratios 1 and 1 -> margin 0
+    assert ld_dpo_loss(pol, ref, 1.0, 0.0)[0].item() == pytest.approx(math.log(2))
+
+
+def test_wpo_weights_hand_worked():
+    # uniform over 4 tokens: p = 1/4, sum p^2 = 1/4 -> w = 1; one-hot on the token: w = 1; 1/2 on it, 1/2 elsewhere: w = 1
+    logits = torch.zeros(1, 2, 4)
+    targets = t([[0, 1]])
+    lss = log_sum_squared_probs(logits, targets)
+    assert lss.item() == pytest.approx(math.log(0.25))
+    token_logps = torch.full((1, 1), math.log(0.25))
+    assert alignment_weights(token_logps, lss, torch.ones(1, 1)).item() == pytest.approx(1.0)
+    # p(y_t) = 0.1 with sum p^2 = 0.5 -> w = 0.2; the mean is over completion tokens only
+    weights = alignment_weights(t([[math.log(0.1), 0.0]]), t([[math.log(0.5), 5.0]]), t([[1.0, 0.0]]))
+    assert weights.item() == pytest.approx(0.2)
+    losses = wpo_loss(t([-1.0]), t([-2.0]), t([-1.0]), t([-2.0]), 0.1, t([0.5]), t([0.2]))[0]
+    assert losses.item() == pytest.approx(0.1 * math.log(2))
+
+
+@pytest.mark.parametrize(("alpha", "seed"), [(0.5, 7), (0.0, 3), (0.8, 11)])
+def test_trl_parity_ld_dpo(alpha, seed):
+    """TRL with ``ld_alpha`` and precomputed reference log-probs (which TRL computes already
+    desensitized): the stub's per-token log-probs feed both implementations."""
+    pytest.importorskip("trl")
+    pc, pr, rc, rr, lc, lr = random_inputs(seed=seed)
+    theirs_pc, theirs_pr = pc.clone().requires_grad_(), pr.clone().requires_grad_()
+    theirs, logged = trl_dpo("sigmoid", theirs_pc, theirs_pr, rc, rr, lc, lr, 0.1, ld_alpha=alpha)
+    theirs.backward()
+    ours_pc, ours_pr = pc.clone().requires_grad_(), pr.clone().requires_grad_()
+    _, mask, table = stub_rows(torch.cat([ours_pc, ours_pr]), torch.cat([lc, lr]))
+    shared_c, shared_r = shared_prefix_sums(table, mask[:, 1:].to(table.dtype)).chunk(2)
+    policy = SharedPrefixLogps(ours_pc, ours_pr, lc, lr, shared_c, shared_r)
+    reference = SharedPrefixLogps(rc, rr, lc, lr, rc, rr)  # all "shared": desensitized = the given values
+    losses, c_rew, r_rew = ld_dpo_loss(policy, reference, 0.1, alpha)
+    losses.mean().backward()
+    assert losses.mean().item() == pytest.approx(theirs.item(), abs=1e-6)
+    assert torch.allclose(ours_pc.grad, theirs_pc.grad, atol=1e-6) and torch.allclose(ours_pr.grad, theirs_pr.grad, atol=1e-6)
+    ld_c, ld_r = policy.desensitized(alpha)
+    mine = reward_metrics(c_rew, r_rew, PairLogps(ld_c, ld_r, lc, lr))
+    for name in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):
+        assert mine[name] == pytest.approx(logged[name], abs=1e-6), name
+
+
+class WeightingStubLM(trl_harness.StubLM):
+    """The harness's stub plus TRL's ``log_sum_sq_probs`` output (a fixed table per test)."""
+
+    log_sum_sq: torch.Tensor
+
+    def __call__(self, input_ids, **kwargs):
+        out = super().__call__(input_ids, **kwargs)
+        out.log_sum_sq_probs = self.log_sum_sq[input_ids[:, 0]]
+        return out
+
+
+@pytest.mark.parametrize(("beta", "seed"), [(0.1, 7), (0.5, 3)])
+def test_trl_parity_wpo(beta, seed, monkeypatch):
+    pytest.importorskip("trl")
+    pc, pr, *_, lc, lr = random_inputs(seed=seed)
+    width = int(torch.cat([lc, lr]).max()) + 2
+    g = torch.Generator().manual_seed(seed)
+    # log sum p^2 lies in [log p(y_t), 0]: draw it there so weights are below 1 as in a real model
+    WeightingStubLM.log_sum_sq = -torch.rand(2 * len(pc), width - 1, generator=g, dtype=torch.float64) * 0.3
+    monkeypatch.setattr(trl_harness, "StubLM", WeightingStubLM)
+
+    def ours(pc, pr, rc, rr, lc, lr):
+        _, mask, table = stub_rows(torch.cat([pc, pr]), torch.cat([lc, lr]))
+        weights = alignment_weights(table.detach(), WeightingStubLM.log_sum_sq, mask[:, 1:].to(table.dtype))
+        return wpo_loss(pc, pr, rc, rr, beta, *weights.chunk(2))
+
+    assert_parity("sigmoid", ours, beta=beta, seed=seed, use_weighting=True)
