@@ -127,9 +127,7 @@ def test_trl_parity_mpo(weights, seed):
         nll = chosen_nll_per_token(PairLogps(pc, pr, lc, lr))
         return losses + generation * nll, c_rew, r_rew
 
-    assert_parity(
-        "sigmoid", ours, seed=seed, loss_types=["sigmoid", "bco_pair", "sft"], loss_weights=list(weights)
-    )
+    assert_parity("sigmoid", ours, seed=seed, loss_types=["sigmoid", "bco_pair", "sft"], loss_weights=list(weights))
 
 
 # --- LD-DPO and WPO: per-token helpers, hand-worked numbers, TRL parity ------------------------
@@ -145,7 +143,9 @@ def test_shared_prefix_sums_stop_at_the_shorter_response_of_each_pair():
 def test_ld_dpo_alpha_one_is_dpo_and_alpha_zero_drops_the_tail():
     pol = SharedPrefixLogps(t([-6.0]), t([-2.0]), t([3]), t([1]), t([-1.0]), t([-2.0]))
     ref = SharedPrefixLogps(t([-5.0]), t([-3.0]), t([3]), t([1]), t([-2.0]), t([-3.0]))
-    assert torch.allclose(ld_dpo_loss(pol, ref, 0.1, 1.0)[0], dpo_loss(t([-6.0]), t([-2.0]), t([-5.0]), t([-3.0]), 0.1)[0])
+    assert torch.allclose(
+        ld_dpo_loss(pol, ref, 0.1, 1.0)[0], dpo_loss(t([-6.0]), t([-2.0]), t([-5.0]), t([-3.0]), 0.1)[0]
+    )
     # alpha 0: shared parts only, log-ratios 1 and 1 -> margin 0
     assert ld_dpo_loss(pol, ref, 1.0, 0.0)[0].item() == pytest.approx(math.log(2))
 
@@ -182,10 +182,19 @@ def test_trl_parity_ld_dpo(alpha, seed):
     losses, c_rew, r_rew = ld_dpo_loss(policy, reference, 0.1, alpha)
     losses.mean().backward()
     assert losses.mean().item() == pytest.approx(theirs.item(), abs=1e-6)
-    assert torch.allclose(ours_pc.grad, theirs_pc.grad, atol=1e-6) and torch.allclose(ours_pr.grad, theirs_pr.grad, atol=1e-6)
+    assert torch.allclose(ours_pc.grad, theirs_pc.grad, atol=1e-6) and torch.allclose(
+        ours_pr.grad, theirs_pr.grad, atol=1e-6
+    )
     ld_c, ld_r = policy.desensitized(alpha)
     mine = reward_metrics(c_rew, r_rew, PairLogps(ld_c, ld_r, lc, lr))
-    for name in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):
+    for name in (
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
+    ):
         assert mine[name] == pytest.approx(logged[name], abs=1e-6), name
 
 

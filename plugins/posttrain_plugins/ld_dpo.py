@@ -27,8 +27,11 @@ Deviations from the paper:
    Reference log-probs are computed once before training; chosen and rejected share one forward.
 5. The default adds RPO's NLL term on the chosen response (Pang et al. 2024, arXiv:2404.19733;
    ``rpo_alpha=1``, on the plain chosen log-probs as TRL's ``sft`` term), as the project's DPO
-   does; ``--set rpo_alpha=0`` gives the paper's loss.
-   Measured results are in the entry's status note.
+   does: the paper's loss alone lowers held-out exact match on the embedded task 78.4% -> 65.2%
+   (35 fixed, 101 broken, p = 1.3e-08; reports/runs/ld-dpo-plain.json), with the term it rises
+   78.4% -> 85.4% (55 fixed / 20 broken, p = 6.5e-05; reports/runs/ld-dpo.json). The task's
+   answers are short numbers, mostly of equal token length, so on it LD-DPO is close to DPO
+   (reports/runs/dpo.json, reports/runs/dpo-plain.json). ``--set rpo_alpha=0`` gives the paper's loss.
 """
 
 from __future__ import annotations

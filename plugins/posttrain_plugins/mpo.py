@@ -23,7 +23,10 @@ Deviations from the paper:
    the same number as TRL's ``sft`` loss term), so its weight w_g is ``rpo_alpha``.
 3. AdamW with warmup and cosine decay; learning rate and step count sized for the embedded model.
    Reference log-probs are computed once before training; chosen and rejected share one forward.
-   Measured results are in the entry's status note.
+
+On the embedded task at the defaults: exact match 78.4% -> 85.0% (53 fixed / 20 broken,
+p = 1.4e-04), preference accuracy 50.0% -> 66.8% (reports/runs/mpo.json), about what the project's
+DPO with RPO's NLL term reaches (reports/runs/dpo.json).
 """
 
 from __future__ import annotations
