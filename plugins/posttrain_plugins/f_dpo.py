@@ -58,7 +58,9 @@ class Config(NllAnchoredPairwiseConfig):
     beta: float = Field(0.1, gt=0, description="β, scale of the implicit reward (TRL DPOConfig default 0.1).")
 
 
-class AlphaConfig(Config):
+class AlphaConfig(NllAnchoredPairwiseConfig):
+    # not a subclass of Config: `catalog show` reads config classes statically, four bases deep at most
+    beta: float = Field(0.1, gt=0, description="β, scale of the implicit reward (TRL DPOConfig default 0.1).")
     alpha: float = Field(
         0.5,
         gt=0,
