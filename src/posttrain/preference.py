@@ -1,6 +1,6 @@
 """The pairwise-preference recipe shared by the offline preference trainers (dpo, ipo, cdpo, hinge,
-simpo, cpo, orpo, rdpo, mdpo, spin, kto, and TRL's other DPO loss types: apo, exo, nca, bco, sppo,
-discopop, sigmoid_norm, aot) and by step-dpo and online-dpo: paired batches with chosen and
+simpo, cpo, orpo, rdpo, mdpo, spin, kto, and TRL's other DPO loss types and options: apo, exo, nca,
+bco, sppo, discopop, sigmoid_norm, aot, f_dpo, mpo, wpo, ld_dpo) and by step-dpo and online-dpo: paired batches with chosen and
 rejected in one forward pass, reference log-probs computed once before training, and the held-out
 preference metrics.
 
