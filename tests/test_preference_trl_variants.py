@@ -8,18 +8,24 @@ harness is test_preference_trl_losses's). Skips the parity tests when TRL is not
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import test_preference_trl_losses as trl_harness
 import torch
 from test_preference_trl_losses import assert_parity, random_inputs, stub_rows, trl_dpo
+from tiny_families import sft_examples, tiny_model
 
-from posttrain.preference import PairLogps, chosen_nll_per_token, dpo_loss, reward_metrics
+from posttrain.errors import UserError
+from posttrain.logit_chunks import set_logit_chunk_size
+from posttrain.preference import PairLogps, chosen_nll_per_token, dpo_loss, pair_batch, pair_logps, reward_metrics
+from posttrain.runner import prepare
 from posttrain_plugins.f_dpo import MAX_EXPONENT, alpha_loss, forward_kl_loss, js_loss, power_scores
-from posttrain_plugins.ld_dpo import SharedPrefixLogps, ld_dpo_loss, shared_prefix_sums
+from posttrain_plugins.ld_dpo import SharedPrefixLogps, ld_dpo_loss, shared_prefix_logps, shared_prefix_sums
 from posttrain_plugins.mpo import mpo_pair_loss
-from posttrain_plugins.wpo import alignment_weights, log_sum_squared_probs, wpo_loss
+from posttrain_plugins.wpo import alignment_weights, log_sum_squared_probs, weighted_pair_logps, wpo_loss
+from posttrain_plugins.wpo import run as wpo_run
 
 t = torch.tensor
 
@@ -225,3 +231,57 @@ def test_trl_parity_wpo(beta, seed, monkeypatch):
         return wpo_loss(pc, pr, rc, rr, beta, *weights.chunk(2))
 
     assert_parity("sigmoid", ours, beta=beta, seed=seed, use_weighting=True)
+
+
+# --- LD-DPO and WPO on a model: per-token numbers against the full float64 logits -----------------
+
+
+def model_pairs():
+    """Two pairs of completion lengths (6 vs 3) and (3 vs 9): a shared length of 3 in both."""
+    chosen_long, chosen_short, rejected_short, rejected_long = sft_examples(lengths=(9, 6, 6, 12))
+    return [(chosen_long, rejected_short), (chosen_short, rejected_long)]
+
+
+def full_logit_token_numbers(model, batch):
+    """Per-token log p(y_t) and log Σ_v p(v)² at every completion position, from the full logits."""
+    log_probs = torch.log_softmax(model(input_ids=batch["input_ids"]).logits[:, :-1], -1)
+    picked = log_probs.gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    return picked, torch.logsumexp(2 * log_probs, -1), batch["completion_mask"][:, 1:].to(picked.dtype)
+
+
+def test_shared_prefix_logps_of_a_model_with_and_without_chunked_logits():
+    model = tiny_model("llama")
+    batch = pair_batch(model_pairs(), pad_id=0, device="cpu")
+    picked, _, mask = full_logit_token_numbers(model, batch)
+    first_three = mask * (mask.cumsum(-1) <= 3)
+    expected_shared = (picked * first_three).sum(-1)
+    ld = shared_prefix_logps(model, batch)
+    plain = pair_logps(model, batch)
+    torch.testing.assert_close(torch.cat([ld.chosen, ld.rejected]), torch.cat([plain.chosen, plain.rejected]))
+    # token_logprobs works in float32, as on a float32 model
+    torch.testing.assert_close(torch.cat([ld.chosen_shared, ld.rejected_shared]), expected_shared.float())
+    # the shorter response of each pair is all shared
+    torch.testing.assert_close(ld.rejected_shared[0], ld.rejected[0])
+    torch.testing.assert_close(ld.chosen_shared[1], ld.chosen[1])
+    set_logit_chunk_size(model, 4)
+    chunked = shared_prefix_logps(model, batch)
+    # the chunked head keeps the model's float64
+    torch.testing.assert_close(chunked.chosen_shared.float(), ld.chosen_shared)
+    torch.testing.assert_close(chunked.rejected_shared.float(), ld.rejected_shared)
+
+
+def test_wpo_weights_of_a_model_against_the_full_logits():
+    model = tiny_model("llama")
+    batch = pair_batch(model_pairs(), pad_id=0, device="cpu")
+    picked, log_sum_sq, mask = full_logit_token_numbers(model, batch)
+    expected = torch.exp(((picked - log_sum_sq) * mask).sum(-1) / mask.sum(-1))
+    weighted = weighted_pair_logps(model, batch)
+    torch.testing.assert_close(torch.cat([weighted.chosen_weight, weighted.rejected_weight]), expected.float())
+    assert not weighted.chosen_weight.requires_grad and weighted.chosen.requires_grad
+
+
+def test_wpo_refuses_logit_chunking_in_one_line(tmp_path):
+    prepared = prepare("wpo", output_dir=tmp_path, smoke=True, device="cpu")
+    with pytest.raises(UserError, match="--logit-chunk-size") as caught:
+        wpo_run(prepared.config, dataclasses.replace(prepared.ctx, logit_chunk_size=4))
+    assert "\n" not in str(caught.value)

@@ -22,10 +22,9 @@ Deviations from the paper:
    ``ld_alpha`` has no default); it is not tuned on the embedded task.
 2. The reported implicit rewards are β (log π̂ − log π̂_ref), the ones the loss uses (TRL logs the
    same); the held-out log-prob accuracy and chosen log-prob per token use the plain sums.
-3. ``--logit-chunk-size`` does not apply: the split needs the per-token log-probs of full logits.
-4. AdamW with warmup and cosine decay; learning rate and step count sized for the embedded model.
+3. AdamW with warmup and cosine decay; learning rate and step count sized for the embedded model.
    Reference log-probs are computed once before training; chosen and rejected share one forward.
-5. The default adds RPO's NLL term on the chosen response (Pang et al. 2024, arXiv:2404.19733;
+4. The default adds RPO's NLL term on the chosen response (Pang et al. 2024, arXiv:2404.19733;
    ``rpo_alpha=1``, on the plain chosen log-probs as TRL's ``sft`` term), as the project's DPO
    does: the paper's loss alone lowers held-out exact match on the embedded task 78.4% -> 65.2%
    (35 fixed, 101 broken, p = 1.3e-08; reports/runs/ld-dpo-plain.json), with the term it rises
@@ -42,15 +41,8 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.logprobs import masked_sum, split_pairs, token_logprobs
-from posttrain.preference import (
-    PAIRWISE_SMOKE,
-    NllAnchoredPairwiseConfig,
-    PairLogps,
-    completion_logits_and_targets,
-    dpo_loss,
-    train_pairwise,
-)
+from posttrain.logprobs import completion_token_logprobs, masked_sum, split_pairs
+from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, PairLogps, dpo_loss, train_pairwise
 
 
 class Config(NllAnchoredPairwiseConfig):
@@ -90,9 +82,7 @@ def shared_prefix_sums(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 def shared_prefix_logps(model, batch: dict) -> SharedPrefixLogps:
     """``pair_logps`` plus the shared-prefix sums LD-DPO needs (one forward)."""
-    logits, targets, mask = completion_logits_and_targets(model, batch)
-    token_logps = token_logprobs(logits, targets)
-    mask = mask.to(token_logps.dtype)
+    token_logps, mask = completion_token_logprobs(model, batch)
     sums, counts, shared = masked_sum(token_logps, mask), mask.sum(-1), shared_prefix_sums(token_logps, mask)
     (c, r), (nc, nr), (sc, sr) = split_pairs(sums), split_pairs(counts), split_pairs(shared)
     return SharedPrefixLogps(c, r, nc, nr, sc, sr)

@@ -63,18 +63,6 @@ def pair_logps(model, batch: dict) -> PairLogps:
 LogpsFn = Callable[[object, dict], PairLogps]
 
 
-def completion_logits_and_targets(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For methods that need per-token numbers: the logits over a batch's completion positions
-    (B, T'+1, V), the token ids they score (B, T'+1; ``posttrain.logprobs.token_logprobs`` of the
-    two gives the (B, T') per-token log-probs) and the completion mask (B, T'), as
-    ``sequence_logprobs`` computes them before summing."""
-    from posttrain.logprobs import completion_logits, first_completion_position
-
-    start = first_completion_position(batch["completion_mask"])
-    targets = batch["input_ids"][:, start - 1 :]
-    return completion_logits(model, batch, keep=targets.shape[1]), targets, batch["completion_mask"][:, start:]
-
-
 @torch.no_grad()
 def dataset_logps(
     model,
