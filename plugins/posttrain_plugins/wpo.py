@@ -64,9 +64,10 @@ class WeightedPairLogps(PairLogps):
 
 def log_sum_squared_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log Σ_v p(v)² at each scored position: logits (B, T, V), targets (B, T) -> (B, T-1), the
-    positions ``token_logprobs`` scores."""
-    log_probs = torch.log_softmax(logits[:, -targets.shape[1] : -1].float(), dim=-1)
-    return torch.logsumexp(2 * log_probs, dim=-1)
+    positions ``token_logprobs`` scores. As logsumexp(2z) − 2 logsumexp(z) of the logits z, so no
+    (B, T, V) log-softmax is kept."""
+    logits = logits[:, -targets.shape[1] : -1].float()
+    return torch.logsumexp(2 * logits, dim=-1) - 2 * torch.logsumexp(logits, dim=-1)
 
 
 def alignment_weights(token_logps: torch.Tensor, log_sum_sq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The pairwise-preference recipe shared by the offline preference trainers (dpo, ipo, cdpo, hinge,
 simpo, cpo, orpo, rdpo, mdpo, spin, kto, and TRL's other DPO loss types and options: apo, exo, nca,
-bco, sppo, discopop, sigmoid_norm, aot, f_dpo, mpo, wpo, ld_dpo) and by step-dpo and online-dpo: paired batches with chosen and
-rejected in one forward pass, reference log-probs computed once before training, and the held-out
+bco, sppo, discopop, sigmoid_norm, aot, f_dpo, mpo, wpo, ld_dpo) and by step-dpo and online-dpo:
+paired batches with chosen and rejected in one forward pass, reference log-probs computed once before training, and the held-out
 preference metrics.
 
 Two losses live here because several plugins share them: DPO's sigmoid loss (``dpo_loss``: dpo,
@@ -146,7 +146,13 @@ RewardFn = Callable[[PairLogps, "PairLogps | None"], tuple[torch.Tensor, torch.T
 
 
 def evaluate_pairs(
-    policy, tokenizer, data: PreferenceData, reward_fn: RewardFn, ref: PairLogps | None, cfg, logps_of=pair_logps
+    policy,
+    tokenizer,
+    data: PreferenceData,
+    reward_fn: RewardFn,
+    ref: PairLogps | None,
+    cfg,
+    logps_of: LogpsFn = pair_logps,
 ) -> dict:
     """Held-out metrics: preference accuracy under the method's implicit reward, the plain
     log-prob accuracy, the mean chosen log-prob per token (falls under likelihood displacement),
