@@ -53,9 +53,9 @@ def test_reference_free_plugin_raises_exact_match_with_its_defaults(name, tmp_pa
     assert_no_harm(metrics, "preference_accuracy")
 
 
-# TRL 1.16's DPO loss types with their own plugin (issue #22): at its defaults each raises these held-out
-# metrics significantly and harms none of exact match (reports/runs/<id>.json). exo-pair and sppo-hard
-# leave exact match unchanged, discopop preference accuracy; apo-down is meant to lower the chosen likelihood (chosen worse than the
+# TRL 1.16's DPO loss types and options with their own plugin (issue #22): at its defaults each raises these
+# held-out metrics significantly and harms none of exact match (reports/runs/<id>.json). exo-pair, sppo-hard,
+# fdpo-forward-kl and fdpo-alpha leave exact match unchanged, discopop preference accuracy; apo-down is meant to lower the chosen likelihood (chosen worse than the
 # model's own answers), which on the embedded task's correct chosen answers harms both metrics:
 # strict, so a change that makes it learn fails here until its entry and this mark are updated.
 DPO_LOSS_TYPES = {
@@ -70,6 +70,12 @@ DPO_LOSS_TYPES = {
     "aot-unpaired": ("preference_accuracy", "exact_match"),
     "spin": ("preference_accuracy", "exact_match"),  # self-play pairs: the model's own answers rejected
     "apo-down": ("preference_accuracy",),
+    "fdpo-forward-kl": ("preference_accuracy",),
+    "fdpo-js": ("preference_accuracy", "exact_match"),
+    "fdpo-alpha": ("preference_accuracy",),
+    "mpo": ("preference_accuracy", "exact_match"),
+    "wpo": ("preference_accuracy", "exact_match"),
+    "ld-dpo": ("preference_accuracy", "exact_match"),
 }
 NO_GAIN = {"apo-down": "its defaults harm preference accuracy and exact match (reports/runs/apo-down.json)"}
 

@@ -42,20 +42,26 @@ def completion_logits(model, batch: dict[str, torch.Tensor], keep: int) -> torch
 
 def sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed completion log-prob per sequence (B,) and the completion token count (B,)."""
+    logps, mask = completion_token_logprobs(model, batch)
+    return masked_sum(logps, mask), mask.sum(-1)
+
+
+def completion_token_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs from the batch's first completion position on (B, T') and the completion
+    mask there (B, T', float): what ``sequence_logprobs`` sums, for losses that weigh tokens."""
     from posttrain.logit_chunks import logit_chunk_size
 
     if logit_chunk_size(model):
-        return chunked_sequence_logprobs(model, batch)
+        return chunked_completion_token_logprobs(model, batch)
     ids = batch["input_ids"]
     start = first_completion_position(batch["completion_mask"])
     logits = completion_logits(model, batch, keep=ids.shape[1] - start + 1)
     logps = token_logprobs(logits, ids[:, start - 1 :])
-    mask = batch["completion_mask"][:, start:].to(logps.dtype)
-    return masked_sum(logps, mask), mask.sum(-1)
+    return logps, batch["completion_mask"][:, start:].to(logps.dtype)
 
 
-def chunked_sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``sequence_logprobs`` with the LM head applied in chunks to the completion tokens only
+def chunked_completion_token_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``completion_token_logprobs`` with the LM head applied in chunks to the completion tokens only
     (``--logit-chunk-size``, posttrain.logit_chunks): no (B, T, V) logits, forward or backward."""
     from posttrain.logit_chunks import check_logit_head, final_hidden_states, token_logprobs_chunked
 
@@ -66,8 +72,7 @@ def chunked_sequence_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[to
     hidden = final_hidden_states(model, input_ids=ids, attention_mask=attn)[:, -ids.shape[1] :]
     mask = batch["completion_mask"][:, start:]
     logps = token_logprobs_chunked(model, hidden[:, start - 1 : -1], ids[:, start:], mask)
-    mask = mask.to(logps.dtype)
-    return masked_sum(logps, mask), mask.sum(-1)
+    return logps, mask.to(logps.dtype)
 
 
 def completion_nll(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The pairwise-preference recipe shared by the offline preference trainers (dpo, ipo, cdpo, hinge,
-simpo, cpo, orpo, rdpo, mdpo, spin, kto, and TRL's other DPO loss types: apo, exo, nca, bco, sppo,
-discopop, sigmoid_norm, aot) and by step-dpo and online-dpo: paired batches with chosen and
-rejected in one forward pass, reference log-probs computed once before training, and the held-out
+simpo, cpo, orpo, rdpo, mdpo, spin, kto, and TRL's other DPO loss types and options: apo, exo, nca,
+bco, sppo, discopop, sigmoid_norm, aot, f_dpo, mpo, wpo, ld_dpo) and by step-dpo and online-dpo:
+paired batches with chosen and rejected in one forward pass, reference log-probs computed once before training, and the held-out
 preference metrics.
 
 Two losses live here because several plugins share them: DPO's sigmoid loss (``dpo_loss``: dpo,
@@ -14,7 +14,7 @@ and either calls these helpers for data, log-probs and evaluation, or hands both
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,10 @@ from posttrain.training.config import TrainingConfig
 
 @dataclass
 class PairLogps:
-    """Summed completion log-probs and completion token counts, chosen and rejected, each (B,)."""
+    """Summed completion log-probs and completion token counts, chosen and rejected, each (B,).
+    A method that needs more per-pair numbers from the forward pass (LD-DPO's shared-prefix
+    log-probs, WPO's weights) subclasses it with more (B,) fields; indexing and ``dataset_logps``
+    carry every field."""
 
     chosen: torch.Tensor
     rejected: torch.Tensor
@@ -37,7 +40,7 @@ class PairLogps:
     rejected_tokens: torch.Tensor
 
     def __getitem__(self, idx) -> PairLogps:
-        return PairLogps(self.chosen[idx], self.rejected[idx], self.chosen_tokens[idx], self.rejected_tokens[idx])
+        return type(self)(*(getattr(self, f.name)[idx] for f in fields(self)))
 
     def averaged(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token mean log-probs (length-normalised), chosen and rejected."""
@@ -56,14 +59,25 @@ def pair_logps(model, batch: dict) -> PairLogps:
     return PairLogps(c, r, nc, nr)
 
 
+# (model, a ``pair_batch``) -> PairLogps or a subclass: ``pair_logps`` unless a method needs more
+LogpsFn = Callable[[object, dict], PairLogps]
+
+
 @torch.no_grad()
-def dataset_logps(model, pairs: list[tuple[dict, dict]], pad_id: int, device: str, batch_size: int = 64) -> PairLogps:
+def dataset_logps(
+    model,
+    pairs: list[tuple[dict, dict]],
+    pad_id: int,
+    device: str,
+    batch_size: int = 64,
+    logps_of: LogpsFn = pair_logps,
+) -> PairLogps:
     """Log-probs of every pair, in eval mode and without grad (reference values, held-out scores)."""
     was_training = model.training
     model.eval()
-    parts = [pair_logps(model, pair_batch(chunk, pad_id, device)) for chunk in iterate_batches(pairs, batch_size)]
+    parts = [logps_of(model, pair_batch(chunk, pad_id, device)) for chunk in iterate_batches(pairs, batch_size)]
     model.train(was_training)
-    return PairLogps(*(torch.cat([getattr(p, f) for p in parts]) for f in PairLogps.__dataclass_fields__))
+    return type(parts[0])(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(parts[0])))
 
 
 def all_logps(model, pairs, pad_id: int, device: str, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,12 +145,20 @@ def reward_metrics(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
 RewardFn = Callable[[PairLogps, "PairLogps | None"], tuple[torch.Tensor, torch.Tensor]]
 
 
-def evaluate_pairs(policy, tokenizer, data: PreferenceData, reward_fn: RewardFn, ref: PairLogps | None, cfg) -> dict:
+def evaluate_pairs(
+    policy,
+    tokenizer,
+    data: PreferenceData,
+    reward_fn: RewardFn,
+    ref: PairLogps | None,
+    cfg,
+    logps_of: LogpsFn = pair_logps,
+) -> dict:
     """Held-out metrics: preference accuracy under the method's implicit reward, the plain
     log-prob accuracy, the mean chosen log-prob per token (falls under likelihood displacement),
     and greedy exact match on the chosen answers."""
     device = str(next(policy.parameters()).device)
-    logps = dataset_logps(policy, data.heldout, data.pad_id, device)
+    logps = dataset_logps(policy, data.heldout, data.pad_id, device, logps_of=logps_of)
     c_rew, r_rew = reward_fn(logps, ref)
     prompts = [r["prompt"] for r in data.heldout_records]
     answers = [{"prompt": p, "completion": r["chosen"]} for p, r in zip(prompts, data.heldout_records, strict=True)]
@@ -150,7 +172,9 @@ def evaluate_pairs(policy, tokenizer, data: PreferenceData, reward_fn: RewardFn,
     }
 
 
-def reference_logps(policy, data: PreferenceData, device: str) -> tuple[PairLogps, PairLogps]:
+def reference_logps(
+    policy, data: PreferenceData, device: str, logps_of: LogpsFn = pair_logps
+) -> tuple[PairLogps, PairLogps]:
     """Reference log-probs of the train and held-out pairs, computed once before training.
 
     The reference is the policy as loaded (with LoRA: the adapter-disabled base, no copy). The
@@ -160,8 +184,8 @@ def reference_logps(policy, data: PreferenceData, device: str) -> tuple[PairLogp
     from posttrain.hf import frozen_reference, reference_mode
 
     with reference_mode(policy, frozen_reference(policy)) as ref:
-        return dataset_logps(ref, data.train, data.pad_id, device), dataset_logps(
-            ref, data.heldout, data.pad_id, device
+        return dataset_logps(ref, data.train, data.pad_id, device, logps_of=logps_of), dataset_logps(
+            ref, data.heldout, data.pad_id, device, logps_of=logps_of
         )
 
 
@@ -297,14 +321,24 @@ PairLoss = Callable[[PairLogps, "PairLogps | None"], tuple[torch.Tensor, torch.T
 
 
 def train_pairwise(
-    cfg, ctx, name: str, pair_loss: PairLoss, rewards: RewardFn, reference: bool, load_data=None, **summary
+    cfg,
+    ctx,
+    name: str,
+    pair_loss: PairLoss,
+    rewards: RewardFn,
+    reference: bool,
+    load_data=None,
+    logps_of: LogpsFn = pair_logps,
+    **summary,
 ):
     """Train a policy on preference pairs with a method's ``pair_loss`` and report its implicit
     ``rewards`` before and after. With ``reference`` the reference log-probs are computed once
     before training and passed to both functions (else they get None). A config with
     ``rpo_alpha`` > 0 (``ReferencePairwiseConfig``) adds RPO's NLL term to the method's loss.
     ``load_data(ctx, cfg, tokenizer, policy) -> PreferenceData`` replaces ``load_pairs`` for methods
-    that build their pairs with the loaded model (SPIN: its own answers are the rejected ones)."""
+    that build their pairs with the loaded model (SPIN: its own answers are the rejected ones).
+    ``logps_of`` replaces ``pair_logps`` (training, reference and held-out log-probs) for methods
+    whose loss needs more from the forward pass than summed log-probs (LD-DPO, WPO)."""
     from posttrain.hf import load_policy, lora_settings, parameter_counts
     from posttrain.training.trainer import Trainer, finish, loop_settings
 
@@ -312,13 +346,13 @@ def train_pairwise(
     data = load_data(ctx, cfg, tokenizer, policy) if load_data else load_pairs(ctx, cfg, tokenizer)
     counts = parameter_counts(policy)
     ctx.log(0, counts)
-    ref_train, ref_heldout = reference_logps(policy, data, ctx.device) if reference else (None, None)
-    before = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
+    ref_train, ref_heldout = reference_logps(policy, data, ctx.device, logps_of) if reference else (None, None)
+    before = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg, logps_of)
 
     def loss_fn(step: int, micro: int):
         idx = batch_indices(len(data.train), cfg.batch_size, step * cfg.grad_accum + micro, ctx.seed)
         batch = pair_batch([data.train[i] for i in idx], data.pad_id, ctx.device)
-        pol = pair_logps(policy, batch)
+        pol = logps_of(policy, batch)
         loss, c_rew, r_rew, metrics = pair_loss(pol, None if ref_train is None else ref_train[idx])
         loss, metrics = step_objective(loss, c_rew, r_rew, pol, getattr(cfg, "rpo_alpha", 0.0), metrics)
         return loss, {**metrics, "tokens": int(batch["attention_mask"].sum())}
@@ -329,5 +363,5 @@ def train_pairwise(
                 with trainer.micro_batch():
                     loss, metrics = loss_fn(step, micro)
                     trainer.step(loss, metrics)
-    after = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg)
+    after = evaluate_pairs(policy, tokenizer, data, rewards, ref_heldout, cfg, logps_of)
     return finish(ctx, policy, tokenizer, trainer.result, before, after, data=data.source, **summary, **counts)
