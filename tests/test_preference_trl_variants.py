@@ -19,8 +19,15 @@ from tiny_families import sft_examples, tiny_model
 
 from posttrain.errors import UserError
 from posttrain.logit_chunks import set_logit_chunk_size
-from posttrain.preference import PairLogps, chosen_nll_per_token, dpo_loss, pair_batch, pair_logps, reward_metrics
-from posttrain.runner import prepare
+from posttrain.runs.runner import prepare
+from posttrain.training.preference import (
+    PairLogps,
+    chosen_nll_per_token,
+    dpo_loss,
+    pair_batch,
+    pair_logps,
+    reward_metrics,
+)
 from posttrain_plugins.f_dpo import MAX_EXPONENT, alpha_loss, forward_kl_loss, js_loss, power_scores
 from posttrain_plugins.ld_dpo import SharedPrefixLogps, ld_dpo_loss, shared_prefix_logps, shared_prefix_sums
 from posttrain_plugins.mpo import mpo_pair_loss

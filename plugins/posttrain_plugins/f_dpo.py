@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, train_with_reference
+from posttrain.training.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, train_with_reference
 
 # u^(−α) = exp(−α log u) is evaluated with the exponent capped here: e^80 is finite in float32.
 MAX_EXPONENT = 80.0

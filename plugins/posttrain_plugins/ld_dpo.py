@@ -42,7 +42,7 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.logprobs import completion_token_logprobs, masked_sum, split_pairs
-from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, PairLogps, dpo_loss, train_pairwise
+from posttrain.training.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, PairLogps, dpo_loss, train_pairwise
 
 
 class Config(NllAnchoredPairwiseConfig):

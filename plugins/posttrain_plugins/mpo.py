@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, reward_pair, train_with_reference
+from posttrain.training.preference import PAIRWISE_SMOKE, NllAnchoredPairwiseConfig, reward_pair, train_with_reference
 
 
 class Config(NllAnchoredPairwiseConfig):

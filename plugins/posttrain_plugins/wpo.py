@@ -39,8 +39,14 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
-from posttrain.logprobs import completion_logits, first_completion_position, masked_sum, split_pairs, token_logprobs
-from posttrain.preference import (
+from posttrain.logprobs import (
+    completion_logits,
+    first_completion_position,
+    masked_sum,
+    split_pairs,
+    token_logprobs,
+)
+from posttrain.training.preference import (
     PAIRWISE_SMOKE,
     NllAnchoredPairwiseConfig,
     PairLogps,
