@@ -49,14 +49,26 @@ def rl_inputs(seed: int = 0) -> dict[str, torch.Tensor]:
     return {"logps": logps, "old": old, "ref": ref, "advantages": advantages, "mask": mask}
 
 
-def trl_loss(x: dict[str, torch.Tensor], loss_type: str, beta: float, **settings):
-    """(loss, d loss / d logps, TRL's logged metrics) from GRPOTrainer._compute_loss on ``x``."""
+def trl_loss(
+    x: dict[str, torch.Tensor],
+    loss_type: str,
+    beta: float,
+    entropies: torch.Tensor | None = None,
+    extra_inputs: dict | None = None,
+    **settings,
+):
+    """(loss, d loss / d logps, TRL's logged metrics) from GRPOTrainer._compute_loss on ``x``;
+    ``entropies`` are what the model forward reports, ``extra_inputs`` join the batch."""
     from trl import GRPOTrainer
 
     logps = x["logps"].clone().requires_grad_(True)
     trainer = object.__new__(GRPOTrainer)
     accelerator = SimpleNamespace(
-        num_processes=1, gather=lambda t: t, gather_for_metrics=lambda t: t, reduce=lambda t, reduction: t
+        num_processes=1,
+        gather=lambda t: t,
+        gather_for_metrics=lambda t: t,
+        reduce=lambda t, reduction: t,
+        pad_across_processes=lambda t, dim, pad_index: t,
     )
     args = SimpleNamespace(
         use_bias_correction_kl=False,
@@ -83,7 +95,11 @@ def trl_loss(x: dict[str, torch.Tensor], loss_type: str, beta: float, **settings
         current_gradient_accumulation_steps=1,
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
         # the model forward: the per-token log-probs under test, no entropies needed, no aux loss
-        _get_per_token_logps_and_entropies=lambda *a, **k: (logps, torch.zeros_like(logps), None),
+        _get_per_token_logps_and_entropies=lambda *a, **k: (
+            logps,
+            torch.zeros_like(logps) if entropies is None else entropies,
+            None,
+        ),
     )
     for key, value in {**attrs, **settings}.items():
         setattr(trainer, key, value)
@@ -97,6 +113,7 @@ def trl_loss(x: dict[str, torch.Tensor], loss_type: str, beta: float, **settings
         "old_per_token_logps": x["old"],
         "ref_per_token_logps": x["ref"],
         "num_items_in_batch": mask.sum(),  # the tokens of the whole batch (one process, no accumulation)
+        **(extra_inputs or {}),
     }
     loss = trainer._compute_loss(trainer, inputs)
     loss.backward()
@@ -193,3 +210,50 @@ def test_sapo_matches_trl(seed, beta, tau_pos, tau_neg):
     assert mine[2]["gate_weight"] < 0.99  # off-policy tokens' gradients are damped
     if beta:
         assert abs(theirs[2]["kl"] - mine[2]["kl"]) < TOL
+
+
+# --- GroupConfig's token-level options (issue #22) against TRL's --------------------------------------
+# TRL computes its vLLM importance-sampling ratio inside _generate_and_score_completions (a model and
+# vLLM needed), so the ratio's formula is checked by hand-worked numbers in tests/test_group_options.py;
+# here TRL's _compute_loss applies the same weights as ours. Its top_entropy_quantile runs end to end.
+
+
+def shaped_ours(x, shaping_for, epsilon: float = 0.2, beta: float = 0.04):
+    from posttrain.rl.group import TokenShaping
+
+    logps = x["logps"].clone().requires_grad_(True)
+    weights = shaping_for(x)
+    shaping = TokenShaping(weights=weights, penalty=torch.zeros_like(logps), stats={})
+    loss, stats = grpo_loss(logps, x["old"], x["ref"], x["advantages"], x["mask"], epsilon, beta, shaping)
+    loss.backward()
+    return loss.detach(), logps.grad, {k: float(v.detach()) for k, v in stats.items()}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(("correction", "trl_mode"), [("tis", "token_truncate"), ("mis", "token_mask")])
+def test_sampler_correction_weights_the_loss_as_trl(seed, correction, trl_mode):
+    from posttrain.rl.group import IS_WEIGHTS
+
+    x = rl_inputs(seed)
+    g = torch.Generator().manual_seed(100 + seed)
+    sample = x["old"] + (torch.rand(N, C, generator=g, dtype=torch.float64) - 0.5) * 2.0  # ratios 0.37-2.7
+    weights = IS_WEIGHTS[correction](x["old"], sample, x["mask"], 2.0)
+    assert ((weights * x["mask"]) != 1).any() and (weights != torch.exp(x["old"] - sample)).any()  # the cap acts
+    settings = dict(use_vllm=True, vllm_importance_sampling_correction=True)
+    theirs = trl_loss(x, "grpo", 0.04, extra_inputs={"importance_sampling_ratio": weights}, **settings)
+    mine = shaped_ours(x, lambda _: weights)
+    assert_same(theirs, mine)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("rho", [0.2, 0.5, 1.0])
+def test_top_entropy_tokens_match_trl(seed, rho):
+    from posttrain.rl.group import top_entropy_mask
+
+    x = rl_inputs(seed)
+    g = torch.Generator().manual_seed(200 + seed)
+    # float32 values (TRL takes the quantile in float32; ours in the entropies' dtype, float32 in a run)
+    entropies = (torch.rand(N, C, generator=g) * 2).double()
+    theirs = trl_loss(x, "grpo", 0.04, entropies=entropies, top_entropy_quantile=rho)
+    mine = shaped_ours(x, lambda x: top_entropy_mask(entropies, x["mask"], rho))
+    assert_same(theirs, mine)

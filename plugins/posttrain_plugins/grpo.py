@@ -39,17 +39,19 @@ from posttrain.generation.sampler import Sampling
 from posttrain.rl.group import (
     SMOKE,
     Objective,
+    TokenShaping,
     clipped_surrogate,
     group_advantages,
     k3_kl,
+    shape_surrogate,
     token_stats,
     train_group_policy,
 )
 from posttrain.rl.rollout import Rollout
-from posttrain.rl.rollout_config import RolloutConfig
+from posttrain.rl.rollout_config import GroupConfig
 
 
-class Config(RolloutConfig):
+class Config(GroupConfig):
     learning_rate: float = Field(
         5e-5, gt=0, description="Peak learning rate of AdamW (sized for the embedded model; paper 1e-6)."
     )
@@ -69,12 +71,15 @@ def grpo_loss(
     mask: torch.Tensor,
     epsilon: float,
     beta: float,
+    shaping: TokenShaping | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """-J_GRPO (Eq. 3): per-token clipped surrogate minus beta * k3 KL, mean over each completion's
-    tokens, then over completions. logps/old/ref/mask (N, C); advantages (N,)."""
+    tokens, then over completions. logps/old/ref/mask (N, C); advantages (N,). ``shaping`` (the
+    token-level options, posttrain.rl.group) reweights the surrogate per token; the KL term and the
+    1/|o_i| normalisation stay as they are."""
     surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
     kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
-    per_token = surrogate - beta * kl
+    per_token = shape_surrogate(surrogate, shaping) - beta * kl
     lengths = mask.sum(-1).clamp(min=1)
     loss = -((per_token * mask).sum(-1) / lengths).mean()
     return loss, token_stats(kl, clipped, mask)
@@ -88,7 +93,10 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         return group_advantages(rollout.grouped(rollout.rewards), cfg.std_epsilon).reshape(-1)
 
     def objective(sampling: Sampling) -> Objective:
-        return lambda logps, old, ref, adv, mask: grpo_loss(logps, old, ref, adv, mask, cfg.epsilon, cfg.beta)
+        def loss(logps, old, ref, adv, mask, shaping=None):
+            return grpo_loss(logps, old, ref, adv, mask, cfg.epsilon, cfg.beta, shaping)
+
+        return loss
 
     return train_group_policy(cfg, ctx, "grpo", advantages, objective, beta=cfg.beta)
 

@@ -23,6 +23,7 @@ from typing import Protocol
 
 import torch
 
+from posttrain.errors import UserError
 from posttrain.generation.fastpath import lean_decoder
 from posttrain.generation.sampler import position_ids
 
@@ -47,6 +48,38 @@ def completion_logprobs(
 
     if logit_chunk_size(model):
         return chunked_completion_logprobs(model, rollout, rows, temperature)
+    logits, targets = _completion_logits(model, rollout, rows, temperature)
+    picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def completion_logprobs_and_entropies(
+    model, rollout: PromptCompletionBatch, rows: slice | torch.Tensor | None = None, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``completion_logprobs`` and the entropy of each completion position's next-token distribution,
+    -sum p log p of softmax(logits / temperature), (n, C) each; the entropies carry no grad.
+
+    Needs the full logits, so a model with ``--logit-chunk-size`` is refused (one line, exit 2).
+    """
+    from posttrain.logit_chunks import logit_chunk_size
+
+    if logit_chunk_size(model):
+        raise UserError(
+            "--logit-chunk-size: token entropies need the full logits; use --logit-chunk-size 0 with "
+            "top_entropy_fraction < 1"
+        )
+    logits, targets = _completion_logits(model, rollout, rows, temperature)
+    log_probs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    picked = torch.gather(log_probs, -1, targets.unsqueeze(-1)).squeeze(-1)
+    with torch.no_grad():
+        entropies = -(log_probs.exp() * log_probs).sum(-1)
+    return picked, entropies
+
+
+def _completion_logits(
+    model, rollout: PromptCompletionBatch, rows: slice | torch.Tensor | None, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 logits / temperature at the completion positions (n, C, V) and the completion tokens (n, C)."""
     rows = slice(None) if rows is None else rows
     ids, attn = rollout.input_ids[rows], rollout.attention_mask[rows]
     width = ids.shape[1] - rollout.prompt_width
@@ -55,10 +88,7 @@ def completion_logprobs(
         logits = lean.completion_logits(ids, attn, rollout.prompt_width)
     else:
         logits = _model_logits(model, ids, attn, width + 1)[:, :-1]
-    logits = logits.float() / temperature
-    targets = ids[:, rollout.prompt_width :]
-    picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
+    return logits.float() / temperature, ids[:, rollout.prompt_width :]
 
 
 def chunked_completion_logprobs(

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from posttrain.data import task_records
-from posttrain.generation.logprobs import completion_logprobs
+from posttrain.errors import UserError
+from posttrain.generation.logprobs import completion_logprobs, completion_logprobs_and_entropies
 from posttrain.generation.sampler import Sampling
 from posttrain.generation.vllm_engine import VLLMEngine
 from posttrain.hf import frozen_reference, load_policy, lora_settings, model_source, parameter_counts
@@ -32,7 +34,7 @@ from posttrain.rl.rollout import (
     sampling_from_config,
     score_rollout,
 )
-from posttrain.rl.rollout_config import RolloutConfig
+from posttrain.rl.rollout_config import GroupConfig, RolloutConfig
 from posttrain.scoring.rewards import reward_from_config
 from posttrain.training.trainer import Trainer, finish, loop_settings
 
@@ -80,6 +82,142 @@ def token_stats(kl: torch.Tensor, clipped: torch.Tensor, mask: torch.Tensor) -> 
     return {"kl": (kl * mask).sum() / tokens, "clip_ratio": (clipped.float() * mask).sum() / tokens}
 
 
+# --- token-level options (GroupConfig; each off by default) ----------------------------------------
+# Each gives a per-token weight on the plugin's policy-gradient term or a per-token penalty; they are
+# combined in a TokenShaping that the objective applies with ``shape_surrogate``.
+
+
+def sampler_ratio(old_logps: torch.Tensor, sample_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """w = pi_old(trainer) / pi_sampler per token, 1 off the mask (no grad: both sides are fixed)."""
+    return torch.exp((old_logps - sample_logps).detach() * mask)
+
+
+def truncated_is_weights(
+    old_logps: torch.Tensor, sample_logps: torch.Tensor, mask: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """TIS (Yao et al. 2025): min(w, C). C = inf gives the plain ratio; equal log-probs give 1.
+
+    Log-ratio log 3 with C = 2 gives 2; log-ratio log 0.5 gives 0.5.
+    """
+    return torch.clamp(sampler_ratio(old_logps, sample_logps, mask), max=cap)
+
+
+def masked_is_weights(
+    old_logps: torch.Tensor, sample_logps: torch.Tensor, mask: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """MIS (arXiv 2510.18855): w where w <= C, 0 where w > C (the token is dropped).
+
+    Log-ratio log 3 with C = 2 gives 0; log-ratio log 0.5 gives 0.5.
+    """
+    ratio = sampler_ratio(old_logps, sample_logps, mask)
+    return ratio.masked_fill(ratio > cap, 0.0)
+
+
+def top_entropy_mask(entropies: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
+    """1 on real tokens whose entropy is >= the (1 - fraction) quantile of the real tokens' entropies
+    (linear interpolation, torch.quantile), else 0 (arXiv 2506.01939, J_HighEnt's indicator I[H >= tau]).
+
+    fraction = 1 keeps every real token. Entropies [0.1, 0.5, 0.9, 1.3] with fraction 0.5: the 0.5
+    quantile is 0.7, so the last two are kept.
+    """
+    real = mask.bool()
+    if not real.any():
+        return torch.zeros_like(mask)
+    threshold = torch.quantile(entropies.detach()[real], 1 - fraction)  # in their dtype: rho = 1 keeps the min
+    return ((entropies.detach() >= threshold) & real).to(mask.dtype)
+
+
+def token_covariance(logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cov per token (arXiv 2505.22617, §4): (log pi - mean log pi)(A - mean A), means over the real
+    tokens of the batch; 0 off the mask, no grad. ``advantages`` (N,) or (N, C)."""
+    advantages = advantages.expand_as(logps) if advantages.dim() == 2 else advantages[:, None].expand_as(logps)
+    real = mask.bool()
+    tokens = mask.sum().clamp(min=1)
+    logps = logps.detach()
+    centred_logps = logps - (logps * mask).sum() / tokens
+    centred_advantages = advantages - (advantages * mask).sum() / tokens
+    return torch.where(real, centred_logps * centred_advantages, torch.zeros_like(logps))
+
+
+def top_covariance_mask(covariance: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
+    """1 on the floor(fraction * real tokens) real tokens of highest covariance (KL-Cov's selection), else 0.
+
+    A fraction too small to select one token selects none (the plain loss).
+    """
+    real = mask.bool()
+    count = int(fraction * int(real.sum()))
+    selected = torch.zeros_like(mask)
+    if count == 0:
+        return selected
+    scores = covariance.masked_fill(~real, float("-inf")).reshape(-1)
+    selected.view(-1)[torch.topk(scores, count).indices] = 1
+    return selected
+
+
+def kl_cov_penalty(logps: torch.Tensor, old_logps: torch.Tensor, selected: torch.Tensor, coef: float) -> torch.Tensor:
+    """KL-Cov's per-token penalty (arXiv 2505.22617, §4): coef * |log pi - log pi_old| on the selected
+    tokens, 0 elsewhere; grad flows through ``logps``. Zero (and zero gradient) when pi = pi_old."""
+    return coef * (logps - old_logps).abs() * selected
+
+
+@dataclass
+class TokenShaping:
+    """What the token-level options do to one micro-batch: ``weights`` (N, C) multiply each token's
+    policy-gradient term (no grad), ``penalty`` (N, C) is subtracted from it."""
+
+    weights: torch.Tensor
+    penalty: torch.Tensor
+    stats: dict[str, torch.Tensor]
+
+
+def shape_surrogate(surrogate: torch.Tensor, shaping: TokenShaping | None) -> torch.Tensor:
+    """The per-token objective after the options: surrogate * weights - penalty (unchanged without options)."""
+    if shaping is None:
+        return surrogate
+    return surrogate * shaping.weights - shaping.penalty
+
+
+IS_WEIGHTS = {"tis": truncated_is_weights, "mis": masked_is_weights}
+
+
+def shaping_enabled(cfg) -> bool:
+    """Whether any token-level option of ``GroupConfig`` is on (a plain RolloutConfig has none)."""
+    if not isinstance(cfg, GroupConfig):
+        return False
+    return cfg.sampler_correction != "off" or cfg.top_entropy_fraction < 1 or cfg.kl_cov_fraction > 0
+
+
+def token_shaping(
+    cfg: GroupConfig,
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    sample_logps: torch.Tensor | None,
+    entropies: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+) -> TokenShaping:
+    """The options of ``cfg`` on one micro-batch: sampler-correction weights times the high-entropy
+    mask, and the KL-Cov penalty. Stats: the mean weight and the share of tokens each option keeps/selects."""
+    weights = torch.ones_like(logps).detach()
+    stats: dict[str, torch.Tensor] = {}
+    tokens = mask.sum().clamp(min=1)
+    if cfg.sampler_correction != "off":
+        correction = IS_WEIGHTS[cfg.sampler_correction](old_logps, sample_logps, mask, cfg.sampler_ratio_cap)
+        weights = weights * correction
+        stats["sampler_weight"] = (correction * mask).sum() / tokens
+    if cfg.top_entropy_fraction < 1:
+        kept = top_entropy_mask(entropies, mask, cfg.top_entropy_fraction)
+        weights = weights * kept
+        stats["entropy_kept"] = kept.sum() / tokens
+        stats["entropy"] = (entropies * mask).sum() / tokens
+    penalty = torch.zeros_like(logps)
+    if cfg.kl_cov_fraction > 0:
+        selected = top_covariance_mask(token_covariance(logps, advantages, mask), mask, cfg.kl_cov_fraction)
+        penalty = kl_cov_penalty(logps, old_logps, selected, cfg.kl_cov_coef)
+        stats["kl_cov_selected"] = selected.sum() / tokens
+    return TokenShaping(weights=weights, penalty=penalty, stats=stats)
+
+
 # --- the recipe ----------------------------------------------------------------------------------
 
 Objective = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -99,6 +237,15 @@ SMOKE = {
 REFILL_STRIDE = 1_000_003
 
 
+def check_options(cfg, ctx: RunContext) -> None:
+    """Refuse option combinations that cannot run, before any model is loaded."""
+    if isinstance(cfg, GroupConfig) and cfg.top_entropy_fraction < 1 and ctx.logit_chunk_size:
+        raise UserError(
+            f"--logit-chunk-size {ctx.logit_chunk_size}: top_entropy_fraction={cfg.top_entropy_fraction} needs "
+            "each token's entropy, hence the full logits; drop --logit-chunk-size or set top_entropy_fraction=1"
+        )
+
+
 def train_group_policy(
     cfg: RolloutConfig,
     ctx: RunContext,
@@ -113,14 +260,23 @@ def train_group_policy(
     ``advantages(rollout) -> (N,)``; ``objective(sampling)`` returns the loss function
     ``(logps, old_logps, ref_logps, advantages, mask) -> (loss, stats)``; ``make_rollout(prompts_for,
     sample)`` replaces plain sampling + scoring of ``prompts_for(0)`` (DAPO's dynamic sampling:
-    ``prompts_for(k)`` is the k-th refill batch, ``sample(prompts)`` a scored rollout).
+    ``prompts_for(k)`` is the k-th refill batch, ``sample(prompts)`` a scored rollout). With a
+    ``GroupConfig`` option on, the loss function is also given ``shaping=TokenShaping`` (``token_shaping``).
     """
+    shaped = shaping_enabled(cfg)
+    check_options(cfg, ctx)
     policy, tokenizer = load_policy(ctx, lora_settings(cfg))
     reference = frozen_reference(policy) if beta > 0 else None
     train_records, heldout_records, source = task_records(ctx, "prompt", cfg.train_examples, cfg.eval_examples)
     embedded = ctx.dataset is None
+    corrected = shaped and cfg.sampler_correction != "off"
     semantics = BatchSemantics.from_config(cfg)
     sampling = sampling_from_config(cfg, embedded, ctx.device)
+    if corrected and sampling.backend != "native":
+        raise UserError(
+            f"--set sampler_correction={cfg.sampler_correction}: needs the sampler's log-probs, which only the "
+            f"native backend records (this run samples with backend={sampling.backend}; set backend=native)"
+        )
     reward_fn = reward_from_config(cfg, ctx.device)
     engine = VLLMEngine(model_source(ctx)) if sampling.backend == "vllm" else None
     print(f"{name}: {semantics.describe()}")
@@ -147,18 +303,39 @@ def train_group_policy(
             ref=beta > 0,
             micro_batch=semantics.micro_batch,
             temperature=sampling.temperature,
+            trust_sampler=not corrected,
         )
         rollout.advantages = advantages(rollout)
         return rollout
 
     def micro_batch_loss(rollout: Rollout, rows: slice) -> tuple[torch.Tensor, dict]:
+        if shaped:
+            return shaped_micro_batch_loss(rollout, rows)
         logps = completion_logprobs(policy, rollout, rows, sampling.temperature)
         old = rollout.old_logps[rows] if rollout.old_logps is not None else logps.detach()
         ref = rollout.ref_logps[rows] if rollout.ref_logps is not None else None
         loss, stats = loss_of(logps, old, ref, rollout.advantages[rows], rollout.completion_mask[rows])
+        return loss, micro_batch_metrics(rollout, rows, stats)
+
+    def shaped_micro_batch_loss(rollout: Rollout, rows: slice) -> tuple[torch.Tensor, dict]:
+        """The same step with GroupConfig's token-level options (``token_shaping``) passed to the objective."""
+        entropies = None
+        if cfg.top_entropy_fraction < 1:
+            logps, entropies = completion_logprobs_and_entropies(policy, rollout, rows, sampling.temperature)
+        else:
+            logps = completion_logprobs(policy, rollout, rows, sampling.temperature)
+        old = rollout.old_logps[rows] if rollout.old_logps is not None else logps.detach()
+        ref = rollout.ref_logps[rows] if rollout.ref_logps is not None else None
+        sample = rollout.sample_logps[rows] if rollout.sample_logps is not None else None
+        mask, adv = rollout.completion_mask[rows], rollout.advantages[rows]
+        shaping = token_shaping(cfg, logps, old, sample, entropies, adv, mask)
+        loss, stats = loss_of(logps, old, ref, adv, mask, shaping=shaping)
+        return loss, micro_batch_metrics(rollout, rows, {**stats, **shaping.stats})
+
+    def micro_batch_metrics(rollout: Rollout, rows: slice, stats: dict) -> dict:
         metrics = {**rollout_metrics(rollout), **{k: float(v.detach()) for k, v in stats.items()}}
         metrics["tokens"] = int(rollout.attention_mask[rows].sum())
-        return loss, metrics
+        return metrics
 
     generate_seconds = 0.0
     max_steps, per_rollout = cfg.max_steps, semantics.steps_per_rollout

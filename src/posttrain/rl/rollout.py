@@ -294,6 +294,7 @@ def attach_logprobs(
     ref: bool,
     micro_batch: int,
     temperature: float = 1.0,
+    trust_sampler: bool = True,
 ) -> Rollout:
     """Fill rollout.old_logps (policy before this rollout's updates) and rollout.ref_logps.
 
@@ -302,12 +303,13 @@ def attach_logprobs(
     optimizer step: the old policy then equals the policy, and ratios are exactly 1. A rollout from
     the native sampler brings its old-policy log-probs along (``sample_logps``, computed by the
     sampler with the same temperature), so no forward pass is spent on them; ``temperature`` must
-    then be the sampling temperature, as it is for every caller.
+    then be the sampling temperature, as it is for every caller. ``trust_sampler=False`` computes
+    them with the trainer's forward all the same (the sampler/trainer correction compares the two).
     """
     from posttrain.hf import reference_mode
 
     t0 = time.perf_counter()
-    if old and rollout.sample_logps is not None:  # the native sampler's: the same quantity, no extra pass
+    if old and trust_sampler and rollout.sample_logps is not None:  # the native sampler's: no extra pass
         rollout.old_logps = rollout.sample_logps
     elif old:
         rollout.old_logps = batched_logprobs(policy, rollout, micro_batch, temperature)

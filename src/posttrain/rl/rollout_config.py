@@ -61,3 +61,40 @@ class RolloutConfig(TrainingConfig):
     length_budget: int = Field(
         512, ge=1, description="Characters above which the `length-penalty` reward falls linearly to -1 at 2x."
     )
+
+
+class GroupConfig(RolloutConfig):
+    """Token-level options of the group-RL recipe (``posttrain.rl.group``), each off by default so a
+    default run is unchanged. Each one reweights or masks the per-token policy-gradient term of the
+    plugin's objective (or adds a per-token penalty); the KL term and the length normalisation stay."""
+
+    sampler_correction: Literal["off", "tis", "mis"] = Field(
+        "off",
+        description="Correct for the sampler/trainer log-prob mismatch with the per-token ratio w = "
+        "pi_old(trainer) / pi_sampler: tis multiplies each token's policy-gradient term by min(w, C) (truncated "
+        "importance sampling, Yao et al. 2025, 'Your efficient RL framework secretly brings you off-policy RL "
+        "training'); mis multiplies it by w where w <= C and drops the token where w > C (masked importance "
+        "sampling, arXiv 2510.18855). Needs the sampler's log-probs (the native backend records them).",
+    )
+    sampler_ratio_cap: float = Field(
+        2.0, gt=0, description="C, the cap of the sampler ratio for tis / mis (Yao et al. use C = 2; inf: no cap)."
+    )
+    top_entropy_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="rho: keep the policy-gradient term only on tokens whose entropy is at or above the (1 - rho) "
+        "quantile of the micro-batch's token entropies (arXiv 2506.01939, J_HighEnt: the indicator "
+        "I[H >= tau_rho]; the paper keeps 20%). 1: every token (off). Needs the full logits: not with "
+        "--logit-chunk-size.",
+    )
+    kl_cov_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="k of KL-Cov (arXiv 2505.22617, §4, 'The Entropy Mechanism of RL for Reasoning LMs'): the "
+        "fraction of a micro-batch's tokens with the highest covariance (log pi - mean)(A - mean) that get the "
+        "penalty kl_cov_coef * |log pi - log pi_old|. 0: off. Acts only when a rollout feeds several updates "
+        "(policy_epochs > 1 or several mini-batches): on the first one pi = pi_old and the penalty is 0.",
+    )
+    kl_cov_coef: float = Field(1.0, ge=0, description="beta of KL-Cov, the weight of its per-token penalty.")

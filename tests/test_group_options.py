@@ -1,0 +1,171 @@
+"""GroupConfig's token-level options of the group-RL recipe (issue #22): truncated / masked importance
+sampling against the sampler (TIS, MIS), KL-Cov, and training on the high-entropy tokens only.
+
+Hand-worked numbers for each pure function, the limiting cases (C = inf, rho = 1, no token selected give
+the plain GRPO loss), the refusals, and a smoke run of grpo with each option on. TRL parity for TIS/MIS
+and the entropy mask is in tests/test_rl_parity.py. On CPU the sampler and the trainer run the same
+code, so the sampler weights are 1 in a real run: they are tested on constructed tensors here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from posttrain.errors import UserError
+from posttrain.rl.group import (
+    TokenShaping,
+    kl_cov_penalty,
+    masked_is_weights,
+    token_covariance,
+    top_covariance_mask,
+    top_entropy_mask,
+    truncated_is_weights,
+)
+from posttrain.runs.runner import execute, prepare
+from posttrain_plugins.grpo import Config, grpo_loss
+
+LOG3, LOG_HALF = math.log(3.0), math.log(0.5)
+
+
+def test_tis_truncates_and_mis_drops_ratios_above_the_cap():
+    sample = torch.zeros(1, 3, dtype=torch.float64)
+    old = torch.tensor([[LOG3, LOG_HALF, 0.0]], dtype=torch.float64)
+    mask = torch.ones(1, 3, dtype=torch.float64)
+    assert torch.allclose(
+        truncated_is_weights(old, sample, mask, 2.0), torch.tensor([[2.0, 0.5, 1.0]], dtype=torch.float64)
+    )
+    assert torch.allclose(
+        masked_is_weights(old, sample, mask, 2.0), torch.tensor([[0.0, 0.5, 1.0]], dtype=torch.float64)
+    )
+    # C = inf: the plain importance ratio for both
+    plain = torch.tensor([[3.0, 0.5, 1.0]], dtype=torch.float64)
+    assert torch.allclose(truncated_is_weights(old, sample, mask, math.inf), plain)
+    assert torch.allclose(masked_is_weights(old, sample, mask, math.inf), plain)
+
+
+def test_entropy_mask_keeps_the_top_fraction_of_real_tokens():
+    entropies = torch.tensor([[0.1, 0.5, 0.9, 1.3, 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]])  # the last is padding, however high its entropy
+    assert top_entropy_mask(entropies, mask, 0.5).tolist() == [[0.0, 0.0, 1.0, 1.0, 0.0]]  # 0.5 quantile 0.7
+    assert top_entropy_mask(entropies, mask, 1.0).tolist() == mask.tolist()
+
+
+def test_covariance_and_kl_cov_selection_by_hand():
+    # tokens (log pi, A): (-1, 2), (-3, 2), (-2, 0), (-2, 0); means -2 and 1
+    logps = torch.tensor([[-1.0, -3.0], [-2.0, -2.0]])
+    advantages = torch.tensor([2.0, 0.0])
+    mask = torch.ones(2, 2)
+    covariance = token_covariance(logps, advantages, mask)
+    assert covariance.tolist() == [[1.0, -1.0], [0.0, 0.0]]
+    assert top_covariance_mask(covariance, mask, 0.25).tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    assert top_covariance_mask(covariance, mask, 0.2).sum() == 0  # floor(0.8) = 0 tokens
+    live = torch.tensor([[-1.0, -3.0]], requires_grad=True)
+    penalty = kl_cov_penalty(live, torch.tensor([[-1.5, -3.0]]), torch.tensor([[1.0, 1.0]]), 2.0)
+    assert penalty.tolist() == [[1.0, 0.0]]  # 2 * |-1 + 1.5| on the first, pi = pi_old on the second
+    penalty.sum().backward()
+    assert live.grad.tolist() == [[2.0, 0.0]]
+
+
+def rl_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    old = -torch.rand(4, 5, generator=g, dtype=torch.float64) * 3
+    logps = old + (torch.rand(4, 5, generator=g, dtype=torch.float64) - 0.5)
+    ref = old + (torch.rand(4, 5, generator=g, dtype=torch.float64) - 0.5) * 0.5
+    mask = (torch.arange(5)[None, :] < torch.tensor([5, 2, 4, 3])[:, None]).to(torch.float64)
+    return {
+        "logps": logps,
+        "old": old,
+        "ref": ref,
+        "advantages": torch.randn(4, generator=g, dtype=torch.float64),
+        "mask": mask,
+    }
+
+
+def loss_and_grad(x, shaping):
+    logps = x["logps"].clone().requires_grad_(True)
+    loss, _ = grpo_loss(logps, x["old"], x["ref"], x["advantages"], x["mask"], 0.2, 0.04, shaping)
+    loss.backward()
+    return loss.detach(), logps.grad
+
+
+def test_grpo_loss_with_a_weight_by_hand():
+    # one completion of 2 tokens, A = 1, on-policy: surrogate 1 per token; weights [1, 0] -> -(1 + 0) / 2
+    logps = torch.zeros(1, 2)
+    shaping = TokenShaping(weights=torch.tensor([[1.0, 0.0]]), penalty=torch.zeros(1, 2), stats={})
+    loss, _ = grpo_loss(logps, logps, None, torch.ones(1), torch.ones(1, 2), 0.2, 0.0, shaping)
+    assert float(loss) == -0.5
+
+
+@pytest.mark.parametrize("case", ["tis-inf-same-sampler", "mis-same-sampler", "rho-1", "no-kl-cov-token"])
+def test_limiting_cases_give_the_plain_grpo_loss(case):
+    x = rl_batch()
+    ones, zeros = torch.ones_like(x["logps"]), torch.zeros_like(x["logps"])
+    weights = {
+        "tis-inf-same-sampler": truncated_is_weights(x["old"], x["old"], x["mask"], math.inf),
+        "mis-same-sampler": masked_is_weights(x["old"], x["old"], x["mask"], 2.0),
+        "rho-1": top_entropy_mask(torch.rand(4, 5, dtype=torch.float64), x["mask"], 1.0),
+        "no-kl-cov-token": ones,
+    }[case]
+    selected = top_covariance_mask(token_covariance(x["logps"], x["advantages"], x["mask"]), x["mask"], 0.01)
+    penalty = kl_cov_penalty(x["logps"], x["old"], selected, 1.0)
+    plain_loss, plain_grad = loss_and_grad(x, None)
+    loss, grad = loss_and_grad(
+        x, TokenShaping(weights=weights, penalty=penalty if case == "no-kl-cov-token" else zeros, stats={})
+    )
+    assert torch.equal(loss, plain_loss) and torch.equal(grad, plain_grad)
+
+
+def test_options_are_off_by_default():
+    cfg = Config()
+    assert (cfg.sampler_correction, cfg.top_entropy_fraction, cfg.kl_cov_fraction) == ("off", 1.0, 0.0)
+
+
+def run_grpo(tmp_path, **values):
+    prepared = prepare("grpo", output_dir=tmp_path, smoke=True, device="cpu", extra=values)
+    execute(prepared, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "loss" in r]
+
+
+@pytest.mark.parametrize(
+    ("values", "logged"),
+    [
+        ({"sampler_correction": "tis"}, "sampler_weight"),
+        ({"sampler_correction": "mis", "policy_epochs": 2}, "sampler_weight"),
+        ({"top_entropy_fraction": 0.2}, "entropy_kept"),
+        ({"kl_cov_fraction": 0.05, "policy_epochs": 2}, "kl_cov_selected"),
+    ],
+)
+def test_grpo_runs_with_each_option(tmp_path, values, logged):
+    rows = run_grpo(tmp_path, **values)
+    assert rows and all(math.isfinite(r["loss"]) and logged in r for r in rows)
+    if "sampler_correction" in values:  # the native sampler and the trainer run the same code on CPU
+        assert all(abs(r["sampler_weight"] - 1) < 1e-4 for r in rows)
+    if "top_entropy_fraction" in values:
+        assert all(0 < r["entropy_kept"] <= 0.5 for r in rows)
+
+
+def test_sampler_correction_needs_the_native_sampler(tmp_path):
+    with pytest.raises(UserError, match=r"^--set sampler_correction=tis: needs the sampler's log-probs"):
+        run_grpo(tmp_path, sampler_correction="tis", backend="hf")
+
+
+def test_high_entropy_tokens_refuse_logit_chunks_in_one_line(cli, tmp_path):
+    code, text = cli(
+        "run",
+        "grpo",
+        "--device",
+        "cpu",
+        "--set",
+        "top_entropy_fraction=0.2",
+        "--logit-chunk-size",
+        "8",
+        "--output-dir",
+        str(tmp_path / "out"),
+    )
+    assert code == 2 and len(text.strip().splitlines()) == 1, text
+    assert "--logit-chunk-size 8: top_entropy_fraction=0.2 needs each token's entropy" in text
