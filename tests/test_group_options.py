@@ -18,6 +18,7 @@ import torch
 from posttrain.errors import UserError
 from posttrain.rl.group import (
     TokenShaping,
+    clip_cov_keep,
     kl_cov_penalty,
     masked_is_weights,
     token_covariance,
@@ -70,6 +71,16 @@ def test_covariance_and_kl_cov_selection_by_hand():
     assert live.grad.tolist() == [[2.0, 0.0]]
 
 
+def test_clip_cov_cuts_random_tokens_inside_the_covariance_band():
+    covariance = torch.tensor([[1.5, 2.0], [0.5, 6.0]])  # only the first row lies inside (1, 5)
+    mask = torch.ones(2, 2)
+    assert clip_cov_keep(covariance, mask, 0.5, 1.0, 5.0).tolist() == [[0.0, 0.0], [1.0, 1.0]]  # 2 tokens: both
+    one = clip_cov_keep(covariance, mask, 0.25, 1.0, 5.0, torch.Generator().manual_seed(0))
+    assert one[1].tolist() == [1.0, 1.0] and one[0].sum() == 1  # 1 token, drawn from the band
+    assert clip_cov_keep(covariance, mask, 0.2, 1.0, 5.0).tolist() == mask.tolist()  # floor(0.8) = 0 tokens
+    assert clip_cov_keep(covariance, mask, 1.0, 6.0, 9.0).tolist() == mask.tolist()  # nothing in the band
+
+
 def rl_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     old = -torch.rand(4, 5, generator=g, dtype=torch.float64) * 3
@@ -100,7 +111,9 @@ def test_grpo_loss_with_a_weight_by_hand():
     assert float(loss) == -0.5
 
 
-@pytest.mark.parametrize("case", ["tis-inf-same-sampler", "mis-same-sampler", "rho-1", "no-kl-cov-token"])
+@pytest.mark.parametrize(
+    "case", ["tis-inf-same-sampler", "mis-same-sampler", "rho-1", "no-kl-cov-token", "no-clip-cov-token"]
+)
 def test_limiting_cases_give_the_plain_grpo_loss(case):
     x = rl_batch()
     ones, zeros = torch.ones_like(x["logps"]), torch.zeros_like(x["logps"])
@@ -109,6 +122,9 @@ def test_limiting_cases_give_the_plain_grpo_loss(case):
         "mis-same-sampler": masked_is_weights(x["old"], x["old"], x["mask"], 2.0),
         "rho-1": top_entropy_mask(torch.rand(4, 5, dtype=torch.float64), x["mask"], 1.0),
         "no-kl-cov-token": ones,
+        "no-clip-cov-token": clip_cov_keep(
+            token_covariance(x["logps"], x["advantages"], x["mask"]), x["mask"], 0.01, -9.0, 9.0
+        ),
     }[case]
     selected = top_covariance_mask(token_covariance(x["logps"], x["advantages"], x["mask"]), x["mask"], 0.01)
     penalty = kl_cov_penalty(x["logps"], x["old"], selected, 1.0)
@@ -121,7 +137,8 @@ def test_limiting_cases_give_the_plain_grpo_loss(case):
 
 def test_options_are_off_by_default():
     cfg = Config()
-    assert (cfg.sampler_correction, cfg.top_entropy_fraction, cfg.kl_cov_fraction) == ("off", 1.0, 0.0)
+    options = (cfg.sampler_correction, cfg.top_entropy_fraction, cfg.kl_cov_fraction, cfg.clip_cov_fraction)
+    assert options == ("off", 1.0, 0.0, 0.0)
 
 
 def run_grpo(tmp_path, **values):
@@ -138,6 +155,7 @@ def run_grpo(tmp_path, **values):
         ({"sampler_correction": "mis", "policy_epochs": 2}, "sampler_weight"),
         ({"top_entropy_fraction": 0.2}, "entropy_kept"),
         ({"kl_cov_fraction": 0.05, "policy_epochs": 2}, "kl_cov_selected"),
+        ({"clip_cov_fraction": 0.5, "clip_cov_lower": -100.0, "clip_cov_upper": 100.0}, "clip_cov_cut"),
     ],
 )
 def test_grpo_runs_with_each_option(tmp_path, values, logged):
@@ -147,6 +165,8 @@ def test_grpo_runs_with_each_option(tmp_path, values, logged):
         assert all(abs(r["sampler_weight"] - 1) < 1e-4 for r in rows)
     if "top_entropy_fraction" in values:
         assert all(0 < r["entropy_kept"] <= 0.5 for r in rows)
+    if "clip_cov_fraction" in values:  # every token lies in the band: half of them are cut
+        assert all(0.4 < r["clip_cov_cut"] <= 0.5 for r in rows)
 
 
 def test_sampler_correction_needs_the_native_sampler(tmp_path):

@@ -160,6 +160,30 @@ def kl_cov_penalty(logps: torch.Tensor, old_logps: torch.Tensor, selected: torch
     return coef * (logps - old_logps).abs() * selected
 
 
+def clip_cov_keep(
+    covariance: torch.Tensor,
+    mask: torch.Tensor,
+    fraction: float,
+    lower: float,
+    upper: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Clip-Cov (arXiv 2505.22617, §4): 0 on floor(fraction * real tokens) tokens drawn at random among
+    the real tokens with lower < Cov < upper (their policy gradient is cut), 1 elsewhere.
+
+    Fewer candidates than the count: all of them. A fraction too small to draw one token: all ones.
+    """
+    real = mask.bool()
+    count = int(fraction * int(real.sum()))
+    keep = torch.ones_like(mask)
+    candidates = torch.nonzero((real & (covariance > lower) & (covariance < upper)).reshape(-1)).squeeze(-1)
+    if count == 0 or candidates.numel() == 0:
+        return keep
+    order = torch.randperm(candidates.numel(), generator=generator, device="cpu").to(candidates.device)
+    keep.view(-1)[candidates[order[:count]]] = 0
+    return keep
+
+
 @dataclass
 class TokenShaping:
     """What the token-level options do to one micro-batch: ``weights`` (N, C) multiply each token's
@@ -184,7 +208,12 @@ def shaping_enabled(cfg) -> bool:
     """Whether any token-level option of ``GroupConfig`` is on (a plain RolloutConfig has none)."""
     if not isinstance(cfg, GroupConfig):
         return False
-    return cfg.sampler_correction != "off" or cfg.top_entropy_fraction < 1 or cfg.kl_cov_fraction > 0
+    return (
+        cfg.sampler_correction != "off"
+        or cfg.top_entropy_fraction < 1
+        or cfg.kl_cov_fraction > 0
+        or cfg.clip_cov_fraction > 0
+    )
 
 
 def token_shaping(
@@ -195,9 +224,11 @@ def token_shaping(
     entropies: torch.Tensor | None,
     advantages: torch.Tensor,
     mask: torch.Tensor,
+    generator: torch.Generator | None = None,
 ) -> TokenShaping:
     """The options of ``cfg`` on one micro-batch: sampler-correction weights times the high-entropy
-    mask, and the KL-Cov penalty. Stats: the mean weight and the share of tokens each option keeps/selects."""
+    and Clip-Cov masks, and the KL-Cov penalty. Stats: the mean weight and the share of tokens each
+    option keeps or selects. ``generator`` draws Clip-Cov's tokens."""
     weights = torch.ones_like(logps).detach()
     stats: dict[str, torch.Tensor] = {}
     tokens = mask.sum().clamp(min=1)
@@ -210,6 +241,11 @@ def token_shaping(
         weights = weights * kept
         stats["entropy_kept"] = kept.sum() / tokens
         stats["entropy"] = (entropies * mask).sum() / tokens
+    if cfg.clip_cov_fraction > 0:
+        covariance = token_covariance(logps, advantages, mask)
+        keep = clip_cov_keep(covariance, mask, cfg.clip_cov_fraction, cfg.clip_cov_lower, cfg.clip_cov_upper, generator)
+        weights = weights * keep
+        stats["clip_cov_cut"] = ((1 - keep) * mask).sum() / tokens
     penalty = torch.zeros_like(logps)
     if cfg.kl_cov_fraction > 0:
         selected = top_covariance_mask(token_covariance(logps, advantages, mask), mask, cfg.kl_cov_fraction)
@@ -232,6 +268,9 @@ SMOKE = {
     "eval_examples": 8,
     "log_every": 1,
 }
+
+# Clip-Cov's generator for micro-batch d of a run with seed s is seeded with s * this + d.
+CLIP_COV_SEED_STRIDE = 1_000_003
 
 # Refill batches of a rollout (DAPO's dynamic sampling) use prompt batch index + round * this.
 REFILL_STRIDE = 1_000_003
@@ -308,17 +347,19 @@ def train_group_policy(
         rollout.advantages = advantages(rollout)
         return rollout
 
-    def micro_batch_loss(rollout: Rollout, rows: slice) -> tuple[torch.Tensor, dict]:
+    def micro_batch_loss(rollout: Rollout, rows: slice, draw: int) -> tuple[torch.Tensor, dict]:
         if shaped:
-            return shaped_micro_batch_loss(rollout, rows)
+            return shaped_micro_batch_loss(rollout, rows, draw)
         logps = completion_logprobs(policy, rollout, rows, sampling.temperature)
         old = rollout.old_logps[rows] if rollout.old_logps is not None else logps.detach()
         ref = rollout.ref_logps[rows] if rollout.ref_logps is not None else None
         loss, stats = loss_of(logps, old, ref, rollout.advantages[rows], rollout.completion_mask[rows])
         return loss, micro_batch_metrics(rollout, rows, stats)
 
-    def shaped_micro_batch_loss(rollout: Rollout, rows: slice) -> tuple[torch.Tensor, dict]:
-        """The same step with GroupConfig's token-level options (``token_shaping``) passed to the objective."""
+    def shaped_micro_batch_loss(rollout: Rollout, rows: slice, draw: int) -> tuple[torch.Tensor, dict]:
+        """The same step with GroupConfig's token-level options (``token_shaping``) passed to the objective.
+        Clip-Cov's draws depend only on the seed and the micro-batch's index ``draw``, so a resumed run
+        repeats them."""
         entropies = None
         if cfg.top_entropy_fraction < 1:
             logps, entropies = completion_logprobs_and_entropies(policy, rollout, rows, sampling.temperature)
@@ -328,7 +369,8 @@ def train_group_policy(
         ref = rollout.ref_logps[rows] if rollout.ref_logps is not None else None
         sample = rollout.sample_logps[rows] if rollout.sample_logps is not None else None
         mask, adv = rollout.completion_mask[rows], rollout.advantages[rows]
-        shaping = token_shaping(cfg, logps, old, sample, entropies, adv, mask)
+        generator = torch.Generator().manual_seed(ctx.seed * CLIP_COV_SEED_STRIDE + draw)
+        shaping = token_shaping(cfg, logps, old, sample, entropies, adv, mask, generator)
         loss, stats = loss_of(logps, old, ref, adv, mask, shaping=shaping)
         return loss, micro_batch_metrics(rollout, rows, {**stats, **shaping.stats})
 
@@ -353,7 +395,8 @@ def train_group_policy(
                     for micro in range(semantics.grad_accum):
                         first = (minibatch * semantics.grad_accum + micro) * semantics.micro_batch
                         with trainer.micro_batch():
-                            trainer.step(*micro_batch_loss(rollout, slice(first, first + semantics.micro_batch)))
+                            rows = slice(first, first + semantics.micro_batch)
+                            trainer.step(*micro_batch_loss(rollout, rows, step * semantics.grad_accum + micro))
     loop = trainer.result
     after = evaluate_policy(policy, tokenizer, heldout_records, reward_fn, sampling, eval_tokens)
     timing = {

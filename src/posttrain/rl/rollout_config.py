@@ -98,3 +98,17 @@ class GroupConfig(RolloutConfig):
         "(policy_epochs > 1 or several mini-batches): on the first one pi = pi_old and the penalty is 0.",
     )
     kl_cov_coef: float = Field(1.0, ge=0, description="beta of KL-Cov, the weight of its per-token penalty.")
+    clip_cov_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="r of Clip-Cov (arXiv 2505.22617, §4): the fraction of a micro-batch's tokens, drawn at random "
+        "among those with clip_cov_lower < Cov < clip_cov_upper, whose policy-gradient term is cut "
+        "(Cov = (log pi - mean)(A - mean)). 0: off.",
+    )
+    clip_cov_lower: float = Field(
+        1.0, description="omega_low of Clip-Cov, the covariance above which a token may be cut (the authors' code: 1)."
+    )
+    clip_cov_upper: float = Field(
+        5.0, description="omega_high of Clip-Cov, the covariance below which a token may be cut (the authors' code: 5)."
+    )
