@@ -15,6 +15,13 @@ reward standardised within its group, A_i = (r_i - mean(r)) / std(r), is the adv
 tokens. The loss is the clipped PPO surrogate per token minus beta times the k3 estimate of
 KL(pi_theta || pi_ref), averaged over each completion's tokens (1/|o_i|) and then over completions.
 
+Token-level options (posttrain.rl.group, all off by default; site/docs/user-guide.md, "Token-level
+options of GRPO"): ``sampler_correction`` (tis: truncated importance sampling against the sampler's
+log-probs, Yao et al. 2025; mis: masked, arXiv 2510.18855), ``top_entropy_fraction`` (policy gradient on
+the highest-entropy tokens only, arXiv 2506.01939), ``clip_cov_fraction`` and ``kl_cov_fraction``
+(Clip-Cov and KL-Cov, arXiv 2505.22617). On CPU the sampler and the trainer run the same code, so the
+sampler correction's weights are 1 on the embedded model.
+
 Deviations from the paper:
 1. The learning rate (5e-5, paper 1e-6), group size (G = 8, paper 64), prompts per rollout (8,
    paper 1024 / 64 = 16 questions per step) and step count are sized for the embedded tiny model,
