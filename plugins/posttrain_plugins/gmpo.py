@@ -66,7 +66,8 @@ class Config(RolloutConfig):
 def clipped_log_ratio(
     logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, eps_low: float, eps_high: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log ratio clipped to [-eps_low, eps_high] on the advantage's side only, and where it was.
+    """Per-token log ratio clipped to [-eps_low, eps_high] on the advantage's side only, and where it was
+    (never on a zero-advantage row, which carries no gradient either way).
 
     A > 0: min(l, clip(l)) caps gains above eps_high, keeps l below -eps_low; A < 0 the mirror image.
     Log ratios [0.6, -0.6] with A = +1 and eps 0.4 -> [0.4, -0.6]; with A = -1 -> [0.6, -0.4].
@@ -76,7 +77,7 @@ def clipped_log_ratio(
     bounded = torch.clamp(log_ratio, min=-eps_low, max=eps_high)
     positive = advantages[:, None] > 0
     clipped = torch.where(positive, torch.minimum(log_ratio, bounded), torch.maximum(log_ratio, bounded))
-    return clipped, clipped != log_ratio
+    return clipped, (clipped != log_ratio) & (advantages[:, None] != 0)
 
 
 def geometric_mean_ratio(clipped_log_ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
