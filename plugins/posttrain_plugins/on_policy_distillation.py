@@ -53,7 +53,9 @@ class Config(RolloutConfig):
         5e-5, gt=0, description="Peak learning rate of AdamW (sized for the embedded model, as the group-RL plugins')."
     )
     max_steps: int = Field(200, ge=1, description="Optimizer steps (1 per 64-completion rollout: on-policy).")
-    beta: float = Field(0.0, ge=0, description="beta, coefficient of an optional k3 KL to the reference (sources: none).")
+    beta: float = Field(
+        0.0, ge=0, description="beta, coefficient of an optional k3 KL to the reference (sources: none)."
+    )
 
 
 # --- advantage and loss ----------------------------------------------------------------------------
