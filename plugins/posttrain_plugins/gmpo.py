@@ -25,7 +25,9 @@ Deviations from the paper:
 1. Learning rate, group size, prompts per rollout and step count are sized for the embedded tiny
    model (paper: Qwen2.5-Math-7B and others). As in posttrain_plugins.gspo and cispo a rollout
    feeds 2 updates (64 completions, micro-batches of 32), so the second is off-policy and the clip
-   acts; max_steps 400 = 200 rollouts.
+   acts; max_steps 400 = 200 rollouts. At these defaults held-out exact match does not rise
+   significantly; with one on-policy update per rollout (batch_size=64) it does, but there the clip
+   never acts and the gradient is GRPO's (catalog/methods/gmpo.yaml, reports/runs/gmpo*.json).
 2. No KL term by default (beta = 0; TRL's default too); beta > 0 adds GRPO's per-token k3 KL
    averaged per response, as TRL's GMPOTrainer does.
 """
