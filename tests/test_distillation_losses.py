@@ -180,3 +180,16 @@ def test_on_policy_distillation_off_policy_rows_are_importance_weighted():
     a = math.log(0.1 / 0.2)
     assert loss.item() == pytest.approx(-2.0 * a)
     assert logps.grad.item() == pytest.approx(-2.0 * a)  # d/dlogp of ratio * A = ratio * A
+
+
+def test_a_teacher_that_does_not_load_is_named_as_the_teacher_option(tmp_path):
+    from posttrain import sources
+    from posttrain.errors import UserError
+    from posttrain.hf import load_tokenizer
+    from posttrain.interface import RunContext
+    from posttrain.training.distill import load_teacher
+
+    student_tokenizer = load_tokenizer(sources.model_source_for(None))
+    missing = str(tmp_path / "no-such-teacher")
+    with pytest.raises(UserError, match=r"^--set teacher=.*no-such-teacher: could not load the tokenizer"):
+        load_teacher(RunContext(output_dir=tmp_path), missing, student_tokenizer)

@@ -36,7 +36,13 @@ def _run(method, out, seed):
 NO_GAIN_AT_DEFAULTS = pytest.mark.xfail(
     strict=True, raises=AssertionError, reason="no significant pooled gain at its defaults (its entry says so)"
 )
-METHODS = ["grpo", "dr-grpo", "dapo", "gspo", *(pytest.param(m, marks=NO_GAIN_AT_DEFAULTS) for m in ("cispo", "sapo", "gmpo"))]
+METHODS = [
+    "grpo",
+    "dr-grpo",
+    "dapo",
+    "gspo",
+    *(pytest.param(m, marks=NO_GAIN_AT_DEFAULTS) for m in ("cispo", "sapo", "gmpo")),
+]
 
 
 @pytest.mark.timeout(3600)
