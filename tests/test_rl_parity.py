@@ -215,4 +215,3 @@ def test_sapo_matches_trl(seed, beta, tau_pos, tau_neg):
     assert mine[2]["gate_weight"] < 0.99  # off-policy tokens' gradients are damped
     if beta:
         assert abs(theirs[2]["kl"] - mine[2]["kl"]) < TOL
-
