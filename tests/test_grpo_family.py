@@ -331,3 +331,55 @@ def test_sapo_small_temperature_is_the_unclipped_surrogate_and_large_damps_off_p
     assert (clipped.grad == 0).sum() == 2  # r 1.5 with A > 0, r 0.6 with A < 0
     # negative advantages use tau_neg: with tau_neg > tau_pos their tokens are damped more
     assert hot.grad[1, 0].abs() < hot.grad[0, 0].abs()
+
+
+# --- gmpo -----------------------------------------------------------------------------------------
+
+from posttrain_plugins.gmpo import clipped_log_ratio, geometric_mean_ratio, gmpo_loss  # noqa: E402
+
+
+def test_gmpo_clip_is_one_sided_by_the_advantage_sign():
+    log_ratio = torch.tensor([[0.6, -0.6, 0.1], [0.6, -0.6, 0.1]])
+    clipped, where = clipped_log_ratio(log_ratio, torch.zeros(2, 3), torch.tensor([1.0, -1.0]), 0.4, 0.4)
+    assert torch.allclose(clipped, torch.tensor([[0.4, -0.6, 0.1], [0.6, -0.4, 0.1]]))
+    assert where.tolist() == [[True, False, False], [False, True, False]]
+
+
+def test_geometric_mean_hand_worked_and_below_the_arithmetic_mean():
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    log_ratio = torch.log(torch.tensor([[2.0, 8.0, 100.0]]))  # the third token is padding
+    assert torch.allclose(geometric_mean_ratio(log_ratio, mask), torch.tensor([4.0]))  # sqrt(16); arithmetic: 5
+
+
+def test_gmpo_with_equal_token_ratios_equals_the_arithmetic_mean_objective():
+    # every token ratio r (inside the clip range): geometric mean = arithmetic mean = r, so the loss is
+    # -mean_i(A_i r), GRPO's unclipped objective with no KL
+    r = 1.2
+    logps = torch.full((2, 3), math.log(r))
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    adv = torch.tensor([1.0, -0.5])
+    loss, stats = gmpo_loss(logps, torch.zeros(2, 3), None, adv, mask, 0.4, 0.4)
+    assert loss.item() == pytest.approx(-(1.0 * r - 0.5 * r) / 2)
+    grpo, _ = grpo_loss(logps, torch.zeros(2, 3), None, adv, mask, 0.4, 0.0)  # 1.2 is inside (0.6, 1.4)
+    assert loss.item() == pytest.approx(grpo.item())
+    assert stats["clip_ratio"] == 0 and stats["geometric_mean_ratio"].item() == pytest.approx(r)
+
+
+def test_gmpo_hand_worked_clips_an_outlier_token_and_drops_its_gradient():
+    # one completion, A = 1, log ratios [1.0, 0.2]: 1.0 > eps_high 0.4 is clipped to 0.4,
+    # loss = -exp((0.4 + 0.2) / 2) = -e^0.3; only the unclipped token has a gradient: -e^0.3 / 2
+    logps = torch.tensor([[1.0, 0.2]], requires_grad=True)
+    loss, stats = gmpo_loss(logps, torch.zeros(1, 2), None, torch.tensor([1.0]), torch.ones(1, 2), 0.4, 0.4)
+    loss.backward()
+    assert loss.item() == pytest.approx(-math.exp(0.3))
+    assert torch.allclose(logps.grad, torch.tensor([[0.0, -math.exp(0.3) / 2]]))
+    assert stats["clip_ratio"] == 0.5
+
+
+def test_gmpo_gradient_at_ratio_one_is_the_sequence_mean_policy_gradient():
+    logps = torch.zeros(2, 4, requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])
+    loss, _ = gmpo_loss(logps, logps.detach(), None, torch.tensor([1.0, -1.0]), mask, 0.4, 0.4)
+    loss.backward()
+    expected = torch.tensor([[-1 / 8] * 4, [1 / 4, 1 / 4, 0.0, 0.0]])  # -A_i / (N |o_i|), as GSPO and GRPO
+    assert torch.allclose(logps.grad, expected)

@@ -1,5 +1,5 @@
 """The GRPO-family losses against TRL's own code (issue #22 item 3): grpo, dr-grpo, dapo, gspo, cispo
-and sapo give the same loss and the same gradients as TRL 1.16's GRPOTrainer._compute_loss, within
+and sapo (and gmpo, against TRL's experimental GMPOTrainer) give the same loss and the same gradients as TRL 1.16's GRPOTrainer._compute_loss, within
 1e-6 in float64, on identical random tensors (log-probs, old and reference log-probs, advantages of
 both signs, ragged completion masks), off-policy so that clipping and gating act.
 
@@ -20,6 +20,7 @@ import torch
 from posttrain_plugins.cispo import cispo_loss
 from posttrain_plugins.dapo import dapo_loss
 from posttrain_plugins.dr_grpo import dr_grpo_loss
+from posttrain_plugins.gmpo import gmpo_loss
 from posttrain_plugins.grpo import grpo_loss
 from posttrain_plugins.gspo import gspo_loss
 from posttrain_plugins.sapo import sapo_loss
@@ -195,6 +196,27 @@ def test_cispo_matches_trl(seed, beta, eps_high_is):
     mine = ours(x, cispo_loss, None, eps_high_is, beta)
     assert_same(theirs, mine)
     assert (mine[2]["clip_ratio"] > 0.1) == (eps_high_is < 0.8)  # the 1.3 cap truncates weights
+    if beta:
+        assert abs(theirs[2]["kl"] - mine[2]["kl"]) < TOL
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+@pytest.mark.parametrize(("eps_low", "eps_high"), [(0.4, 0.4), (0.1, 0.25)])
+def test_gmpo_matches_trl_experimental_gmpo_trainer(seed, beta, eps_low, eps_high, monkeypatch):
+    # TRL's GMPOTrainer (a GRPOTrainer subclass) overrides only _compute_loss; trl_loss builds it when it
+    # stands in for GRPOTrainer. Its epsilons are in log space, as ours. (0.1, 0.25): a narrower range
+    # than the paper's, so that more tokens of these inputs are clipped.
+    import trl
+
+    gmpo = pytest.importorskip("trl.experimental.gmpo")
+    monkeypatch.setattr(trl, "GRPOTrainer", gmpo.GMPOTrainer)
+    x = rl_inputs(seed)
+    theirs = trl_loss(x, "grpo", beta, epsilon_low=eps_low, epsilon_high=eps_high)
+    mine = ours(x, gmpo_loss, eps_low, eps_high, beta)
+    assert_same(theirs, mine)
+    assert mine[2]["clip_ratio"] > 0  # the clip acts on these inputs (at least one token)
+    assert abs(theirs[2]["clip_ratio/region_mean"] - mine[2]["clip_ratio"]) < TOL
     if beta:
         assert abs(theirs[2]["kl"] - mine[2]["kl"]) < TOL
 

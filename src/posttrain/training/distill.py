@@ -32,7 +32,10 @@ def load_teacher(ctx: RunContext, teacher: str | None, student_tokenizer, consol
         source = sources.default_teacher_source(console)
     else:
         source = teacher
-    tokenizer = load_tokenizer(source, ctx.trust_remote_code)
+    try:
+        tokenizer = load_tokenizer(source, ctx.trust_remote_code)
+    except UserError as exc:  # its message names --model; here the bad value is the teacher's
+        raise UserError(str(exc).replace(f"--model {source}:", f"--set teacher={source}:", 1)) from None
     probe = "Distil 12+30=42 ok"
     if tokenizer(probe)["input_ids"] != student_tokenizer(probe)["input_ids"]:
         raise UserError(f"--set teacher={source}: its tokenizer differs from the student's (distillation needs one)")
