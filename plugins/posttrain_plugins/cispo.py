@@ -43,9 +43,7 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.generation.sampler import Sampling
-from posttrain.rl.group import SMOKE, Objective, group_advantages, k3_kl, train_group_policy
-from posttrain.rl.rollout import Rollout
+from posttrain.rl.group import SMOKE, k3_kl, train_with_group_advantages
 from posttrain.rl.rollout_config import RolloutConfig
 
 
@@ -114,15 +112,7 @@ def cispo_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    def advantages(rollout: Rollout) -> torch.Tensor:
-        return group_advantages(rollout.grouped(rollout.rewards), cfg.std_epsilon).reshape(-1)
-
-    def objective(sampling: Sampling) -> Objective:
-        return lambda logps, old, ref, adv, mask: cispo_loss(
-            logps, old, ref, adv, mask, cfg.epsilon_low_is, cfg.epsilon_high_is, cfg.beta
-        )
-
-    return train_group_policy(cfg, ctx, "cispo", advantages, objective, beta=cfg.beta)
+    return train_with_group_advantages(cfg, ctx, "cispo", cispo_loss, cfg.epsilon_low_is, cfg.epsilon_high_is, cfg.beta)
 
 
 plugin = Plugin(

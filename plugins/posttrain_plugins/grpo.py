@@ -42,19 +42,15 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.generation.sampler import Sampling
 from posttrain.rl.group import (
     SMOKE,
-    Objective,
     TokenShaping,
     clipped_surrogate,
-    group_advantages,
     k3_kl,
     shape_surrogate,
     token_stats,
-    train_group_policy,
+    train_with_group_advantages,
 )
-from posttrain.rl.rollout import Rollout
 from posttrain.rl.rollout_config import GroupConfig
 
 
@@ -96,16 +92,7 @@ def grpo_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    def advantages(rollout: Rollout) -> torch.Tensor:
-        return group_advantages(rollout.grouped(rollout.rewards), cfg.std_epsilon).reshape(-1)
-
-    def objective(sampling: Sampling) -> Objective:
-        def loss(logps, old, ref, adv, mask, shaping=None):
-            return grpo_loss(logps, old, ref, adv, mask, cfg.epsilon, cfg.beta, shaping)
-
-        return loss
-
-    return train_group_policy(cfg, ctx, "grpo", advantages, objective, beta=cfg.beta)
+    return train_with_group_advantages(cfg, ctx, "grpo", grpo_loss, cfg.epsilon, cfg.beta)
 
 
 plugin = Plugin(

@@ -35,9 +35,7 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.generation.sampler import Sampling
-from posttrain.rl.group import SMOKE, Objective, group_advantages, k3_kl, train_group_policy
-from posttrain.rl.rollout import Rollout
+from posttrain.rl.group import SMOKE, k3_kl, train_with_group_advantages
 from posttrain.rl.rollout_config import RolloutConfig
 
 
@@ -95,15 +93,7 @@ def sapo_loss(
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    def advantages(rollout: Rollout) -> torch.Tensor:
-        return group_advantages(rollout.grouped(rollout.rewards), cfg.std_epsilon).reshape(-1)
-
-    def objective(sampling: Sampling) -> Objective:
-        return lambda logps, old, ref, adv, mask: sapo_loss(
-            logps, old, ref, adv, mask, cfg.tau_pos, cfg.tau_neg, cfg.beta
-        )
-
-    return train_group_policy(cfg, ctx, "sapo", advantages, objective, beta=cfg.beta)
+    return train_with_group_advantages(cfg, ctx, "sapo", sapo_loss, cfg.tau_pos, cfg.tau_neg, cfg.beta)
 
 
 plugin = Plugin(

@@ -16,6 +16,7 @@ No torch import here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,14 +31,9 @@ _DEFAULT_TASK: list[Callable[[], Any]] = []  # at most one provider of the defau
 _DEFAULT_TEACHER: list[ModelBuilder] = []  # at most one builder of the distillation teacher
 
 
-_PROVIDERS_LOADED: list[bool] = []
-
-
+@functools.cache
 def _load_providers() -> None:
-    """Call every ``posttrain.sources`` entry point once (lazily: ``catalog list`` never gets here)."""
-    if _PROVIDERS_LOADED:
-        return
-    _PROVIDERS_LOADED.append(True)
+    """Call every ``posttrain.sources`` entry point, once (lazily: ``catalog list`` never gets here)."""
     from importlib.metadata import entry_points
 
     for entry in entry_points(group="posttrain.sources"):

@@ -285,6 +285,23 @@ def check_options(cfg, ctx: RunContext) -> None:
         )
 
 
+def standardised_advantages(std_epsilon: float) -> Callable[[Rollout], torch.Tensor]:
+    """GRPO's outcome advantages of a rollout, one per completion: ``group_advantages`` over each
+    prompt's G rewards, flattened."""
+    return lambda rollout: group_advantages(rollout.grouped(rollout.rewards), std_epsilon).reshape(-1)
+
+
+def train_with_group_advantages(cfg, ctx: RunContext, name: str, loss: Callable, *loss_args) -> RunResult:
+    """``train_group_policy`` with GRPO's standardised advantages (``cfg.std_epsilon``), the KL
+    reference kept when ``cfg.beta`` > 0, and the token loss ``loss(logps, old, ref, adv, mask,
+    *loss_args, **options)`` (``options``: ``shaping`` when a GroupConfig option is on)."""
+
+    def objective(sampling: Sampling) -> Objective:
+        return lambda logps, old, ref, adv, mask, **options: loss(logps, old, ref, adv, mask, *loss_args, **options)
+
+    return train_group_policy(cfg, ctx, name, standardised_advantages(cfg.std_epsilon), objective, beta=cfg.beta)
+
+
 def train_group_policy(
     cfg: RolloutConfig,
     ctx: RunContext,

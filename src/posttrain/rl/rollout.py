@@ -39,6 +39,7 @@ import torch
 from posttrain import outcomes
 from posttrain.data import batch_indices, prompts_ids
 from posttrain.errors import UserError
+from posttrain.evaluation import exact_match
 from posttrain.generation.logprobs import batched_logprobs
 from posttrain.generation.sampler import Sampling, resolve_backend, sample_tokens
 
@@ -364,8 +365,6 @@ def evaluate_policy(
     per held-out prompt at the training temperature (what the RL objective raises; ``sampling`` is a
     ``posttrain.generation.sampler.Sampling``); each prompt's reward is kept for the run's paired
     statistics (``posttrain.outcomes``, a per-problem score)."""
-    from posttrain.evaluation import exact_match
-
     em = exact_match(model, tokenizer, records, max_new_tokens=eval_max_new_tokens)["exact_match"]
     local = replace(sampling, backend="hf" if sampling.backend == "hf" else "native")  # not vLLM's stale weights
     rewards: list[float] = []
