@@ -157,3 +157,20 @@ def test_token_level_loss_matches_trl(seed, beta, loss_type):
     assert abs(theirs[2]["clip_ratio/region_mean"] - mine[2]["clip_ratio"]) < 1e-6
     if beta:
         assert abs(theirs[2]["kl"] - mine[2]["kl"]) < 1e-6
+
+
+# --- the recipe -------------------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+def test_runs_with_a_grpo_token_option_and_logs_the_batch_std(tmp_path):
+    import json
+
+    from posttrain.runs.runner import execute, prepare
+
+    prepared = prepare("lite-ppo", output_dir=tmp_path, smoke=True, device="cpu", extra={"top_entropy_fraction": 0.2})
+    execute(prepared, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "loss" in r]
+    assert rows and all(math.isfinite(r["loss"]) and 0 < r["entropy_kept"] <= 0.5 for r in rows)
+    assert all(r["reward_batch_std"] >= 0 for r in rows)
