@@ -29,6 +29,11 @@ NO_COMPUTE = {
     "speculative-rejection",
     "particle-filtering",
     "rlaif",
+    "reinforce",
+    "gspo",
+    "cispo",
+    "sapo",
+    "gmpo",
 }
 FILLED = [
     "sft",
@@ -54,6 +59,12 @@ FILLED = [
     "particle-filtering",
     "rlaif",
     "remax",
+    "reinforce",
+    "reinforce-pp",
+    "gspo",
+    "cispo",
+    "sapo",
+    "gmpo",
 ]
 
 
