@@ -34,6 +34,10 @@ NO_COMPUTE = {
     "cispo",
     "sapo",
     "gmpo",
+    "on-policy-distillation",
+    "r1-recipe",
+    "rejection-sampling-ft",
+    "gkd",
 }
 FILLED = [
     "sft",
@@ -65,6 +69,11 @@ FILLED = [
     "cispo",
     "sapo",
     "gmpo",
+    "on-policy-distillation",
+    "r1-recipe",
+    "rejection-sampling-ft",
+    "gkd",
+    "kd",
 ]
 
 
