@@ -38,6 +38,8 @@ NO_COMPUTE = {
     "r1-recipe",
     "rejection-sampling-ft",
     "gkd",
+    "cot-distill",
+    "dialogue-tuning",
 }
 FILLED = [
     "sft",
@@ -74,6 +76,11 @@ FILLED = [
     "rejection-sampling-ft",
     "gkd",
     "kd",
+    "cot-distill",
+    "instruction-tuning",
+    "cot-finetuning",
+    "dialogue-tuning",
+    "completion-only-loss",
 ]
 
 
