@@ -81,6 +81,13 @@ FILLED = [
     "cot-finetuning",
     "dialogue-tuning",
     "completion-only-loss",
+    "dora",
+    "adalora",
+    "ia3",
+    "adapters",
+    "prefix-tuning",
+    "p-tuning-v2",
+    "prompt-tuning",
 ]
 
 
