@@ -40,6 +40,12 @@ NO_COMPUTE = {
     "gkd",
     "cot-distill",
     "dialogue-tuning",
+    "beam-search",
+    "cot",
+    "confidence-sampling",
+    "dvts",
+    "graph-of-thoughts",
+    "self-polish",
 }
 FILLED = [
     "sft",
@@ -88,6 +94,12 @@ FILLED = [
     "prefix-tuning",
     "p-tuning-v2",
     "prompt-tuning",
+    "beam-search",
+    "cot",
+    "confidence-sampling",
+    "dvts",
+    "graph-of-thoughts",
+    "self-polish",
 ]
 
 
