@@ -17,6 +17,8 @@ plugin's ``Config`` and docstring statically (``ast``, no torch), and reads the 
 - ``cli.md``                      the CLI reference, from the typer app
 - ``models.md``                   the survey's Table I (RL-trained models), from ``catalog/models/``
 - ``datasets.md``                 the survey's Table III (datasets and benchmarks), from ``catalog/benchmarks/``
+- ``frameworks.md``               which methods TRL, verl, OpenRLHF and LLaMA-Factory run, from ``catalog/frameworks/``;
+                                  each method page's "Run it elsewhere" table comes from the same files
 
 Hand-written pages (``docs/index.md``, ``docs/contributing.md``) can hold ``<!-- catalog:NAME -->``
 markers that are replaced with generated text (see ``MARKERS``). Problems with the data (an invalid
@@ -504,6 +506,7 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
         lines += ["## Implementation notes and deviations from the paper", "", *notes_section(info), ""]
         lines += ["## Results", "", *results_section(data, info), ""]
     lines += related_sections(data, info)
+    lines += run_elsewhere_section(data, info)
     lines += survey_table_links(data, info)
     entry_file = data.catalog.files.get(e.id)
     foot = f"Catalog entry: {literal(shown_path(entry_file))}" if entry_file else ""
@@ -1839,6 +1842,117 @@ MARKERS = {
 }
 
 
+# --- other frameworks' flags (catalog/frameworks/) --------------------------------------------------
+
+FRAMEWORKS_PAGE = "frameworks.md"
+PAPER_MARK = "†"  # after a flag whose value is the paper's (validate checks it equals the entry's default)
+
+
+def python_flag(name: str, value: Any) -> str:
+    """A keyword argument of a config class: loss_type="grpo", use_peft=True."""
+    return f"{name}={value!r}" if not isinstance(value, str) else f"{name}={json.dumps(value)}"
+
+
+def cli_flag(name: str, value: Any) -> str:
+    """A command-line option: --eps_clip 0.2, --use_kl_loss for a switch, --eps_clip_low_high 0.2 0.28 for a list."""
+    if value is True:
+        return f"--{name}"
+    values = value if isinstance(value, list) else [value]
+    return f"--{name} " + " ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+
+
+def hydra_flag(name: str, value: Any) -> str:
+    """A Hydra override: algorithm.adv_estimator=grpo, actor_rollout_ref.actor.use_kl_loss=true."""
+    return f"{name}={json.dumps(value) if isinstance(value, list | bool) else value}"
+
+
+def yaml_flag(name: str, value: Any) -> str:
+    """A key of a YAML config file: pref_loss: sigmoid, use_dora: true."""
+    return f"{name}: {json.dumps(value) if isinstance(value, list | bool) else value}"
+
+
+FLAG_WRITERS = {"python": python_flag, "cli": cli_flag, "hydra": hydra_flag, "yaml": yaml_flag}
+
+
+def flags_cell(framework: Any, recipe: Any) -> str:
+    """A recipe's flags as the framework takes them, one code span a line; paper values marked."""
+    write = FLAG_WRITERS[framework.flag_style.value]
+    spans = [
+        code_text(write(name, value)) + (PAPER_MARK if name in recipe.paper_defaults else "")
+        for name, value in recipe.flags.items()
+    ]
+    return "<br>".join(spans)
+
+
+def run_elsewhere_section(data: SiteData, info: MethodInfo) -> list[str]:
+    """The flags that run this method in other frameworks (catalog/frameworks/); nothing when none does."""
+    mid, src = info.entry.id, info.src
+    frameworks = data.catalog.frameworks_of(mid)
+    if not frameworks:
+        return []
+    out = [
+        "## Run it elsewhere",
+        "",
+        f"The options that turn this method on in other training frameworks, checked against the version named "
+        f"(coverage of every framework: [frameworks]({rel(src, FRAMEWORKS_PAGE)})). A value marked {PAPER_MARK} "
+        "is the paper's, and `catalog validate` checks that it equals this entry's paper default.",
+        "",
+        "| framework | version checked | flags | source |",
+        "|---|---|---|---|",
+    ]
+    for f in frameworks:
+        recipe = f.methods[mid]
+        out.append(
+            row(
+                f"{link(md(f.name), f.docs)}: {code_text(recipe.entry_point)}",
+                f"{md(f.version)}, checked {f.checked}",
+                flags_cell(f, recipe),
+                link("source", recipe.source),
+            )
+        )
+    notes = [f"- {md(f.name)}: {md(f.methods[mid].note)}" for f in frameworks if f.methods[mid].note]
+    return [*out, "", *notes, *([""] if notes else [])]
+
+
+def frameworks_page(data: SiteData) -> str:
+    """Which catalog methods each framework runs (methods x frameworks), and how each map was checked."""
+    frameworks = list(data.catalog.frameworks.values())
+    covered = sorted(
+        {mid for f in frameworks for mid in f.methods if mid in data.methods},
+        key=lambda mid: data.methods[mid].entry.name.lower(),
+    )
+    lines = [
+        "---",
+        "hide: [navigation]",
+        "---",
+        "# Run it elsewhere",
+        "",
+        "The options that run a catalog method's paper version in other training frameworks. Each method's page "
+        'shows its flags in a "Run it elsewhere" table; this page shows which framework covers which method. '
+        "A mark links to the page or file the flags were read from. Source files: `catalog/frameworks/`; "
+        f"[contributing]({rel(FRAMEWORKS_PAGE, 'contributing.md')}) says how to add a framework or a method.",
+        "",
+        f"{len(covered)} methods in {len(frameworks)} frameworks.",
+        "",
+        "| method | " + " | ".join(md(f.name) for f in frameworks) + " |",
+        "|---|" + "---|" * len(frameworks),
+    ]
+    for mid in covered:
+        info = data.methods[mid]
+        cells = [link("✓", f.methods[mid].source) if mid in f.methods else "—" for f in frameworks]
+        lines.append(row(f"[{md(info.entry.name)}]({rel(FRAMEWORKS_PAGE, info.src)})", *cells))
+    lines += ["", "## How each map was checked", ""]
+    for f in frameworks:
+        lines += [
+            f"### {md(f.name)}",
+            "",
+            f"Version {md(f.version)}, checked {f.checked}. Docs: {link(md(f.docs), f.docs)}. "
+            f"Flags are written as {f.flag_style.value} options. {md(f.how_checked)}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
 # --- mkdocs events ---------------------------------------------------------------------------
 
 DATA: SiteData | None = None
@@ -1853,6 +1967,7 @@ GENERATED_PAGES = (
     "compare.md",
     "models.md",
     "datasets.md",
+    "frameworks.md",
 )
 
 
@@ -1925,6 +2040,7 @@ def on_config(config, **kwargs):
         {"How results are measured": "evidence.md"},
         {"Benchmarks": "benchmarks.md"},
         *_survey_table_nav(DATA),
+        *([{"Run it elsewhere": FRAMEWORKS_PAGE}] if DATA.catalog.frameworks else []),
         {"Contributing": "contributing.md"},
         {"Architecture": "architecture.md"},
         {"CLI reference": "cli.md"},
@@ -1993,6 +2109,8 @@ def on_files(files: Files, config, **kwargs):
         PAGES[MODELS_PAGE] = models_page(DATA)
     if DATA.catalog.benchmarks:
         PAGES[DATASETS_PAGE] = datasets_page(DATA)
+    if DATA.catalog.frameworks:
+        PAGES[FRAMEWORKS_PAGE] = frameworks_page(DATA)
     comparison = compare_page(reports_dir() / "compare")
     if comparison is not None:
         PAGES["compare.md"] = comparison

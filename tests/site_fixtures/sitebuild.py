@@ -33,6 +33,7 @@ ANATOMY = [
     "Results",
     "Related methods",
     "Implementations in other libraries",
+    "Run it elsewhere",
 ]
 # The sections every page of a method in that state has (a catalogued method has a "not runnable
 # yet" box instead of its run, metrics, notes and results).

@@ -1,5 +1,6 @@
 """Find, load and validate the catalog (``catalog/``: taxonomy.yaml, methods/<id>.yaml, papers/<id>.yaml,
-and the survey's tables: models/<id>.yaml for Table I, benchmarks/<id>.yaml for Table III).
+the survey's tables: models/<id>.yaml for Table I, benchmarks/<id>.yaml for Table III, and the
+per-framework flag maps: frameworks/<id>.yaml).
 
 Validation collects every problem before reporting, each as ``file:line: field: message``.
 YAML is read only through the safe loader (the C one when PyYAML has it); line numbers are worked
@@ -21,7 +22,16 @@ from posttrain.catalog import yamlsafe
 from posttrain.catalog.entry_sources import entry_source_findings
 from posttrain.catalog.paper_identity import arxiv_key, paper_findings
 from posttrain.catalog.paper_identity import normalise_title as normalise_title  # re-exported for callers
-from posttrain.catalog.schema import ARXIV_PATTERN, BenchmarkRow, MethodEntry, ModelRow, Paper, PaperRecord, Taxonomy
+from posttrain.catalog.schema import (
+    ARXIV_PATTERN,
+    BenchmarkRow,
+    Framework,
+    MethodEntry,
+    ModelRow,
+    Paper,
+    PaperRecord,
+    Taxonomy,
+)
 from posttrain.errors import UserError, one_line
 
 TAXONOMY_FILE = "taxonomy.yaml"
@@ -29,7 +39,14 @@ METHODS_DIR = "methods"
 PAPERS_DIR = "papers"
 MODELS_DIR = "models"  # the survey's Table I, one file per row
 BENCHMARKS_DIR = "benchmarks"  # the survey's Table III, one file per row
-_KIND = {PAPERS_DIR: "paper", METHODS_DIR: "method", MODELS_DIR: "model", BENCHMARKS_DIR: "benchmark"}
+FRAMEWORKS_DIR = "frameworks"  # one flag map per training framework (TRL, verl, ...)
+_KIND = {
+    PAPERS_DIR: "paper",
+    METHODS_DIR: "method",
+    MODELS_DIR: "model",
+    BENCHMARKS_DIR: "benchmark",
+    FRAMEWORKS_DIR: "framework",
+}
 FILE_LIMIT = 64 * 1024  # bytes in one YAML file: over ten times the largest today
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -78,7 +95,14 @@ class Catalog:
     broken: set[str] = field(default_factory=set)
     models: dict[str, ModelRow] = field(default_factory=dict)  # Table I rows by id
     benchmarks: dict[str, BenchmarkRow] = field(default_factory=dict)  # Table III rows by id
-    row_files: dict[str, Path] = field(default_factory=dict)  # "model:<id>" / "benchmark:<id>" -> file
+    row_files: dict[str, Path] = field(
+        default_factory=dict
+    )  # "model:<id>" / "benchmark:<id>" / "framework:<id>" -> file
+    frameworks: dict[str, Framework] = field(default_factory=dict)  # flag maps by framework id
+
+    def frameworks_of(self, method_id: str) -> list[Framework]:
+        """The frameworks whose flag map covers this method, in file order."""
+        return [f for f in self.frameworks.values() if method_id in f.methods]
 
     def models_trained_with(self, method_id: str) -> list[ModelRow]:
         """Table I rows whose RL method is this method."""
@@ -284,11 +308,14 @@ def load_catalog(root: Path | None = None) -> Catalog:
         cat.files[entry.id] = path
     _load_rows(cat, MODELS_DIR, ModelRow, cat.models)
     _load_rows(cat, BENCHMARKS_DIR, BenchmarkRow, cat.benchmarks)
+    _load_rows(cat, FRAMEWORKS_DIR, Framework, cat.frameworks)
     return cat
 
 
-def _load_rows(cat: Catalog, sub: str, model: type[ModelRow] | type[BenchmarkRow], into: dict[str, Any]) -> None:
-    """Rows of one survey table (one file each); the folder is optional."""
+def _load_rows(
+    cat: Catalog, sub: str, model: type[ModelRow] | type[BenchmarkRow] | type[Framework], into: dict[str, Any]
+) -> None:
+    """One file per row: a survey table's rows, or the framework flag maps; the folder is optional."""
     if not (cat.root / sub).is_dir():
         return
     for path, rel, data, text in _entries(cat.root, sub, cat.problems, cat.broken):
@@ -440,6 +467,7 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
                 )
             names_seen.setdefault(key, mid)
     problems += _table_row_problems(cat, at)
+    problems += _framework_problems(cat, at)
     if registered is not None:
         documented = {e.plugin for e in cat.methods.values() if e.plugin}
         for name, dist in sorted(registered.items()):
@@ -497,4 +525,40 @@ def _table_row_problems(cat: Catalog, at) -> list[Problem]:
                     f"'{bench.arxiv}' differs from paper '{bench.paper}' ({cat.papers[bench.paper].arxiv})",
                 )
             )
+    return out
+
+
+def _framework_problems(cat: Catalog, at) -> list[Problem]:
+    """A flag map's method ids must exist, and a flag said to hold a paper default must hold the entry's value."""
+    out: list[Problem] = []
+    for fid, framework in cat.frameworks.items():
+        path = cat.row_files[f"framework:{fid}"]
+        for mid, recipe in framework.methods.items():
+            if mid not in cat.methods:
+                if f"method:{mid}" not in cat.broken:
+                    out.append(
+                        Problem(
+                            *at(path, FRAMEWORKS_DIR, ("methods", mid)), f"methods.{mid}", f"unknown method id '{mid}'"
+                        )
+                    )
+                continue
+            defaults = cat.methods[mid].defaults
+            for flag, key in recipe.paper_defaults.items():
+                loc = ("methods", mid, "paper_defaults", flag)
+                dotted = ".".join(loc)
+                if flag not in recipe.flags:
+                    out.append(
+                        Problem(*at(path, FRAMEWORKS_DIR, loc), dotted, f"'{flag}' is not one of this method's flags")
+                    )
+                elif key not in defaults:
+                    out.append(
+                        Problem(
+                            *at(path, FRAMEWORKS_DIR, loc),
+                            dotted,
+                            f"method '{mid}' has no default '{key}' in its entry",
+                        )
+                    )
+                elif recipe.flags[flag] != defaults[key].value:
+                    message = f"{recipe.flags[flag]!r} differs from the entry's {key} = {defaults[key].value!r}"
+                    out.append(Problem(*at(path, FRAMEWORKS_DIR, ("methods", mid, "flags", flag)), dotted, message))
     return out

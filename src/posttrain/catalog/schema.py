@@ -467,6 +467,77 @@ class BenchmarkRow(Strict):
     note: str | None = Field(None, description="Caveats, e.g. where the survey cites a different paper.")
 
 
+# --- per-framework flag maps: catalog/frameworks/<id>.yaml (issue #21 item 3) -------------------
+
+
+class FlagStyle(str, Enum):
+    """How a framework takes its options, so a page can write the flags the way a user types them."""
+
+    python = "python"  # keyword arguments of a config class: GRPOConfig(loss_type="grpo")
+    cli = "cli"  # command-line options: --advantage_estimator group_norm
+    hydra = "hydra"  # Hydra overrides: algorithm.adv_estimator=grpo
+    yaml = "yaml"  # keys of a YAML config file: pref_loss: sigmoid
+
+
+FlagValue = Union[bool, int, float, str, list[Union[bool, int, float, str]]]  # noqa: UP007 (pydantic union)
+
+
+class FrameworkRecipe(Strict):
+    """How one framework runs one catalog method: its options, where they are documented, what differs."""
+
+    entry_point: str = Field(min_length=1, description="Class, script or stage that runs it, e.g. trl.GRPOTrainer.")
+    flags: dict[str, FlagValue] = Field(
+        min_length=1,
+        description="Option -> value that turns the paper's method on (names exactly as the framework spells them).",
+    )
+    config_class: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*$",
+        description="Importable dotted path of the class whose fields the flags are (checked by the tests when installed).",
+    )
+    paper_defaults: dict[str, str] = Field(
+        default_factory=dict,
+        description="Flag -> the method entry's `defaults` key its value comes from (the validator checks they agree).",
+    )
+    source: str = Field(
+        pattern=URL_PATTERN, description="Docs page or file (pinned to a tag or commit) stating the flags."
+    )
+    note: str | None = Field(None, min_length=1, description="Where the framework's version differs from the paper.")
+
+
+class Framework(Strict):
+    """One training framework's flag map: ``catalog/frameworks/<id>.yaml``."""
+
+    id: str = Field(pattern=ID_PATTERN, description="Equals the file name without .yaml.")
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1, description="The version (or commit) whose code or docs were read.")
+    checked: str = Field(description="YYYY-MM-DD: when the flags were checked against that version.")
+    how_checked: str = Field(min_length=1, description="What was read: the installed package, docs pages, files.")
+    docs: str = Field(pattern=URL_PATTERN, description="The framework's documentation.")
+    flag_style: FlagStyle
+    methods: dict[str, FrameworkRecipe] = Field(min_length=1, description="Method id -> how this framework runs it.")
+
+    @field_validator("checked", mode="before")
+    @classmethod
+    def _checked_as_text(cls, v: Any) -> Any:
+        return v.isoformat() if isinstance(v, _dt.date) else v
+
+    @field_validator("checked")
+    @classmethod
+    def _full_date(cls, v: str) -> str:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}$", v):
+            raise ValueError(f"'{v}' is not a full date (expected YYYY-MM-DD)")
+        return check_date(v)
+
+    @field_validator("methods")
+    @classmethod
+    def _method_ids(cls, v: dict[str, FrameworkRecipe]) -> dict[str, FrameworkRecipe]:
+        bad = [m for m in v if not re.match(ID_PATTERN, m)]
+        if bad:
+            raise ValueError(f"not method ids: {', '.join(bad)}")
+        return v
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     return {
         "method": MethodEntry.model_json_schema(),
@@ -474,4 +545,5 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "taxonomy": Taxonomy.model_json_schema(),
         "model": ModelRow.model_json_schema(),
         "benchmark": BenchmarkRow.model_json_schema(),
+        "framework": Framework.model_json_schema(),
     }
