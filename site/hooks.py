@@ -59,6 +59,7 @@ from untrusted import (
 
 from posttrain import registry, stats
 from posttrain.catalog import load as catalog_module
+from posttrain.catalog.frameworks import written_flags
 from posttrain.catalog.schema import MethodEntry
 from posttrain.catalog.textsafety import safe_url
 from posttrain.cli.configinfo import FieldInfo, config_fields, module_file
@@ -1848,38 +1849,11 @@ FRAMEWORKS_PAGE = "frameworks.md"
 PAPER_MARK = "†"  # after a flag whose value is the paper's (validate checks it equals the entry's default)
 
 
-def python_flag(name: str, value: Any) -> str:
-    """A keyword argument of a config class: loss_type="grpo", use_peft=True."""
-    return f"{name}={value!r}" if not isinstance(value, str) else f"{name}={json.dumps(value)}"
-
-
-def cli_flag(name: str, value: Any) -> str:
-    """A command-line option: --eps_clip 0.2, --use_kl_loss for a switch, --eps_clip_low_high 0.2 0.28 for a list."""
-    if value is True:
-        return f"--{name}"
-    values = value if isinstance(value, list) else [value]
-    return f"--{name} " + " ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
-
-
-def hydra_flag(name: str, value: Any) -> str:
-    """A Hydra override: algorithm.adv_estimator=grpo, actor_rollout_ref.actor.use_kl_loss=true."""
-    return f"{name}={json.dumps(value) if isinstance(value, list | bool) else value}"
-
-
-def yaml_flag(name: str, value: Any) -> str:
-    """A key of a YAML config file: pref_loss: sigmoid, use_dora: true."""
-    return f"{name}: {json.dumps(value) if isinstance(value, list | bool) else value}"
-
-
-FLAG_WRITERS = {"python": python_flag, "cli": cli_flag, "hydra": hydra_flag, "yaml": yaml_flag}
-
-
 def flags_cell(framework: Any, recipe: Any) -> str:
     """A recipe's flags as the framework takes them, one code span a line; paper values marked."""
-    write = FLAG_WRITERS[framework.flag_style.value]
     spans = [
-        code_text(write(name, value)) + (PAPER_MARK if name in recipe.paper_defaults else "")
-        for name, value in recipe.flags.items()
+        code_text(text) + (PAPER_MARK if name in recipe.paper_defaults else "")
+        for name, text in zip(recipe.flags, written_flags(framework, recipe), strict=True)
     ]
     return "<br>".join(spans)
 

@@ -51,6 +51,16 @@ def test_show_prints_paper_objective_and_config_table(cli):
     assert "beta" in out and "0.1" in out and "β" in out
 
 
+def test_show_prints_practice_and_other_frameworks(cli):
+    code, out = cli("show", "grpo")
+    assert code == 0
+    assert "Use it when" in out and "Avoid it when" in out
+    assert "Run it elsewhere" in out and 'TRL 1.16.0 (trl.GRPOTrainer): loss_type="grpo"' in out
+    assert "algorithm.adv_estimator=grpo" in out  # verl's Hydra overrides
+    code, out = cli("show", "gptq")  # catalogued, no framework map: neither section
+    assert code == 0 and "Run it elsewhere" not in out
+
+
 def test_show_unknown_suggests(cli):
     code, out = cli("show", "dpoo")
     assert code == 2 and "did you mean dpo" in out

@@ -55,6 +55,8 @@ def test_show_formats(cli):
     assert {"option": "beta", "type": "float"}.items() <= next(
         f for f in record["config"] if f["option"] == "beta"
     ).items()
+    trl = next(f for f in record["frameworks"] if f["framework"] == "TRL")
+    assert trl["version"] == "1.16.0" and any(flag.startswith("loss_type=") for flag in trl["flags"])
     code, out = cli("show", "dpo", "--format", "csv")
     fields = {r["option"]: r for r in csv.DictReader(io.StringIO(out))}
     assert fields["beta"]["default"] == "0.1" and "KL" in fields["beta"]["description"]

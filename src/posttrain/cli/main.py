@@ -106,12 +106,13 @@ def show(
     if entry is None:
         raise UserError(f"no method '{method}' in the catalog{suggest(method, list(cat.methods))}")
     fields = _config_rows(entry.plugin)
+    frameworks = _framework_records(cat, entry.id)
     if format_ == "json":
-        console.out(json.dumps(_entry_record(entry, fields), indent=2, default=str))
+        console.out(json.dumps(_entry_record(entry, fields, frameworks), indent=2, default=str))
     elif format_ == "csv":
         print_rows(console, CONFIG_COLUMNS, fields or [], "csv")
     else:
-        _show_text(entry, fields)
+        _show_text(entry, fields, frameworks)
 
 
 CONFIG_COLUMNS = ["option", "type", "default", "description"]
@@ -131,7 +132,7 @@ def _config_rows(plugin: str | None) -> list[dict[str, Any]] | None:
     ]
 
 
-def _entry_record(entry, fields: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _entry_record(entry, fields: list[dict[str, Any]] | None, frameworks: list[dict[str, Any]]) -> dict[str, Any]:
     papers = [{"title": p.title, "authors": list(p.authors), "year": p.year, "link": p.link} for p in entry.papers]
     return {
         "id": entry.id,
@@ -144,10 +145,51 @@ def _entry_record(entry, fields: list[dict[str, Any]] | None) -> dict[str, Any]:
         "plugin": entry.plugin,
         "status_note": entry.status_note,
         "config": fields,
+        "frameworks": frameworks,
     }
 
 
-def _show_text(entry, fields: list[dict[str, Any]] | None) -> None:
+def _framework_records(cat, method_id: str) -> list[dict[str, Any]]:
+    """How other frameworks run this method (catalog/frameworks/), as ``catalog show`` prints it."""
+    from posttrain.catalog.frameworks import written_flags
+
+    return [
+        {
+            "framework": f.name,
+            "version": f.version,
+            "checked": f.checked,
+            "entry_point": f.methods[method_id].entry_point,
+            "flags": written_flags(f, f.methods[method_id]),
+            "source": f.methods[method_id].source,
+            "note": f.methods[method_id].note,
+        }
+        for f in cat.frameworks_of(method_id)
+    ]
+
+
+def _show_practice(entry) -> None:
+    """The practitioner fields, one line per claim with its source (the site page has them all)."""
+    for title, claims in (
+        ("Use it when", entry.when_to_use),
+        ("Avoid it when", entry.avoid_when),
+        ("Failure modes", entry.failure_modes),
+    ):
+        if claims:
+            console.print(f"\n[bold]{title}[/bold]")
+            for claim in claims:
+                console.print(f"- {claim.text} ({claim.source})", markup=False, highlight=False)
+
+
+def _show_frameworks(records: list[dict[str, Any]]) -> None:
+    if not records:
+        return
+    console.print("\n[bold]Run it elsewhere[/bold] (flags checked against the version shown)")
+    for r in records:
+        console.print(f"- {r['framework']} {r['version']} ({r['entry_point']}): {' '.join(r['flags'])}", markup=False)
+        console.print(f"  {r['source']}", markup=False, highlight=False)
+
+
+def _show_text(entry, fields: list[dict[str, Any]] | None, frameworks: list[dict[str, Any]]) -> None:
     console.print(f"[bold]{entry.name}[/bold] ({entry.id})  family: {entry.family}  status: {entry.status.value}")
     console.print(entry.summary)
     console.print("\n[bold]Objective[/bold]")
@@ -156,6 +198,8 @@ def _show_text(entry, fields: list[dict[str, Any]] | None) -> None:
     for p in entry.papers:
         authors = ", ".join(p.authors[:3]) + (" et al." if len(p.authors) > 3 else "")
         console.print(f"- {p.title} ({authors}, {p.year}) {p.link}", markup=False)
+    _show_practice(entry)
+    _show_frameworks(frameworks)
     if entry.plugin is None:
         console.print(f"\nNot runnable (status catalogued). {entry.status_note or ''}")
         return
@@ -264,9 +308,7 @@ def run(
     force_resume: Annotated[
         bool, typer.Option("--force-resume", help="Resume although the options differ from the run's.")
     ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace the run already in --output-dir.")
-    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --output-dir.")] = False,
     trust_remote_code: Annotated[
         bool, typer.Option("--trust-remote-code", help="Allow model code from the hub.")
     ] = False,
