@@ -1,7 +1,8 @@
 """Kahneman-Tversky Optimization (KTO): alignment from unpaired desirable / undesirable examples.
 
 Paper: Ethayarajh, Xu, Muennighoff, Jurafsky, Kiela, 2024, "KTO: Model Alignment as Prospect
-Theoretic Optimization", arXiv:2402.01306, Eq. 7 as TRL cites it (loss), and the paper's KL estimate z0.
+Theoretic Optimization", arXiv:2402.01306: the loss is Eq. 8 in arXiv v5 (Eq. 7 in the early versions, written
+E[w(y)(1 - v_KTO)]), and the paper's KL estimate z0.
 Catalog entry: catalog/methods/kto.yaml.
 
     catalog run kto                                   # embedded tiny model, pairs unpaired
