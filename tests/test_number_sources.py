@@ -8,6 +8,9 @@
 3. Where such a unit, or a paragraph of README / CONTRIBUTING / a site page, names report files,
    both numbers of each ``X -> Y`` appear in one of them (within the rounding the text shows;
    ``78.4%`` matches 0.784).
+4. An entry's practitioner claims (when_to_use, avoid_when, failure_modes, the cost and data
+   amount) that cite a report are units too, and every ``p = X`` in them, as in the status notes,
+   is a p-value of the report they cite.
 """
 
 from __future__ import annotations
@@ -53,9 +56,19 @@ def docstring_units() -> list[tuple[str, str]]:
         doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
         found += [(path.name, u) for u in units(doc)]
     for path in ENTRIES:
-        note = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("status_note") or ""
-        found.append((path.name, note))
+        entry = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        found.append((path.name, entry.get("status_note") or ""))
+        found += [(path.name, claim) for claim in report_claims(entry)]
     return found
+
+
+def report_claims(entry: dict) -> list[str]:
+    """The entry's practitioner claims that cite a committed report, each with its source appended."""
+    claims = [*entry.get("when_to_use", []), *entry.get("avoid_when", []), *entry.get("failure_modes", [])]
+    claims += [
+        c for c in ((entry.get("compute") or {}).get("cost_vs_sft"), (entry.get("data") or {}).get("amount")) if c
+    ]
+    return [f"{c['text']} ({c['source']})" for c in claims if str(c.get("source", "")).startswith("reports/")]
 
 
 def changes(text: str) -> list[tuple[str, str]]:
@@ -106,6 +119,40 @@ def test_changes_match_the_reports_they_name():
     assert not wrong, "figures that the reports they cite do not hold:\n" + "\n".join(wrong)
 
 
+P_VALUE = re.compile(r"\bp = (\d+(?:\.\d+)?(?:e-\d+)?)")
+
+
+def p_values(report: dict) -> list[float]:
+    """Every ``p`` a report holds, at any depth."""
+    if isinstance(report, dict):
+        own = [float(report["p"])] if isinstance(report.get("p"), (int, float)) else []
+        return own + [v for x in report.values() for v in p_values(x)]
+    if isinstance(report, list):
+        return [v for x in report for v in p_values(x)]
+    return []
+
+
+def same_p(text: str, value: float) -> bool:
+    """``0.027`` matches 0.02712 and ``5.3e-06`` matches 5.269e-06: equal at the digits written."""
+    mantissa = text.split("e")[0]
+    digits = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    exponent = int(text.split("e")[1]) if "e" in text else 0
+    return abs(value - float(text)) <= 0.5 * 10 ** (exponent - digits) + 1e-15
+
+
+def test_p_values_match_the_reports_they_name():
+    wrong = []
+    for name, unit in docstring_units():
+        reports = [ROOT / p for p in cited_paths(unit) if p.endswith(".json") and (ROOT / p).is_file()]
+        if not reports:
+            continue
+        found = [v for r in reports for v in p_values(json.loads(r.read_text(encoding="utf-8")))]
+        for text in P_VALUE.findall(unit):
+            if not any(same_p(text, v) for v in found):
+                wrong.append(f"  {name}: p = {text} not in {[str(r.relative_to(ROOT)) for r in reports]}")
+    assert not wrong, "p-values that the reports they cite do not hold:\n" + "\n".join(wrong)
+
+
 def test_the_checks_catch_unsourced_figures():
     """The heuristics flag the issue's three examples of exploratory numbers and pass a cited one."""
     examples = [
@@ -118,3 +165,7 @@ def test_the_checks_catch_unsourced_figures():
     assert SOURCE.search(cited) and changes(cited) == [("78.4%", "68.8%")]
     values = leaves(json.loads((ROOT / "reports" / "runs" / "kto.json").read_text(encoding="utf-8")))
     assert in_report("78.4%", values) and in_report("68.8%", values) and not in_report("66.2%", values)
+    assert same_p("0.027", 0.02712) and same_p("5.3e-06", 5.269e-06)
+    assert not same_p("0.028", 0.02712) and not same_p("5.4e-06", 5.269e-06)
+    claim = {"failure_modes": [{"text": "p = 0.5 here.", "source": "reports/runs/kto.json"}]}
+    assert report_claims(claim) == ["p = 0.5 here. (reports/runs/kto.json)"]
