@@ -124,6 +124,15 @@ FILLED_CATALOGUED = [
     "rag",
     "orm",
     "react",
+    "peft",
+    "offline-batch-rl",
+    "mcts-dpo",
+    "implicit-prm",
+    "r1-distill",
+    "r1-zero",
+    "r1-cold-start",
+    "r1-reasoning-rl",
+    "r1-alignment-rl",
 ]
 NO_COMPUTE |= {
     "search-against-verifiers",
@@ -132,6 +141,13 @@ NO_COMPUTE |= {
     "rag",
     "orm",
     "react",
+    "offline-batch-rl",
+    "mcts-dpo",
+    "r1-distill",
+    "r1-zero",
+    "r1-cold-start",
+    "r1-reasoning-rl",
+    "r1-alignment-rl",
 }
 
 
