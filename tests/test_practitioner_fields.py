@@ -133,6 +133,14 @@ FILLED_CATALOGUED = [
     "r1-cold-start",
     "r1-reasoning-rl",
     "r1-alignment-rl",
+    "gae",
+    "trpo",
+    "self-critique",
+    "satori",
+    "reft",
+    "oreo",
+    "minillm",
+    "malt",
 ]
 NO_COMPUTE |= {
     "search-against-verifiers",
@@ -148,6 +156,14 @@ NO_COMPUTE |= {
     "r1-cold-start",
     "r1-reasoning-rl",
     "r1-alignment-rl",
+    "gae",
+    "trpo",
+    "self-critique",
+    "satori",
+    "reft",
+    "oreo",
+    "minillm",
+    "malt",
 }
 
 
