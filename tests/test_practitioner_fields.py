@@ -141,6 +141,13 @@ FILLED_CATALOGUED = [
     "oreo",
     "minillm",
     "malt",
+    "iterative-rm",
+    "implicit-reward",
+    "genrm",
+    "explicit-reward",
+    "chain-of-preference-optimization",
+    "actor-critic",
+    "stream-of-search",
 ]
 NO_COMPUTE |= {
     "search-against-verifiers",
@@ -164,6 +171,13 @@ NO_COMPUTE |= {
     "oreo",
     "minillm",
     "malt",
+    "iterative-rm",
+    "implicit-reward",
+    "genrm",
+    "explicit-reward",
+    "chain-of-preference-optimization",
+    "actor-critic",
+    "stream-of-search",
 }
 
 
