@@ -9,7 +9,8 @@ plugin's ``Config`` and docstring statically (``ast``, no torch), and reads the 
 - ``branches/<id>/index.md``      one page per branch of the survey's taxonomy
 - ``families/<id>/index.md``      one page per family
 - ``methods/<id>.md``             one page per method: a "Use it" block when it runs (``method_use.py``),
-                                  a "not runnable yet" box when it has no plugin; empty sections left out
+                                  a "not runnable yet" box and its practitioner fields ("In practice")
+                                  when it has no plugin; empty sections left out
 - ``papers.md``                   the papers index (filterable, searchable)
 - ``status.md``                   the status matrix (runnable, CPU and GPU smoke, held-out verdict, last verified)
                                   and the GPU check's results (``reports/gpu/``), or "not measured on GPU yet"
@@ -497,6 +498,7 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
         lines += ["## Use it", "", *use_it_section(data, info), ""]
     elif info.state == "catalogued":
         lines += not_runnable_box(data, info)
+        lines += in_practice_section(data, info)
     lines += ["## Papers", "", *papers_section(info), ""]
     lines += lineage_section(data, info)
     if info.state != "catalogued":
@@ -626,6 +628,12 @@ def not_runnable_box(data: SiteData, info: MethodInfo) -> list[str]:
         ]
         out.append("")
     return out
+
+
+def in_practice_section(data: SiteData, info: MethodInfo) -> list[str]:
+    """A catalogued method's practitioner fields (a runnable one has them in "Use it"); nothing without them."""
+    advice = method_use.advice_part(info.entry, inline_md, lambda source, where: cite_source(data, source, where))
+    return ["## In practice", "", *advice] if advice else []
 
 
 def use_it_section(data: SiteData, info: MethodInfo) -> list[str]:

@@ -368,6 +368,18 @@ def test_every_runnable_method_page_has_a_use_it_block(real_site: Path, catalog)
         assert "(IA)^3" not in use
 
 
+def test_every_page_shows_its_entry_practitioner_fields(real_site: Path, catalog) -> None:
+    """Runnable methods show them in "Use it", catalogued ones in "In practice" (#21 item 2)."""
+    for mid, entry in catalog.methods.items():
+        if not entry.when_to_use:
+            continue
+        text = text_of((real_site / "methods" / f"{mid}.html").read_text(encoding="utf-8"))
+        assert "When to use it" in text, mid
+        assert entry.when_to_use[0].text.split()[0] in text, mid
+    rag = text_of((real_site / "methods" / "rag.html").read_text(encoding="utf-8"))
+    assert "In practice" in rag and "Not runnable yet" in rag
+
+
 def test_use_it_parts_come_from_the_plugin_and_its_config(tmp_path: Path) -> None:
     out = sb.build_site(
         tmp_path / "build",

@@ -25,6 +25,7 @@ FIXTURES = Path(__file__).resolve().parent
 ANATOMY = [
     "Objective",
     "Use it",
+    "In practice",  # a catalogued method's practitioner fields (a runnable one has them in "Use it")
     "Papers",
     "Lineage",
     "How to run it",
@@ -38,11 +39,11 @@ ANATOMY = [
 # The sections every page of a method in that state has (a catalogued method has a "not runnable
 # yet" box instead of its run, metrics, notes and results).
 REQUIRED = {
-    "runnable": ["Objective", "Use it", "Papers", "How to run it", ANATOMY[6], "Results"],
-    "plugin-missing": ["Objective", "Papers", "How to run it", ANATOMY[6], "Results"],
+    "runnable": ["Objective", "Use it", "Papers", "How to run it", ANATOMY[7], "Results"],
+    "plugin-missing": ["Objective", "Papers", "How to run it", ANATOMY[7], "Results"],
     "catalogued": ["Objective", "Papers"],
 }
-NOT_FOR_CATALOGUED = ["Use it", "How to run it", "Logged metrics", ANATOMY[6], "Results"]
+NOT_FOR_CATALOGUED = ["Use it", "How to run it", "Logged metrics", ANATOMY[7], "Results"]
 
 
 def anatomy_problem(headings: list[str], state: str) -> str | None:
