@@ -29,6 +29,7 @@ NO_COMPUTE = {
     "speculative-rejection",
     "particle-filtering",
     "rlaif",
+    "ttrl",
 }
 FILLED = [
     "sft",
@@ -54,6 +55,7 @@ FILLED = [
     "particle-filtering",
     "rlaif",
     "remax",
+    "ttrl",
 ]
 
 

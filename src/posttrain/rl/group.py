@@ -1,4 +1,4 @@
-"""The group-RL recipe (grpo, dr-grpo, dapo, gspo, cispo, sapo, gmpo, on-policy-distillation): sample
+"""The group-RL recipe (grpo, dr-grpo, dapo, gspo, cispo, sapo, gmpo, ttrl, on-policy-distillation): sample
 G completions per prompt, score them, turn the rewards into advantages, then take ``policy_epochs``
 passes of mini-batch updates over the rollout. A plugin passes its advantage estimator and its objective.
 
