@@ -1,7 +1,8 @@
 """`catalog run grpo|dr-grpo|dapo|gspo|lite-ppo` with no options learn on the embedded task: over 3 sampling
 seeds, every seed raises held-out greedy exact match and the pooled paired test is significant;
 the held-out sampled reward (one sample per prompt) does not fall significantly. cispo, sapo and gmpo
-do not at their defaults (reports/runs/cispo.json, sapo.json, gmpo.json; their entries say so): they
+do not at their defaults (reports/runs/cispo.json, sapo.json, gmpo.json; their entries say so), and
+ttrl (rewarded by its own majority vote, not the answer) lowers it (reports/runs/ttrl.json): they
 are strict xfails, so a change that makes them learn fails here until the entries are updated.
 Real runs in subprocesses (1-2 minutes each on 2 CPU cores, one thread).
 Run with: python -m pytest -m slow tests/test_grpo_learning.py"""
@@ -36,6 +37,12 @@ def _run(method, out, seed):
 NO_GAIN_AT_DEFAULTS = pytest.mark.xfail(
     strict=True, raises=AssertionError, reason="no significant pooled gain at its defaults (its entry says so)"
 )
+# documented: the majority-vote pseudo-labels lower held-out exact match at its defaults (catalog/methods/ttrl.yaml)
+PSEUDO_LABELS_HARM = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the vote's pseudo-labels lower held-out exact match at its defaults (reports/runs/ttrl.json)",
+)
 METHODS = [
     "grpo",
     "dr-grpo",
@@ -43,6 +50,7 @@ METHODS = [
     "gspo",
     "lite-ppo",  # reports/runs/lite-ppo.json: about 20 s per seed
     *(pytest.param(m, marks=NO_GAIN_AT_DEFAULTS) for m in ("cispo", "sapo", "gmpo")),
+    pytest.param("ttrl", marks=PSEUDO_LABELS_HARM),
 ]
 
 

@@ -59,6 +59,7 @@ NO_COMPUTE = {
     "mpo",
     "exo-pair",
     "sppo-hard",
+    "ttrl",
 }
 FILLED = [
     "sft",
@@ -138,6 +139,7 @@ FILLED = [
     "apo-zero",
     "apo-down",
     "discopop",
+    "ttrl",
 ]
 
 

@@ -1,5 +1,5 @@
-"""The group-RL recipe (grpo, dr-grpo, dapo, gspo, cispo, sapo, gmpo, lite-ppo, on-policy-distillation): sample
-G completions per prompt, score them, turn the rewards into advantages, then take ``policy_epochs``
+"""The group-RL recipe (grpo, dr-grpo, dapo, gspo, cispo, sapo, gmpo, lite-ppo, ttrl,
+on-policy-distillation): sample G completions per prompt, score them, turn the rewards into advantages, then take ``policy_epochs``
 passes of mini-batch updates over the rollout. A plugin passes its advantage estimator and its objective.
 
 One rollout feeds ``steps_per_rollout`` optimizer steps (``posttrain.rl.rollout.BatchSemantics``):
@@ -18,6 +18,7 @@ import torch
 
 from posttrain.data import task_records
 from posttrain.errors import UserError
+from posttrain.evaluation import reference_of
 from posttrain.generation.logprobs import completion_logprobs, completion_logprobs_and_entropies
 from posttrain.generation.sampler import Sampling
 from posttrain.generation.vllm_engine import VLLMEngine
@@ -291,15 +292,19 @@ def standardised_advantages(std_epsilon: float) -> Callable[[Rollout], torch.Ten
     return lambda rollout: group_advantages(rollout.grouped(rollout.rewards), std_epsilon).reshape(-1)
 
 
-def train_with_group_advantages(cfg, ctx: RunContext, name: str, loss: Callable, *loss_args) -> RunResult:
+def train_with_group_advantages(
+    cfg, ctx: RunContext, name: str, loss: Callable, *loss_args, **rollout_options
+) -> RunResult:
     """``train_group_policy`` with GRPO's standardised advantages (``cfg.std_epsilon``), the KL
     reference kept when ``cfg.beta`` > 0, and the token loss ``loss(logps, old, ref, adv, mask,
-    *loss_args, **options)`` (``options``: ``shaping`` when a GroupConfig option is on)."""
+    *loss_args, **options)`` (``options``: ``shaping`` when a GroupConfig option is on).
+    ``rollout_options``: ``make_rollout`` and ``score`` of ``train_group_policy``."""
 
     def objective(sampling: Sampling) -> Objective:
         return lambda logps, old, ref, adv, mask, **options: loss(logps, old, ref, adv, mask, *loss_args, **options)
 
-    return train_group_policy(cfg, ctx, name, standardised_advantages(cfg.std_epsilon), objective, beta=cfg.beta)
+    advantages = standardised_advantages(cfg.std_epsilon)
+    return train_group_policy(cfg, ctx, name, advantages, objective, beta=cfg.beta, **rollout_options)
 
 
 def train_group_policy(
@@ -310,6 +315,7 @@ def train_group_policy(
     objective: Callable[[Sampling], Objective],
     beta: float = 0.0,
     make_rollout: Callable[..., Rollout] | None = None,
+    score: Callable[[Rollout], Rollout] | None = None,
 ) -> RunResult:
     """Sample -> score -> old/ref log-probs -> advantages, then ``objective`` on micro-batches.
 
@@ -318,6 +324,9 @@ def train_group_policy(
     sample)`` replaces plain sampling + scoring of ``prompts_for(0)`` (DAPO's dynamic sampling:
     ``prompts_for(k)`` is the k-th refill batch, ``sample(prompts)`` a scored rollout). With a
     ``GroupConfig`` option on, the loss function is also given ``shaping=TokenShaping`` (``token_shaping``).
+    ``score(rollout)`` replaces the config's rewards on training rollouts (TTRL's label-free
+    majority vote); held-out evaluation keeps them, and skips the sampled reward when no held-out
+    record has a reference answer (a prompt-only dataset).
     """
     shaped = shaping_enabled(cfg)
     check_options(cfg, ctx)
@@ -339,12 +348,13 @@ def train_group_policy(
     counts = parameter_counts(policy)
     ctx.log(0, counts)
     eval_tokens = cfg.max_new_tokens or (8 if embedded else 128)
-    before = evaluate_policy(policy, tokenizer, heldout_records, reward_fn, sampling, eval_tokens)
+    eval_reward = reward_fn if score is None or any(reference_of(r) is not None for r in heldout_records) else None
+    before = evaluate_policy(policy, tokenizer, heldout_records, eval_reward, sampling, eval_tokens)
     loss_of = objective(sampling)
 
     def sample(prompts: list[dict]) -> Rollout:
         rollout = sample_completions(policy, tokenizer, prompts, cfg.num_generations, sampling, engine)
-        return score_rollout(rollout, reward_fn)
+        return score(rollout) if score else score_rollout(rollout, reward_fn)
 
     def make(index: int) -> Rollout:
         def prompts_for(round_: int) -> list[dict]:  # round > 0: refills (DAPO), a distinct deterministic batch
@@ -415,7 +425,7 @@ def train_group_policy(
                             rows = slice(first, first + semantics.micro_batch)
                             trainer.step(*micro_batch_loss(rollout, rows, step * semantics.grad_accum + micro))
     loop = trainer.result
-    after = evaluate_policy(policy, tokenizer, heldout_records, reward_fn, sampling, eval_tokens)
+    after = evaluate_policy(policy, tokenizer, heldout_records, eval_reward, sampling, eval_tokens)
     timing = {
         "generate_seconds": round(generate_seconds, 2),
         "generate_share": round(generate_seconds / max(loop.seconds, 1e-9), 3),

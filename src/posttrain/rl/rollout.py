@@ -364,8 +364,11 @@ def evaluate_policy(
     """Greedy exact match (when records have answers) and the mean reward of one sampled completion
     per held-out prompt at the training temperature (what the RL objective raises; ``sampling`` is a
     ``posttrain.generation.sampler.Sampling``); each prompt's reward is kept for the run's paired
-    statistics (``posttrain.outcomes``, a per-problem score)."""
+    statistics (``posttrain.outcomes``, a per-problem score). ``reward_fn`` None: no sampled reward
+    (a label-free run on prompts without answers)."""
     em = exact_match(model, tokenizer, records, max_new_tokens=eval_max_new_tokens)["exact_match"]
+    if reward_fn is None:
+        return {"exact_match": em, "reward": None}
     local = replace(sampling, backend="hf" if sampling.backend == "hf" else "native")  # not vLLM's stale weights
     rewards: list[float] = []
     for start in range(0, len(records), 256):
