@@ -57,6 +57,7 @@ from untrusted import (
 
 from posttrain import registry, stats
 from posttrain.catalog import load as catalog_module
+from posttrain.catalog.parity import load_parity
 from posttrain.catalog.schema import MethodEntry
 from posttrain.catalog.textsafety import safe_url
 from posttrain.cli.configinfo import FieldInfo, config_fields, module_file
@@ -108,6 +109,7 @@ class SiteData:
     runs: dict[str, dict[str, Any]]  # method id -> summary.json
     papers: list[dict[str, Any]]  # awesome-list records, normalised
     reports_dir: Path
+    parity: dict[str, list[Any]] = field(default_factory=dict)  # method id -> ParityCheck rows (catalog/parity.yaml)
 
 
 def reports_dir() -> Path:
@@ -275,7 +277,8 @@ def load_site_data() -> SiteData:
         methods[mid] = info
     folder = reports_dir()
     smoke, runs = load_reports(folder)
-    return SiteData(cat, methods, smoke, runs, load_papers(cat), folder)
+    parity = load_parity(cat.root).methods
+    return SiteData(cat, methods, smoke, runs, load_papers(cat), folder, parity)
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -502,6 +505,8 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
             lines += ["## Logged metrics", "", "| metric | meaning |", "|---|---|"]
             lines += [f"| {code_text(m.name)} | {inline_md(m.description)} |" for m in e.metrics] + [""]
         lines += ["## Implementation notes and deviations from the paper", "", *notes_section(info), ""]
+    lines += parity_section(data, info)
+    if info.state != "catalogued":
         lines += ["## Results", "", *results_section(data, info), ""]
     lines += related_sections(data, info)
     lines += survey_table_links(data, info)
@@ -648,6 +653,28 @@ def cite_source(data: SiteData, source: str, where: str | None) -> str:
     if record is None:
         return code_text(source) + place
     return link(md(record.title), record.link) + place
+
+
+def parity_section(data: SiteData, info: MethodInfo) -> list[str]:
+    """The "Reference parity" section: the tests that compare this method's loss with a reference implementation's
+    own code (catalog/parity.yaml, which tests/test_parity_table.py keeps complete). None: no section."""
+    checks = data.parity.get(info.entry.id, [])
+    if not checks:
+        return []
+    out = [
+        "## Reference parity",
+        "",
+        "The loss is compared with the reference implementation's own code on the same random inputs "
+        f"(listed in {report_link('catalog/parity.yaml')}; "
+        f"[how parity is checked]({rel(info.src, 'evidence.md')}#reference-parity)):",
+        "",
+        "| reference | test | compares | tolerance | dtype |",
+        "|---|---|---|---|---|",
+    ]
+    out += [
+        row(md(c.reference), code_text(c.test), md(c.compares), md(c.tolerance), code_text(c.dtype)) for c in checks
+    ]
+    return [*out, ""]
 
 
 def report_link(path: str) -> str:
