@@ -90,6 +90,14 @@ def test_reference_parity_section_comes_from_the_parity_table(real_site: Path, c
     assert "float64" in grpo and "absolute 1e-6" in grpo
 
 
+def test_an_option_entry_shows_its_command_and_report(real_site: Path, catalog) -> None:
+    page = (real_site / "methods" / "high-entropy-token-rl.html").read_text(encoding="utf-8")
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "An option of grpo" in text and "catalog run grpo --set top_entropy_fraction=0.2" in text
+    assert "From reports/runs/grpo-top-entropy.json" in text and "Run on the embedded task" in text
+    assert "0.794" in text  # the report's before value, seed 0
+
+
 def test_taxonomy_figure_links_every_method(real_site: Path, catalog) -> None:
     page = (real_site / "taxonomy.html").read_text(encoding="utf-8")
     assert page.count('<svg class="taxonomy-svg"') == 1

@@ -167,6 +167,16 @@ def _show_text(entry, fields: list[dict[str, Any]] | None) -> None:
     print_rows(console, ["option", "default", "description"], shown, "table")
 
 
+def plugin_config_fields(specs: dict, plugin: str) -> set[str] | None:
+    """The Config field names of a registered plugin, read from its source without importing it
+    (None when it is not registered or its source is not found)."""
+    from posttrain.cli.configinfo import config_fields
+
+    if plugin not in specs:
+        return None
+    return {f.name for f in config_fields(specs[plugin].target)} or None
+
+
 @app.command()
 def validate(
     path: Annotated[Path | None, typer.Argument(help="Catalog folder or one entry file.")] = None,
@@ -189,8 +199,9 @@ def validate(
             root = root.parent
     elif path is not None and not path.exists():
         raise UserError(f"{path} does not exist")
-    registered = {name: spec.distribution for name, spec in discover().items()}
-    cat, problems = run_validation(root, registered)
+    specs = discover()
+    registered = {name: spec.distribution for name, spec in specs.items()}
+    cat, problems = run_validation(root, registered, lambda plugin: plugin_config_fields(specs, plugin))
     if only_file:
         problems = [p for p in problems if p.file.endswith("/" + only_file)]
     for p in problems:
