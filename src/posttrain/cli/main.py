@@ -142,6 +142,7 @@ def _entry_record(entry, fields: list[dict[str, Any]] | None) -> dict[str, Any]:
         "objective": entry.objective.strip(),
         "papers": papers,
         "plugin": entry.plugin,
+        "run_as": entry.run_as.model_dump() if entry.run_as else None,
         "status_note": entry.status_note,
         "config": fields,
     }
@@ -162,6 +163,11 @@ def _show_text(entry, fields: list[dict[str, Any]] | None) -> None:
     if fields is None:
         console.print(f"\nPlugin '{entry.plugin}' is not installed.")
         return
+    if entry.run_as is not None:
+        sets = " ".join(f"--set {k}={v}" for k, v in entry.run_as.set.items())
+        console.print(
+            f"\nRuns as: catalog run {entry.plugin} {sets} (the defaults below are {entry.plugin}'s)", markup=False
+        )
     console.print(f"\n[bold]catalog run {entry.id}[/bold] --set OPTION=VALUE")
     shown = [r | {"default": repr(r["default"])} for r in fields]
     print_rows(console, ["option", "default", "description"], shown, "table")
