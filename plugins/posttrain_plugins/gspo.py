@@ -113,7 +113,9 @@ def token_log_ratio(logps: torch.Tensor, old_logps: torch.Tensor, mask: torch.Te
     Its value is log s_i on every token; its gradient is that of the token's own log-prob, so
     d s_{i,t} / d log pi(y_t) = s_i, and (1/|o_i|) sum_t s_{i,t} has GSPO's gradient s_i / |o_i| per token.
     """
-    return torch.log(sequence_ratio(logps.detach(), old_logps, mask))[:, None] + logps - logps.detach()
+    lengths = mask.sum(-1).clamp(min=1)
+    log_s = ((logps.detach() - old_logps) * mask).sum(-1) / lengths  # log s_i, no exp/log round trip
+    return log_s[:, None] + logps - logps.detach()
 
 
 def gspo_token_loss(
