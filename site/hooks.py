@@ -37,6 +37,7 @@ import logging
 import os
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -61,6 +62,7 @@ from untrusted import (
 from posttrain import registry, stats
 from posttrain.catalog import load as catalog_module
 from posttrain.catalog.frameworks import written_flags
+from posttrain.catalog.parity import load_parity
 from posttrain.catalog.schema import MethodEntry
 from posttrain.catalog.textsafety import safe_url
 from posttrain.cli.configinfo import FieldInfo, config_fields, module_file
@@ -112,6 +114,11 @@ class SiteData:
     runs: dict[str, dict[str, Any]]  # method id -> summary.json
     papers: list[dict[str, Any]]  # awesome-list records, normalised
     reports_dir: Path
+    parity: dict[str, list[Any]] = field(default_factory=dict)  # method id -> ParityCheck rows (catalog/parity.yaml)
+    report_paths: dict[str, str] = field(default_factory=dict)  # method id -> its report, where not runs/<id>.json
+
+    def report_path(self, method_id: str) -> str:
+        return self.report_paths.get(method_id, f"reports/runs/{method_id}.json")
 
 
 def reports_dir() -> Path:
@@ -279,7 +286,22 @@ def load_site_data() -> SiteData:
         methods[mid] = info
     folder = reports_dir()
     smoke, runs = load_reports(folder)
-    return SiteData(cat, methods, smoke, runs, load_papers(cat), folder)
+    parity = load_parity(cat.root).methods
+    report_paths = add_run_as_reports(cat, folder, runs)
+    return SiteData(cat, methods, smoke, runs, load_papers(cat), folder, parity, report_paths)
+
+
+def add_run_as_reports(cat: Any, folder: Path, runs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The committed reports of methods that run as an option of another plugin (an entry's
+    ``run_as.report``), filed under the method's id; returns where each came from."""
+    paths: dict[str, str] = {}
+    for mid, entry in cat.methods.items():
+        report = entry.run_as.report if entry.run_as else None
+        data = _read_json(folder / "runs" / Path(report).name) if report else None
+        if isinstance(data, dict):
+            runs[mid] = check_paired(data, folder / "runs" / Path(report).name)
+            paths[mid] = str(report)
+    return paths
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -507,6 +529,8 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
             lines += ["## Logged metrics", "", "| metric | meaning |", "|---|---|"]
             lines += [f"| {code_text(m.name)} | {inline_md(m.description)} |" for m in e.metrics] + [""]
         lines += ["## Implementation notes and deviations from the paper", "", *notes_section(info), ""]
+    lines += parity_section(data, info)
+    if info.state != "catalogued":
         lines += ["## Results", "", *results_section(data, info), ""]
     lines += related_sections(data, info)
     lines += run_elsewhere_section(data, info)
@@ -662,6 +686,28 @@ def cite_source(data: SiteData, source: str, where: str | None) -> str:
     return link(md(record.title), record.link) + place
 
 
+def parity_section(data: SiteData, info: MethodInfo) -> list[str]:
+    """The "Reference parity" section: the tests that compare this method's loss with a reference implementation's
+    own code (catalog/parity.yaml, which tests/test_parity_table.py keeps complete). None: no section."""
+    checks = data.parity.get(info.entry.id, [])
+    if not checks:
+        return []
+    out = [
+        "## Reference parity",
+        "",
+        "The loss is compared with the reference implementation's own code on the same random inputs "
+        f"(listed in {report_link('catalog/parity.yaml')}; "
+        f"[how parity is checked]({rel(info.src, 'evidence.md')}#reference-parity)):",
+        "",
+        "| reference | test | compares | tolerance | dtype |",
+        "|---|---|---|---|---|",
+    ]
+    out += [
+        row(md(c.reference), code_text(c.test), md(c.compares), md(c.tolerance), code_text(c.dtype)) for c in checks
+    ]
+    return [*out, ""]
+
+
 def report_link(path: str) -> str:
     """A link to a committed file outside docs/ (or its path alone when no repo_url is set)."""
     return f"[`{path}`]({REPO_FILES}{path})" if REPO_FILES else f"`{path}`"
@@ -686,7 +732,7 @@ def recorded_run_part(data: SiteData, info: MethodInfo) -> list[str]:
     else:
         out += [
             f"Training curves: this report keeps the end-of-run numbers only, not per-step metrics "
-            f"({report_link(f'reports/runs/{e.id}.json')}); `catalog run {e.id}` writes them to the run "
+            f"({report_link(data.report_path(e.id))}); `catalog run {e.id}` writes them to the run "
             "folder's `metrics.jsonl` and plots them in its `plot.png`.",
             "",
         ]
@@ -716,9 +762,36 @@ def _example_override(fields: list[FieldInfo]) -> str:
     return ""
 
 
+def cli_value(value: Any) -> str:
+    """A Config value as `--set` takes it on a shell command line (YAML: true/false, numbers, quoted text)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return shlex.quote(value) if isinstance(value, str) else str(value)
+
+
+def run_as_box(info: MethodInfo) -> list[str]:
+    """For a method that is its plugin run with some Config values (``run_as``): the command that says so."""
+    e = info.entry
+    if e.run_as is None:
+        return []
+    sets = " ".join(f"--set {k}={cli_value(v)}" for k, v in e.run_as.set.items())
+    values = ", ".join(code_text(f"{k}={cli_value(v)}") for k, v in e.run_as.set.items())
+    return [
+        f'!!! note "An option of {md(e.plugin)}"',
+        "",
+        f"    This method is the plugin {literal(e.plugin)} run with {values}:",
+        "",
+        indent(fence(f"catalog run {e.plugin} {sets}", "bash")),
+        "",
+        f"    `catalog run {e.id}` is the same run (it sets these values before any `--config` or `--set`). "
+        f"The configuration table below shows {literal(e.plugin)}'s own defaults.",
+        "",
+    ]
+
+
 def run_section(data: SiteData, info: MethodInfo) -> list[str]:
     e = info.entry
-    out: list[str] = []
+    out: list[str] = [*run_as_box(info)]
     if info.state == "runnable":
         assert info.spec is not None and info.source is not None
         example = _example_override(info.fields)
@@ -881,7 +954,7 @@ def results_section(data: SiteData, info: MethodInfo) -> list[str]:
             shown = ", ".join(f"`{k}` {fmt_number(v)}" for k, v in run["initial"].items())
             out += [f"Before is the bare base model; with the method's untrained parameters (`initial`): {shown}.", ""]
         out += seeds_section(run)
-        out.append(f"From `reports/runs/{e.id}.json`, the `summary.json` of that run.")
+        out.append(f"From `{data.report_path(e.id)}`, the `summary.json` of that run.")
     else:
         out.append("Run on the embedded task: not yet measured.")
     return out

@@ -27,6 +27,7 @@ def test_one_reviewer_checklist_in_the_template_and_both_guides():
         "Objective checked against the paper",
         "Defaults with their source",
         "Loss tests with hand-worked numbers",
+        "Reference parity",
         "Smoke passing",
         "Docs page rendering",
         "A result on the embedded task",

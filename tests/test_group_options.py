@@ -2,7 +2,9 @@
 sampling against the sampler (TIS, MIS), KL-Cov, and training on the high-entropy tokens only.
 
 Hand-worked numbers for each pure function, the limiting cases (C = inf, rho = 1, no token selected give
-the plain GRPO loss), the refusals, and a smoke run of grpo with each option on. TRL parity for TIS/MIS
+the plain GRPO loss), the refusals, and a smoke run of grpo with each option on. Every group plugin's loss
+(grpo, dr-grpo, dapo, gspo, cispo, sapo, gmpo) takes the options: unit weights leave it unchanged, zero
+weights remove its policy-gradient term, and each plugin runs with each option. TRL parity for TIS/MIS
 and the entropy mask is in tests/test_rl_parity.py. On CPU the sampler and the trainer run the same
 code, so the sampler weights are 1 in a real run: they are tested on constructed tensors here.
 """
@@ -27,7 +29,14 @@ from posttrain.rl.group import (
     truncated_is_weights,
 )
 from posttrain.runs.runner import execute, prepare
+from posttrain_plugins.cispo import cispo_loss
+from posttrain_plugins.dapo import dapo_loss
+from posttrain_plugins.dr_grpo import dr_grpo_loss
+from posttrain_plugins.gmpo import gmpo_loss
 from posttrain_plugins.grpo import Config, grpo_loss
+from posttrain_plugins.gspo import gspo_loss
+from posttrain_plugins.gspo import sequence_ratio as gspo_sequence_ratio
+from posttrain_plugins.sapo import sapo_loss
 
 LOG3, LOG_HALF = math.log(3.0), math.log(0.5)
 
@@ -189,3 +198,112 @@ def test_high_entropy_tokens_refuse_logit_chunks_in_one_line(cli, tmp_path):
     )
     assert code == 2 and len(text.strip().splitlines()) == 1, text
     assert "--logit-chunk-size 8: top_entropy_fraction=0.2 needs each token's entropy" in text
+
+
+# --- every group plugin's loss takes the options (issue #22) ------------------------------------------
+
+EPS_LOW, EPS_HIGH = 0.1, 0.1  # rl_batch's sequence ratios 0.86, 1.08, 0.95, 1.17: two inside, two clipped
+GROUP_LOSSES = {
+    "grpo": lambda logps, x, shaping: grpo_loss(
+        logps, x["old"], x["ref"], x["advantages"], x["mask"], 0.2, 0.04, shaping
+    ),
+    "dr-grpo": lambda logps, x, shaping: dr_grpo_loss(
+        logps, x["old"], x["ref"], x["advantages"], x["mask"], 0.2, 0.04, 8, shaping=shaping
+    ),
+    "dapo": lambda logps, x, shaping: dapo_loss(
+        logps, x["old"], x["advantages"], x["mask"], 0.2, 0.28, shaping=shaping
+    ),
+    "gspo": lambda logps, x, shaping: gspo_loss(
+        logps, x["old"], x["ref"], x["advantages"], x["mask"], EPS_LOW, EPS_HIGH, 0.04, shaping=shaping
+    ),
+    "cispo": lambda logps, x, shaping: cispo_loss(
+        logps, x["old"], x["ref"], x["advantages"], x["mask"], None, 4.0, 0.04, shaping=shaping
+    ),
+    "sapo": lambda logps, x, shaping: sapo_loss(
+        logps, x["old"], x["ref"], x["advantages"], x["mask"], 1.0, 1.05, 0.04, shaping=shaping
+    ),
+    "gmpo": lambda logps, x, shaping: gmpo_loss(
+        logps, x["old"], x["ref"], x["advantages"], x["mask"], 0.4, 0.4, 0.04, shaping=shaping
+    ),
+}
+# gspo and gmpo are per response: with options their loss is written per token (the plugins' docstrings),
+# which has the same value and gradient up to rounding; the token-level losses apply the weights exactly.
+TOKEN_FORM = {"gspo", "gmpo"}
+
+
+def group_loss_and_grad(name: str, x: dict, shaping: TokenShaping | None):
+    logps = x["logps"].clone().requires_grad_(True)
+    loss, stats = GROUP_LOSSES[name](logps, x, shaping)
+    loss.backward()
+    assert all(torch.isfinite(v).all() for v in stats.values())
+    return loss.detach(), logps.grad
+
+
+def test_rl_batch_has_clipped_and_unclipped_gspo_responses():
+    x = rl_batch()
+    ratio = gspo_sequence_ratio(x["logps"], x["old"], x["mask"])
+    inside = (ratio > 1 - EPS_LOW) & (ratio < 1 + EPS_HIGH)
+    assert inside.any() and not inside.all()
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_LOSSES))
+def test_unit_weights_and_no_penalty_leave_each_loss_unchanged(name):
+    x = rl_batch()
+    ones = TokenShaping(weights=torch.ones_like(x["logps"]), penalty=torch.zeros_like(x["logps"]), stats={})
+    plain_loss, plain_grad = group_loss_and_grad(name, x, None)
+    loss, grad = group_loss_and_grad(name, x, ones)
+    if name in TOKEN_FORM:
+        assert torch.allclose(loss, plain_loss, rtol=1e-12, atol=1e-14)
+        assert torch.allclose(grad, plain_grad, rtol=1e-10, atol=1e-14)
+    else:
+        assert torch.equal(loss, plain_loss) and torch.equal(grad, plain_grad)
+    assert grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_LOSSES))
+def test_zero_weights_remove_the_policy_gradient_term(name):
+    # what is left is the KL term's gradient, which zero advantages (no policy-gradient signal) also leave
+    x = rl_batch()
+    zeros = TokenShaping(weights=torch.zeros_like(x["logps"]), penalty=torch.zeros_like(x["logps"]), stats={})
+    _, grad = group_loss_and_grad(name, x, zeros)
+    _, kl_only = group_loss_and_grad(name, {**x, "advantages": torch.zeros_like(x["advantages"])}, None)
+    assert torch.allclose(grad, kl_only, rtol=1e-12, atol=1e-15)
+    plain_grad = group_loss_and_grad(name, x, None)[1]
+    assert not torch.allclose(grad, plain_grad)
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_LOSSES))
+def test_a_zero_weight_removes_only_its_token_gradient(name):
+    # pi_ref = pi: the k3 KL has zero gradient, so a token's gradient is its policy-gradient term alone
+    x = {**rl_batch(), "ref": rl_batch()["logps"]}
+    _, plain_grad = group_loss_and_grad(name, x, None)
+    live = (plain_grad != 0) & x["mask"].bool()  # tokens outside any clip
+    token = tuple(int(i) for i in live.nonzero()[0])
+    weights = torch.ones_like(x["logps"])
+    weights[token] = 0.0
+    _, grad = group_loss_and_grad(name, x, TokenShaping(weights=weights, penalty=torch.zeros_like(weights), stats={}))
+    others = torch.ones_like(weights, dtype=torch.bool)
+    others[token] = False
+    assert float(grad[token]) == 0.0
+    assert torch.allclose(grad[others], plain_grad[others], rtol=1e-10, atol=1e-15)
+
+
+OPTION_LOGS = [
+    ({"sampler_correction": "tis"}, "sampler_weight"),
+    ({"sampler_correction": "mis"}, "sampler_weight"),
+    ({"top_entropy_fraction": 0.2}, "entropy_kept"),
+    ({"kl_cov_fraction": 0.05}, "kl_cov_selected"),
+    ({"clip_cov_fraction": 0.5, "clip_cov_lower": -100.0, "clip_cov_upper": 100.0}, "clip_cov_cut"),
+]
+
+
+@pytest.mark.parametrize("plugin", ["dr-grpo", "dapo", "gspo", "cispo", "sapo", "gmpo"])
+@pytest.mark.parametrize(
+    ("values", "logged"), OPTION_LOGS, ids=[v[1] + "-" + str(i) for i, v in enumerate(OPTION_LOGS)]
+)
+def test_every_group_plugin_runs_with_each_option(tmp_path, plugin, values, logged):
+    prepared = prepare(plugin, output_dir=tmp_path, smoke=True, device="cpu", extra=values)
+    execute(prepared, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "loss" in r]
+    assert rows and all(math.isfinite(r["loss"]) and logged in r for r in rows)

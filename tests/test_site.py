@@ -78,6 +78,26 @@ def test_method_pages_share_one_anatomy(real_site: Path, catalog) -> None:
             assert f"catalog run {mid}" in page or "Plugin not installed" in page or "Plugin source not found" in page
 
 
+def test_reference_parity_section_comes_from_the_parity_table(real_site: Path, catalog) -> None:
+    from posttrain.catalog.parity import load_parity
+
+    table = load_parity(catalog.root).methods
+    for mid in catalog.methods:
+        page = (real_site / "methods" / f"{mid}.html").read_text(encoding="utf-8")
+        assert ("Reference parity" in h2s(page)) == (mid in table), mid
+    grpo = html.unescape((real_site / "methods" / "grpo.html").read_text(encoding="utf-8"))
+    assert "tests/test_rl_parity.py::test_grpo_matches_trl" in grpo and 'loss_type="grpo"' in grpo
+    assert "float64" in grpo and "absolute 1e-6" in grpo
+
+
+def test_an_option_entry_shows_its_command_and_report(real_site: Path, catalog) -> None:
+    page = (real_site / "methods" / "high-entropy-token-rl.html").read_text(encoding="utf-8")
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "An option of grpo" in text and "catalog run grpo --set top_entropy_fraction=0.2" in text
+    assert "From reports/runs/grpo-top-entropy.json" in text and "Run on the embedded task" in text
+    assert "0.794" in text  # the report's before value, seed 0
+
+
 def test_taxonomy_figure_links_every_method(real_site: Path, catalog) -> None:
     page = (real_site / "taxonomy.html").read_text(encoding="utf-8")
     assert page.count('<svg class="taxonomy-svg"') == 1

@@ -18,6 +18,10 @@ rare "reflective" tokens that grow fastest); here the weight is bounded but ever
 gradient. Advantages are GRPO's group-normalised rewards; the loss is averaged over all tokens
 of the batch (DAPO's token-level average); there is no KL term.
 
+Token-level options (GroupConfig, all off by default; as in posttrain_plugins.grpo): ``sampler_correction``,
+``top_entropy_fraction``, ``clip_cov_fraction`` and ``kl_cov_fraction`` reweight or mask each token's
+term sg(r_hat) A_i log pi (or subtract KL-Cov's penalty from it); the KL term and the average are unchanged.
+
 TRL 1.16's GRPOTrainer with loss_type="cispo" computes the same loss and gradients
 (tests/test_rl_parity.py); its ``epsilon_high`` is the cap itself, 1 + eps_high_IS here, and it
 has no lower bound (this plugin's default too).
@@ -43,11 +47,11 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.rl.group import SMOKE, k3_kl, train_with_group_advantages
-from posttrain.rl.rollout_config import RolloutConfig
+from posttrain.rl.group import SMOKE, TokenShaping, k3_kl, shape_surrogate, train_with_group_advantages
+from posttrain.rl.rollout_config import GroupConfig
 
 
-class Config(RolloutConfig):
+class Config(GroupConfig):
     learning_rate: float = Field(
         5e-5, gt=0, description="Peak learning rate of AdamW (sized for the embedded model, as grpo's)."
     )
@@ -90,14 +94,17 @@ def cispo_loss(
     eps_low: float | None,
     eps_high: float,
     beta: float = 0.0,
+    shaping: TokenShaping | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """-(1 / sum_i |o_i|) sum_i sum_t [sg(r_hat) A_i log pi - beta * k3 KL]; (N, C) inputs, advantages (N,).
 
     Gradient of a token: -r_hat A_i grad log pi / (number of tokens), never zero because of the clip.
+    ``shaping`` (the token-level options, posttrain.rl.group) reweights the policy-gradient term
+    sg(r_hat) A_i log pi per token; the KL term and the token-level average stay as they are.
     """
     weight, clipped = clipped_is_weight(logps, old_logps, eps_low, eps_high)
     kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
-    per_token = weight * advantages[:, None] * logps - beta * kl
+    per_token = shape_surrogate(weight * advantages[:, None] * logps, shaping) - beta * kl
     tokens = mask.sum().clamp(min=1)
     loss = -(per_token * mask).sum() / tokens
     stats = {

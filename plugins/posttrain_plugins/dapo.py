@@ -18,6 +18,10 @@ GRPO (posttrain_plugins.grpo) with four changes, each a function below:
    linearly, reaching -1 at L_max (the generation limit).
 There is no KL term (beta = 0), as in the paper.
 
+Token-level options (GroupConfig, all off by default; as in posttrain_plugins.grpo): ``sampler_correction``,
+``top_entropy_fraction``, ``clip_cov_fraction`` and ``kl_cov_fraction`` reweight or mask each token's
+clip-higher surrogate (or subtract KL-Cov's penalty from it); the token-level average is unchanged.
+
 Deviations from the paper:
 1. Learning rate, group size, prompts per rollout and step count are sized for the embedded tiny
    model (paper: lr 1e-6, 16 samples x 512 prompts, 16 updates per rollout). As in the paper a
@@ -44,12 +48,21 @@ from pydantic import Field
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.errors import UserError
 from posttrain.generation.sampler import Sampling
-from posttrain.rl.group import SMOKE, Objective, clipped_surrogate, group_advantages, token_stats, train_group_policy
+from posttrain.rl.group import (
+    SMOKE,
+    Objective,
+    TokenShaping,
+    clipped_surrogate,
+    group_advantages,
+    shape_surrogate,
+    token_stats,
+    train_group_policy,
+)
 from posttrain.rl.rollout import Rollout, concat_rollouts, sampling_from_config
-from posttrain.rl.rollout_config import RolloutConfig
+from posttrain.rl.rollout_config import GroupConfig
 
 
-class Config(RolloutConfig):
+class Config(GroupConfig):
     learning_rate: float = Field(
         5e-5, gt=0, description="Peak learning rate of AdamW (sized for the embedded model; paper 1e-6)."
     )
@@ -95,10 +108,14 @@ def dapo_loss(
     mask: torch.Tensor,
     eps_low: float,
     eps_high: float,
+    shaping: TokenShaping | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """-(1 / sum_i |o_i|) sum_i sum_t min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) (Eq. 8-10)."""
+    """-(1 / sum_i |o_i|) sum_i sum_t min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) (Eq. 8-10).
+
+    ``shaping`` (the token-level options, posttrain.rl.group) reweights the surrogate per token; the
+    token-level average stays over all real tokens, kept or not."""
     surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], eps_low, eps_high)
-    loss = -(surrogate * mask).sum() / mask.sum().clamp(min=1)
+    loss = -(shape_surrogate(surrogate, shaping) * mask).sum() / mask.sum().clamp(min=1)
     return loss, token_stats(torch.zeros_like(logps), clipped, mask)
 
 
@@ -133,7 +150,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         return group_advantages(rollout.grouped(rollout.rewards), cfg.std_epsilon).reshape(-1)
 
     def objective(sampling: Sampling) -> Objective:
-        return lambda logps, old, ref, adv, mask: dapo_loss(logps, old, adv, mask, cfg.epsilon_low, cfg.epsilon_high)
+        return lambda logps, old, ref, adv, mask, **options: dapo_loss(
+            logps, old, adv, mask, cfg.epsilon_low, cfg.epsilon_high, **options
+        )
 
     limit = sampling_from_config(cfg, ctx.dataset is None, ctx.device).max_new_tokens
     buffer = cfg.overlong_buffer or max(1, limit // 5)

@@ -14,6 +14,10 @@ Two changes to GRPO (posttrain_plugins.grpo):
   (``max_completion_length``) times the number of completions, instead of by each completion's
   own length |o_i| (which shrinks the per-token penalty of long wrong answers).
 
+Token-level options (GroupConfig, all off by default; as in posttrain_plugins.grpo): ``sampler_correction``,
+``top_entropy_fraction``, ``clip_cov_fraction`` and ``kl_cov_fraction`` reweight or mask each token's clipped
+surrogate (or subtract KL-Cov's penalty from it) before the constant normaliser; the KL term is unchanged.
+
 Deviations from the paper:
 1. Learning rate, group size and step count are sized for the embedded tiny model (paper:
    Qwen2.5-Math-1.5B, lr 1e-6, 8 samples per question, 128 questions per rollout).
@@ -29,12 +33,21 @@ from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.sampler import Sampling
-from posttrain.rl.group import SMOKE, Objective, clipped_surrogate, k3_kl, token_stats, train_group_policy
+from posttrain.rl.group import (
+    SMOKE,
+    Objective,
+    TokenShaping,
+    clipped_surrogate,
+    k3_kl,
+    shape_surrogate,
+    token_stats,
+    train_group_policy,
+)
 from posttrain.rl.rollout import Rollout
-from posttrain.rl.rollout_config import RolloutConfig
+from posttrain.rl.rollout_config import GroupConfig
 
 
-class Config(RolloutConfig):
+class Config(GroupConfig):
     learning_rate: float = Field(
         5e-5, gt=0, description="Peak learning rate of AdamW (sized for the embedded model; paper 1e-6)."
     )
@@ -62,14 +75,17 @@ def dr_grpo_loss(
     epsilon: float,
     beta: float,
     max_length: int,
+    shaping: TokenShaping | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """-(1 / (N * L_max)) sum_i sum_t [clipped surrogate - beta * k3 KL]; (N, C) inputs, advantages (N,).
 
     Every token of every completion has the same weight 1 / (N L_max), whatever its length.
+    ``shaping`` (the token-level options, posttrain.rl.group) reweights the surrogate per token; the
+    KL term and the constant normaliser stay as they are.
     """
     surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
     kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
-    per_token = (surrogate - beta * kl) * mask
+    per_token = (shape_surrogate(surrogate, shaping) - beta * kl) * mask
     loss = -per_token.sum() / (mask.shape[0] * max_length)
     return loss, token_stats(kl, clipped, mask)
 
@@ -83,7 +99,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
 
     def objective(sampling: Sampling) -> Objective:
         limit = sampling.max_new_tokens
-        return lambda logps, old, ref, adv, mask: dr_grpo_loss(logps, old, ref, adv, mask, cfg.epsilon, cfg.beta, limit)
+        return lambda logps, old, ref, adv, mask, **options: dr_grpo_loss(
+            logps, old, ref, adv, mask, cfg.epsilon, cfg.beta, limit, **options
+        )
 
     return train_group_policy(cfg, ctx, "dr-grpo", advantages, objective, beta=cfg.beta)
 

@@ -21,6 +21,13 @@ the range loses its gradient; one that moved the other way keeps it. The paper's
 TRL 1.16's experimental GMPOTrainer (trl.experimental.gmpo, epsilon 0.4 in log space) computes the
 same loss and gradients (tests/test_rl_parity.py).
 
+Token-level options (GroupConfig, all off by default; as in posttrain_plugins.grpo): GMPO's objective
+is per response, so with ``sampler_correction``, ``top_entropy_fraction``, ``clip_cov_fraction`` or
+``kl_cov_fraction`` on the loss is written per token (``gmpo_token_loss``, in the manner of GSPO-token):
+token t's term has the value A_i G_i and the gradient A_i G_i grad l~_t / |o_i| after the 1/|o_i| average,
+its share of the response's gradient. A token's weight multiplies that share (0: the token gives none), and
+KL-Cov's penalty is subtracted per token. With every weight 1 it has GMPO's value and gradient.
+
 Deviations from the paper:
 1. Learning rate, group size, prompts per rollout and step count are sized for the embedded tiny
    model (paper: Qwen2.5-Math-7B and others). As in posttrain_plugins.gspo and cispo a rollout
@@ -38,11 +45,11 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.rl.group import SMOKE, k3_kl, train_with_group_advantages
-from posttrain.rl.rollout_config import RolloutConfig
+from posttrain.rl.group import SMOKE, TokenShaping, k3_kl, shape_surrogate, train_with_group_advantages
+from posttrain.rl.rollout_config import GroupConfig
 
 
-class Config(RolloutConfig):
+class Config(GroupConfig):
     learning_rate: float = Field(
         5e-5, gt=0, description="Peak learning rate of AdamW (sized for the embedded model, as gspo's)."
     )
@@ -98,11 +105,16 @@ def gmpo_loss(
     eps_low: float,
     eps_high: float,
     beta: float = 0.0,
+    shaping: TokenShaping | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """-(1/N) sum_i [A_i * geometric_mean_ratio_i - beta * KL_i]; (N, C) inputs, advantages (N,).
 
     At ratio 1 the gradient of a token is -A_i grad log pi / (|o_i| N): GRPO's sequence-mean gradient.
+    With ``shaping`` (the token-level options) the loss is computed in its token form
+    (``gmpo_token_loss``), where each token has a term to weight.
     """
+    if shaping is not None:
+        return gmpo_token_loss(logps, old_logps, ref_logps, advantages, mask, eps_low, eps_high, beta, shaping)
     log_ratio, clipped = clipped_log_ratio(logps, old_logps, advantages, eps_low, eps_high)
     ratio = geometric_mean_ratio(log_ratio, mask)
     lengths = mask.sum(-1).clamp(min=1)
@@ -114,6 +126,40 @@ def gmpo_loss(
         "kl": (kl * mask).sum() / tokens,
         "clip_ratio": (clipped.to(mask.dtype) * mask).sum() / tokens,
         "geometric_mean_ratio": ratio.detach().mean(),
+    }
+    return loss, stats
+
+
+def gmpo_token_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    ref_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float,
+    eps_high: float,
+    beta: float,
+    shaping: TokenShaping,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GMPO written per token, shaped per token:
+    -(1/N) sum_i (1/|o_i|) sum_t [w_t A_i sg[G_i] exp(l~_t - sg[l~_t]) - p_t - beta * k3 KL],
+    G_i the geometric mean ratio. Each token's term has the value A_i G_i and the gradient
+    A_i G_i grad l~_t, its share of d(A_i G_i) = A_i G_i (1/|o_i|) sum_t grad l~_t. With weights w = 1
+    and penalty p = 0 it has ``gmpo_loss``'s value and gradient (up to rounding); w_t = 0 removes
+    token t's share (a token clipped in l~ has none anyway).
+    """
+    log_ratio, clipped = clipped_log_ratio(logps, old_logps, advantages, eps_low, eps_high)
+    ratio = geometric_mean_ratio(log_ratio.detach(), mask)
+    term = advantages[:, None] * ratio[:, None] * torch.exp(log_ratio - log_ratio.detach())
+    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    per_token = shape_surrogate(term, shaping) - beta * kl
+    lengths = mask.sum(-1).clamp(min=1)
+    loss = -((per_token * mask).sum(-1) / lengths).mean()
+    tokens = mask.sum().clamp(min=1)
+    stats = {
+        "kl": (kl * mask).sum() / tokens,
+        "clip_ratio": (clipped.to(mask.dtype) * mask).sum() / tokens,
+        "geometric_mean_ratio": ratio.mean(),
     }
     return loss, stats
 

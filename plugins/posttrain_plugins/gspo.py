@@ -11,6 +11,14 @@ responses: s_i = (pi(o_i|q) / pi_old(o_i|q))^(1/|o_i|) = exp(mean_t log rho_{i,t
 -(1/G) sum_i min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i), with GRPO's group-normalised
 advantages. The unit of optimisation (a response) then matches the unit of reward.
 
+Token-level options (GroupConfig, all off by default; as in posttrain_plugins.grpo): with
+``sampler_correction``, ``top_entropy_fraction``, ``clip_cov_fraction`` or ``kl_cov_fraction`` on, the
+loss is computed in the paper's token form, GSPO-token with every token's advantage A_i:
+s_{i,t} = sg[s_i] pi(y_t) / sg[pi(y_t)] has the value s_i (so clipping still acts per response) and the
+gradient of token t alone. A token's weight multiplies its share of the response's gradient (0: the token
+gives none; the response's other tokens keep theirs), and KL-Cov's penalty is subtracted per token before
+the 1/|o_i| average. With every weight 1 the token form has GSPO's value and gradient.
+
 Deviations from the paper:
 1. Learning rate, group size, prompts per rollout and step count are sized for the embedded tiny
    model (paper: Qwen3 models; it does not publish the learning rate). Each rollout is split into
@@ -31,11 +39,18 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.rl.group import SMOKE, k3_kl, train_with_group_advantages
-from posttrain.rl.rollout_config import RolloutConfig
+from posttrain.rl.group import (
+    SMOKE,
+    TokenShaping,
+    clipped_surrogate,
+    k3_kl,
+    shape_surrogate,
+    train_with_group_advantages,
+)
+from posttrain.rl.rollout_config import GroupConfig
 
 
-class Config(RolloutConfig):
+class Config(GroupConfig):
     learning_rate: float = Field(
         5e-5,
         gt=0,
@@ -72,8 +87,14 @@ def gspo_loss(
     eps_low: float,
     eps_high: float,
     beta: float = 0.0,
+    shaping: TokenShaping | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """-(1/N) sum_i [min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i) - beta * KL_i]; advantages (N,)."""
+    """-(1/N) sum_i [min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i) - beta * KL_i]; advantages (N,).
+
+    With ``shaping`` (the token-level options) the loss is computed in its token form
+    (``gspo_token_loss``), where each token has a term to weight."""
+    if shaping is not None:
+        return gspo_token_loss(logps, old_logps, ref_logps, advantages, mask, eps_low, eps_high, beta, shaping)
     ratio = sequence_ratio(logps, old_logps, mask)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * advantages
@@ -83,6 +104,51 @@ def gspo_loss(
     seq_kl = (kl * mask).sum(-1) / lengths
     loss = -(objective - beta * seq_kl).mean()
     stats = {"kl": seq_kl.mean(), "clip_ratio": (clipped < unclipped).float().mean(), "sequence_ratio": ratio.mean()}
+    return loss, stats
+
+
+def token_log_ratio(logps: torch.Tensor, old_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log s_{i,t} of GSPO-token: log sg[s_i] + log pi(y_t) - sg[log pi(y_t)], (N, C).
+
+    Its value is log s_i on every token; its gradient is that of the token's own log-prob, so
+    d s_{i,t} / d log pi(y_t) = s_i, and (1/|o_i|) sum_t s_{i,t} has GSPO's gradient s_i / |o_i| per token.
+    """
+    lengths = mask.sum(-1).clamp(min=1)
+    log_s = ((logps.detach() - old_logps) * mask).sum(-1) / lengths  # log s_i, no exp/log round trip
+    return log_s[:, None] + logps - logps.detach()
+
+
+def gspo_token_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    ref_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float,
+    eps_high: float,
+    beta: float,
+    shaping: TokenShaping,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GSPO in the paper's token form (GSPO-token with A_{i,t} = A_i), shaped per token:
+    -(1/N) sum_i (1/|o_i|) sum_t [w_t min(s_{i,t} A_i, clip(s_{i,t}) A_i) - p_t - beta * k3 KL].
+
+    s_{i,t} has the value s_i, so the clip acts per response as in ``gspo_loss``; with weights w = 1
+    and penalty p = 0 it has the same value and gradient as ``gspo_loss`` (up to rounding); w_t = 0
+    removes token t's share of the response's gradient.
+    """
+    log_ratio = token_log_ratio(logps, old_logps, mask)
+    surrogate, _ = clipped_surrogate(log_ratio, torch.zeros_like(log_ratio), advantages[:, None], eps_low, eps_high)
+    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    per_token = shape_surrogate(surrogate, shaping) - beta * kl
+    lengths = mask.sum(-1).clamp(min=1)
+    loss = -((per_token * mask).sum(-1) / lengths).mean()
+    ratio = sequence_ratio(logps.detach(), old_logps, mask)
+    clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * advantages < ratio * advantages
+    stats = {
+        "kl": ((kl * mask).sum(-1) / lengths).mean(),
+        "clip_ratio": clipped.float().mean(),
+        "sequence_ratio": ratio.mean(),
+    }
     return loss, stats
 
 

@@ -20,6 +20,10 @@ raise many unsampled tokens' logits) fade faster. Advantages are GRPO's group-no
 there is no KL term. TRL 1.16's GRPOTrainer with loss_type="sapo" computes the same loss and
 gradients (tests/test_rl_parity.py).
 
+Token-level options (GroupConfig, all off by default; as in posttrain_plugins.grpo): ``sampler_correction``,
+``top_entropy_fraction``, ``clip_cov_fraction`` and ``kl_cov_fraction`` reweight or mask each token's
+gated term f(r) A_i (or subtract KL-Cov's penalty from it); the KL term and the normalisation are unchanged.
+
 Deviations from the paper:
 1. Learning rate, group size, prompts per rollout and step count are sized for the embedded tiny
    model (paper: Qwen3 models). As in posttrain_plugins.dapo and gspo a rollout feeds 2 updates
@@ -35,11 +39,11 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.rl.group import SMOKE, k3_kl, train_with_group_advantages
-from posttrain.rl.rollout_config import RolloutConfig
+from posttrain.rl.group import SMOKE, TokenShaping, k3_kl, shape_surrogate, train_with_group_advantages
+from posttrain.rl.rollout_config import GroupConfig
 
 
-class Config(RolloutConfig):
+class Config(GroupConfig):
     learning_rate: float = Field(
         5e-5, gt=0, description="Peak learning rate of AdamW (sized for the embedded model, as grpo's)."
     )
@@ -74,13 +78,17 @@ def sapo_loss(
     tau_pos: float,
     tau_neg: float,
     beta: float = 0.0,
+    shaping: TokenShaping | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """-(1/N) sum_i (1/|o_i|) sum_t [f(r_{i,t}) A_i - beta * k3 KL]; (N, C) inputs, advantages (N,)."""
+    """-(1/N) sum_i (1/|o_i|) sum_t [f(r_{i,t}) A_i - beta * k3 KL]; (N, C) inputs, advantages (N,).
+
+    ``shaping`` (the token-level options, posttrain.rl.group) reweights the gated term f(r) A_i per
+    token; the KL term and the 1/|o_i| normalisation stay as they are."""
     ratio = torch.exp(logps - old_logps)
     adv = advantages[:, None]
     gate = soft_gate(ratio, adv, tau_pos, tau_neg)
     kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
-    per_token = gate * adv - beta * kl
+    per_token = shape_surrogate(gate * adv, shaping) - beta * kl
     lengths = mask.sum(-1).clamp(min=1)
     loss = -((per_token * mask).sum(-1) / lengths).mean()
     tokens = mask.sum().clamp(min=1)

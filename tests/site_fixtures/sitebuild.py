@@ -31,6 +31,7 @@ ANATOMY = [
     "How to run it",
     "Logged metrics",
     "Implementation notes and deviations from the paper",
+    "Reference parity",
     "Results",
     "Related methods",
     "Implementations in other libraries",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from posttrain.catalog import yamlsafe
 from posttrain.catalog.entry_sources import entry_source_findings
 from posttrain.catalog.paper_identity import arxiv_key, paper_findings
 from posttrain.catalog.paper_identity import normalise_title as normalise_title  # re-exported for callers
+from posttrain.catalog.parity import PARITY_FILE, load_parity, unknown_methods
 from posttrain.catalog.schema import (
     ARXIV_PATTERN,
     BenchmarkRow,
@@ -335,8 +337,13 @@ def _load_rows(
 # --- cross-references ---------------------------------------------------------------------------
 
 
-def validate(root: Path | None = None, registered: dict[str, str] | None = None) -> tuple[Catalog, list[Problem]]:
-    """Schema plus cross-reference checks. ``registered`` maps plugin name -> distribution."""
+def validate(
+    root: Path | None = None,
+    registered: dict[str, str] | None = None,
+    config_fields_of: Callable[[str], set[str] | None] | None = None,
+) -> tuple[Catalog, list[Problem]]:
+    """Schema plus cross-reference checks. ``registered`` maps plugin name -> distribution;
+    ``config_fields_of(plugin)`` gives its Config's field names (None: unknown), to check ``run_as``."""
     cat = load_catalog(root)
     problems = list(cat.problems)
     families = cat.taxonomy.families() if cat.taxonomy else {}
@@ -413,6 +420,8 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
                     f"'{entry.plugin}' is not a registered plugin (see `catalog plugins`)",
                 )
             )
+        for loc, message in run_as_findings(entry, cat.root.parent, config_fields_of):
+            problems.append(Problem(*where(mid, loc), ".".join(str(p) for p in loc), message))
         cited = [pid for _, pid in cat.paper_refs.get(mid, [])]
         for _, loc, message in entry_source_findings(mid, entry, set(cat.papers), cited, cat.root.parent):
             problems.append(Problem(*where(mid, loc), ".".join(str(p) for p in loc), message))
@@ -468,6 +477,7 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
             names_seen.setdefault(key, mid)
     problems += _table_row_problems(cat, at)
     problems += _framework_problems(cat, at)
+    problems += _parity_problems(cat)
     if registered is not None:
         documented = {e.plugin for e in cat.methods.values() if e.plugin}
         for name, dist in sorted(registered.items()):
@@ -492,6 +502,39 @@ def validate(root: Path | None = None, registered: dict[str, str] | None = None)
                 )
     problems.sort(key=lambda p: (p.file, p.line))
     return cat, problems
+
+
+def run_as_findings(
+    entry: MethodEntry, repo: Path, config_fields_of: Callable[[str], set[str] | None] | None
+) -> list[tuple[tuple[Any, ...], str]]:
+    """``run_as``: each key a Config field of the entry's plugin (when its fields are known), and its
+    report committed (when the catalog sits in a checkout with reports/)."""
+    if entry.run_as is None or entry.plugin is None:
+        return []
+    found: list[tuple[tuple[Any, ...], str]] = []
+    fields = config_fields_of(entry.plugin) if config_fields_of else None
+    for key in entry.run_as.set if fields is not None else []:
+        if key not in fields:
+            found.append((("run_as", "set", key), f"'{key}' is not a Config field of plugin '{entry.plugin}'"))
+    report = entry.run_as.report
+    if report and (repo / "reports").is_dir() and not (repo / report).is_file():
+        found.append((("run_as", "report"), f"{report} does not exist (record it with tools/record_run.py)"))
+    return found
+
+
+def _parity_problems(cat: Catalog) -> list[Problem]:
+    """catalog/parity.yaml: its schema, and method ids that must have entries (tests/test_parity_table.py
+    checks its test nodes)."""
+    rel = f"{cat.root.name}/{PARITY_FILE}"
+    try:
+        table = load_parity(cat.root)
+    except UserError as exc:
+        return [Problem(rel, 1, "(file)", str(exc).removeprefix(rel + ": "))]
+    return [
+        Problem(rel, 1, f"methods.{mid}", f"unknown method id '{mid}'")
+        for mid in unknown_methods(table, set(cat.methods))
+        if f"method:{mid}" not in cat.broken
+    ]
 
 
 def _table_row_problems(cat: Catalog, at) -> list[Problem]:

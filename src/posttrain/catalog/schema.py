@@ -305,6 +305,28 @@ class Lineage(Strict):
     changes: list[str] = Field(min_length=1, description="What it changes, one item each.")
 
 
+class RunAs(Strict):
+    """A method that is its plugin run with some Config values: a token-level option of grpo, say.
+    ``catalog run ID`` applies them; ``catalog run PLUGIN --set KEY=VALUE ...`` is the same run."""
+
+    set: dict[str, bool | int | float | str] = Field(
+        min_length=1, description="Config fields of the entry's plugin and their values (checked by catalog validate)."
+    )
+    report: str | None = Field(
+        None,
+        pattern=r"^reports/runs/[A-Za-z0-9._-]+\.json$",
+        description="The committed report of that run (reports/runs/NAME.json), shown on the method's page.",
+    )
+
+    @field_validator("set")
+    @classmethod
+    def _field_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in v if not re.match(r"^[a-z_][a-z0-9_]*$", k)]
+        if bad:
+            raise ValueError(f"not Config field names: {', '.join(bad)}")
+        return v
+
+
 class Status(str, Enum):
     stable = "stable"
     experimental = "experimental"
@@ -349,6 +371,11 @@ class MethodEntry(Strict):
         default_factory=list, description="Related method ids that deliberately do not link back."
     )
     lineage: Lineage | None = None
+    run_as: RunAs | None = Field(
+        None,
+        description="The method is its plugin run with these Config values: {set: {field: value}, report}. "
+        "Needs plugin.",
+    )
     implementations: list[Implementation] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
 
@@ -373,6 +400,8 @@ class MethodEntry(Strict):
             raise ValueError("status must be 'catalogued' when plugin is null")
         if self.plugin is not None and self.status == Status.catalogued:
             raise ValueError("status 'catalogued' means not runnable: set plugin to null or status to experimental")
+        if self.run_as is not None and self.plugin is None:
+            raise ValueError("run_as needs plugin: the plugin whose Config values it sets")
         return self
 
 

@@ -143,6 +143,7 @@ def _entry_record(entry, fields: list[dict[str, Any]] | None, frameworks: list[d
         "objective": entry.objective.strip(),
         "papers": papers,
         "plugin": entry.plugin,
+        "run_as": entry.run_as.model_dump() if entry.run_as else None,
         "status_note": entry.status_note,
         "config": fields,
         "frameworks": frameworks,
@@ -206,9 +207,24 @@ def _show_text(entry, fields: list[dict[str, Any]] | None, frameworks: list[dict
     if fields is None:
         console.print(f"\nPlugin '{entry.plugin}' is not installed.")
         return
+    if entry.run_as is not None:
+        sets = " ".join(f"--set {k}={v}" for k, v in entry.run_as.set.items())
+        console.print(
+            f"\nRuns as: catalog run {entry.plugin} {sets} (the defaults below are {entry.plugin}'s)", markup=False
+        )
     console.print(f"\n[bold]catalog run {entry.id}[/bold] --set OPTION=VALUE")
     shown = [r | {"default": repr(r["default"])} for r in fields]
     print_rows(console, ["option", "default", "description"], shown, "table")
+
+
+def plugin_config_fields(specs: dict, plugin: str) -> set[str] | None:
+    """The Config field names of a registered plugin, read from its source without importing it
+    (None when it is not registered or its source is not found)."""
+    from posttrain.cli.configinfo import config_fields
+
+    if plugin not in specs:
+        return None
+    return {f.name for f in config_fields(specs[plugin].target)} or None
 
 
 @app.command()
@@ -233,8 +249,9 @@ def validate(
             root = root.parent
     elif path is not None and not path.exists():
         raise UserError(f"{path} does not exist")
-    registered = {name: spec.distribution for name, spec in discover().items()}
-    cat, problems = run_validation(root, registered)
+    specs = discover()
+    registered = {name: spec.distribution for name, spec in specs.items()}
+    cat, problems = run_validation(root, registered, lambda plugin: plugin_config_fields(specs, plugin))
     if only_file:
         problems = [p for p in problems if p.file.endswith("/" + only_file)]
     for p in problems:

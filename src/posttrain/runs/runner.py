@@ -41,12 +41,20 @@ class PreparedRun:
 
 def resolve_plugin(method: str) -> tuple[str, Plugin]:
     """A method id or alias from the catalog, a registered plugin name, or a user's .py file."""
+    name, plugin, _ = resolve_method(method)
+    return name, plugin
+
+
+def resolve_method(method: str) -> tuple[str, Plugin, dict[str, Any]]:
+    """``resolve_plugin`` plus the Config values the method's entry runs its plugin with (``run_as.set``:
+    ``catalog run high-entropy-token-rl`` is grpo with top_entropy_fraction=0.2); {} for a plugin name
+    or a file."""
     if method.endswith(".py"):
         plugin = load_file(Path(method))
-        return plugin.id, plugin
+        return plugin.id, plugin, {}
     specs = discover()
     if method in specs:
-        return method, load(method)
+        return method, load(method), {}
     from posttrain.catalog.load import load_catalog
 
     try:
@@ -59,7 +67,7 @@ def resolve_plugin(method: str) -> tuple[str, Plugin]:
             raise UserError(
                 f"'{entry.id}' is catalogued but has no runnable plugin yet ({entry.status_note or 'status catalogued'})"
             )
-        return entry.id, load(entry.plugin)
+        return entry.id, load(entry.plugin), dict(entry.run_as.set) if entry.run_as else {}
     names = sorted(set(specs) | (set(cat.methods) if cat else set()))
     raise UserError(f"unknown method '{method}'{suggest(method, names)} (see `catalog list --runnable`)")
 
@@ -234,7 +242,7 @@ def prepare(
     resume = resume or force_resume
     if resume and overwrite:
         raise UserError("--resume and --overwrite: pass one of them (continue the run, or replace it)")
-    name, plugin = resolve_plugin(method)
+    name, plugin, entry_values = resolve_method(method)
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     file_values = read_run_file(config_file) if config_file else {}
@@ -244,6 +252,8 @@ def prepare(
         check_run_options(None, None, context_from_file["seed"])
     if smoke:
         values.update(plugin.smoke)
+    values.update(entry_values)  # what makes the entry's method of its plugin, under any --config or --set
+    origin.update({k: f"catalog/methods/{name}.yaml run_as.set:" for k in entry_values})
     values.update(file_values)
     origin.update({k: f"--config {config_file}:" for k in file_values})
     values.update(extra or {})
