@@ -249,7 +249,7 @@ def update_prm(prm, reference, optimizer, rollout: Rollout, weights: torch.Tenso
     stats = {
         "prm/loss": float(loss[used].mean()) if used.any() else 0.0,
         "prm/accuracy": float(correct[used].mean()) if used.any() else 0.0,
-        "process_reward": float((process.sum() / rollout.completion_mask.sum().clamp(min=1))),
+        "process_reward": float(process.sum() / rollout.completion_mask.sum().clamp(min=1)),
     }
     return process, stats
 
@@ -278,7 +278,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         if cfg.whiten_advantages:
             advantages = whiten(advantages, mask * weights[:, None])
         rollout.token_advantages = advantages * weights[:, None]
-        rollout.stats.update({**stats, "advantage_abs": float((rollout.token_advantages.abs() * mask).sum() / mask.sum())})
+        rollout.stats.update(
+            {**stats, "advantage_abs": float((rollout.token_advantages.abs() * mask).sum() / mask.sum().clamp(min=1))}
+        )
         return rollout
 
     def advantages(rollout: Rollout) -> torch.Tensor:
