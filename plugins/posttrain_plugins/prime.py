@@ -29,6 +29,12 @@ frozen reference pi_ref (the starting model). For every rollout of K completions
 Checkpoints: the PRM and its optimizer are not in the policy's checkpoint, so ``--resume`` is
 refused with one line (a resumed policy with a fresh PRM would not be the interrupted run).
 
+Results on the embedded task (3 seeds, defaults): held-out greedy exact match +4.0 ± 1.1 points,
+pooled p = 3.8e-05 (reports/runs/prime.json); with process_coef=0 it is +3.3 ± 2.0 points
+(reports/runs/prime-outcome-only.json), and the PRM's cross-entropy on new rollouts stays at about
+log 2 (reports/benchmarks/prime-prm-trace.json): on 3-4 token answers the gain is RLOO's, not yet the
+process rewards'.
+
 Deviations from the paper:
 1. Learning rates, K = 4, 16 prompts per rollout, step count and beta are sized for the embedded
    tiny model; the paper's values were not checked against its text.
@@ -66,13 +72,19 @@ class Config(RolloutConfig):
     max_steps: int = Field(200, ge=1, description="Policy optimizer steps (one per rollout by default).")
     beta: float = Field(0.05, gt=0, description="beta of the implicit PRM's reward beta * log(pi_phi / pi_ref).")
     prm_learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate of the implicit PRM.")
-    gamma: float = Field(1.0, ge=0, le=1, description="gamma, discount of the returns over tokens.")
+    gamma: float = Field(
+        1.0, ge=0, le=1, description="gamma, discount of the returns over tokens (the authors' verl recipe: 1)."
+    )
     epsilon: float = Field(0.2, gt=0, description="epsilon, clipping range of the PPO ratio.")
     outcome_coef: float = Field(1.0, ge=0, description="Weight of the outcome (RLOO) return in the advantage.")
     process_coef: float = Field(1.0, ge=0, description="Weight of the implicit process return in the advantage.")
     whiten_advantages: bool = Field(True, description="Whiten the advantages over the rollout's tokens.")
-    filter_low: float = Field(0.2, ge=0, le=1, description="Lowest sampled accuracy a prompt may have to be kept.")
-    filter_high: float = Field(0.8, ge=0, le=1, description="Highest sampled accuracy a prompt may have to be kept.")
+    filter_low: float = Field(
+        0.2, ge=0, le=1, description="Lowest sampled accuracy of a kept prompt (the authors' model card: 0.2)."
+    )
+    filter_high: float = Field(
+        0.8, ge=0, le=1, description="Highest sampled accuracy of a kept prompt (the authors' model card: 0.8)."
+    )
     filter_rounds: int = Field(
         2, ge=1, description="Most sampling rounds per rollout to find prompts_per_step prompts within the range."
     )
