@@ -200,6 +200,12 @@ def test_resume_is_refused_before_loading_anything(tmp_path):
         run(Config(), RunContext(output_dir=tmp_path, resume=True))
 
 
+def test_torchrun_is_refused_before_loading_anything(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="not synchronised across processes"):
+        run(Config(), RunContext(output_dir=tmp_path))
+
+
 # --- the online PRM update on a tiny model ---------------------------------------------------------------
 
 

@@ -27,7 +27,8 @@ frozen reference pi_ref (the starting model). For every rollout of K completions
 5. policy update: PPO's clipped surrogate on those per-token advantages.
 
 Checkpoints: the PRM and its optimizer are not in the policy's checkpoint, so ``--resume`` is
-refused with one line (a resumed policy with a fresh PRM would not be the interrupted run).
+refused with one line (a resumed policy with a fresh PRM would not be the interrupted run). Runs
+under torchrun are refused too: each process would train its own PRM on its own rollouts.
 
 Results on the embedded task (3 seeds, defaults): held-out greedy exact match +4.0 ± 1.1 points,
 pooled p = 3.8e-05 (reports/runs/prime.json); with process_coef=0 it is +3.3 ± 2.0 points
@@ -56,6 +57,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from posttrain import Plugin, RunContext, RunResult
+from posttrain.distributed import launched_by_torchrun
 from posttrain.errors import UserError
 from posttrain.generation.logprobs import batched_logprobs, completion_logprobs
 from posttrain.generation.sampler import Sampling
@@ -257,7 +259,8 @@ def update_prm(prm, reference, optimizer, rollout: Rollout, weights: torch.Tenso
     process = torch.cat(rewards)
     scores, loss = process.sum(-1), torch.cat(losses)
     used = weights > 0
-    correct = ((scores > 0) == (labels > 0.5)).float()
+    # the sign of the sequence reward against the label; a score of exactly 0 (an untrained PRM) counts half
+    correct = torch.where(scores == 0, 0.5, ((scores > 0) == (labels > 0.5)).float())
     stats = {
         "prm/loss": float(loss[used].mean()) if used.any() else 0.0,
         "prm/accuracy": float(correct[used].mean()) if used.any() else 0.0,
@@ -273,6 +276,10 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
     if ctx.resume:
         raise UserError(
             "--resume: prime does not checkpoint its implicit PRM, so it cannot resume; start the run again"
+        )
+    if launched_by_torchrun():
+        raise UserError(
+            "prime: the implicit PRM is not synchronised across processes; run it in one process (without torchrun)"
         )
     # The PRM starts as a copy of the starting model (loaded again: the recipe loads the policy);
     # the reference is that model frozen (with lora=true, the PRM's adapter-disabled base).
