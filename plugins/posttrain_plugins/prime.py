@@ -34,20 +34,23 @@ Results on the embedded task (3 seeds, defaults): held-out greedy exact match +4
 pooled p = 3.8e-05 (reports/runs/prime.json); with process_coef=0 it is +3.3 ± 2.0 points
 (reports/runs/prime-outcome-only.json), and the PRM's cross-entropy on new rollouts stays at about
 log 2 (reports/benchmarks/prime-prm-trace.json): on 3-4 token answers the gain is RLOO's, not yet the
-process rewards'.
+process rewards'. beta = 0.5 harms: -23.0 ± 2.5 points (reports/runs/prime-beta0.5.json).
 
 Deviations from the paper:
 1. Learning rates, K = 4, 16 prompts per rollout, step count and beta are sized for the embedded
    tiny model; the paper's values were not checked against its text.
 2. The prompt filter samples at most ``filter_rounds`` rounds of prompts; if fewer prompts pass,
    the rollout is completed with prompts that did not, with zero advantage and no weight in the
-   PRM's loss (``filter/filled_share``). The paper drops them and samples a larger batch.
+   PRM's loss (``filter/filled_share``). The authors keep only the prompts within the range.
 3. The advantages are whitened over the rollout's tokens (mean 0, std 1), as the authors' verl
    recipe does (recipe/prime/prime_core_algos.py, compute_rloo_advantage_return); the outcome and
    process parts have weight 1 each (``outcome_coef``, ``process_coef``).
 4. One PRM step per rollout over all its completions; the policy's loss is averaged over the
    micro-batch's tokens.
 5. Log-probs of the PRM and the reference are taken at temperature 1 (they score, not sample).
+6. The process baseline of completion i is the mean of the other completions' average token
+   rewards, as the model card describes it; the authors' verl code computes, per token,
+   r_t - (sum_j mean_j - r_t) / (K - 1), which differs from it by (r_t - mean_i) / (K - 1).
 """
 
 from __future__ import annotations
