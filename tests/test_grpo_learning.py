@@ -1,4 +1,4 @@
-"""`catalog run grpo|dr-grpo|dapo|gspo|lite-ppo` with no options learn on the embedded task: over 3 sampling
+"""`catalog run grpo|dr-grpo|dapo|gspo|lite-ppo|prime` with no options learn on the embedded task: over 3 sampling
 seeds, every seed raises held-out greedy exact match and the pooled paired test is significant;
 the held-out sampled reward (one sample per prompt) does not fall significantly. cispo, sapo and gmpo
 do not at their defaults (reports/runs/cispo.json, sapo.json, gmpo.json; their entries say so), and
@@ -49,6 +49,7 @@ METHODS = [
     "dapo",
     "gspo",
     "lite-ppo",  # reports/runs/lite-ppo.json: about 20 s per seed
+    "prime",  # reports/runs/prime.json; its gain is also reached without process rewards (prime-outcome-only.json)
     *(pytest.param(m, marks=NO_GAIN_AT_DEFAULTS) for m in ("cispo", "sapo", "gmpo")),
     pytest.param("ttrl", marks=PSEUDO_LABELS_HARM),
 ]

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECENT = {
     "gmpo": ("2507.20673", "grpo"),
     "vapo": ("2504.05118", "ppo"),
-    "prime": ("2502.01456", "implicit-prm"),
+    "prime": ("2502.01456", "rloo"),
     "lite-ppo": ("2508.08221", "ppo"),
     "high-entropy-token-rl": ("2506.01939", "dapo"),
     "clip-cov": ("2505.22617", "grpo"),

@@ -1,5 +1,5 @@
 """The group-RL recipe (grpo, dr-grpo, dapo, gspo, cispo, sapo, gmpo, lite-ppo, ttrl,
-on-policy-distillation): sample G completions per prompt, score them, turn the rewards into advantages, then take ``policy_epochs``
+on-policy-distillation, prime): sample G completions per prompt, score them, turn the rewards into advantages, then take ``policy_epochs``
 passes of mini-batch updates over the rollout. A plugin passes its advantage estimator and its objective.
 
 One rollout feeds ``steps_per_rollout`` optimizer steps (``posttrain.rl.rollout.BatchSemantics``):
