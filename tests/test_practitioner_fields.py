@@ -140,6 +140,8 @@ FILLED = [
     "apo-down",
     "discopop",
     "ttrl",
+    "cdpo",
+    "sigmoid-norm",
 ]
 
 
