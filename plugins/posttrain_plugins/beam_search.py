@@ -21,7 +21,8 @@ Deviations from the paper:
    Monte-Carlo ones. With your own ``--model``/``--dataset`` and no ``prm``/``reward_model`` the
    score is the policy's mean log-likelihood (``scorer=likelihood``; ``scorer=verifier``: the
    reasoning model's ``V:`` sub-skill, near chance). The task's checker is never used to score.
-2. The final answer is the highest-scoring complete beam (Snell also reports a weighted vote).
+2. The final answer is the highest-scoring complete beam. Snell §5.2 ends with best-of-N weighted
+   selection over the final beams (answers' PRM scores summed); that vote is not implemented here.
 3. Default N = 16, M = 4 (Snell sweeps N in 4..256 with M = 4); sweep ``n``.
 """
 

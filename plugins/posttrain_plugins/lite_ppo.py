@@ -1,8 +1,9 @@
 """Lite PPO: the vanilla PPO loss without a critic, plus two tricks only.
 
 Paper: Liu, Liu, He, Wang, Liu, Pan, Hu, Xiong, Huang, Hu, Huang, et al., 2025, "Part I: Tricks or
-Traps? A Deep Dive into RL for LLM Reasoning", arXiv:2508.08221 (the Lite PPO combination; its
-equation numbers were not checked against the paper text, see catalog/methods/lite-ppo.yaml).
+Traps? A Deep Dive into RL for LLM Reasoning", arXiv:2508.08221, §5 (Lite PPO: the group-mean
+advantage of Eq. 5 over the batch std of Eq. 6, §4.1.2, and the token-level loss of §4.3; checked
+against a full-text copy, not the arXiv page).
 Catalog entry: catalog/methods/lite-ppo.yaml.
 
     catalog run lite-ppo                               # embedded tiny model + addition prompts
@@ -30,7 +31,8 @@ significantly over 3 seeds on the embedded task (reports/runs/lite-ppo.json, cat
 
 Deviations from the paper:
 1. Learning rate, group size, prompts per rollout and step count are those of posttrain_plugins.grpo,
-   sized for the embedded tiny model (paper: Qwen3-4B and -8B, base and aligned). One update per
+   sized for the embedded tiny model (paper: Qwen3-4B and -8B, base and aligned; per reading notes,
+   128 prompts x 8 responses, lr 1e-6, temperature 0.99, top_p 0.99, top_k 100). One update per
    rollout (64 completions in one micro-batch), so the ratio is 1 and the clip does not act unless
    ``batch_size`` or ``policy_epochs`` make later updates off-policy.
 2. The batch std is that of the rollout's rewards (the batch the advantages are computed on), the

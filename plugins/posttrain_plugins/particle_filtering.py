@@ -15,8 +15,8 @@ partial solutions are duplicated and poor ones dropped while sampling keeps dive
 beam's hard top-k). Finished particles stay in the population with their final score. The answer
 is the particle with the highest final score.
 
-Deviations: on the embedded reasoning task r is the embedded PRM (``posttrain.embedded.prm``: a separate token-classification model trained once on training-split scratchpads with exact step labels; an attempt's score is its last step's probability, Snell 2024 §5 / App.; ``prm.json`` in its cache folder has its held-out step accuracy), like Puri's trained PRM's
-last-step score; with your own ``--model``/``--dataset`` and no ``prm``/``reward_model`` it is
+Deviations: on the embedded reasoning task r is the embedded PRM (``posttrain.embedded.prm``: a separate token-classification model trained once on training-split scratchpads with exact step labels; an attempt's score is its last step's probability, Snell 2024 §5 / App.; ``prm.json`` in its cache folder has its held-out step accuracy); Puri's default
+aggregates a partial solution's step rewards by their product, not the last step's score; with your own ``--model``/``--dataset`` and no ``prm``/``reward_model`` it is
 the policy's mean log-likelihood (``scorer=verifier``: the reasoning model's P(y)); tau = 0.1 (the paper softmaxes PRM scores at tau = 1, which span a wider range); the
 final pick is the highest-scoring particle (the paper's "best-of" variant; it also reports a
 weighted vote). Default N = 16 (the paper sweeps 4..128).

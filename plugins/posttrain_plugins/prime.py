@@ -4,7 +4,8 @@ Paper: Cui, Yuan, Wang, Wang, Zhang, Chen, Li, He, Fan, Yu, Xu, et al., 2025, "P
 Reinforcement through Implicit Rewards", arXiv:2502.01456; the implicit PRM is Yuan et al., 2024,
 "Free Process Rewards without Process Labels", arXiv:2412.01981. The algorithm's steps below follow
 the authors' description on their model card (huggingface.co/PRIME-RL/Eurus-2-7B-PRIME, "The
-algorithm flow includes"); the paper's equation numbers were not checked against its text.
+algorithm flow includes"). Reading notes of the paper place the implicit process reward at Eq. 3
+and the advantages at Eq. 5-6, with the PRM's cross-entropy update in Algorithm 1.
 Catalog entry: catalog/methods/prime.yaml.
 
     catalog run prime                                  # embedded tiny model + addition prompts
@@ -38,7 +39,8 @@ process rewards'. beta = 0.5 harms: -23.0 ± 2.5 points (reports/runs/prime-beta
 
 Deviations from the paper:
 1. Learning rates, K = 4, 16 prompts per rollout, step count and beta are sized for the embedded
-   tiny model; the paper's values were not checked against its text.
+   tiny model. Per reading notes of the paper (not its text), it uses beta = 0.05, gamma = 1, K = 4,
+   policy lr 5e-7, PRM lr 1e-6 and no KL term; beta, gamma and K are the same here.
 2. The prompt filter samples at most ``filter_rounds`` rounds of prompts; if fewer prompts pass,
    the rollout is completed with prompts that did not, with zero advantage and no weight in the
    PRM's loss (``filter/filled_share``). The authors keep only the prompts within the range.

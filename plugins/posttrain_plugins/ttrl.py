@@ -21,17 +21,17 @@ rewards: group-standardised advantages, the clipped surrogate and beta times the
 (posttrain_plugins.grpo; DeepSeekMath, arXiv:2402.03300, Eq. 3). Answers are removed from the
 records before sampling (``unlabeled``), so no reward can see them.
 
-What was checked against the paper with the search tool (its abstract and third-party summaries;
-the method section's text was not reachable): the pseudo-label is the majority vote over the
-sampled answers, the reward is 1 on agreement with it and 0 otherwise, and the policy is optimised
-with a standard RL algorithm (GRPO or PPO). Not verified: the paper's equation numbers, its
-sampling and learning-rate settings, and how many samples vote versus train (the authors' code,
-PRIME-RL/TTRL ``ppo_trainer_ttrl.yaml``, has separate ``n_votes_per_prompt`` and
-``n_samples_per_prompt``).
+Checked against a full-text copy of the paper (not the arXiv page itself): the pseudo-label is
+the majority vote over the sampled answers and the reward is 1 on agreement with it, else 0 (Eq.
+1 and 3); the policy is trained with a standard RL algorithm (GRPO or PPO). Per reading notes of
+the paper, its runs vote with 64 samples and train on 32 of them, sample at temperature 0.6 (1.0
+for Qwen2.5-Math and reasoning models) and use GRPO with a cosine learning rate peaking at 5e-7;
+the authors' code (PRIME-RL/TTRL ``ppo_trainer_ttrl.yaml``) has separate ``n_votes_per_prompt``
+and ``n_samples_per_prompt``.
 
 Deviations from the paper:
 1. By default the vote is over the G completions that are trained on; ``num_votes`` samples more
-   completions per prompt that only vote (the paper's own split was not verified, see above).
+   completions per prompt that only vote (the paper votes with 64 and trains on 32, see above).
 2. Ties are broken by the answer that appears first among the group's samples (sampling order);
    a completion whose answer cannot be read never wins and is never rewarded, and a group with no
    readable answer gets reward 0 everywhere (zero advantage).

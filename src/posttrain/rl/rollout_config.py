@@ -85,8 +85,9 @@ class GroupConfig(RolloutConfig):
         le=1,
         description="rho: keep the policy-gradient term only on tokens whose entropy is at or above the (1 - rho) "
         "quantile of the micro-batch's token entropies (arXiv 2506.01939, J_HighEnt: the indicator "
-        "I[H >= tau_rho]; the paper keeps 20%). 1: every token (off). Needs the full logits: not with "
-        "--logit-chunk-size.",
+        "I[H >= tau_rho]; the paper keeps 20%). The loss keeps the plugin's normaliser over all tokens, as "
+        "TRL's top_entropy_quantile does; the paper's Eq. 6 divides by the kept tokens. 1: every token (off). "
+        "Needs the full logits: not with --logit-chunk-size.",
     )
     kl_cov_fraction: float = Field(
         0.0,
