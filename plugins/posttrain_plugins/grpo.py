@@ -38,19 +38,10 @@ Deviations from the paper:
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.rl.group import (
-    SMOKE,
-    TokenShaping,
-    clipped_surrogate,
-    k3_kl,
-    shape_surrogate,
-    token_stats,
-    train_with_group_advantages,
-)
+from posttrain.rl.group import SMOKE, grpo_loss, train_with_group_advantages
 from posttrain.rl.rollout_config import GroupConfig
 
 
@@ -63,29 +54,7 @@ class Config(GroupConfig):
     std_epsilon: float = Field(1e-4, gt=0, description="Added to the group std in the advantage denominator.")
 
 
-# --- advantage and loss (paper Eq. 3-4) ---------------------------------------------------------------
-
-
-def grpo_loss(
-    logps: torch.Tensor,
-    old_logps: torch.Tensor,
-    ref_logps: torch.Tensor | None,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    epsilon: float,
-    beta: float,
-    shaping: TokenShaping | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """-J_GRPO (Eq. 3): per-token clipped surrogate minus beta * k3 KL, mean over each completion's
-    tokens, then over completions. logps/old/ref/mask (N, C); advantages (N,). ``shaping`` (the
-    token-level options, posttrain.rl.group) reweights the surrogate per token; the KL term and the
-    1/|o_i| normalisation stay as they are."""
-    surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
-    per_token = shape_surrogate(surrogate, shaping) - beta * kl
-    lengths = mask.sum(-1).clamp(min=1)
-    loss = -((per_token * mask).sum(-1) / lengths).mean()
-    return loss, token_stats(kl, clipped, mask)
+# --- loss (paper Eq. 3-4): grpo_loss, -J_GRPO with the k3 KL, sits in posttrain.rl.group (ttrl shares it)
 
 
 # --- run ------------------------------------------------------------------------------------------

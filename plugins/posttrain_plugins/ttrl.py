@@ -66,15 +66,7 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.answers import answer_of, extract_answer, final_answer
 from posttrain.errors import UserError
 from posttrain.evaluation import reference_of
-from posttrain.rl.group import (
-    SMOKE,
-    TokenShaping,
-    clipped_surrogate,
-    k3_kl,
-    shape_surrogate,
-    token_stats,
-    train_with_group_advantages,
-)
+from posttrain.rl.group import SMOKE, grpo_loss, train_with_group_advantages
 from posttrain.rl.rollout import Rollout
 from posttrain.rl.rollout_config import GroupConfig
 
@@ -197,29 +189,6 @@ def unlabeled(record: dict) -> dict:
 # --- GRPO's loss (DeepSeekMath Eq. 3), as in posttrain_plugins.grpo -------------------------------
 
 
-def ttrl_loss(
-    logps: torch.Tensor,
-    old_logps: torch.Tensor,
-    ref_logps: torch.Tensor | None,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    epsilon: float,
-    beta: float,
-    shaping: TokenShaping | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """-J_GRPO: per-token clipped surrogate minus beta * k3 KL, mean over each completion's tokens,
-    then over completions. logps/old/ref/mask (N, C); advantages (N,)."""
-    surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
-    per_token = shape_surrogate(surrogate, shaping) - beta * kl
-    lengths = mask.sum(-1).clamp(min=1)
-    loss = -((per_token * mask).sum(-1) / lengths).mean()
-    return loss, token_stats(kl, clipped, mask)
-
-
-# --- run ------------------------------------------------------------------------------------------
-
-
 def unscored(rollout: Rollout) -> Rollout:
     """Training rollouts skip the config's rewards: ``vote_rollout`` sets them after the vote."""
     return rollout
@@ -265,7 +234,7 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         cfg,
         ctx,
         "ttrl",
-        ttrl_loss,
+        grpo_loss,
         cfg.epsilon,
         cfg.beta,
         make_rollout=vote_rollout(cfg.answer, cfg.num_votes),

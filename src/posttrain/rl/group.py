@@ -202,6 +202,29 @@ def shape_surrogate(surrogate: torch.Tensor, shaping: TokenShaping | None) -> to
     return surrogate * shaping.weights - shaping.penalty
 
 
+# GRPO's loss (DeepSeekMath arXiv:2402.03300, Eq. 3-4), used by the grpo and ttrl plugins.
+def grpo_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    ref_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    epsilon: float,
+    beta: float,
+    shaping: TokenShaping | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """-J_GRPO (Eq. 3): per-token clipped surrogate minus beta * k3 KL, mean over each completion's
+    tokens, then over completions. logps/old/ref/mask (N, C); advantages (N,). ``shaping`` (the
+    token-level options, posttrain.rl.group) reweights the surrogate per token; the KL term and the
+    1/|o_i| normalisation stay as they are."""
+    surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
+    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    per_token = shape_surrogate(surrogate, shaping) - beta * kl
+    lengths = mask.sum(-1).clamp(min=1)
+    loss = -((per_token * mask).sum(-1) / lengths).mean()
+    return loss, token_stats(kl, clipped, mask)
+
+
 IS_WEIGHTS = {"tis": truncated_is_weights, "mis": masked_is_weights}
 
 
