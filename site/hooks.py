@@ -516,6 +516,7 @@ def method_page(data: SiteData, info: MethodInfo) -> str:
     "not runnable yet" box instead of its run, metrics, notes and results sections."""
     e = info.entry
     lines: list[str] = [*method_header(info), "## Objective", "", objective_html(e.objective), ""]
+    lines += objective_source_line(data, info)
     if info.state == "runnable":
         lines += ["## Use it", "", *use_it_section(data, info), ""]
     elif info.state == "catalogued":
@@ -673,6 +674,17 @@ def use_it_section(data: SiteData, info: MethodInfo) -> list[str]:
     out += method_use.advice_part(e, inline_md, lambda source, where: cite_source(data, source, where))
     out += recorded_run_part(data, info)
     return out
+
+
+def objective_source_line(data: SiteData, info: MethodInfo) -> list[str]:
+    """Where the objective was checked: the paper and its equation, or that it was not."""
+    source = info.entry.objective_source
+    if source is None:
+        return ["*Not yet matched to an equation of the paper.*", ""]
+    cited = cite_source(data, source.paper, source.equation)
+    if not source.verified:
+        return [f"*Not verified against the paper's text yet (written from {cited}).*", ""]
+    return [f"*As in {cited}.*", ""]
 
 
 def cite_source(data: SiteData, source: str, where: str | None) -> str:

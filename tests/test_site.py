@@ -400,6 +400,18 @@ def test_every_page_shows_its_entry_practitioner_fields(real_site: Path, catalog
     assert "In practice" in rag and "Not runnable yet" in rag
 
 
+def test_objective_says_where_it_was_checked(real_site: Path) -> None:
+    """#21 item 6: each objective names the paper's equation, or says it is not verified yet."""
+
+    def objective_part(mid: str) -> str:
+        page = (real_site / "methods" / f"{mid}.html").read_text(encoding="utf-8")
+        return text_of(page[page.index('id="objective"') : page.index('id="papers"')])
+
+    assert "As in" in objective_part("dpo") and "Eq. 7" in objective_part("dpo")
+    assert "Not verified against the paper's text yet" in objective_part("bfpo")
+    assert "Not yet matched to an equation" in objective_part("peft")
+
+
 def test_use_it_parts_come_from_the_plugin_and_its_config(tmp_path: Path) -> None:
     out = sb.build_site(
         tmp_path / "build",
