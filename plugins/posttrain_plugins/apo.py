@@ -15,7 +15,8 @@ response's reward r = β log(π/π_ref) on its own:
 - APO-zero (chosen better than what the model now writes): 1 − σ(r_w) + σ(r_l), which pushes the
   chosen likelihood up and the rejected one down.
 - APO-down (chosen worse than what the model now writes): σ(r_w) + 1 − σ(r_w − r_l), which pushes
-  the chosen likelihood down and the rejected one down more.
+  the chosen likelihood down and the rejected one down more. The paper's Eq. 8 prints it without
+  the constant 1, which TRL adds so that both losses are 1 at the reference; gradients are the same.
 Both are 1 at policy = reference.
 
 Deviations from the paper:
@@ -87,7 +88,7 @@ def apo_down_loss(
     ref_rejected: torch.Tensor,
     beta: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-pair APO-down loss σ(r_w) + 1 − σ(r_w − r_l) (Eq. 8) and the implicit rewards r_w, r_l.
+    """Per-pair APO-down loss σ(r_w) + 1 − σ(r_w − r_l) (Eq. 8 plus TRL's constant 1) and the implicit rewards r_w, r_l.
 
     1 at policy = reference; it lowers r_w and lowers r_l further, so the margin still grows.
     """
