@@ -67,7 +67,8 @@ def test_validate_names_a_missing_report(tmp_path):
     shutil.copytree(REPO / "catalog", root)
     (root.parent / "reports" / "runs").mkdir(parents=True)  # a checkout without that report
     _, problems = validate(root, None)
-    mine = [str(p) for p in problems if p.file.endswith("/high-entropy-token-rl.yaml")]
+    # the entry's practitioner claims cite the same report: their problem is the validator's other check
+    mine = [str(p) for p in problems if p.file.endswith("/high-entropy-token-rl.yaml") and "run_as" in str(p)]
     assert len(mine) == 1 and "run_as.report" in mine[0] and "grpo-top-entropy.json does not exist" in mine[0]
 
 
