@@ -47,7 +47,7 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.rl.group import SMOKE, TokenShaping, k3_kl, shape_surrogate, train_with_group_advantages
+from posttrain.rl.group import SMOKE, TokenShaping, reference_kl, shape_surrogate, train_with_group_advantages
 from posttrain.rl.rollout_config import GroupConfig
 
 
@@ -103,7 +103,7 @@ def cispo_loss(
     sg(r_hat) A_i log pi per token; the KL term and the token-level average stay as they are.
     """
     weight, clipped = clipped_is_weight(logps, old_logps, eps_low, eps_high)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    kl = reference_kl(logps, ref_logps)
     per_token = shape_surrogate(weight * advantages[:, None] * logps, shaping) - beta * kl
     tokens = mask.sum().clamp(min=1)
     loss = -(per_token * mask).sum() / tokens

@@ -38,7 +38,7 @@ from posttrain.rl.group import (
     Objective,
     TokenShaping,
     clipped_surrogate,
-    k3_kl,
+    reference_kl,
     shape_surrogate,
     token_stats,
     train_group_policy,
@@ -84,7 +84,7 @@ def dr_grpo_loss(
     KL term and the constant normaliser stay as they are.
     """
     surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    kl = reference_kl(logps, ref_logps)
     per_token = (shape_surrogate(surrogate, shaping) - beta * kl) * mask
     loss = -per_token.sum() / (mask.shape[0] * max_length)
     return loss, token_stats(kl, clipped, mask)

@@ -45,7 +45,14 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.rl.group import SMOKE, TokenShaping, k3_kl, shape_surrogate, train_with_group_advantages
+from posttrain.rl.group import (
+    SMOKE,
+    TokenShaping,
+    reference_kl,
+    sequence_mean,
+    shape_surrogate,
+    train_with_group_advantages,
+)
 from posttrain.rl.rollout_config import GroupConfig
 
 
@@ -118,7 +125,7 @@ def gmpo_loss(
     log_ratio, clipped = clipped_log_ratio(logps, old_logps, advantages, eps_low, eps_high)
     ratio = geometric_mean_ratio(log_ratio, mask)
     lengths = mask.sum(-1).clamp(min=1)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    kl = reference_kl(logps, ref_logps)
     seq_kl = (kl * mask).sum(-1) / lengths
     loss = -(advantages * ratio - beta * seq_kl).mean()
     tokens = mask.sum().clamp(min=1)
@@ -151,10 +158,9 @@ def gmpo_token_loss(
     log_ratio, clipped = clipped_log_ratio(logps, old_logps, advantages, eps_low, eps_high)
     ratio = geometric_mean_ratio(log_ratio.detach(), mask)
     term = advantages[:, None] * ratio[:, None] * torch.exp(log_ratio - log_ratio.detach())
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    kl = reference_kl(logps, ref_logps)
     per_token = shape_surrogate(term, shaping) - beta * kl
-    lengths = mask.sum(-1).clamp(min=1)
-    loss = -((per_token * mask).sum(-1) / lengths).mean()
+    loss = -sequence_mean(per_token, mask)
     tokens = mask.sum().clamp(min=1)
     stats = {
         "kl": (kl * mask).sum() / tokens,

@@ -43,7 +43,8 @@ from posttrain.rl.group import (
     SMOKE,
     TokenShaping,
     clipped_surrogate,
-    k3_kl,
+    reference_kl,
+    sequence_mean,
     shape_surrogate,
     train_with_group_advantages,
 )
@@ -100,7 +101,7 @@ def gspo_loss(
     clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * advantages
     objective = torch.minimum(unclipped, clipped)
     lengths = mask.sum(-1).clamp(min=1)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    kl = reference_kl(logps, ref_logps)
     seq_kl = (kl * mask).sum(-1) / lengths
     loss = -(objective - beta * seq_kl).mean()
     stats = {"kl": seq_kl.mean(), "clip_ratio": (clipped < unclipped).float().mean(), "sequence_ratio": ratio.mean()}
@@ -138,14 +139,13 @@ def gspo_token_loss(
     """
     log_ratio = token_log_ratio(logps, old_logps, mask)
     surrogate, _ = clipped_surrogate(log_ratio, torch.zeros_like(log_ratio), advantages[:, None], eps_low, eps_high)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    kl = reference_kl(logps, ref_logps)
     per_token = shape_surrogate(surrogate, shaping) - beta * kl
-    lengths = mask.sum(-1).clamp(min=1)
-    loss = -((per_token * mask).sum(-1) / lengths).mean()
+    loss = -sequence_mean(per_token, mask)
     ratio = sequence_ratio(logps.detach(), old_logps, mask)
     clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * advantages < ratio * advantages
     stats = {
-        "kl": ((kl * mask).sum(-1) / lengths).mean(),
+        "kl": sequence_mean(kl, mask),
         "clip_ratio": clipped.float().mean(),
         "sequence_ratio": ratio.mean(),
     }

@@ -58,7 +58,7 @@ from posttrain.rl.group import (
     Objective,
     TokenShaping,
     clipped_surrogate,
-    k3_kl,
+    reference_kl,
     shape_surrogate,
     token_stats,
     train_group_policy,
@@ -111,7 +111,7 @@ def token_level_ppo_loss(
     lengths the two coincide. ``shaping`` (GroupConfig's token-level options) reweights the surrogate.
     """
     surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    kl = reference_kl(logps, ref_logps)
     per_token = shape_surrogate(surrogate, shaping) - beta * kl
     loss = -(per_token * mask).sum() / mask.sum().clamp(min=1)
     return loss, token_stats(kl, clipped, mask)

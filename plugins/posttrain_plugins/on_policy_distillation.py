@@ -39,7 +39,7 @@ from posttrain import Plugin, RunContext, RunResult
 from posttrain.generation.logprobs import completion_logprobs
 from posttrain.generation.sampler import Sampling
 from posttrain.hf import load_tokenizer, model_source
-from posttrain.rl.group import SMOKE, Objective, k3_kl, train_group_policy
+from posttrain.rl.group import SMOKE, Objective, reference_kl, train_group_policy
 from posttrain.rl.rollout import Rollout
 from posttrain.rl.rollout_config import RolloutConfig
 from posttrain.training.distill import load_teacher
@@ -84,7 +84,7 @@ def on_policy_distillation_loss(
     """
     advantages = reverse_kl_advantage(old_logps, teacher_logps)
     ratio = torch.exp(logps - old_logps)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    kl = reference_kl(logps, ref_logps)
     per_token = ratio * advantages - beta * kl
     tokens = mask.sum().clamp(min=1)
     loss = -(per_token * mask).sum() / tokens

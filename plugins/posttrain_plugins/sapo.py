@@ -39,7 +39,14 @@ import torch
 from pydantic import Field
 
 from posttrain import Plugin, RunContext, RunResult
-from posttrain.rl.group import SMOKE, TokenShaping, k3_kl, shape_surrogate, train_with_group_advantages
+from posttrain.rl.group import (
+    SMOKE,
+    TokenShaping,
+    reference_kl,
+    sequence_mean,
+    shape_surrogate,
+    train_with_group_advantages,
+)
 from posttrain.rl.rollout_config import GroupConfig
 
 
@@ -87,10 +94,9 @@ def sapo_loss(
     ratio = torch.exp(logps - old_logps)
     adv = advantages[:, None]
     gate = soft_gate(ratio, adv, tau_pos, tau_neg)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    kl = reference_kl(logps, ref_logps)
     per_token = shape_surrogate(gate * adv, shaping) - beta * kl
-    lengths = mask.sum(-1).clamp(min=1)
-    loss = -((per_token * mask).sum(-1) / lengths).mean()
+    loss = -sequence_mean(per_token, mask)
     tokens = mask.sum().clamp(min=1)
     s = torch.sigmoid(torch.where(adv > 0, tau_pos, tau_neg) * (ratio - 1)).detach()
     stats = {"kl": (kl * mask).sum() / tokens, "gate_weight": (4 * s * (1 - s) * mask).sum() / tokens}

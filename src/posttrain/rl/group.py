@@ -77,6 +77,17 @@ def k3_kl(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_ratio) - log_ratio - 1
 
 
+def reference_kl(logps: torch.Tensor, ref_logps: torch.Tensor | None) -> torch.Tensor:
+    """Per-token k3 KL to the reference, or zeros when the run keeps none (beta = 0)."""
+    return k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+
+
+def sequence_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """GRPO's aggregation: each completion's mean over its tokens, then the mean over completions."""
+    lengths = mask.sum(-1).clamp(min=1)
+    return ((values * mask).sum(-1) / lengths).mean()
+
+
 def token_stats(kl: torch.Tensor, clipped: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean KL and share of clipped tokens over the real tokens of a micro-batch."""
     tokens = mask.sum().clamp(min=1)
@@ -218,11 +229,9 @@ def grpo_loss(
     token-level options, posttrain.rl.group) reweights the surrogate per token; the KL term and the
     1/|o_i| normalisation stay as they are."""
     surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
-    kl = k3_kl(logps, ref_logps) if ref_logps is not None else torch.zeros_like(logps)
+    kl = reference_kl(logps, ref_logps)
     per_token = shape_surrogate(surrogate, shaping) - beta * kl
-    lengths = mask.sum(-1).clamp(min=1)
-    loss = -((per_token * mask).sum(-1) / lengths).mean()
-    return loss, token_stats(kl, clipped, mask)
+    return -sequence_mean(per_token, mask), token_stats(kl, clipped, mask)
 
 
 IS_WEIGHTS = {"tis": truncated_is_weights, "mis": masked_is_weights}
