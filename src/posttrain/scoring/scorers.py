@@ -109,10 +109,7 @@ def load_classifier(path: str, device: str):
         model = AutoModelForSequenceClassification.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise UserError(f"reward-model:{path}: could not load a sequence-classification model: {exc}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
+    prepare_tokenizer(tokenizer, model)
     model.eval().requires_grad_(False)
     return model.to(device), tokenizer
 
