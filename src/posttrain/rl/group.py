@@ -1,6 +1,6 @@
 """The group-RL recipe (grpo, dr-grpo, dapo, gspo, cispo, sapo, gmpo, lite-ppo, ttrl,
-on-policy-distillation, prime): sample G completions per prompt, score them, turn the rewards into advantages, then take ``policy_epochs``
-passes of mini-batch updates over the rollout. A plugin passes its advantage estimator and its objective.
+on-policy-distillation, prime): sample G completions per prompt, score them, turn the rewards into
+advantages, then take ``policy_epochs`` passes of mini-batch updates over the rollout. A plugin passes its advantage estimator and its objective.
 
 One rollout feeds ``steps_per_rollout`` optimizer steps (``posttrain.rl.rollout.BatchSemantics``):
 epoch e, mini-batch m, micro-batch u use the rollout's rows
@@ -214,6 +214,8 @@ def shape_surrogate(surrogate: torch.Tensor, shaping: TokenShaping | None) -> to
 
 
 # GRPO's loss (DeepSeekMath arXiv:2402.03300, Eq. 3-4), used by the grpo and ttrl plugins.
+
+
 def grpo_loss(
     logps: torch.Tensor,
     old_logps: torch.Tensor,
@@ -226,7 +228,7 @@ def grpo_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """-J_GRPO (Eq. 3): per-token clipped surrogate minus beta * k3 KL, mean over each completion's
     tokens, then over completions. logps/old/ref/mask (N, C); advantages (N,). ``shaping`` (the
-    token-level options, posttrain.rl.group) reweights the surrogate per token; the KL term and the
+    token-level options above) reweights the surrogate per token; the KL term and the
     1/|o_i| normalisation stay as they are."""
     surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
     kl = reference_kl(logps, ref_logps)
