@@ -1,6 +1,7 @@
 """The group-RL recipe (grpo, dr-grpo, dapo, gspo, cispo, sapo, gmpo, lite-ppo, ttrl,
 on-policy-distillation, prime): sample G completions per prompt, score them, turn the rewards into
-advantages, then take ``policy_epochs`` passes of mini-batch updates over the rollout. A plugin passes its advantage estimator and its objective.
+advantages, then take ``policy_epochs`` passes of mini-batch updates over the rollout. A plugin passes
+its advantage estimator and its objective.
 
 One rollout feeds ``steps_per_rollout`` optimizer steps (``posttrain.rl.rollout.BatchSemantics``):
 epoch e, mini-batch m, micro-batch u use the rollout's rows
