@@ -37,12 +37,14 @@ def test_select_top1():
 
 def test_max_steps_is_refused(tmp_path):
     from posttrain.errors import UserError
-    from posttrain.runs.runner import execute, prepare
+    from posttrain.registry import load
+    from posttrain.runs.runner import prepare
 
-    with pytest.raises(UserError, match="rounds and steps_per_round"):
-        execute(
-            prepare("rejection-sampling-ft", output_dir=tmp_path, sets=["max_steps=5"], device="cpu"), progress=False
-        )
+    with pytest.raises(
+        UserError, match="max_steps: not an option of rejection-sampling-ft: .*set rounds and steps_per_round"
+    ):
+        prepare("rejection-sampling-ft", output_dir=tmp_path, sets=["max_steps=5"], device="cpu")
+    assert "max_steps" not in load("rejection-sampling-ft").config.model_fields  # not shown as an option
 
 
 def test_prompts_without_answer_need_a_reward_model(tmp_path):

@@ -121,7 +121,7 @@ def test_rejection_sampling_stops_when_nothing_was_ever_accepted(tmp_path, monke
 
 
 def test_online_dpo_has_no_max_steps_option(tmp_path):
-    with pytest.raises(UserError, match="max_steps: unknown option for online-dpo"):
+    with pytest.raises(UserError, match="max_steps: not an option of online-dpo: the run takes rounds"):
         prepare("online-dpo", output_dir=tmp_path, sets=["max_steps=5"], device="cpu")
 
 

@@ -82,8 +82,11 @@ class Config(TrainingConfig):
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
     batch_size: int = Field(32, ge=1, description="Pairs per micro-batch.")
     warmup_steps: int = Field(10, ge=0, description="Linear warmup steps.")
-    # Not an option (ClassVar removes TrainingConfig's field): the run takes rounds × steps_per_round steps.
+    # ClassVar removes TrainingConfig's field; build_config names the reason when one is set.
     max_steps: ClassVar[None] = None
+    removed_options: ClassVar[dict[str, str]] = {
+        "max_steps": "the run takes rounds × steps_per_round optimizer steps; set rounds and steps_per_round"
+    }
     train_examples: int = Field(
         5000, ge=1, description="Prompt pool drawn from the embedded task (ignored with --dataset)."
     )

@@ -37,6 +37,7 @@ Deviations from the papers:
 from __future__ import annotations
 
 import random
+from typing import ClassVar
 
 import torch
 from pydantic import Field
@@ -69,7 +70,11 @@ class Config(TrainingConfig):
     learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate (sized for the embedded model).")
     batch_size: int = Field(64, ge=1, description="Accepted samples per SFT micro-batch.")
     warmup_steps: int = Field(10, ge=0, description="Linear warmup steps.")
-    max_steps: int = Field(1, ge=1, description="Not used: the run takes rounds × steps_per_round optimizer steps.")
+    # ClassVar removes TrainingConfig's field; build_config names the reason when one is set.
+    max_steps: ClassVar[None] = None
+    removed_options: ClassVar[dict[str, str]] = {
+        "max_steps": "the run takes rounds × steps_per_round optimizer steps; set rounds and steps_per_round"
+    }
     train_examples: int = Field(
         5000, ge=1, description="Prompt pool drawn from the embedded task (ignored with --dataset)."
     )
@@ -151,8 +156,6 @@ class Sampler:
 
 
 def run(cfg: Config, ctx: RunContext) -> RunResult:
-    if "max_steps" in cfg.model_fields_set:
-        raise UserError("--set max_steps: not used by rejection-sampling-ft; set rounds and steps_per_round")
     policy, tokenizer = load_policy(ctx, lora_settings(cfg))
     pool, heldout, source = task_records(ctx, "prompt", cfg.train_examples, cfg.eval_examples)
     if cfg.reward_model is None:

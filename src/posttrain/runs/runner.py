@@ -115,7 +115,10 @@ def read_run_file(path: Path) -> dict[str, Any]:
 
 def build_config(plugin: Plugin, values: dict[str, Any], origin: dict[str, str]) -> BaseModel:
     fields = plugin.config.model_fields
+    removed = getattr(plugin.config, "removed_options", {})  # option: why this plugin has none of it
     for key in values:
+        if key in removed:
+            raise UserError(f"{origin.get(key, '--set')} {clipped(key)}: not an option of {plugin.id}: {removed[key]}")
         if key not in fields:
             hint = suggest(key, list(fields))
             raise UserError(
