@@ -96,6 +96,8 @@ def test_list_and_unknown_name_need_no_torch():
     assert res.returncode == 0, res.stderr
     assert "base" in res.stdout and "MB" in res.stdout
     res = subprocess.run(
-        [sys.executable, "-m", "posttrain", "embedded", "build", "nope", "--output", "x"], capture_output=True, text=True
+        [sys.executable, "-m", "posttrain", "embedded", "build", "nope", "--output", "x"],
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 2 and "embedded model 'nope': unknown" in res.stderr

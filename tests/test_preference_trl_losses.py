@@ -242,12 +242,21 @@ def assert_parity(loss_type: str, ours, beta: float = 0.1, seed: int = 7, trl_re
     loss = losses.mean()
     loss.backward()
     assert loss.item() == pytest.approx(theirs.item(), abs=TOL)
-    assert torch.allclose(ours_pc.grad, theirs_pc.grad, atol=TOL) and torch.allclose(ours_pr.grad, theirs_pr.grad, atol=TOL)
+    assert torch.allclose(ours_pc.grad, theirs_pc.grad, atol=TOL) and torch.allclose(
+        ours_pr.grad, theirs_pr.grad, atol=TOL
+    )
     # TRL logs beta * log-ratio as rewards for every loss type; the plugins log their own implicit reward
     if trl_rewards is not None:
         c_rew, r_rew = trl_rewards(pc, pr, rc, rr)
     mine = reward_metrics(c_rew, r_rew, PairLogps(ours_pc, ours_pr, lc, lr))
-    for name in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):
+    for name in (
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
+    ):
         assert mine[name] == pytest.approx(logged[name], abs=TOL), name
     assert loss.dtype == torch.float64
 
@@ -291,7 +300,9 @@ def test_trl_parity_discopop(tau):
     ours = lambda pc, pr, rc, rr, lc, lr: discopop_loss(pc, pr, rc, rr, 0.1, tau)  # noqa: E731
     assert_parity("discopop", ours, args=args)
     # small margins, where the mixing weight is between 0 and 1
-    assert_parity("discopop", lambda pc, pr, rc, rr, lc, lr: discopop_loss(pc, pr, rc, rr, 0.01, tau), beta=0.01, args=args)
+    assert_parity(
+        "discopop", lambda pc, pr, rc, rr, lc, lr: discopop_loss(pc, pr, rc, rr, 0.01, tau), beta=0.01, args=args
+    )
 
 
 @pytest.mark.parametrize(("beta", "seed"), [(0.1, 7), (2.0, 3)])

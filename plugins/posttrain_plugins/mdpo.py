@@ -240,7 +240,9 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         ref = torch.cat([ref_groups[i] for i in idx])
         c_pos, c_mask, r_pos, r_mask = (t.to(ctx.device) for t in (c_pos, c_mask, r_pos, r_mask))
         losses, c_rew, r_rew = loss_of(logps[c_pos], ref[c_pos], c_mask, logps[r_pos], ref[r_pos], r_mask, cfg.beta)
-        samples = PairLogps(logps[c_pos][c_mask], logps[r_pos][r_mask], n_tokens[c_pos][c_mask], n_tokens[r_pos][r_mask])
+        samples = PairLogps(
+            logps[c_pos][c_mask], logps[r_pos][r_mask], n_tokens[c_pos][c_mask], n_tokens[r_pos][r_mask]
+        )
         loss, nll = add_rpo_nll(losses.mean(), samples, cfg.rpo_alpha)  # NLL over every chosen sample
         metrics = {
             "rewards/chosen": c_rew.mean().item(),

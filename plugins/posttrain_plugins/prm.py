@@ -300,7 +300,9 @@ def evaluate(model, examples: list[dict], pad_id: int, device: str) -> dict:
             probs.append(step_p)
             labels.append(step_y)
             solution_ok.append(bool(step_y[-1] >= 0.5))
-            solution_pred.append(bool(step_p.min() > 0.5))  # one bad step fails it (Lightman et al. rank by the product)
+            solution_pred.append(
+                bool(step_p.min() > 0.5)
+            )  # one bad step fails it (Lightman et al. rank by the product)
     model.train(was_training)
     probs_t, labels_t = torch.cat(probs), (torch.cat(labels) >= 0.5).float()
     step_right = ((probs_t > 0.5).float() == labels_t).tolist()  # step_accuracy's terms, for the paired test

@@ -54,8 +54,12 @@ from posttrain.training.preference import (
 
 
 class Config(ReferencePairwiseConfig):
-    lam: float = Field(0.1, gt=0, description="λ, scale of the log-ratios in the logistic loss (DPO's β; TRL default 0.1).")
-    train_examples: int = Field(4800, ge=1, description="SFT prompts drawn from the embedded task (ignored with --dataset).")
+    lam: float = Field(
+        0.1, gt=0, description="λ, scale of the log-ratios in the logistic loss (DPO's β; TRL default 0.1)."
+    )
+    train_examples: int = Field(
+        4800, ge=1, description="SFT prompts drawn from the embedded task (ignored with --dataset)."
+    )
     rpo_alpha: float = Field(
         1.0,
         ge=0,
@@ -77,7 +81,9 @@ def self_play_pairs(model, tokenizer, records: list[dict], max_new_tokens: int, 
             "(the model answers each prompt itself)"
         )
     answers = generate(model, tokenizer, [r["prompt"] for r in records], max_new_tokens=max_new_tokens)
-    return [{"prompt": r["prompt"], "chosen": r["completion"], "rejected": a} for r, a in zip(records, answers, strict=True)]
+    return [
+        {"prompt": r["prompt"], "chosen": r["completion"], "rejected": a} for r, a in zip(records, answers, strict=True)
+    ]
 
 
 def load_self_play_data(ctx, cfg: Config, tokenizer, policy) -> PreferenceData:

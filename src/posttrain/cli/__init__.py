@@ -1,2 +1,1 @@
-"""The `catalog` command line: one module per command group. No torch import at import time.
-"""
+"""The `catalog` command line: one module per command group. No torch import at import time."""

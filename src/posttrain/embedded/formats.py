@@ -28,7 +28,6 @@ TRAIN_TEMPLATES = [
 HELDOUT_TEMPLATES = ["Tell me {a}+{b}.", "Please evaluate {a}+{b}"]
 
 
-
 def alpaca_prompt(instruction: str, input_text: str = "") -> str:
     if input_text:
         return ALPACA_PROMPT_WITH_INPUT.format(instruction=instruction, input=input_text)

@@ -159,7 +159,9 @@ def reasoning_model_dir(seed: int = 0, console=None) -> Path:
 
     target = cache_root() / "embedded" / f"{task.name}-{REASONING_VERSION}-seed{seed}"
     return model_dir(
-        "reasoning", seed, lambda: cached_model(target, lambda out: build_reasoning(seed, out), "reasoning model", console)
+        "reasoning",
+        seed,
+        lambda: cached_model(target, lambda out: build_reasoning(seed, out), "reasoning model", console),
     )
 
 

@@ -1,2 +1,1 @@
-"""Test-time scaling: the shared plumbing of the search and sampling plugins. No torch import here.
-"""
+"""Test-time scaling: the shared plumbing of the search and sampling plugins. No torch import here."""

@@ -89,6 +89,7 @@ def sequence_sum(token_values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 
 # --- the recipe ----------------------------------------------------------------------------------
 
+
 @dataclass
 class OnlineRun:
     """What a plugin's rollout and loss functions need, made once by ``start``."""

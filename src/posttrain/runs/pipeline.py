@@ -93,7 +93,9 @@ class Pipeline:
         for label, model in (("starting", self.ctx.model), ("final", last.model)):
             announce(f"{self.name}: {label} model on the last stage's held-out problems")
             policy, tokenizer = load_policy(replace(self.ctx, model=model))
-            scores.append({"exact_match": exact_match(policy, tokenizer, records, max_new_tokens=tokens)["exact_match"]})
+            scores.append(
+                {"exact_match": exact_match(policy, tokenizer, records, max_new_tokens=tokens)["exact_match"]}
+            )
         return scores[0], scores[1]
 
     def result(self, **extra: Any) -> RunResult:
