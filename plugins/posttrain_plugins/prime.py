@@ -301,14 +301,14 @@ def run(cfg: Config, ctx: RunContext) -> RunResult:
         )
         if cfg.whiten_advantages:
             advantages = whiten(advantages, mask * weights[:, None])
-        rollout.token_advantages = advantages * weights[:, None]
+        rollout.advantages = advantages * weights[:, None]  # (N, C): the recipe reads them back below
         rollout.stats.update(
-            {**stats, "advantage_abs": float((rollout.token_advantages.abs() * mask).sum() / mask.sum().clamp(min=1))}
+            {**stats, "advantage_abs": float((rollout.advantages.abs() * mask).sum() / mask.sum().clamp(min=1))}
         )
         return rollout
 
     def advantages(rollout: Rollout) -> torch.Tensor:
-        return rollout.token_advantages
+        return rollout.advantages  # computed with the PRM update in make_rollout
 
     def objective(sampling: Sampling) -> Objective:
         return lambda logps, old, ref, adv, mask: prime_policy_loss(logps, old, adv, mask, cfg.epsilon)
