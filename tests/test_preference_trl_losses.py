@@ -32,6 +32,16 @@ from posttrain_plugins.sppo import sppo_hard_loss
 t = torch.tensor
 TOL = 1e-6
 
+# the metrics TRL 1.16 logs for every DPO loss type, compared with reward_metrics' own
+LOGGED_PAIR_METRICS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+)
+
 
 # --- hand-worked numbers and limits -----------------------------------------------------------
 
@@ -249,14 +259,7 @@ def assert_parity(loss_type: str, ours, beta: float = 0.1, seed: int = 7, trl_re
     if trl_rewards is not None:
         c_rew, r_rew = trl_rewards(pc, pr, rc, rr)
     mine = reward_metrics(c_rew, r_rew, PairLogps(ours_pc, ours_pr, lc, lr))
-    for name in (
-        "rewards/chosen",
-        "rewards/rejected",
-        "rewards/margins",
-        "rewards/accuracies",
-        "logps/chosen",
-        "logps/rejected",
-    ):
+    for name in LOGGED_PAIR_METRICS:
         assert mine[name] == pytest.approx(logged[name], abs=TOL), name
     assert loss.dtype == torch.float64
 

@@ -200,14 +200,7 @@ def test_trl_parity_ld_dpo(alpha, seed):
     )
     ld_c, ld_r = policy.desensitized(alpha)
     mine = reward_metrics(c_rew, r_rew, PairLogps(ld_c, ld_r, lc, lr))
-    for name in (
-        "rewards/chosen",
-        "rewards/rejected",
-        "rewards/margins",
-        "rewards/accuracies",
-        "logps/chosen",
-        "logps/rejected",
-    ):
+    for name in trl_harness.LOGGED_PAIR_METRICS:
         assert mine[name] == pytest.approx(logged[name], abs=1e-6), name
 
 
