@@ -98,6 +98,27 @@ def test_single_process_sees_no_distribution():
     assert distributed.shard([5, 1, 7]) == [5, 1, 7]
 
 
+def test_teardown_waits_for_the_peers_before_leaving_the_group(monkeypatch):
+    """A gloo rank leaves only after a bounded barrier (an abort at exit otherwise: see teardown)."""
+    import torch.distributed as dist
+
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_backend", lambda: "gloo")
+    monkeypatch.setattr(dist, "monitored_barrier", lambda timeout: calls.append(("barrier", timeout.total_seconds())))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append(("destroy", None)))
+    distributed.teardown()
+    assert calls == [("barrier", distributed.TEARDOWN_BARRIER_S), ("destroy", None)]
+
+    def peer_gone(timeout):
+        raise RuntimeError("Connection closed by peer")
+
+    calls.clear()
+    monkeypatch.setattr(dist, "monitored_barrier", peer_gone)
+    distributed.teardown()  # a dead peer does not keep this rank from leaving
+    assert calls == [("destroy", None)]
+
+
 def test_global_batch_is_split_evenly_over_ranks(monkeypatch):
     from posttrain.data import batch_indices
 
