@@ -396,6 +396,8 @@ def _compute_needs(compute: Any, inline_md, cite) -> list[str]:
         return []
     models = ", ".join(m.value for m in compute.models_in_memory)
     per_prompt = compute.generations_per_prompt
+    if compute.source.startswith("reports/"):  # no verified figure from the paper: the project's own run
+        per_prompt = f"{per_prompt} in this project's default run"
     line = (
         f"**Compute:** models in memory: {models}; generations per prompt: {per_prompt} "
         f"({cite(compute.source, compute.where)}); cost against SFT: {inline_md(compute.cost_vs_sft.text)} "

@@ -14,6 +14,8 @@ colleagues).
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +25,8 @@ import yaml
 from posttrain.catalog.load import load_catalog, validate
 
 REPO = Path(__file__).resolve().parents[1]
+# report-sourced compute blocks whose generations the test can read from the report
+MIN_REPORT_COMPUTE_CHECKED = 0
 # entries without a verified generations-per-prompt figure have no compute block
 NO_COMPUTE = {
     "prime",
@@ -124,6 +128,30 @@ def test_core_methods_have_practitioner_fields(cat, mid):
     assert entry.results, mid
     if mid not in NO_COMPUTE:  # no verified figure
         assert entry.compute, mid
+
+
+def report_generations(report: dict) -> int | None:
+    """Completions per prompt of a committed run: an RL run's group size (its batch line), or a test-time run's n."""
+    group = re.search(r"x (\d+) completions", report.get("batch") or "")
+    if group:
+        return int(group.group(1))
+    return report.get("n")
+
+
+def test_a_compute_block_from_a_report_states_what_that_run_did(cat):
+    """Where no paper figure was verified, the block cites the plugin's own run, and must match it."""
+    checked = []
+    for mid, entry in cat.methods.items():
+        compute = entry.compute
+        if compute is None or not compute.source.startswith("reports/"):
+            continue
+        report = json.loads((REPO / compute.source).read_text(encoding="utf-8"))
+        assert report.get("method") in (mid, entry.plugin), (mid, compute.source)  # a run_as entry: its plugin
+        expected = report_generations(report)
+        if expected is not None:
+            assert compute.generations_per_prompt == expected, (mid, compute.source, expected)
+            checked.append(mid)
+    assert len(checked) >= MIN_REPORT_COMPUTE_CHECKED, checked
 
 
 def test_every_result_and_claim_cites_a_known_source(cat):

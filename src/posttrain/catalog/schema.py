@@ -255,8 +255,15 @@ class ModelRole(str, Enum):
 
 class Compute(Strict):
     models_in_memory: list[ModelRole] = Field(min_length=1, description="Models held during training or search.")
-    generations_per_prompt: int = Field(ge=0, description="Completions sampled per prompt in the paper's setup.")
-    source: str = Field(pattern=SOURCE_PATTERN, description="Paper id stating the models and generations.")
+    generations_per_prompt: int = Field(
+        ge=0,
+        description="Completions sampled per prompt: in the paper's setup, or in this project's default run "
+        "when the source is a committed report (no verified figure from the paper).",
+    )
+    source: str = Field(
+        pattern=SOURCE_PATTERN,
+        description="Paper id, or the report of the plugin's run, stating the models and generations.",
+    )
     where: str | None = Field(None, min_length=1)
     cost_vs_sft: Claim = Field(description="Cost relative to supervised fine-tuning on the same data.")
 
