@@ -15,7 +15,8 @@ upper-bounds DPO's, so it can learn from thumbs-up / thumbs-down data; on pairs 
 response's reward away from 0 separately.
 
 Deviations from the paper:
-1. No reward shift δ: the paper subtracts a running mean of the rewards from the logit
+1. No reward shift δ: the paper subtracts δ, a moving average of half the sum of the mean chosen
+   and mean rejected rewards (its Eq. 7), from the logit
    (−log σ(r_w − δ) − log σ(−(r_l − δ))); TRL's ``bco_pair`` and this plugin use δ = 0. The
    paper's underlying-distribution matching (density-ratio weights) is left out too.
 2. AdamW with warmup and cosine decay; learning rate and step count sized for the embedded model.
