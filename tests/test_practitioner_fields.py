@@ -25,16 +25,6 @@ from posttrain.catalog.load import load_catalog, validate
 REPO = Path(__file__).resolve().parents[1]
 # entries without a verified generations-per-prompt figure have no compute block
 NO_COMPUTE = {
-    "prime",
-    "high-entropy-token-rl",
-    "clip-cov",
-    "tis-mis",
-    "mcts",
-    "dapo",
-    "tree-of-thoughts",
-    "compute-optimal",
-    "dr-grpo",
-    "budget-forcing",
     "distill-step-by-step",
     "step-dpo",
     "speculative-rejection",
