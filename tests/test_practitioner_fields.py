@@ -25,21 +25,6 @@ from posttrain.catalog.load import load_catalog, validate
 REPO = Path(__file__).resolve().parents[1]
 # entries without a verified generations-per-prompt figure have no compute block
 NO_COMPUTE = {
-    "distill-step-by-step",
-    "step-dpo",
-    "speculative-rejection",
-    "particle-filtering",
-    "rlaif",
-    "lite-ppo",
-    "reinforce",
-    "gspo",
-    "cispo",
-    "sapo",
-    "gmpo",
-    "on-policy-distillation",
-    "r1-recipe",
-    "rejection-sampling-ft",
-    "gkd",
     "cot-distill",
     "dialogue-tuning",
     "beam-search",
