@@ -24,23 +24,7 @@ from posttrain.catalog.load import load_catalog, validate
 
 REPO = Path(__file__).resolve().parents[1]
 # entries without a verified generations-per-prompt figure have no compute block
-NO_COMPUTE = {
-    "cot-distill",
-    "dialogue-tuning",
-    "beam-search",
-    "cot",
-    "confidence-sampling",
-    "dvts",
-    "graph-of-thoughts",
-    "self-polish",
-    "hinge",
-    "spin",
-    "rlhf",
-    "mpo",
-    "exo-pair",
-    "sppo-hard",
-    "ttrl",
-}
+NO_COMPUTE: set[str] = set()
 # every runnable entry (one with a plugin) has them: the "every runnable method's page"
 FILLED = sorted(
     path.stem
