@@ -28,48 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 # report-sourced compute blocks whose generations the test can read from the report
 MIN_REPORT_COMPUTE_CHECKED = 0
 # entries without a verified generations-per-prompt figure have no compute block
-NO_COMPUTE = {
-    "prime",
-    "high-entropy-token-rl",
-    "clip-cov",
-    "tis-mis",
-    "mcts",
-    "dapo",
-    "tree-of-thoughts",
-    "compute-optimal",
-    "dr-grpo",
-    "budget-forcing",
-    "distill-step-by-step",
-    "step-dpo",
-    "speculative-rejection",
-    "particle-filtering",
-    "rlaif",
-    "lite-ppo",
-    "reinforce",
-    "gspo",
-    "cispo",
-    "sapo",
-    "gmpo",
-    "on-policy-distillation",
-    "r1-recipe",
-    "rejection-sampling-ft",
-    "gkd",
-    "cot-distill",
-    "dialogue-tuning",
-    "beam-search",
-    "cot",
-    "confidence-sampling",
-    "dvts",
-    "graph-of-thoughts",
-    "self-polish",
-    "hinge",
-    "spin",
-    "rlhf",
-    "mpo",
-    "exo-pair",
-    "sppo-hard",
-    "ttrl",
-}
+NO_COMPUTE: set[str] = set()
 # every runnable entry (one with a plugin) has them: the "every runnable method's page"
 FILLED = sorted(
     path.stem
