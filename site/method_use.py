@@ -403,4 +403,14 @@ def _compute_needs(compute: Any, inline_md, cite) -> list[str]:
         f"({cite(compute.source, compute.where)}); cost against SFT: {inline_md(compute.cost_vs_sft.text)} "
         f"({cite(compute.cost_vs_sft.source, compute.cost_vs_sft.where)})"
     )
+    if compute.cost_vs_sft.source.startswith("reports/"):
+        line += f" {REPORT_SECONDS_CAVEAT}"
     return [line, ""]
+
+
+# The committed reports were recorded one at a time on a shared 2-core machine, on different days:
+# grpo's 200 steps took 39.43 s in reports/runs/grpo.json and 5.62 s in grpo-top-entropy.json.
+REPORT_SECONDS_CAVEAT = (
+    "*Seconds come from single CPU runs recorded under different machine loads: compare the models, the "
+    "generations and the sampling share, not the seconds across methods.*"
+)
