@@ -52,12 +52,11 @@ from posttrain.rl.group import (
     SMOKE,
     Objective,
     TokenShaping,
-    clipped_surrogate,
+    clipped_token_objective,
     group_advantages,
-    shape_surrogate,
-    token_stats,
     train_group_policy,
 )
+from posttrain.rl.policy_gradient import masked_mean
 from posttrain.rl.rollout import Rollout, concat_rollouts, sampling_from_config
 from posttrain.rl.rollout_config import GroupConfig
 
@@ -114,9 +113,10 @@ def dapo_loss(
 
     ``shaping`` (the token-level options, posttrain.rl.group) reweights the surrogate per token; the
     token-level average stays over all real tokens, kept or not."""
-    surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], eps_low, eps_high)
-    loss = -(shape_surrogate(surrogate, shaping) * mask).sum() / mask.sum().clamp(min=1)
-    return loss, token_stats(torch.zeros_like(logps), clipped, mask)
+    per_token, stats = clipped_token_objective(
+        logps, old_logps, None, advantages, mask, eps_low, eps_high, shaping=shaping
+    )
+    return -masked_mean(per_token, mask), stats
 
 
 def dynamic_sample(

@@ -37,10 +37,7 @@ from posttrain.rl.group import (
     SMOKE,
     Objective,
     TokenShaping,
-    clipped_surrogate,
-    reference_kl,
-    shape_surrogate,
-    token_stats,
+    clipped_token_objective,
     train_group_policy,
 )
 from posttrain.rl.rollout import Rollout
@@ -83,11 +80,10 @@ def dr_grpo_loss(
     ``shaping`` (the token-level options, posttrain.rl.group) reweights the surrogate per token; the
     KL term and the constant normaliser stay as they are.
     """
-    surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
-    kl = reference_kl(logps, ref_logps)
-    per_token = (shape_surrogate(surrogate, shaping) - beta * kl) * mask
-    loss = -per_token.sum() / (mask.shape[0] * max_length)
-    return loss, token_stats(kl, clipped, mask)
+    per_token, stats = clipped_token_objective(
+        logps, old_logps, ref_logps, advantages, mask, epsilon, epsilon, beta, shaping
+    )
+    return -(per_token * mask).sum() / (mask.shape[0] * max_length), stats
 
 
 # --- run ------------------------------------------------------------------------------------------

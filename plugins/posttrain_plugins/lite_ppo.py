@@ -57,12 +57,10 @@ from posttrain.rl.group import (
     SMOKE,
     Objective,
     TokenShaping,
-    clipped_surrogate,
-    reference_kl,
-    shape_surrogate,
-    token_stats,
+    clipped_token_objective,
     train_group_policy,
 )
+from posttrain.rl.policy_gradient import masked_mean
 from posttrain.rl.rollout import Rollout
 from posttrain.rl.rollout_config import GroupConfig
 
@@ -110,11 +108,10 @@ def token_level_ppo_loss(
     tokens give weights 1/4 each, where GRPO's per-completion mean gives 1/2 and 1/6. With equal
     lengths the two coincide. ``shaping`` (GroupConfig's token-level options) reweights the surrogate.
     """
-    surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
-    kl = reference_kl(logps, ref_logps)
-    per_token = shape_surrogate(surrogate, shaping) - beta * kl
-    loss = -(per_token * mask).sum() / mask.sum().clamp(min=1)
-    return loss, token_stats(kl, clipped, mask)
+    per_token, stats = clipped_token_objective(
+        logps, old_logps, ref_logps, advantages, mask, epsilon, epsilon, beta, shaping
+    )
+    return -masked_mean(per_token, mask), stats
 
 
 # --- run ------------------------------------------------------------------------------------------

@@ -67,7 +67,8 @@ from posttrain.errors import UserError
 from posttrain.generation.logprobs import batched_logprobs, completion_logprobs
 from posttrain.generation.sampler import Sampling
 from posttrain.hf import frozen_reference, load_policy, lora_settings, reference_mode
-from posttrain.rl.group import SMOKE, Objective, clipped_surrogate, token_stats, train_group_policy
+from posttrain.rl.group import SMOKE, Objective, clipped_token_objective, train_group_policy
+from posttrain.rl.policy_gradient import masked_mean, whiten
 from posttrain.rl.rollout import Rollout, concat_rollouts
 from posttrain.rl.rollout_config import RolloutConfig
 
@@ -149,14 +150,6 @@ def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) 
     return returns
 
 
-def whiten(advantages: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(A - mean) / sqrt(var + eps) over the real tokens (biased variance), 0 off the mask."""
-    tokens = mask.sum().clamp(min=1)
-    mean = (advantages * mask).sum() / tokens
-    var = (((advantages - mean) * mask) ** 2).sum() / tokens
-    return (advantages - mean) * torch.rsqrt(var + eps) * mask
-
-
 def prime_advantages(
     outcome_rewards: torch.Tensor,
     process_rewards: torch.Tensor,
@@ -191,9 +184,8 @@ def prime_policy_loss(
 
     On-policy (rho = 1) the loss is minus the mean advantage over the tokens.
     """
-    surrogate, clipped = clipped_surrogate(logps, old_logps, advantages, epsilon, epsilon)
-    loss = -(surrogate * mask).sum() / mask.sum().clamp(min=1)
-    return loss, token_stats(torch.zeros_like(logps), clipped, mask)
+    per_token, stats = clipped_token_objective(logps, old_logps, None, advantages, mask, epsilon, epsilon)
+    return -masked_mean(per_token, mask), stats
 
 
 def accuracy_in_range(rewards: torch.Tensor, low: float, high: float) -> torch.Tensor:

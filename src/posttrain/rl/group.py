@@ -214,6 +214,26 @@ def shape_surrogate(surrogate: torch.Tensor, shaping: TokenShaping | None) -> to
     return surrogate * shaping.weights - shaping.penalty
 
 
+def clipped_token_objective(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    ref_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float,
+    eps_high: float,
+    beta: float = 0.0,
+    shaping: TokenShaping | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The per-token term the PPO-clip group losses share, (N, C): the clipped surrogate, reweighted by
+    the token options, minus beta * k3 KL; with the micro-batch's KL and clip stats. ``advantages`` is
+    (N,) (one per completion) or (N, C) (per token). Each loss then applies its own normaliser."""
+    per_token_advantages = advantages[:, None] if advantages.dim() == 1 else advantages
+    surrogate, clipped = clipped_surrogate(logps, old_logps, per_token_advantages, eps_low, eps_high)
+    kl = reference_kl(logps, ref_logps)
+    return shape_surrogate(surrogate, shaping) - beta * kl, token_stats(kl, clipped, mask)
+
+
 # GRPO's loss (DeepSeekMath arXiv:2402.03300, Eq. 3-4), used by the grpo and ttrl plugins.
 
 
@@ -231,10 +251,10 @@ def grpo_loss(
     tokens, then over completions. logps/old/ref/mask (N, C); advantages (N,). ``shaping`` (the
     token-level options above) reweights the surrogate per token; the KL term and the
     1/|o_i| normalisation stay as they are."""
-    surrogate, clipped = clipped_surrogate(logps, old_logps, advantages[:, None], epsilon, epsilon)
-    kl = reference_kl(logps, ref_logps)
-    per_token = shape_surrogate(surrogate, shaping) - beta * kl
-    return -sequence_mean(per_token, mask), token_stats(kl, clipped, mask)
+    per_token, stats = clipped_token_objective(
+        logps, old_logps, ref_logps, advantages, mask, epsilon, epsilon, beta, shaping
+    )
+    return -sequence_mean(per_token, mask), stats
 
 
 IS_WEIGHTS = {"tis": truncated_is_weights, "mis": masked_is_weights}
